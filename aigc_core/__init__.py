@@ -1,0 +1,49 @@
+"""aigc: from raw data to finished content in one configured pipeline.
+
+The public API for plugins and users. Names that need torch (``DataSource``, ``Generator``,
+``DataParams``) are imported on first access, so ``import aigc_core`` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .atomic import atomic_path, atomic_write, sha256_file, write_bytes, write_json, write_text
+from .base import Component, Exporter, Metric, MetricContext, NoParams, PostProcessor
+from .content import MODALITIES, Content, Item
+from .errors import AigcError, CheckpointError, ConfigError, DataError, PluginError, UsageError
+from .plugins import get_registry, hookimpl
+from .seeding import sample_seed, torch_generator
+
+__version__ = "0.1.0"
+#: The plugin API this core provides; plugins declare the major version they target.
+PLUGIN_API_VERSION = "1.0"
+
+_LAZY = {
+    "DataSource": "aigc_core.components",
+    "Generator": "aigc_core.components",
+    "DataParams": "aigc_core.components",
+    "split_indices": "aigc_core.components",
+    "Pipeline": "aigc_core.pipeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aigc_core' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "AigcError", "CheckpointError", "Component", "ConfigError", "Content", "DataError",
+    "DataParams", "DataSource", "Exporter", "Generator", "Item", "MODALITIES", "Metric",
+    "MetricContext", "NoParams", "PLUGIN_API_VERSION", "Pipeline", "PluginError",
+    "PostProcessor", "UsageError", "atomic_path", "atomic_write", "get_registry", "hookimpl",
+    "sample_seed", "sha256_file", "split_indices", "torch_generator", "write_bytes",
+    "write_json", "write_text",
+]

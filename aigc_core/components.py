@@ -1,0 +1,194 @@
+"""Lightning bases for data sources and generators.
+
+Imported only when a pipeline builds a component, never at discovery: it pulls in torch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .base import NoParams
+from .content import Content
+from .errors import CheckpointError
+
+
+@dataclass
+class DataParams:
+    """Parameters every data source shares; a source's own ``Params`` subclasses this."""
+
+    batch_size: int = 64
+    num_workers: int = 0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    limit: int | None = None  # keep at most this many items (fast tests, quick looks)
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("batch_size: must be at least 1")
+        if self.num_workers < 0:
+            raise ValueError("num_workers: must be 0 or more")
+        for key in ("val_fraction", "test_fraction"):
+            if not 0.0 <= getattr(self, key) < 0.5:
+                raise ValueError(f"{key}: must be in [0, 0.5)")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError("limit: must be at least 1")
+
+
+def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int):
+    """Deterministic train/val/test index split: the same seed gives the same split."""
+    g = torch.Generator().manual_seed(int(seed))
+    order = torch.randperm(n, generator=g).tolist()
+    n_val = int(round(n * val_fraction))
+    n_test = int(round(n * test_fraction))
+    return {
+        "val": sorted(order[:n_val]),
+        "test": sorted(order[n_val:n_val + n_test]),
+        "train": sorted(order[n_val + n_test:]),
+    }
+
+
+class DataSource(pl.LightningDataModule):
+    """Raw content of one modality, split into train/val/test; knows nothing of models.
+
+    Subclasses set ``modality`` and ``Params`` and implement ``setup`` (read the data) and
+    ``split(name)`` (a Dataset). Item formats per modality: image ``(float CHW in [0, 1], label)``,
+    text ``str``, audio ``(float waveform of shape (samples,), label)``. ``info`` describes the
+    data to generators (``shape``, ``num_classes``, ``classes``, ``sample_rate``...).
+    """
+
+    modality: ClassVar[str] = ""
+    Params: ClassVar[type] = DataParams
+    component_name: ClassVar[str] = ""
+
+    def __init__(self, params: Any = None, seed: int = 0):
+        super().__init__()
+        self.params = params if params is not None else self.Params()
+        self.seed = int(seed)
+
+    @property
+    def info(self) -> dict:
+        raise NotImplementedError
+
+    def split(self, name: str) -> Dataset:
+        raise NotImplementedError
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        g = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            self.split(name),
+            batch_size=self.params.batch_size,
+            shuffle=shuffle,
+            generator=g if shuffle else None,
+            num_workers=self.params.num_workers,
+            persistent_workers=self.params.num_workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+class Generator(pl.LightningModule):
+    """A model that learns from a data source and makes new content.
+
+    Subclasses set ``modality``, ``Params`` (architecture), ``GenerateOptions`` (options of
+    ``generate``) and implement ``__init__(params, info)``, the Lightning training hooks and
+    ``generate``. The default artifact is ``model.safetensors`` + ``model.json``; override
+    ``save_artifact``/``load_artifact`` for another layout (the text plugin writes the Hugging Face
+    layout).
+    """
+
+    modality: ClassVar[str] = ""
+    Params: ClassVar[type] = NoParams
+    GenerateOptions: ClassVar[type] = NoParams
+    component_name: ClassVar[str] = ""
+
+    def __init__(self, params: Any, info: dict):
+        super().__init__()
+        self.params = params
+        self.info = dict(info)
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def build(cls, params: Any, source: DataSource, workdir: Path) -> "Generator":
+        """Make an untrained generator for this data. ``workdir`` may hold fitted preprocessing."""
+        return cls(params, source.info)
+
+    def datamodule(self, source: DataSource) -> pl.LightningDataModule:
+        """The data the Trainer sees; override to add model-specific preprocessing."""
+        return source
+
+    # -- generation -----------------------------------------------------------------------
+    def generate(self, n: int, seed: int = 0, **options: Any) -> Content:  # pragma: no cover
+        raise NotImplementedError
+
+    # -- artifacts ------------------------------------------------------------------------
+    def artifact_state(self) -> dict[str, torch.Tensor]:
+        """Tensors needed for generation (the EMA copy, not the discriminator, say)."""
+        return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+
+    def save_artifact(self, directory: Path) -> list[Path]:
+        """Write what ``load_artifact`` needs into ``directory`` (which is fresh and private)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        weights = directory / "model.safetensors"
+        save_file(self.artifact_state(), str(weights))
+        meta = directory / "model.json"
+        meta.write_text(json.dumps({"info": _jsonable(self.info)}, indent=2))
+        return [weights, meta]
+
+    @classmethod
+    def load_artifact(cls, directory: Path, params: Any, info: dict | None = None) -> "Generator":
+        """Rebuild from ``save_artifact``'s files; loads tensors only, never pickles."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        weights = directory / "model.safetensors"
+        meta = directory / "model.json"
+        if not weights.is_file() or not meta.is_file():
+            raise CheckpointError(f"{directory}: no model.safetensors/model.json here")
+        try:
+            saved_info = json.loads(meta.read_text())["info"]
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"{meta}: unreadable model metadata ({exc})") from None
+        model = cls(params, info or saved_info)
+        try:
+            state = load_file(str(weights))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{weights}: corrupt or truncated checkpoint ({exc})") from None
+        model.load_artifact_state(state)
+        model.eval()
+        return model
+
+    def load_artifact_state(self, state: dict[str, torch.Tensor]) -> None:
+        try:
+            self.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise CheckpointError(f"checkpoint does not fit {type(self).__name__}: {first}") from None
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value):
+        return asdict(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

@@ -1,0 +1,309 @@
+"""Pipeline configuration: one OmegaConf YAML file plus ``key=value`` overrides.
+
+Each component declares its parameters as a dataclass; ``build_params`` turns the user's
+mapping into an instance, and every error names the full key path (``generator.latent_dim``)
+and, for a typo, the closest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from .errors import ConfigError, UsageError
+
+
+@dataclass
+class TrainConfig:
+    """Passed to Lightning's Trainer (``accelerator``, ``devices``, ``strategy``... as Lightning names them)."""
+
+    max_epochs: int = 10
+    max_steps: int = -1
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    gradient_clip_val: Optional[float] = None
+    accumulate_grad_batches: int = 1
+    log_every_n_steps: int = 10
+    limit_train_batches: Optional[float] = None
+    limit_val_batches: Optional[float] = None
+    check_val_every_n_epoch: int = 1
+    checkpoint_every_n_epochs: int = 1
+    sample_every_n_epochs: int = 5
+    deterministic: bool = False
+    progress_bar: bool = True
+
+    def validate(self) -> None:
+        if self.max_epochs < 1 and self.max_steps < 1:
+            raise ValueError("max_epochs: must be at least 1 (or set max_steps)")
+        if self.num_nodes < 1:
+            raise ValueError("num_nodes: must be at least 1")
+        if self.accumulate_grad_batches < 1:
+            raise ValueError("accumulate_grad_batches: must be at least 1")
+        if self.sample_every_n_epochs < 0:
+            raise ValueError("sample_every_n_epochs: must be 0 (off) or more")
+        if self.checkpoint_every_n_epochs < 1:
+            raise ValueError("checkpoint_every_n_epochs: must be at least 1")
+        if not (self.devices == "auto" or isinstance(self.devices, (int, list))):
+            raise ValueError(f"devices: expected 'auto', a count or a list of ids, got {self.devices!r}")
+
+
+@dataclass
+class GenerateSection:
+    """How many samples ``aigc run`` makes, with which seed; the generator's options sit beside these."""
+
+    num_samples: int = 16
+    seed: Optional[int] = None
+    batch_size: int = 64
+
+    def validate(self) -> None:
+        if self.num_samples < 0:
+            raise ValueError("num_samples: must be 0 or more")
+        if self.batch_size < 1:
+            raise ValueError("batch_size: must be at least 1")
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "runs/${name}"
+    exporter: Optional[str] = None
+
+
+TOP_LEVEL = ("name", "seed", "data", "generator", "train", "generate", "postprocess", "metrics", "output")
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_raw(source: str | Path | Mapping, overrides: Sequence[str] = ()) -> dict:
+    """Read YAML (or take a mapping), apply dotlist overrides, resolve interpolations."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(source, Mapping):
+        where = "config"
+        try:
+            cfg = OmegaConf.create(dict(source))
+        except OmegaConfBaseException as exc:
+            raise ConfigError("", f"invalid config: {_first_line(exc)}") from None
+    else:
+        path = Path(source)
+        where = str(path)
+        if not path.is_file():
+            raise UsageError(f"{path}: no such config file")
+        try:
+            cfg = OmegaConf.load(path)
+        except Exception as exc:  # yaml.YAMLError and OmegaConf errors alike
+            raise ConfigError("", f"{path}: not valid YAML: {_first_line(exc)}") from None
+        if not isinstance(cfg, Mapping) and not OmegaConf.is_dict(cfg):
+            raise ConfigError("", f"{path}: the top level must be a mapping of keys")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"override {item!r}: expected key=value")
+        try:
+            parsed = OmegaConf.from_dotlist([f"v={value}"])["v"]
+            OmegaConf.update(cfg, key, parsed, merge=True, force_add=True)
+        except (OmegaConfBaseException, ValueError, TypeError, IndexError, KeyError) as exc:
+            raise ConfigError(key, f"bad override: {_first_line(exc)}") from None
+    try:
+        data = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", "") or ""
+        raise ConfigError(str(key), f"cannot resolve ({where}): {_first_line(exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("", f"{where}: the top level must be a mapping of keys")
+    return data
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------------
+# Validation of one parameter dataclass
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_type_name(a) for a in args) + " or null"
+    if origin in (list, Sequence):
+        return "list"
+    if origin is dict:
+        return "mapping"
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; convert only where it is lossless."""
+    if tp is Any or tp is typing.Any:
+        return value
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(key, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is typing.Literal:
+        allowed = typing.get_args(tp)
+        if value in allowed:
+            return value
+        close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(key, f"expected one of {', '.join(map(repr, allowed))}, got {value!r}{hint}")
+    if origin in (list, tuple, Sequence) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(key, f"expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        items = [_coerce(inner, v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple or tp is tuple else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, f"expected a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, f"expected a mapping, got {value!r}")
+        return build_params(tp, value, key)
+    if value is None:
+        raise ConfigError(key, f"expected {_type_name(tp)}, got null")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(key, f"expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(key, f"expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(key, f"expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(key, f"expected a string, got {value!r}")
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise ConfigError(key, f"expected {_type_name(tp)}, got {value!r}")
+
+
+def param_fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+
+def build_params(cls: type, values: Mapping | None, prefix: str, ignore: Sequence[str] = ()) -> Any:
+    """An instance of dataclass ``cls`` from ``values``; errors carry ``prefix.key``."""
+    if values is None:
+        values = {}
+    if not isinstance(values, Mapping):
+        raise ConfigError(prefix, f"expected a mapping of parameters, got {values!r}")
+    if not dataclasses.is_dataclass(cls):
+        raise ConfigError(prefix, f"{cls!r} does not declare its parameters as a dataclass")
+    fields = param_fields(cls)
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in ignore:
+            continue
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            valid = ", ".join(fields) if fields else "none"
+            raise ConfigError(full, f"unknown key{hint} (valid keys: {valid})")
+        kwargs[key] = _coerce(hints.get(key, Any), value, full)
+    for name, f in fields.items():
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{prefix}.{name}" if prefix else name, "missing required value")
+    instance = cls(**kwargs)
+    validate = getattr(instance, "validate", None)
+    if callable(validate):
+        try:
+            validate()
+        except ValueError as exc:
+            message = str(exc)
+            sub, sep, rest = message.partition(": ")
+            if sep and sub.replace("_", "").replace(".", "").isalnum() and " " not in sub:
+                raise ConfigError(f"{prefix}.{sub}" if prefix else sub, rest) from None
+            raise ConfigError(prefix, message) from None
+    return instance
+
+
+def params_to_dict(params: Any) -> dict:
+    return dataclasses.asdict(params) if dataclasses.is_dataclass(params) else {}
+
+
+def describe_params(cls: type) -> list[dict]:
+    """Name, type, default and help of each parameter: for docs, ``plugins info`` and the server."""
+    out = []
+    hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
+    for f in dataclasses.fields(cls) if dataclasses.is_dataclass(cls) else ():
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        out.append(
+            {
+                "name": f.name,
+                "type": _type_name(hints.get(f.name, Any)),
+                "default": None if default is dataclasses.MISSING else default,
+                "required": default is dataclasses.MISSING,
+                "help": f.metadata.get("help", ""),
+            }
+        )
+    return out
+
+
+def top_level_check(data: Mapping) -> None:
+    for key in data:
+        if key not in TOP_LEVEL:
+            close = difflib.get_close_matches(str(key), TOP_LEVEL, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(str(key), f"unknown top-level key{hint} (valid keys: {', '.join(TOP_LEVEL)})")
+    if "name" not in data:
+        raise ConfigError("name", "missing required value")
+    name = data["name"]
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise ConfigError("name", f"expected a plain run name without '/', got {name!r}")
+    for key in ("data", "generator"):
+        if not isinstance(data.get(key), Mapping):
+            raise ConfigError(key, "missing required section" if key not in data else "expected a mapping")

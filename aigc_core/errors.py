@@ -1,0 +1,37 @@
+"""Errors the user can act on.
+
+Every error that reaches the CLI is one of these: the CLI prints ``str(err)`` on one line and
+exits with ``err.exit_code``. Anything else is a bug and shows a traceback only with --debug.
+"""
+
+
+class AigcError(Exception):
+    """A failure the user can understand from one line (exit 1)."""
+
+    exit_code = 1
+
+
+class UsageError(AigcError):
+    """The command line or an argument is wrong (exit 2)."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A configuration value is wrong; the message starts with its full key path (exit 2)."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"{key}: {message}" if key else message)
+
+
+class PluginError(AigcError):
+    """A plugin failed to load or broke the contract; names the plugin and its distribution."""
+
+
+class CheckpointError(AigcError):
+    """A checkpoint is missing, truncated, foreign or fails its hash check."""
+
+
+class DataError(AigcError):
+    """Input data is missing, empty or unreadable; names the file or directory."""

@@ -1,0 +1,109 @@
+"""The whole contract between aigc and its plugins.
+
+A plugin is a module (named by an entry point in the group ``aigc``) that implements any of
+the hooks below with ``@aigc_core.hookimpl``. Each hook receives a ``register`` callable; the
+plugin calls it once per component it provides::
+
+    register(name, target, modality=..., description="")
+
+* ``name`` -- the name configs use (``generator: {name: dcgan}``); lowercase, dashes allowed.
+* ``target`` -- the component class, or better a ``"package.module:ClassName"`` string, so that
+  discovery imports nothing heavy: the module is imported only when a pipeline uses it.
+* ``modality`` -- ``"image"``, ``"text"`` or ``"audio"``; for post-processors, metrics and
+  exporters a sequence of the modalities accepted is allowed too.
+* ``description`` -- one line shown by ``aigc plugins list`` and ``aigc plugins info``.
+
+Implementations must not import torch, Lightning or transformers at module level: ``aigc --help``
+and ``aigc plugins list`` load every plugin and must stay fast.
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("aigc")
+
+
+@hookspec
+def aigc_register_data_sources(register):
+    """Register data sources: where raw content of one modality comes from.
+
+    A data source is a subclass of ``aigc_core.DataSource`` (a ``LightningDataModule``) with a
+    ``Params`` dataclass. It yields raw content and knows nothing of models: images as float CHW
+    in [0, 1], text as ``str``, audio as mono float waveforms with a sample rate.
+
+    Example::
+
+        @hookimpl
+        def aigc_register_data_sources(register):
+            register("my-scans", "my_plugin.scans:ScanFolder", modality="image",
+                     description="Grey-scale scans from a folder")
+    """
+
+
+@hookspec
+def aigc_register_generators(register):
+    """Register generators: models that learn from a data source and make new content.
+
+    A generator is a subclass of ``aigc_core.Generator`` (a ``LightningModule``) with a ``Params``
+    dataclass for its architecture and a ``GenerateOptions`` dataclass for ``generate``'s options.
+    It owns its preprocessing, training step and checkpoint, and implements
+    ``generate(n, seed=..., **options) -> Content`` deterministically for a given seed.
+
+    Example::
+
+        @hookimpl
+        def aigc_register_generators(register):
+            register("dcgan", "aigc_gan.model:DCGAN", modality="image",
+                     description="Deep convolutional GAN")
+    """
+
+
+@hookspec
+def aigc_register_postprocessors(register):
+    """Register post-processors: steps that change or drop generated items.
+
+    A post-processor is a subclass of ``aigc_core.PostProcessor`` with a ``Params`` dataclass and
+    ``__call__(content) -> Content``. It may change items (denoise, normalise loudness, redact) or
+    drop them (quality gates, with ``content.drop(item, by, reason)``). ``modality`` lists what
+    it accepts; ``aigc check`` refuses a pipeline that feeds it anything else.
+
+    Example::
+
+        @hookimpl
+        def aigc_register_postprocessors(register):
+            register("invert", "my_plugin.post:Invert", modality="image",
+                     description="Swap black and white")
+    """
+
+
+@hookspec
+def aigc_register_metrics(register):
+    """Register metrics: scores of a trained generator against held-out real data.
+
+    A metric is a subclass of ``aigc_core.Metric`` with a ``Params`` dataclass and
+    ``compute(context) -> dict[str, float]``; ``context`` is an ``aigc_core.MetricContext``
+    giving the generator, the data source, the generated content and a cache directory.
+    Metrics run offline: nothing may be downloaded.
+
+    Example::
+
+        @hookimpl
+        def aigc_register_metrics(register):
+            register("mean-brightness", "my_plugin.metrics:Brightness", modality="image")
+    """
+
+
+@hookspec
+def aigc_register_exporters(register):
+    """Register exporters: writers of finished content to files (PNG, WAV, TXT...).
+
+    An exporter is a subclass of ``aigc_core.Exporter`` with a ``Params`` dataclass and
+    ``export(content, directory) -> list[Path]``. It must write each file under a temporary
+    name and rename it (``aigc_core.atomic_write``). A pipeline uses ``output.exporter`` or, by
+    default, the exporter registered under the modality's own name (``image``, ``text``, ``audio``).
+
+    Example::
+
+        @hookimpl
+        def aigc_register_exporters(register):
+            register("webp", "my_plugin.export:WebP", modality="image")
+    """

@@ -1,0 +1,449 @@
+"""The orchestration API: one class that the CLI, the server and the tests all drive.
+
+    pipe = Pipeline.from_config("configs/quickstart.yaml", overrides=["train.max_epochs=1"])
+    run_dir = pipe.run()          # fit, generate, post-process, export, score
+
+    pipe = Pipeline.from_run_dir(run_dir)
+    content = pipe.generate(8, seed=1)
+
+Data flows one way: data source -> generator.fit -> generate -> post-processors -> exporter
+-> run directory (manifest.json). Nothing downstream reaches back upstream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from . import config as cfg
+from .atomic import sha256_file, write_json, write_text
+from .content import Content
+from .errors import AigcError, CheckpointError, ConfigError, UsageError
+from .plugins import get_registry
+from .registry import ComponentInfo, Registry
+
+CONFIG_FILE = "config.yaml"
+MANIFEST_FILE = "manifest.json"
+MODEL_DIR = "model"
+CHECKPOINT_DIR = "checkpoints"
+#: Keys whose change does not make a different run: training can go on with more epochs.
+RESUMABLE_CHANGES = ("train.max_epochs", "train.max_steps", "train.progress_bar", "train.devices",
+                     "train.accelerator", "train.strategy", "train.num_nodes")
+
+
+@dataclass
+class Part:
+    """One configured component: where it came from, its class and its validated parameters."""
+
+    key: str
+    info: ComponentInfo
+    cls: type
+    params: Any
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def build(self, *args: Any, **kwargs: Any) -> Any:
+        return self.cls(self.params, *args, **kwargs)
+
+
+class Pipeline:
+    def __init__(self, raw: Mapping, *, registry: Registry | None = None, run_dir: str | Path | None = None):
+        self.raw = dict(raw)
+        self.registry = registry or get_registry()
+        self._resolve()
+        self.run_dir = Path(run_dir) if run_dir is not None else Path(self.output.dir)
+        self._source = None
+        self._generator = None
+        self._checkpoint_sha = None
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, source: str | Path | Mapping, overrides: Sequence[str] = (), **kwargs: Any) -> "Pipeline":
+        return cls(cfg.load_raw(source, overrides), **kwargs)
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path, overrides: Sequence[str] = (), **kwargs: Any) -> "Pipeline":
+        """A pipeline over a finished run: its config and its trained generator."""
+        run_dir = Path(run_dir)
+        config_path = run_dir / CONFIG_FILE
+        if not config_path.is_file():
+            raise UsageError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
+        pipe = cls(cfg.load_raw(config_path, overrides), run_dir=run_dir, **kwargs)
+        pipe.load_generator()
+        return pipe
+
+    def _resolve(self) -> None:
+        raw = self.raw
+        cfg.top_level_check(raw)
+        self.name: str = raw["name"]
+        seed = raw.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError("seed", f"expected an integer, got {seed!r}")
+        self.seed: int = seed
+        reg = self.registry
+
+        data = dict(raw["data"])
+        if "source" not in data:
+            raise ConfigError("data.source", "missing required value")
+        info = reg.get("data_source", data["source"], "data.source")
+        klass = info.load()
+        self.data = Part("data", info, klass, cfg.build_params(klass.Params, data, "data", ignore=("source",)))
+
+        gen = dict(raw["generator"])
+        if "name" not in gen:
+            raise ConfigError("generator.name", "missing required value")
+        info = reg.get("generator", gen["name"], "generator.name")
+        klass = info.load()
+        self.gen = Part("generator", info, klass, cfg.build_params(klass.Params, gen, "generator", ignore=("name",)))
+        self.modality = self.gen.info.modalities[0]
+        if self.data.info.modalities[0] != self.modality:
+            raise ConfigError(
+                "data.source",
+                f"data source {self.data.name!r} gives {self.data.info.modality} but generator "
+                f"{self.gen.name!r} makes {self.modality}",
+            )
+
+        self.train = cfg.build_params(cfg.TrainConfig, raw.get("train"), "train")
+        self.output = cfg.build_params(cfg.OutputConfig, raw.get("output") or {"dir": f"runs/{self.name}"}, "output")
+
+        gen_section = raw.get("generate") or {}
+        if not isinstance(gen_section, Mapping):
+            raise ConfigError("generate", f"expected a mapping, got {gen_section!r}")
+        own = {f.name for f in dataclasses.fields(cfg.GenerateSection)}
+        self.generate_section = cfg.build_params(
+            cfg.GenerateSection, {k: v for k, v in gen_section.items() if k in own}, "generate"
+        )
+        self.generate_options = self.validate_options({k: v for k, v in gen_section.items() if k not in own}, "generate")
+
+        self.postprocessors = [self._part("postprocessor", "postprocess", i, spec)
+                               for i, spec in enumerate(self._list("postprocess"))]
+        self.metrics = [self._part("metric", "metrics", i, spec) for i, spec in enumerate(self._list("metrics"))]
+        exporter_name = self.output.exporter or self.modality
+        info = reg.get("exporter", exporter_name, "output.exporter", modality=self.modality)
+        if self.modality not in info.modalities:
+            raise ConfigError("output.exporter", f"exporter {exporter_name!r} writes {info.modality}, not {self.modality}")
+        klass = info.load()
+        self.exporter = Part("output.exporter", info, klass, klass.Params())
+
+    def _list(self, key: str) -> list:
+        value = self.raw.get(key) or []
+        if not isinstance(value, list):
+            raise ConfigError(key, f"expected a list of {{name: ...}} entries, got {value!r}")
+        return value
+
+    def _part(self, kind: str, key: str, index: int, spec: Any) -> Part:
+        where = f"{key}[{index}]"
+        if isinstance(spec, str):
+            spec = {"name": spec}
+        if not isinstance(spec, Mapping) or "name" not in spec:
+            raise ConfigError(where, f"expected a mapping with a 'name', got {spec!r}")
+        info = self.registry.get(kind, spec["name"], f"{where}.name", modality=self.modality)
+        if self.modality not in info.modalities:
+            raise ConfigError(
+                f"{where}.name",
+                f"{info.name!r} accepts {info.modality}, but generator {self.gen.name!r} makes {self.modality}",
+            )
+        klass = info.load()
+        return Part(where, info, klass, cfg.build_params(klass.Params, spec, where, ignore=("name",)))
+
+    def validate_options(self, options: Mapping, prefix: str = "generate") -> Any:
+        """The generator's options dataclass from a mapping, with the usual key-path errors."""
+        return cfg.build_params(self.gen.cls.GenerateOptions, dict(options), prefix)
+
+    def check(self) -> "Pipeline":
+        """Everything was validated on construction; kept as the documented, explicit step."""
+        return self
+
+    # -- run directory -----------------------------------------------------------------------
+    def _training_config(self) -> dict:
+        keep = {k: self.raw.get(k) for k in ("name", "seed", "data", "generator", "train")}
+        keep["seed"] = self.seed
+        return json.loads(json.dumps(keep, default=str))
+
+    def prepare_run_dir(self, restart: bool = False) -> bool:
+        """Create or reopen the run directory; True when an earlier run can be resumed."""
+        run_dir = self.run_dir
+        config_path = run_dir / CONFIG_FILE
+        resumable = False
+        if config_path.is_file():
+            old = Pipeline._flat(self._stored_training_config(config_path))
+            new = Pipeline._flat(self._training_config())
+            diff = sorted(k for k in set(old) | set(new)
+                          if old.get(k) != new.get(k) and not any(k == r or k.startswith(r + ".") for r in RESUMABLE_CHANGES))
+            if diff and not restart:
+                raise UsageError(
+                    f"{run_dir} holds a run of another config (differs at {diff[0]}); "
+                    f"use --restart to start over or set output.dir to another directory"
+                )
+            if restart:
+                self._clear(run_dir)
+            else:
+                resumable = True
+        elif run_dir.exists() and any(run_dir.iterdir()) and not restart:
+            raise UsageError(f"{run_dir} exists and is not a run directory; choose another output.dir")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=run_dir, prefix=".probe.", delete=True)
+            probe.close()
+        except OSError as exc:
+            raise AigcError(f"{run_dir}: run directory is not writable ({exc.strerror or exc})") from None
+        write_text(config_path, _to_yaml(self.raw))
+        return resumable
+
+    @staticmethod
+    def _stored_training_config(path: Path) -> dict:
+        try:
+            raw = cfg.load_raw(path)
+        except AigcError:
+            return {}
+        keep = {k: raw.get(k) for k in ("name", "seed", "data", "generator", "train")}
+        keep["seed"] = raw.get("seed", 0)
+        return json.loads(json.dumps(keep, default=str))
+
+    @staticmethod
+    def _flat(d: Any, prefix: str = "") -> dict:
+        out = {}
+        if isinstance(d, dict):
+            for k, v in d.items():
+                out.update(Pipeline._flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        else:
+            out[prefix] = d
+        return out
+
+    @staticmethod
+    def _clear(run_dir: Path) -> None:
+        if not (run_dir / CONFIG_FILE).is_file():
+            return
+        for child in run_dir.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+
+    def manifest(self) -> dict:
+        path = self.run_dir / MANIFEST_FILE
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except ValueError:
+                return {}
+        return {}
+
+    def _update_manifest(self, **sections: Any) -> dict:
+        manifest = self.manifest()
+        manifest.update(
+            {
+                "name": self.name,
+                "seed": self.seed,
+                "modality": self.modality,
+                "versions": self._versions(),
+                "config": self.raw,
+            }
+        )
+        for key, value in sections.items():
+            if isinstance(value, dict) and isinstance(manifest.get(key), dict):
+                manifest[key] = {**manifest[key], **value}
+            else:
+                manifest[key] = value
+        write_json(self.run_dir / MANIFEST_FILE, manifest)
+        return manifest
+
+    def _versions(self) -> dict:
+        plugins = {}
+        for part in [self.data, self.gen, *self.postprocessors, *self.metrics, self.exporter]:
+            p = self.registry.plugins.get(part.info.plugin)
+            if p is not None:
+                plugins[p.distribution] = p.version
+        versions = {"python": platform.python_version(), "plugins": plugins}
+        if "torch" in sys.modules:
+            versions["torch"] = sys.modules["torch"].__version__
+        core = self.registry.plugins.get("builtin")
+        versions["aigc-core"] = core.version if core else "?"
+        return versions
+
+    # -- the stages ---------------------------------------------------------------------------
+    def data_source(self):
+        """The data source, set up for fitting (reads the data on first call)."""
+        if self._source is None:
+            source = self.data.cls(self.data.params, seed=self.seed)
+            source.setup("fit")
+            self._source = source
+        return self._source
+
+    def fit(self, restart: bool = False):
+        """Train the generator with Lightning; resumes from the run's last checkpoint if there is one."""
+        from .training import fit
+
+        resumable = self.prepare_run_dir(restart=restart)
+        started = time.perf_counter()
+        generator, summary = fit(self, resume=resumable)
+        self._generator = generator
+        files = self._save_artifact(generator)
+        self._update_manifest(
+            training=summary,
+            checkpoint={"dir": MODEL_DIR, "files": files},
+            timings={"fit_s": round(time.perf_counter() - started, 3)},
+        )
+        return generator
+
+    def _save_artifact(self, generator) -> dict:
+        """Write the generator to model/ via a temporary directory swapped in by rename."""
+        final = self.run_dir / MODEL_DIR
+        tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=self.run_dir))
+        try:
+            generator.save_artifact(tmp)
+            files = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+            old = None
+            if final.exists():
+                old = self.run_dir / f".model.old.{os.getpid()}"
+                os.replace(final, old)
+            os.replace(tmp, final)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._checkpoint_sha = _combined_hash(files)
+        return files
+
+    def load_generator(self):
+        """Load the trained generator from model/, verified against the manifest's sha256."""
+        model_dir = self.run_dir / MODEL_DIR
+        if not model_dir.is_dir():
+            raise CheckpointError(f"{self.run_dir}: no trained model here (missing {MODEL_DIR}/); run 'aigc run' first")
+        recorded = (self.manifest().get("checkpoint") or {}).get("files")
+        if recorded:
+            for rel, digest in recorded.items():
+                path = model_dir / rel
+                if not path.is_file():
+                    raise CheckpointError(f"{path}: checkpoint file missing")
+                if sha256_file(path) != digest:
+                    raise CheckpointError(f"{path}: checkpoint is corrupt or truncated (sha256 differs from manifest.json)")
+            self._checkpoint_sha = _combined_hash(recorded)
+        generator_name = (self.manifest().get("config") or {}).get("generator", {}).get("name")
+        if generator_name and generator_name != self.gen.name:
+            raise CheckpointError(f"{model_dir}: holds a {generator_name!r} checkpoint, not {self.gen.name!r}")
+        self._generator = self.gen.cls.load_artifact(model_dir, self.gen.params)
+        return self._generator
+
+    @property
+    def generator(self):
+        if self._generator is None:
+            self.load_generator()
+        return self._generator
+
+    def generate(self, n: int | None = None, seed: int | None = None, **options: Any) -> Content:
+        """New content from the trained generator; same seed, same content."""
+        n = self.generate_section.num_samples if n is None else int(n)
+        if n < 0:
+            raise UsageError(f"number of samples must be 0 or more, got {n}")
+        if seed is None:
+            seed = self.generate_section.seed if self.generate_section.seed is not None else self.seed
+        merged = {**dataclasses.asdict(self.generate_options), **options}
+        opts = self.validate_options(merged)
+        content = self.generator.generate(n, seed=seed, **dataclasses.asdict(opts))
+        return self.stamp(content, seed)
+
+    def stamp(self, content: Content, seed: int) -> Content:
+        """Add provenance that only the pipeline knows to every item."""
+        for index, item in enumerate(content.items):
+            item.meta.setdefault("index", index)
+            item.meta.setdefault("seed", seed)
+            item.meta["generator"] = self.gen.name
+            item.meta["run"] = self.name
+            if self._checkpoint_sha:
+                item.meta["checkpoint_sha256"] = self._checkpoint_sha
+        return content
+
+    def postprocess(self, content: Content) -> Content:
+        for part in self.postprocessors:
+            processor = part.build()
+            before = content.modality
+            content = processor(content)
+            if not isinstance(content, Content) or content.modality != before:
+                raise AigcError(f"{part.key} ({part.name}) returned something other than {before} Content")
+        return content
+
+    def export(self, content: Content, out_dir: str | Path | None = None) -> list[Path]:
+        out = Path(out_dir) if out_dir is not None else self.run_dir / "outputs"
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AigcError(f"{out}: cannot create output directory ({exc.strerror or exc})") from None
+        try:
+            return self.exporter.build().export(content, out)
+        except OSError as exc:
+            raise AigcError(f"{out}: writing outputs failed ({exc.strerror or exc}); earlier files are intact") from None
+
+    def score(self, content: Content) -> dict:
+        from .base import MetricContext
+
+        results = {}
+        cache = Path(os.environ.get("AIGC_CACHE_DIR") or Path.home() / ".cache" / "aigc")
+        for part in self.metrics:
+            context = MetricContext(self.generator, self.data_source(), content, cache, self.seed, self.run_dir)
+            results[part.name] = part.build().compute(context)
+        return results
+
+    def run(self, restart: bool = False) -> Path:
+        """Fit, generate, post-process, export and score; returns the run directory."""
+        t0 = time.perf_counter()
+        self.fit(restart=restart)
+        t1 = time.perf_counter()
+        content = self.generate()
+        t2 = time.perf_counter()
+        content = self.postprocess(content)
+        t3 = time.perf_counter()
+        outputs_dir = self.run_dir / "outputs"
+        if outputs_dir.exists():
+            shutil.rmtree(outputs_dir)
+        files = self.export(content, outputs_dir)
+        t4 = time.perf_counter()
+        metrics = self.score(content)
+        t5 = time.perf_counter()
+        from .plotting import plot_losses
+
+        extra = plot_losses(self.run_dir)
+        outputs = [
+            {"path": str(p.relative_to(self.run_dir)), "sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in [*files, *extra]
+        ]
+        self._update_manifest(
+            metrics=metrics,
+            outputs=outputs,
+            dropped=[{"index": i.meta.get("index"), **i.meta.get("dropped", {})} for i in content.dropped],
+            timings={
+                "generate_s": round(t2 - t1, 3),
+                "postprocess_s": round(t3 - t2, 3),
+                "export_s": round(t4 - t3, 3),
+                "metrics_s": round(t5 - t4, 3),
+                "total_s": round(time.perf_counter() - t0, 3),
+            },
+        )
+        return self.run_dir
+
+
+def _combined_hash(files: Mapping[str, str]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(f"{rel}:{files[rel]}\n".encode())
+    return h.hexdigest()
+
+
+def _to_yaml(data: Mapping) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.create(dict(data)))

@@ -1,0 +1,180 @@
+"""Plugin discovery: the built-in plugin first, then entry points of the group ``aigc``.
+
+Environment:
+
+* ``AIGC_LOAD_PLUGINS=a,b`` loads only those plugins (by entry-point or distribution name);
+  set and empty, it loads none but the built-in one, as ``LLM_LOAD_PLUGINS`` does for ``llm``.
+* ``AIGC_STRICT_PLUGINS=1`` turns every plugin problem into an error (CI, plugin authors).
+* ``AIGC_TRACE_HOOKS=1`` prints each hook call with its plugin and timing to stderr.
+
+A plugin that fails to import or to register is reported (plugin, distribution, error) and
+skipped; the rest keep working.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+from .registry import KINDS, PluginInfo, Registry
+
+ENTRY_POINT_GROUP = "aigc"
+BUILTIN_NAME = "builtin"
+HOOKS = {
+    "data_source": "aigc_register_data_sources",
+    "generator": "aigc_register_generators",
+    "postprocessor": "aigc_register_postprocessors",
+    "metric": "aigc_register_metrics",
+    "exporter": "aigc_register_exporters",
+}
+
+hookimpl = pluggy.HookimplMarker("aigc")
+
+_registry: Registry | None = None
+
+
+def strict_mode() -> bool:
+    return os.environ.get("AIGC_STRICT_PLUGINS", "").lower() in ("1", "true", "yes")
+
+
+def _selected() -> set[str] | None:
+    raw = os.environ.get("AIGC_LOAD_PLUGINS")
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _core_version() -> str:
+    try:
+        return metadata.version("aigc-core")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _trace(pm: pluggy.PluginManager) -> None:
+    starts: list[float] = []
+
+    def before(hook_name, impls, kwargs):
+        starts.append(time.perf_counter())
+        names = ", ".join(impl.plugin_name for impl in impls)
+        print(f"aigc trace: {hook_name} -> [{names}]", file=sys.stderr)
+
+    def after(outcome, hook_name, impls, kwargs):
+        elapsed = (time.perf_counter() - starts.pop()) * 1000 if starts else 0.0
+        print(f"aigc trace: {hook_name} done in {elapsed:.2f} ms", file=sys.stderr)
+
+    pm.add_hookcall_monitoring(before, after)
+
+
+def load_plugins() -> Registry:
+    """Discover plugins and collect their components into a fresh Registry."""
+    from . import builtin
+
+    registry = Registry()
+    pm = pluggy.PluginManager("aigc")
+    pm.add_hookspecs(hookspecs)
+    if os.environ.get("AIGC_TRACE_HOOKS", "").lower() in ("1", "true", "yes"):
+        _trace(pm)
+
+    infos: dict[str, PluginInfo] = {}
+    pm.register(builtin, name=BUILTIN_NAME)
+    infos[BUILTIN_NAME] = PluginInfo(BUILTIN_NAME, _core_version(), "aigc-core", builtin=True)
+
+    selected = _selected()
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        dist = ep.dist.name if ep.dist else "?"
+        version = ep.dist.version if ep.dist else "?"
+        if selected is not None and ep.name not in selected and dist not in selected:
+            continue
+        if ep.name in infos:
+            registry.problems.append(
+                f"plugin {ep.name!r} (distribution {dist}) has the same name as an earlier plugin; skipped"
+            )
+            continue
+        try:
+            problem = _api_problem(ep, dist)
+            if problem:
+                registry.problems.append(problem)
+                continue
+            module = ep.load()
+            pm.register(module, name=ep.name)
+        except Exception as exc:  # a broken plugin must not take the others down
+            registry.problems.append(
+                f"plugin {ep.name!r} (distribution {dist}) failed to load: {type(exc).__name__}: {exc}"
+            )
+            continue
+        infos[ep.name] = PluginInfo(ep.name, version, dist)
+
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        name = getattr(exc, "plugin", None)
+        plugin_name = pm.get_name(name) if name is not None else "?"
+        registry.problems.append(f"plugin {plugin_name!r} implements an unknown hook: {exc}")
+        if name is not None:
+            pm.unregister(name)
+            infos.pop(plugin_name, None)
+
+    for kind in KINDS:
+        hook_name = HOOKS[kind]
+        caller = getattr(pm.hook, hook_name)
+        for impl in caller.get_hookimpls():
+            plugin = infos.get(impl.plugin_name)
+            if plugin is None:
+                continue
+            others = [p for n, p in pm.list_name_plugin() if n != impl.plugin_name]
+            subset = pm.subset_hook_caller(hook_name, remove_plugins=others)
+            try:
+                subset(register=registry.register_function(kind, plugin))
+            except Exception as exc:
+                registry.problems.append(
+                    f"plugin {plugin.name!r} (distribution {plugin.distribution}) failed in "
+                    f"{hook_name}: {type(exc).__name__}: {exc}"
+                )
+    registry.plugins = infos
+    if registry.problems and strict_mode():
+        raise PluginError("; ".join(registry.problems) + " (AIGC_STRICT_PLUGINS is set)")
+    return registry
+
+
+def _api_problem(ep: Any, dist: str) -> str | None:
+    """A plugin declaring another major plugin-API version is skipped before it is imported."""
+    from . import PLUGIN_API_VERSION
+
+    if ep.dist is None:
+        return None
+    declared = None
+    for other in ep.dist.entry_points:
+        if other.group == "aigc.api" and other.name == ep.name:
+            declared = other.value
+    if declared is None:
+        return None
+    major = declared.split(".")[0].strip()
+    if major != PLUGIN_API_VERSION.split(".")[0]:
+        return (
+            f"plugin {ep.name!r} (distribution {dist}) targets aigc plugin API {declared}, "
+            f"this aigc-core provides {PLUGIN_API_VERSION}; skipped"
+        )
+    return None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loaded on first use; problems are printed once to stderr."""
+    global _registry
+    if _registry is None:
+        _registry = load_plugins()
+        for problem in _registry.problems:
+            print(f"aigc: warning: {problem}", file=sys.stderr)
+    return _registry
+
+
+def reset_registry() -> None:
+    global _registry
+    _registry = None

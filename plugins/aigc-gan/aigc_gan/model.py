@@ -1,0 +1,259 @@
+"""A DCGAN as a LightningModule: the science here, the engineering in Lightning's Trainer.
+
+Generator: latent (+ class embedding) -> 4x4 -> stride-2 transposed convs -> image in [-1, 1].
+Discriminator: stride-2 convs down to 4x4 -> one logit, with a projection term for classes.
+Two optimisers under manual optimisation (Lightning 2's way), BCE with logits, and an EMA copy
+of the generator that does the sampling.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from aigc_core import ConfigError, Content, Generator, Item, sample_seed
+
+SIZES = {"debug": (8, 16), "small": (32, 64), "base": (64, 128)}  # width, latent
+
+
+@dataclass
+class DCGANParams:
+    size: Literal["debug", "small", "base"] = "base"
+    latent_dim: Optional[int] = None  # default from size: 16 / 64 / 128
+    base_channels: Optional[int] = None  # default from size: 8 / 32 / 64
+    conditional: bool = False
+    spectral_norm: bool = False
+    ema_decay: float = 0.999  # 0 turns the EMA copy off
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    label_smoothing: float = 0.0  # real targets become 1 - label_smoothing
+
+    def validate(self) -> None:
+        if self.latent_dim is not None and self.latent_dim < 1:
+            raise ValueError("latent_dim: must be at least 1")
+        if self.base_channels is not None and self.base_channels < 1:
+            raise ValueError("base_channels: must be at least 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError("ema_decay: must be in [0, 1)")
+        for key in ("lr_g", "lr_d"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"{key}: must be positive")
+        for key in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ValueError(f"{key}: must be in [0, 1)")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ValueError("label_smoothing: must be in [0, 0.5)")
+
+    @property
+    def width(self) -> int:
+        return self.base_channels or SIZES[self.size][0]
+
+    @property
+    def latent(self) -> int:
+        return self.latent_dim or SIZES[self.size][1]
+
+
+@dataclass
+class DCGANOptions:
+    label: Optional[int] = None  # conditional models: the class of every sample (default: cycle through classes)
+    use_ema: bool = True
+    batch_size: int = 256
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("batch_size: must be at least 1")
+        if self.label is not None and self.label < 0:
+            raise ValueError("label: must be 0 or more")
+
+
+def _levels(size: int) -> int:
+    levels = int(round(math.log2(size / 4)))
+    if size not in (8, 16, 32, 64) or 4 * 2 ** levels != size:
+        raise ConfigError("data.image_size", f"dcgan needs square images of 8, 16, 32 or 64 pixels, got {size}")
+    return levels
+
+
+class GeneratorNet(nn.Module):
+    def __init__(self, latent: int, width: int, channels: int, size: int, num_classes: int):
+        super().__init__()
+        levels = _levels(size)
+        top = width * 2 ** (levels - 1)
+        self.embed = nn.Embedding(num_classes, latent) if num_classes > 1 else None
+        self.project = nn.Sequential(nn.Linear(latent, top * 16, bias=False), nn.BatchNorm1d(top * 16), nn.ReLU(True))
+        self.top = top
+        blocks = []
+        ch = top
+        for _ in range(levels - 1):
+            blocks += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            ch //= 2
+        blocks += [nn.ConvTranspose2d(ch, channels, 4, 2, 1), nn.Tanh()]
+        self.body = nn.Sequential(*blocks)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None and y is not None:
+            z = z * self.embed(y)
+        return self.body(self.project(z).view(-1, self.top, 4, 4))
+
+
+class DiscriminatorNet(nn.Module):
+    def __init__(self, width: int, channels: int, size: int, num_classes: int, spectral: bool):
+        super().__init__()
+        norm = nn.utils.spectral_norm if spectral else (lambda m: m)
+        levels = _levels(size)
+        layers = [norm(nn.Conv2d(channels, width, 4, 2, 1)), nn.LeakyReLU(0.2, True)]
+        ch = width
+        for _ in range(levels - 1):
+            layers += [norm(nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=spectral))]
+            if not spectral:
+                layers += [nn.BatchNorm2d(ch * 2)]
+            layers += [nn.LeakyReLU(0.2, True)]
+            ch *= 2
+        self.body = nn.Sequential(*layers, nn.Flatten())
+        features = ch * 16
+        self.out = norm(nn.Linear(features, 1))
+        self.embed = norm(nn.Embedding(num_classes, features)) if num_classes > 1 else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.body(x)
+        logit = self.out(h).squeeze(1)
+        if self.embed is not None and y is not None:
+            logit = logit + (self.embed(y) * h).sum(1)
+        return logit
+
+
+class DCGAN(Generator):
+    modality = "image"
+    Params = DCGANParams
+    GenerateOptions = DCGANOptions
+
+    def __init__(self, params: DCGANParams, info: dict):
+        super().__init__(params, info)
+        self.automatic_optimization = False
+        channels, height, width = info["shape"]
+        if height != width:
+            raise ConfigError("data.image_size", f"dcgan needs square images, got {height}x{width}")
+        self.num_classes = int(info.get("num_classes") or 0) if params.conditional else 0
+        self.G = GeneratorNet(params.latent, params.width, channels, height, self.num_classes)
+        self.D = DiscriminatorNet(params.width, channels, height, self.num_classes, params.spectral_norm)
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if params.ema_decay > 0 else None
+
+    # -- training -----------------------------------------------------------------------------
+    def configure_optimizers(self):
+        p = self.params
+        opt_g = torch.optim.Adam(self.G.parameters(), lr=p.lr_g, betas=(p.beta1, p.beta2))
+        opt_d = torch.optim.Adam(self.D.parameters(), lr=p.lr_d, betas=(p.beta1, p.beta2))
+        return opt_g, opt_d
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        x = x * 2.0 - 1.0  # the generator's own preprocessing: data in [0, 1], model in [-1, 1]
+        y = y if self.num_classes else None
+        opt_g, opt_d = self.optimizers()
+        n = x.shape[0]
+        z = torch.randn(n, self.params.latent, device=self.device)
+        real_target = torch.full((n,), 1.0 - self.params.label_smoothing, device=self.device)
+
+        fake = self.G(z, y)
+        d_real = self.D(x, y)
+        d_fake = self.D(fake.detach(), y)
+        loss_d = F.binary_cross_entropy_with_logits(d_real, real_target) + \
+            F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(loss_d)
+        opt_d.step()
+
+        loss_g = F.binary_cross_entropy_with_logits(self.D(fake, y), torch.ones(n, device=self.device))
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss_g)
+        opt_g.step()
+        self._update_ema()
+
+        self.log_dict({"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}, prog_bar=True, on_step=True,
+                      on_epoch=False, batch_size=n)
+        return loss_d + loss_g
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        y = y if self.num_classes else None
+        d_real = self.D(x * 2.0 - 1.0, y)
+        self.log("val_d_real_acc", (d_real > 0).float().mean(), batch_size=x.shape[0])
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.G_ema is None:
+            return
+        decay = self.params.ema_decay
+        # warm start: early on the EMA follows closely, so short runs still sample well
+        decay = min(decay, (1 + self.global_step) / (10 + self.global_step))
+        for ema_p, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            ema_p.lerp_(p, 1.0 - decay)
+        for ema_b, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            ema_b.copy_(b)
+
+    # -- generation ---------------------------------------------------------------------------
+    def latents(self, n: int, seed: int, start: int = 0) -> torch.Tensor:
+        """Sample i's latent depends on (seed, i) alone: batches and shards cannot change it."""
+        out = torch.empty(n, self.params.latent)
+        g = torch.Generator()
+        for i in range(n):
+            g.manual_seed(sample_seed(seed, start + i))
+            out[i] = torch.randn(self.params.latent, generator=g)
+        return out
+
+    @torch.no_grad()
+    def generate(self, n: int, seed: int = 0, label: Optional[int] = None, use_ema: bool = True,
+                 batch_size: int = 256, start: int = 0) -> Content:
+        if label is not None and (not self.num_classes or label >= self.num_classes):
+            classes = self.num_classes or "no"
+            raise ConfigError("generate.label", f"label {label} is not a class this model was trained on ({classes} classes)")
+        net = self.G_ema if (use_ema and self.G_ema is not None) else self.G
+        was_training = net.training
+        net.eval()
+        items: list[Item] = []
+        try:
+            for lo in range(0, n, batch_size):
+                hi = min(n, lo + batch_size)
+                z = self.latents(hi - lo, seed, start + lo).to(self.device)
+                labels = None
+                if self.num_classes:
+                    idx = torch.arange(start + lo, start + hi)
+                    labels = torch.full_like(idx, label) if label is not None else idx % self.num_classes
+                    labels = labels.to(self.device)
+                images = ((net(z, labels).float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0).numpy()
+                for j, image in enumerate(images):
+                    meta = {"index": start + lo + j, "seed": seed, "sample_seed": sample_seed(seed, start + lo + j)}
+                    if labels is not None:
+                        meta["label"] = int(labels[j])
+                    items.append(Item(image.astype(np.float32), meta))
+        finally:
+            net.train(was_training)
+        return Content("image", items)
+
+    def artifact_state(self) -> dict[str, torch.Tensor]:
+        """Only what sampling needs: the EMA generator (or the live one without EMA)."""
+        net = self.G_ema if self.G_ema is not None else self.G
+        return {f"G.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+
+    def load_artifact_state(self, state: dict[str, torch.Tensor]) -> None:
+        g_state = {k[2:]: v for k, v in state.items() if k.startswith("G.")}
+        if not g_state or len(g_state) != len(state):
+            from aigc_core import CheckpointError
+
+            raise CheckpointError("checkpoint is not a dcgan generator (no 'G.' tensors)")
+        try:
+            self.G.load_state_dict(g_state, strict=True)
+        except RuntimeError as exc:
+            from aigc_core import CheckpointError
+
+            raise CheckpointError(f"checkpoint does not fit this dcgan: {str(exc).splitlines()[0]}") from None
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(g_state, strict=True)
