@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,9 +134,13 @@ def _first_line(exc: BaseException) -> str:
 # Validation of one parameter dataclass
 
 
+#: ``Optional[int]`` and ``int | None`` are both unions; annotations may use either spelling.
+_UNIONS = (typing.Union, types.UnionType)
+
+
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
-    if origin is typing.Union:
+    if origin in _UNIONS:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return " or ".join(_type_name(a) for a in args) + " or null"
     if origin in (list, Sequence):
@@ -152,7 +157,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is Any or tp is typing.Any:
         return value
     origin = typing.get_origin(tp)
-    if origin is typing.Union:
+    if origin in _UNIONS:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
