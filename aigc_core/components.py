@@ -115,6 +115,9 @@ class Generator(pl.LightningModule):
     Params: ClassVar[type] = NoParams
     GenerateOptions: ClassVar[type] = NoParams
     component_name: ClassVar[str] = ""
+    #: True: ``Pipeline.generate`` passes ``data_source=`` (a callable returning the set-up data
+    #: source) to ``generate``, for generators that work from held-out data (reconstructions).
+    wants_data_source: ClassVar[bool] = False
 
     def __init__(self, params: Any, info: dict):
         super().__init__()

@@ -352,7 +352,11 @@ class Pipeline:
             seed = self.generate_section.seed if self.generate_section.seed is not None else self.seed
         merged = {**dataclasses.asdict(self.generate_options), **options}
         opts = self.validate_options(merged)
-        content = self.generator.generate(n, seed=seed, **dataclasses.asdict(opts))
+        extra = {}
+        if getattr(self.generator, "wants_data_source", False):
+            # a generator that reads held-out data (reconstructions) gets the source lazily
+            extra["data_source"] = self.data_source
+        content = self.generator.generate(n, seed=seed, **dataclasses.asdict(opts), **extra)
         return self.stamp(content, seed)
 
     def stamp(self, content: Content, seed: int) -> Content:
