@@ -11,7 +11,7 @@ from typing import Sequence
 from ..errors import AigcError, UsageError
 
 #: Subcommand modules, in the order ``aigc --help`` lists them.
-COMMAND_MODULES = ("pipeline_cmds", "plugins_cmds")
+COMMAND_MODULES = ("pipeline_cmds", "plugins_cmds", "serve_cmds")
 
 EXIT_CODES = """exit codes:
   0  success

@@ -1,0 +1,50 @@
+"""``aigc serve``: the HTTP API and web page over trained runs (``aigc_core.server``)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="serve trained runs over HTTP, with a web page at /",
+        description="Load each RUN_DIR once (checkpoints verified) and serve it as a model: a JSON API "
+                    "(OpenAPI at /docs and /openapi.json), text streaming as server-sent events, and a "
+                    "web page at /. Binds to loopback unless --host says otherwise; any other address "
+                    "needs an API key in the environment (see --api-key-env).",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                   help="a directory written by 'aigc run'; NAME=RUN_DIR serves it under NAME")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--api-key-env", default="AIGC_API_KEY", metavar="VAR",
+                   help="environment variable holding the API key (default: AIGC_API_KEY); when set, "
+                        "every request must send it")
+    p.add_argument("--max-batch", type=int, default=16, help="samples merged into one generate call (default: 16)")
+    p.add_argument("--batch-wait-ms", type=float, default=5.0,
+                   help="how long a request waits for others to batch with (default: 5)")
+    p.add_argument("--queue-size", type=int, default=64,
+                   help="waiting requests per model before answering 429 (default: 64)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default: 60)")
+    p.add_argument("--max-samples", type=int, default=64, help="items per request (default: 64)")
+    p.add_argument("--max-body-kb", type=int, default=64, help="request body size limit in KiB (default: 64)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="allow browser pages from ORIGIN to call the API (repeatable; default: none)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..server.settings import ServerSettings
+
+    settings = ServerSettings(
+        host=args.host, port=args.port, api_key_env=args.api_key_env, max_batch=args.max_batch,
+        batch_wait_ms=args.batch_wait_ms, queue_size=args.queue_size, timeout_s=args.timeout,
+        max_samples=args.max_samples, max_body_bytes=args.max_body_kb * 1024, cors_origins=args.cors_origin,
+    )  # refuses a public bind without a key before any model loads
+    from ..server.app import create_app
+    import uvicorn
+
+    app = create_app(args.runs, settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
+    return 0

@@ -1,0 +1,327 @@
+"""The FastAPI app: endpoints, error replies and the lifespan of the per-model workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Optional, Sequence
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import AigcError, ConfigError
+from . import encoding
+from .batching import Batcher, Job, QueueFull, _seeds
+from .models import RequestError, ServedModel, load_models
+from .security import APIKeyMiddleware, BodyLimitMiddleware
+from .settings import ServerSettings
+
+log = logging.getLogger("aigc.server")
+MAX_SEED = 2**63 - 1
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n: int = Field(1, description="number of items (at most the server's max_samples)")
+    seed: Optional[int] = Field(None, description="same seed, same items; omitted: a fresh seed, returned in the reply")
+    options: dict[str, Any] = Field(default_factory=dict, description="the model's generation options (see GET /v1/models)")
+    postprocess: bool = Field(True, description="apply the run's post-processors")
+    output: Literal["json", "files"] = Field(
+        "json", description="json: items inline (base64 for images/audio); files: the file itself, or a zip for several")
+
+
+class StreamRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seed: Optional[int] = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def _static(name: str) -> str:
+    return resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: ServerSettings | None = None) -> FastAPI:
+    """Load every run now (a bad run directory fails here, before a socket is bound)."""
+    settings = settings or ServerSettings()
+    models = runs if isinstance(runs, dict) else load_models(runs)
+    wait_s = settings.batch_wait_ms / 1000.0
+    batchers = {name: Batcher(m, settings.max_batch, wait_s, settings.queue_size) for name, m in models.items()}
+    stream_pools = {name: ThreadPoolExecutor(settings.max_streams, thread_name_prefix=f"aigc-stream-{name}")
+                    for name, m in models.items() if m.can_stream}
+    active_streams = {name: 0 for name in models}
+    streams_lock = threading.Lock()
+    state = {"ready": False}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        for b in batchers.values():
+            b.start()
+        state["ready"] = True
+        try:
+            yield
+        finally:
+            state["ready"] = False
+            for b in batchers.values():
+                await b.stop()
+            for pool in stream_pools.values():
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="aigc",
+        version=__version__,
+        description="Generate content from trained aigc runs. Images come as PNG, audio as WAV, text as strings.",
+        lifespan=lifespan,
+    )
+    app.state.models = models
+    app.state.batchers = batchers
+    app.state.settings = settings
+    app.state.active_streams = active_streams
+
+    # -- errors: one JSON shape, {"error": "...", "field": "..."} ---------------------------
+    @app.exception_handler(RequestError)
+    async def _request_error(request: Request, exc: RequestError):
+        body = {"error": str(exc)}
+        if exc.field:
+            body["field"] = exc.field
+        return JSONResponse(body, status_code=exc.status)
+
+    @app.exception_handler(QueueFull)
+    async def _queue_full(request: Request, exc: QueueFull):
+        return JSONResponse({"error": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        errors = exc.errors()
+        first = errors[0] if errors else {"type": "", "loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            where = first.get("ctx", {}).get("error", "")
+            return JSONResponse({"error": f"malformed JSON in the request body{': ' + where if where else ''}"},
+                                status_code=400)
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        field = ".".join(loc)
+        msg = first.get("msg", "invalid value")
+        if not loc:
+            msg = "the request body must be a JSON object (Content-Type: application/json)"
+        if first.get("type") == "extra_forbidden":
+            msg = "unknown field (valid fields: " + ", ".join(_fields_of(request)) + ")"
+        return JSONResponse({"error": f"{field}: {msg}" if field else msg, **({"field": field} if field else {})},
+                            status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    def _fields_of(request: Request) -> list[str]:
+        cls = StreamRequest if request.url.path.endswith("/stream") else GenerateRequest
+        return list(cls.model_fields)
+
+    def get_model(name: str) -> ServedModel:
+        model = models.get(name)
+        if model is None:
+            raise RequestError(404, f"unknown model {name!r} (served: {', '.join(sorted(models))})", "model")
+        return model
+
+    def check_seed(seed: int | None) -> None:
+        if seed is not None and not 0 <= seed <= MAX_SEED:
+            raise RequestError(422, f"seed: must be in [0, {MAX_SEED}], got {seed}", "seed")
+
+    # -- health ----------------------------------------------------------------------------
+    @app.get("/healthz", tags=["health"], summary="Liveness: the process answers")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Readiness: models loaded and their workers running")
+    async def readyz():
+        detail = {name: {"alive": b.alive, "queued": len(b.pending), "active_streams": active_streams[name]}
+                  for name, b in batchers.items()}
+        ready = state["ready"] and all(d["alive"] for d in detail.values())
+        return JSONResponse({"ready": ready, "models": detail}, status_code=200 if ready else 503)
+
+    # -- models ----------------------------------------------------------------------------
+    @app.get("/v1/models", tags=["models"], summary="Served models with their modality and generation options")
+    async def list_models() -> dict:
+        return {"models": [m.describe() for m in models.values()],
+                "limits": {"max_samples": settings.max_samples, "max_prompt_chars": settings.max_prompt_chars,
+                           "max_body_bytes": settings.max_body_bytes}}
+
+    @app.get("/v1/models/{name}", tags=["models"], summary="One model's modality and generation options")
+    async def show_model(name: str) -> dict:
+        return get_model(name).describe()
+
+    @app.post("/v1/models/{name}/generate", tags=["generate"], summary="Generate items",
+              responses={200: {"content": {"application/json": {}, "image/png": {}, "audio/wav": {},
+                                           "text/plain": {}, "application/zip": {}}},
+                         429: {"description": "queue full; see Retry-After"}, 504: {"description": "timed out"}})
+    async def generate(name: str, body: GenerateRequest):
+        model = get_model(name)
+        if not 1 <= body.n <= settings.max_samples:
+            raise RequestError(422, f"n: must be between 1 and {settings.max_samples}, got {body.n}", "n")
+        check_seed(body.seed)
+        options = model.validated_options(body.options, settings)
+        loop = asyncio.get_running_loop()
+        job = Job(body.n, body.seed, options, body.postprocess, loop.create_future())
+        started = time.perf_counter()
+        batchers[name].submit(job)
+        try:
+            result = await asyncio.wait_for(asyncio.shield(job.future), settings.timeout_s)
+        except TimeoutError:
+            job.future.cancel()
+            raise RequestError(504, f"generation took longer than the server's limit of {settings.timeout_s:g} s") from None
+        except ConfigError as exc:  # the generator refused an option value (a label it never saw...)
+            key = exc.key.replace("generate.", "options.", 1) if exc.key.startswith("generate.") else exc.key
+            message = str(exc).replace(exc.key, key, 1) if exc.key else str(exc)
+            raise RequestError(422, message, key or None) from None
+        except RequestError:
+            raise
+        except AigcError as exc:
+            raise RequestError(500, f"generation failed: {_one_line(exc)}") from None
+        except Exception as exc:
+            log.exception("generation failed for model %s", name)
+            raise RequestError(500, f"generation failed: {type(exc).__name__}: {_one_line(exc)}") from None
+        content = result.content
+        summary = {"model": name, "modality": content.modality, "seed": result.seed}
+        if body.output == "files":
+            if not content.items:
+                raise RequestError(422, "every item was dropped by the run's post-processors; nothing to send")
+            data, media_type, filename = await asyncio.to_thread(encoding.to_files, content, summary)
+            headers = {"Content-Disposition": f'attachment; filename="{filename}"', "X-Aigc-Seed": str(result.seed)}
+            return Response(data, media_type=media_type, headers=headers)
+        items = await asyncio.to_thread(encoding.to_json, content)
+        return {
+            **summary,
+            "items": items,
+            "dropped": encoding.dropped_json(content),
+            "batch_samples": result.batch_size,
+            "generate_ms": round(result.generate_s * 1000, 2),
+            "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+
+    @app.post("/v1/models/{name}/stream", tags=["generate"], summary="Stream text as server-sent events",
+              response_class=StreamingResponse,
+              responses={200: {"content": {"text/event-stream": {}},
+                               "description": "events: start, piece {text}, done, error {error}"}})
+    async def stream(name: str, body: StreamRequest):
+        model = get_model(name)
+        if not model.can_stream:
+            raise RequestError(422, f"model {name!r} ({model.pipe.gen.name}) does not stream; use /generate", "model")
+        check_seed(body.seed)
+        options = model.validated_options(body.options, settings)
+        seed = body.seed if body.seed is not None else _seeds.randrange(2**31)
+        with streams_lock:
+            if active_streams[name] >= settings.max_streams:
+                raise QueueFull(max(1, int(settings.timeout_s // 10)))
+            active_streams[name] += 1
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        stop = threading.Event()
+
+        def post(kind: str, value: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+            except RuntimeError:  # the loop is gone: the server is shutting down
+                stop.set()
+
+        def produce() -> None:
+            pieces = None
+            try:
+                pieces = iter(model.pipe.generator.stream(seed=seed, **options))
+                end = object()
+                while not stop.is_set():
+                    with model.lock:  # one step at a time: batches for others go on between steps
+                        piece = next(pieces, end)
+                    if piece is end:
+                        break
+                    post("piece", str(piece))
+            except Exception as exc:
+                log.warning("stream of model %s failed: %s", name, _one_line(exc))
+                post("error", exc)
+            finally:
+                close = getattr(pieces, "close", None)
+                if close is not None:
+                    close()  # runs the generator's cleanup: the cancelled generation stops here
+                with streams_lock:
+                    active_streams[name] -= 1
+                post("end", None)
+
+        try:
+            stream_pools[name].submit(produce)
+        except RuntimeError:
+            with streams_lock:
+                active_streams[name] -= 1
+            raise RequestError(503, "the server is shutting down") from None
+
+        async def events():
+            count = 0
+            deadline = loop.time() + settings.timeout_s
+            try:
+                yield _sse("start", {"model": name, "seed": seed})
+                while True:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        yield _sse("error", {"error": f"stream exceeded the server's limit of {settings.timeout_s:g} s"})
+                        return
+                    try:
+                        kind, value = await asyncio.wait_for(queue.get(), remaining)
+                    except TimeoutError:
+                        continue
+                    if kind == "piece":
+                        count += 1
+                        yield _sse("piece", {"text": value})
+                    elif kind == "error":
+                        err = str(value) if isinstance(value, ConfigError) else _one_line(value)
+                        yield _sse("error", {"error": f"generation failed: {err}"})
+                        return
+                    else:
+                        yield _sse("done", {"pieces": count, "seed": seed})
+                        return
+            finally:
+                stop.set()  # the client left or we are done: the producer stops at its next step
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    # -- the web page (package data, nothing fetched from elsewhere) ------------------------
+    page = {"index.html": _static("index.html"), "app.js": _static("app.js"), "style.css": _static("style.css")}
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return HTMLResponse(page["index.html"], headers={"Cache-Control": "no-store"})
+
+    @app.get("/static/app.js", include_in_schema=False)
+    async def app_js():
+        return Response(page["app.js"], media_type="text/javascript")
+
+    @app.get("/static/style.css", include_in_schema=False)
+    async def style_css():
+        return Response(page["style.css"], media_type="text/css")
+
+    # -- middleware: the outermost runs first ----------------------------------------------
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    if settings.requires_key:
+        app.add_middleware(APIKeyMiddleware, api_key=settings.api_key)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type", "X-API-Key"])
+    return app
+
+
+def _sse(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"

@@ -1,0 +1,147 @@
+"""The served models: one loaded run each, its option schema, and request validation.
+
+The option schema comes from the generator's ``GenerateOptions`` dataclass (through
+``aigc_core.config.describe_params``), so a plugin gets a form on the web page and a
+documented API without a line of server code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..config import describe_params
+from ..errors import ConfigError, UsageError
+from .settings import ServerSettings
+
+
+class RequestError(Exception):
+    """A request the client must change; ``status`` is the HTTP status, ``field`` the culprit."""
+
+    def __init__(self, status: int, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.field = field
+
+
+def _kind(tp: Any) -> dict:
+    """A small, JSON-friendly description of an option's type for forms and clients."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        inner = _kind(args[0]) if len(args) == 1 else {"kind": "any"}
+        return {**inner, "nullable": True}
+    if origin is typing.Literal:
+        return {"kind": "choice", "choices": list(typing.get_args(tp))}
+    if origin in (list, tuple, Sequence) or tp in (list, tuple):
+        args = typing.get_args(tp)
+        return {"kind": "list", "items": _kind(args[0])["kind"] if args else "any"}
+    if origin is dict or tp is dict:
+        return {"kind": "mapping"}
+    for t, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str")):
+        if tp is t:
+            return {"kind": name}
+    return {"kind": "any"}
+
+
+def option_schema(options_cls: type, defaults: Mapping | None = None) -> list[dict]:
+    """``defaults`` are the run's configured options: what a request without them gets."""
+    hints = typing.get_type_hints(options_cls) if dataclasses.is_dataclass(options_cls) else {}
+    out = []
+    for entry in describe_params(options_cls):
+        default = (defaults or {}).get(entry["name"], entry["default"])
+        try:
+            json.dumps(default)
+        except TypeError:
+            default = repr(default)
+        out.append({**entry, "default": default, **_kind(hints.get(entry["name"], Any))})
+    return out
+
+
+@dataclass
+class ServedModel:
+    name: str
+    run_dir: Path
+    pipe: Any
+    modality: str
+    options: list[dict]
+    can_stream: bool
+    #: Held while the generator runs: batches and stream steps take turns on one model.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "modality": self.modality,
+            "generator": self.pipe.gen.name,
+            "stream": self.can_stream,
+            "options": self.options,
+            "postprocess": [p.name for p in self.pipe.postprocessors],
+        }
+
+    def validated_options(self, options: Any, settings: ServerSettings) -> dict:
+        """The run's configured options overlaid with the request's, validated and capped."""
+        if not isinstance(options, Mapping):
+            raise RequestError(422, "options: expected a JSON object", "options")
+        check_option_limits(options, settings)
+        merged = {**dataclasses.asdict(self.pipe.generate_options), **options}
+        try:
+            opts = self.pipe.validate_options(merged, "options")
+        except ConfigError as exc:
+            raise RequestError(422, str(exc), exc.key) from None
+        return dataclasses.asdict(opts)
+
+
+def check_option_limits(options: Mapping, settings: ServerSettings) -> None:
+    for key, value in options.items():
+        where = f"options.{key}"
+        texts = [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] \
+            if isinstance(value, list) else []
+        if isinstance(value, list) and len(value) > settings.max_samples:
+            raise RequestError(422, f"{where}: at most {settings.max_samples} entries, got {len(value)}", where)
+        for text in texts:
+            if len(text) > settings.max_prompt_chars:
+                raise RequestError(
+                    422, f"{where}: at most {settings.max_prompt_chars} characters, got {len(text)}", where
+                )
+        cap = settings.option_caps.get(key)
+        if cap is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and value > cap:
+            raise RequestError(422, f"{where}: this server allows at most {cap}, got {value}", where)
+
+
+def load_models(specs: Sequence[str | Path], loader: Any = None) -> dict[str, ServedModel]:
+    """Load each run once. A spec is ``RUN_DIR`` (served under the run's name) or ``NAME=RUN_DIR``."""
+    if loader is None:
+        from ..pipeline import Pipeline
+
+        loader = Pipeline.from_run_dir
+    models: dict[str, ServedModel] = {}
+    for spec in specs:
+        text = str(spec)
+        name, sep, path = text.partition("=")
+        if not sep or "/" in name or not name:
+            name, path = "", text
+        run_dir = Path(path)
+        pipe = loader(run_dir)
+        name = name or pipe.name
+        if name in models:
+            raise UsageError(
+                f"two runs are named {name!r} ({models[name].run_dir} and {run_dir}); "
+                f"serve one as NAME={run_dir}"
+            )
+        models[name] = ServedModel(
+            name=name,
+            run_dir=run_dir,
+            pipe=pipe,
+            modality=pipe.modality,
+            options=option_schema(pipe.gen.cls.GenerateOptions, dataclasses.asdict(pipe.generate_options)),
+            can_stream=callable(getattr(pipe.generator, "stream", None)),
+        )
+    if not models:
+        raise UsageError("no run directories to serve")
+    return models

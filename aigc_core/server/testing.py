@@ -1,0 +1,231 @@
+"""Helpers for testing and benchmarking the server: a live uvicorn in a thread, a tiny trained
+GAN run, and a fake streaming text generator for when no text plugin is installed.
+
+The fake is registered through a pluggy plugin object, the same way a real plugin is, so the
+server is exercised only through the public plugin contract.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..plugins import hookimpl
+
+# -- a live server --------------------------------------------------------------------------
+
+
+class LiveServer:
+    """uvicorn on an ephemeral loopback port, in a daemon thread; a context manager."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1"):
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.url = f"http://{host}:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+# -- a tiny trained GAN -------------------------------------------------------------------
+
+
+def tiny_gan_run(run_dir: str | Path, name: str = "digits-gan") -> Path:
+    """A DCGAN trained for one epoch on 200 digits at 8x8: seconds on a laptop CPU. Reused
+    when ``run_dir`` already holds it, so several test modules can share one."""
+    from ..pipeline import Pipeline
+
+    run_dir = Path(run_dir)
+    if (run_dir / "manifest.json").is_file() and (run_dir / "model").is_dir():
+        return run_dir
+    pipe = Pipeline.from_config({
+        "name": name,
+        "seed": 0,
+        "data": {"source": "sklearn-digits", "image_size": 8, "limit": 200, "batch_size": 64},
+        "generator": {"name": "dcgan", "size": "debug"},
+        "train": {"max_epochs": 1, "accelerator": "cpu", "progress_bar": False, "sample_every_n_epochs": 0},
+        "metrics": [],
+        "output": {"dir": str(run_dir)},
+    })
+    pipe.fit()
+    return run_dir
+
+
+# -- a fake streaming text generator -------------------------------------------------------
+
+WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "and", "runs", "far")
+
+
+@dataclass
+class FakeTextOptions:
+    prompt: str = ""
+    max_new_tokens: int = 8
+    delay_s: float = 0.0  # pause per piece, to make streams slow enough to cancel
+
+    def validate(self) -> None:
+        if not 1 <= self.max_new_tokens <= 10_000:
+            raise ValueError("max_new_tokens: must be between 1 and 10000")
+        if not 0.0 <= self.delay_s <= 1.0:
+            raise ValueError("delay_s: must be between 0 and 1")
+
+
+class _Counters:
+    """What the fake's streams did, for tests to check that cancelled streams stop."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.started = 0
+        self.closed = 0
+        self.pieces = 0
+
+
+counters = _Counters()
+
+
+def _fake_classes():
+    # Imported lazily: the bases pull in torch and Lightning.
+    from ..components import DataParams, DataSource, Generator
+    from ..content import Content, Item
+    from ..seeding import sample_seed
+
+    @dataclass
+    class FakeTextParams:
+        words: int = len(WORDS)
+
+    class FakeTextSource(DataSource):
+        modality = "text"
+        Params = DataParams
+
+        @property
+        def info(self) -> dict:
+            return {"kind": "fake"}
+
+    class FakeText(Generator):
+        modality = "text"
+        Params = FakeTextParams
+        GenerateOptions = FakeTextOptions
+
+        @staticmethod
+        def _words(seed: int, index: int, count: int) -> list[str]:
+            state = sample_seed(seed, index)
+            out = []
+            for _ in range(count):
+                state = (state * 6364136223846793005 + 1442695040888963407) & ((1 << 64) - 1)
+                out.append(WORDS[(state >> 33) % len(WORDS)])
+            return out
+
+        def generate(self, n: int, seed: int = 0, prompt: str = "", max_new_tokens: int = 8,
+                     delay_s: float = 0.0) -> Content:
+            if delay_s:
+                time.sleep(delay_s)  # once per call: a slow model, for queue and timeout tests
+            items = []
+            for i in range(n):
+                text = " ".join(([prompt] if prompt else []) + self._words(seed, i, max_new_tokens))
+                items.append(Item(text, {"index": i, "seed": seed, "prompt": prompt}))
+            return Content("text", items)
+
+        def stream(self, seed: int = 0, prompt: str = "", max_new_tokens: int = 8,
+                   delay_s: float = 0.0) -> Iterator[str]:
+            with counters.lock:
+                counters.started += 1
+            try:
+                if prompt:
+                    yield prompt
+                for word in self._words(seed, 0, max_new_tokens):
+                    if delay_s:
+                        time.sleep(delay_s)
+                    with counters.lock:
+                        counters.pieces += 1
+                    yield " " + word
+            finally:
+                with counters.lock:
+                    counters.closed += 1
+
+        def save_artifact(self, directory: Path) -> list[Path]:
+            path = Path(directory) / "fake.json"
+            path.write_text('{"fake": true}\n')
+            return [path]
+
+        @classmethod
+        def load_artifact(cls, directory: Path, params: Any, info: dict | None = None) -> "FakeText":
+            return cls(params, info or {})
+
+    return FakeTextSource, FakeText
+
+
+class FakeTextPlugin:
+    """A pluggy plugin object registering the fake; see ``register_fake_text``."""
+
+    @hookimpl
+    def aigc_register_data_sources(self, register):
+        register("fake-text-source", "aigc_core.server.testing:FakeTextSource", modality="text",
+                 description="Test-only: no data")
+
+    @hookimpl
+    def aigc_register_generators(self, register):
+        register("fake-text", "aigc_core.server.testing:FakeText", modality="text",
+                 description="Test-only: deterministic words, streams with an optional delay")
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("FakeTextSource", "FakeText"):
+        source, gen = _fake_classes()
+        globals().update(FakeTextSource=source, FakeText=gen)
+        return globals()[name]
+    raise AttributeError(name)
+
+
+def register_fake_text(registry: Any = None) -> None:
+    """Add the fake's components to ``registry`` (default: the process-wide one) through pluggy."""
+    import pluggy
+
+    from .. import hookspecs
+    from ..plugins import HOOKS, get_registry
+    from ..registry import PluginInfo
+
+    registry = registry or get_registry()
+    if "fake-text" in registry.names("generator"):
+        return
+    pm = pluggy.PluginManager("aigc")
+    pm.add_hookspecs(hookspecs)
+    pm.register(FakeTextPlugin(), name="fake-text")
+    info = PluginInfo("fake-text", "0", "aigc-core (tests)")
+    for kind in ("data_source", "generator"):
+        getattr(pm.hook, HOOKS[kind])(register=registry.register_function(kind, info))
+    registry.plugins.setdefault("fake-text", info)
+
+
+def fake_text_run(run_dir: str | Path, name: str = "fake-text") -> Path:
+    """A run directory for the fake text generator (it has nothing to train)."""
+    from ..atomic import write_json, write_text
+
+    register_fake_text()
+    run_dir = Path(run_dir)
+    (run_dir / "model").mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "model" / "fake.json", '{"fake": true}\n')
+    write_text(run_dir / "config.yaml",
+               f"name: {name}\nseed: 0\ndata: {{source: fake-text-source}}\ngenerator: {{name: fake-text}}\n"
+               "generate: {num_samples: 2}\n")
+    write_json(run_dir / "manifest.json", {"name": name, "modality": "text"})
+    return run_dir
