@@ -13,7 +13,10 @@ skipped; the rest keep working.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
+import re
 import sys
 import time
 from importlib import metadata
@@ -26,6 +29,8 @@ from .errors import PluginError
 from .registry import KINDS, PluginInfo, Registry
 
 ENTRY_POINT_GROUP = "aigc"
+#: Where a plugin declares the plugin API version it targets (see ``aigc_core.plugin_api``).
+API_GROUP = "aigc.api"
 BUILTIN_NAME = "builtin"
 HOOKS = {
     "data_source": "aigc_register_data_sources",
@@ -104,7 +109,17 @@ def load_plugins() -> Registry:
                 registry.problems.append(problem)
                 continue
             module = ep.load()
+            invalid = _hook_problems(pm, module)
+            if invalid:
+                registry.problems.extend(
+                    f"plugin {ep.name!r} (distribution {dist}): {text}; skipped" for text in invalid
+                )
+                continue
             pm.register(module, name=ep.name)
+        except pluggy.PluginValidationError as exc:
+            detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            registry.problems.append(f"plugin {ep.name!r} (distribution {dist}) is invalid: {detail}; skipped")
+            continue
         except Exception as exc:  # a broken plugin must not take the others down
             registry.problems.append(
                 f"plugin {ep.name!r} (distribution {dist}) failed to load: {type(exc).__name__}: {exc}"
@@ -144,23 +159,76 @@ def load_plugins() -> Registry:
     return registry
 
 
+def _hook_problems(pm: pluggy.PluginManager, module: Any) -> list[str]:
+    """What is wrong with a plugin's hook implementations, checked before pluggy sees them.
+
+    pluggy rejects a misspelt argument with a multi-line error at ``register`` and a misspelt
+    hook name only later; this names the hook and the offending names in one line each.
+    """
+    marker = f"{pm.project_name}_impl"
+    problems = []
+    for attr in sorted(dir(module)):
+        func = getattr(module, attr, None)
+        opts = getattr(func, marker, None)
+        if not isinstance(opts, dict) or not callable(func):
+            continue
+        hook_name = opts.get("specname") or attr
+        caller = getattr(pm.hook, hook_name, None)
+        spec = getattr(caller, "spec", None)
+        if spec is None:
+            if opts.get("optionalhook"):
+                continue
+            close = difflib.get_close_matches(hook_name, list(HOOKS.values()), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"implements unknown hook {hook_name!r}{hint}")
+            continue
+        try:
+            params = inspect.signature(func).parameters
+        except (TypeError, ValueError):
+            continue
+        taken = [n for n, p in params.items()
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "self"]
+        unknown = [n for n in taken if n not in spec.argnames]
+        if unknown:
+            wants = ", ".join(repr(n) for n in unknown)
+            takes = ", ".join(spec.argnames)
+            problems.append(f"hook {hook_name} has argument(s) {wants} that the hook does not "
+                            f"provide (it provides: {takes}); check the spelling")
+    return problems
+
+
+_API_VALUE = re.compile(r"^aigc_core\.plugin_api\s*:\s*v(\d+)$")
+
+
 def _api_problem(ep: Any, dist: str) -> str | None:
-    """A plugin declaring another major plugin-API version is skipped before it is imported."""
+    """A plugin declaring another major plugin-API version is skipped before it is imported.
+
+    The declaration is an entry point ``NAME = "aigc_core.plugin_api:vN"`` in the group
+    ``aigc.api`` (see ``aigc_core.plugin_api``); only its text is read. A plugin that declares
+    nothing is assumed to target the current version.
+    """
     from . import PLUGIN_API_VERSION
 
     if ep.dist is None:
         return None
     declared = None
     for other in ep.dist.entry_points:
-        if other.group == "aigc.api" and other.name == ep.name:
-            declared = other.value
+        if other.group == API_GROUP and other.name == ep.name:
+            declared = other.value.strip()
     if declared is None:
         return None
-    major = declared.split(".")[0].strip()
+    match = _API_VALUE.match(declared)
+    if match is None:
+        return (
+            f"plugin {ep.name!r} (distribution {dist}) declares plugin API {declared!r} in the "
+            f"entry-point group {API_GROUP!r}; expected \"aigc_core.plugin_api:v<major>\"; skipped"
+        )
+    major = match.group(1)
     if major != PLUGIN_API_VERSION.split(".")[0]:
         return (
-            f"plugin {ep.name!r} (distribution {dist}) targets aigc plugin API {declared}, "
-            f"this aigc-core provides {PLUGIN_API_VERSION}; skipped"
+            f"plugin {ep.name!r} (distribution {dist}) targets aigc plugin API {major}.x, "
+            f"this aigc-core provides {PLUGIN_API_VERSION}; skipped (install a release of the "
+            f"plugin built for API {PLUGIN_API_VERSION.split('.')[0]})"
         )
     return None
 

@@ -1,9 +1,19 @@
-"""``aigc plugins``: what is installed, and what each component takes."""
+"""``aigc plugins``: what is installed, what each component takes, and writing, installing and
+removing plugins (pip, run in the interpreter aigc runs in, as ``llm install`` does)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Distributions every plugin is built against: a plugin may not replace them (without --force).
+PROTECTED = ("torch", "pytorch-lightning", "transformers", "aigc-core")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +29,40 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", help="plugin name, or component name")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_info)
+
+    p = psub.add_parser("new", help="write a new plugin package, ready to install and test",
+                        description="Write a plugin package: pyproject.toml with the aigc entry point, the hook "
+                                    "module, a minimal working component, a README and contract tests.")
+    p.add_argument("name", help="distribution name, e.g. aigc-sparkle")
+    p.add_argument("--kind", default="generator", choices=("generator", "post-processor", "data-source"),
+                   help="the component it provides (default: generator)")
+    p.add_argument("--modality", default="image", choices=("image", "text", "audio"),
+                   help="the content it handles (default: image)")
+    p.add_argument("--dir", help="where to write it (default: ./NAME); must be absent or empty")
+    p.set_defaults(func=cmd_new)
+
+    p = psub.add_parser("install", help="pip-install plugins, refusing changes that would break the installation",
+                        description="Install plugins with pip in the interpreter aigc runs in. pip first resolves "
+                                    "without installing (a dry run with a report); aigc refuses, listing each "
+                                    "change, when that would replace " + ", ".join(PROTECTED) +
+                                    " or break a requirement of an installed plugin.")
+    p.add_argument("specs", nargs="*", metavar="SPEC", help="what pip installs: a name, name==version, a path, a wheel")
+    p.add_argument("-e", "--editable", action="append", default=[], metavar="PATH",
+                   help="install a local plugin in editable mode (repeatable)")
+    p.add_argument("-U", "--upgrade", action="store_true", help="upgrade the named packages")
+    p.add_argument("--force", action="store_true", help="install even if it replaces protected packages or "
+                                                          "breaks another plugin's requirements")
+    p.add_argument("--dry-run", action="store_true", help="only show what would change")
+    p.add_argument("--no-index", action="store_true", help="pip: do not use the package index")
+    p.add_argument("-f", "--find-links", action="append", default=[], metavar="DIR",
+                   help="pip: look for packages here too (repeatable)")
+    p.add_argument("--no-build-isolation", action="store_true",
+                   help="pip: build with the setuptools already installed (offline builds)")
+    p.set_defaults(func=cmd_install)
+
+    p = psub.add_parser("uninstall", help="pip-uninstall a plugin")
+    p.add_argument("name", help="plugin name (as aigc plugins list shows it) or distribution name")
+    p.set_defaults(func=cmd_uninstall)
     plugins.set_defaults(func=lambda args: plugins.print_help() or 2)
 
 
@@ -78,4 +122,219 @@ def cmd_info(args: argparse.Namespace) -> int:
                 for f in c[section]:
                     default = "required" if f["required"] else f"default {f['default']!r}"
                     print(f"    {f['name']}: {f['type']} ({default})")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# new
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from ..scaffold import create, names_for
+
+    target = create(args.name, kind=args.kind, modality=args.modality, directory=args.dir)
+    names = names_for(args.name)
+    print(f"wrote {args.kind} plugin {names['dist']} ({args.modality}) to {target}")
+    print(f"next:  aigc plugins install -e {target}   (or: pip install -e {target})")
+    print(f"       aigc plugins list                  (shows {names['plugin']!r})")
+    print(f"       python -m pytest {target / 'tests'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# install / uninstall
+
+
+@dataclass
+class Change:
+    name: str  # canonical distribution name
+    old: str | None  # installed version, None when new
+    new: str
+
+    def __str__(self) -> str:
+        if self.old is None:
+            return f"{self.name} {self.new} (new)"
+        if self.old == self.new:
+            return f"{self.name} {self.new} (reinstalled)"
+        return f"{self.name} {self.old} -> {self.new}"
+
+
+def _canonical(name: str) -> str:
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and _canonical(name) not in versions:
+            versions[_canonical(name)] = dist.version
+    return versions
+
+
+def plugin_requirements() -> dict[str, list[str]]:
+    """Requirements of aigc-core and of every installed plugin distribution, by distribution."""
+    from importlib import metadata
+
+    from ..plugins import ENTRY_POINT_GROUP
+
+    out: dict[str, list[str]] = {}
+    for dist in metadata.distributions():
+        name = _canonical(dist.metadata["Name"] or "")
+        is_plugin = any(ep.group == ENTRY_POINT_GROUP for ep in dist.entry_points)
+        if (is_plugin or name == "aigc-core") and name not in out:
+            out[name] = list(dist.requires or [])
+    return out
+
+
+def changes_from_report(report: dict, installed: dict[str, str]) -> list[Change]:
+    """What pip's ``--report`` says it would install, against what is installed now."""
+    changes = []
+    for entry in report.get("install", []):
+        meta = entry.get("metadata", {})
+        name = _canonical(meta.get("name", "?"))
+        changes.append(Change(name, installed.get(name), str(meta.get("version", "?"))))
+    return changes
+
+
+def conflicts(changes: list[Change], requirements: dict[str, list[str]]) -> list[str]:
+    """Why ``changes`` would break the installation: protected packages replaced, or an
+    installed plugin's requirement no longer met. Empty when it is safe."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion, Version
+
+    problems = []
+    by_name = {c.name: c for c in changes}
+    for change in changes:
+        if change.name in PROTECTED and change.old is not None and change.old != change.new:
+            problems.append(f"it would replace {change.name} {change.old} with {change.new} "
+                            f"({change.name} is shared by every plugin)")
+    for dist, reqs in sorted(requirements.items()):
+        if dist in by_name:  # being replaced itself: its old requirements no longer matter
+            continue
+        for text in reqs:
+            try:
+                req = Requirement(text)
+            except InvalidRequirement:
+                continue
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue
+            change = by_name.get(_canonical(req.name))
+            if change is None:
+                continue
+            try:
+                ok = req.specifier.contains(Version(change.new), prereleases=True)
+            except InvalidVersion:
+                ok = False
+            if not ok:
+                problems.append(f"{dist} requires {req}, but {change.name} would become {change.new}")
+    return problems
+
+
+def _pip_args(args: argparse.Namespace) -> list[str]:
+    from ..errors import UsageError
+
+    if not args.specs and not args.editable:
+        raise UsageError("aigc plugins install: give at least one SPEC or -e PATH")
+    out: list[str] = []
+    if args.upgrade:
+        out.append("--upgrade")
+    if args.no_index:
+        out.append("--no-index")
+    if args.no_build_isolation:
+        out.append("--no-build-isolation")
+    for link in args.find_links:
+        out += ["--find-links", link]
+    for path in args.editable:
+        out += ["-e", path]
+    return out + list(args.specs)
+
+
+def _pip(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "pip", *args, "--disable-pip-version-check"]
+    env = {**os.environ, "PIP_NO_INPUT": "1"}
+    return subprocess.run(cmd, env=env, text=True, capture_output=capture)
+
+
+def _pip_error(proc: subprocess.CompletedProcess) -> str:
+    lines = [line.strip() for line in (proc.stderr or "").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR")]
+    return (errors or lines or [f"exit status {proc.returncode}"])[0]
+
+
+def resolve(pip_args: list[str]) -> dict:
+    """pip's resolution of ``pip_args`` without changing anything (``--dry-run --report``)."""
+    from ..errors import AigcError
+
+    with tempfile.TemporaryDirectory(prefix="aigc-pip-") as tmp:
+        report_path = Path(tmp) / "report.json"
+        proc = _pip("install", "--dry-run", "--quiet", "--report", str(report_path), *pip_args, capture=True)
+        if proc.returncode != 0 or not report_path.is_file():
+            raise AigcError(f"pip cannot resolve {' '.join(pip_args)}: {_pip_error(proc)}")
+        return json.loads(report_path.read_text())
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    from ..errors import AigcError
+
+    pip_args = _pip_args(args)
+    changes = changes_from_report(resolve(pip_args), installed_versions())
+    problems = conflicts(changes, plugin_requirements())
+    what = " ".join(args.specs + [f"-e {e}" for e in args.editable])
+    if changes:
+        print(f"installing {what} would change:", file=sys.stderr)
+        for change in changes:
+            print(f"  {change}", file=sys.stderr)
+    else:
+        print(f"{what}: already installed, nothing to change", file=sys.stderr)
+    if problems:
+        print("which would break the installation:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        if not args.force:
+            raise AigcError(f"refused to install {what}: {problems[0]}"
+                            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+                            + "; rerun with --force to install anyway")
+        print("installing anyway (--force)", file=sys.stderr)
+    if args.dry_run or not changes:
+        return 0
+    proc = _pip("install", *pip_args)
+    if proc.returncode != 0:
+        raise AigcError(f"pip install {what} failed (exit {proc.returncode}); see pip's output above")
+    _report_new_plugins()
+    return 0
+
+
+def _report_new_plugins() -> None:
+    """List what is installed now, from a fresh process (this one has stale metadata caches)."""
+    proc = subprocess.run([sys.executable, "-m", "aigc_core", "plugins", "list"], text=True, capture_output=True)
+    if proc.returncode == 0:
+        print(proc.stdout, end="")
+
+
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    from ..errors import AigcError, UsageError
+    from ..plugins import get_registry
+
+    registry = get_registry()
+    plugin = registry.plugins.get(args.name)
+    if plugin is not None and plugin.builtin:
+        raise UsageError("the built-in plugin is part of aigc-core and cannot be uninstalled")
+    dist = plugin.distribution if plugin is not None else None
+    if dist is None:
+        wanted = _canonical(args.name)
+        matches = [p.distribution for p in registry.plugins.values() if _canonical(p.distribution) == wanted]
+        if not matches:
+            known = ", ".join(sorted(n for n, p in registry.plugins.items() if not p.builtin)) or "none installed"
+            raise UsageError(f"no installed plugin named {args.name!r} (plugins: {known})")
+        dist = matches[0]
+    if _canonical(dist) in PROTECTED:
+        raise UsageError(f"{dist} is not a plugin; aigc plugins uninstall removes plugins only")
+    proc = _pip("uninstall", "--yes", dist)
+    if proc.returncode != 0:
+        raise AigcError(f"pip uninstall {dist} failed (exit {proc.returncode}); see pip's output above")
     return 0

@@ -1,0 +1,729 @@
+"""The contract test-kit: what every plugin's tests call to check its components.
+
+A component that breaks the contract fails with a :class:`ContractFailure` that names the
+component, each failing check and why, so a plugin author reads one message and knows what to fix::
+
+    from aigc_core.testing import check_generator, tiny_source
+
+    def test_contract(tmp_path):
+        check_generator(MyGenerator, tiny_source("image"), params={"width": 4}, workdir=tmp_path)
+
+Checks, per kind (``GENERATOR_CHECKS`` and friends hold their names, to parametrize tests):
+
+* generators: declared modality, params dataclasses valid, one-batch training step, output
+  types/shapes/ranges/dtypes, item metadata, same seed same output (and a sample does not depend
+  on how many are made with it), empty input (``n=0``), checkpoint save and reload round trip;
+* post-processors: params, output per modality, drops recorded with a reason, deterministic,
+  input left untouched, empty input;
+* data sources: params, declared modality, ``info``, item format, same seed same split,
+  a training batch, tiny data (empty validation split).
+
+This module imports torch and Lightning (generators need them); import it from tests only.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import json
+import math
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .config import build_params, describe_params
+from .content import MODALITIES, Content, Item
+from .errors import AigcError, CheckpointError
+
+GENERATOR_CHECKS = ("modality", "params", "train-step", "output", "metadata", "same-seed", "empty", "round-trip")
+POSTPROCESSOR_CHECKS = ("params", "output", "metadata", "drops", "deterministic", "no-mutation", "empty")
+DATA_SOURCE_CHECKS = ("params", "modality", "info", "items", "same-seed", "loader", "empty")
+
+#: Files a checkpoint must never be: they unpickle (run code) when loaded.
+UNSAFE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".ckpt")
+
+
+class ContractFailure(AssertionError):
+    """One or more contract checks failed; ``failures`` maps each check to its reason."""
+
+    def __init__(self, component: str, failures: Mapping[str, str]):
+        self.component = component
+        self.failures = dict(failures)
+        lines = [f"{component} breaks the aigc contract:"]
+        lines += [f"  [{check}] {reason}" for check, reason in self.failures.items()]
+        super().__init__("\n".join(lines))
+
+
+class _Fail(Exception):
+    """Raised inside one check; becomes that check's entry in ContractFailure."""
+
+
+def _require(condition: bool, reason: str) -> None:
+    if not condition:
+        raise _Fail(reason)
+
+
+def _label(cls: type, kind: str) -> str:
+    name = getattr(cls, "component_name", "") or ""
+    return f"{kind} {cls.__module__}:{cls.__qualname__}" + (f" ({name!r})" if name else "")
+
+
+class _Contract:
+    CHECKS: tuple[str, ...] = ()
+    kind = "component"
+
+    def __init__(self, cls: type):
+        self.cls = cls
+        self.label = _label(cls, self.kind)
+
+    def check(self, name: str) -> None:
+        """Run one check; raise ContractFailure naming it if it fails."""
+        if name not in self.CHECKS:
+            raise ValueError(f"unknown {self.kind} check {name!r}; known: {', '.join(self.CHECKS)}")
+        reason = self._run_one(name)
+        if reason is not None:
+            raise ContractFailure(self.label, {name: reason})
+
+    def run(self, checks: Iterable[str] | None = None) -> None:
+        """Run every check (or those named), then raise one ContractFailure listing all failures."""
+        failures = {}
+        for name in checks or self.CHECKS:
+            if name not in self.CHECKS:
+                raise ValueError(f"unknown {self.kind} check {name!r}; known: {', '.join(self.CHECKS)}")
+            reason = self._run_one(name)
+            if reason is not None:
+                failures[name] = reason
+        if failures:
+            raise ContractFailure(self.label, failures)
+
+    def _run_one(self, name: str) -> str | None:
+        method = getattr(self, "check_" + name.replace("-", "_"))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                method()
+        except _Fail as exc:
+            return str(exc)
+        except ContractFailure:
+            raise
+        except Exception as exc:  # the component raised: that is the failure of this check
+            return f"raised {type(exc).__name__}: {_first_line(exc)}"
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared checks of parameters and of content
+
+
+def _check_params_class(params_cls: Any, what: str, values: Mapping | None) -> Any:
+    _require(dataclasses.is_dataclass(params_cls) and isinstance(params_cls, type),
+             f"{what} must be a dataclass, got {params_cls!r}")
+    try:
+        described = describe_params(params_cls)
+    except Exception as exc:
+        raise _Fail(f"{what} cannot be described: {type(exc).__name__}: {_first_line(exc)}") from None
+    try:
+        instance = build_params(params_cls, values or {}, what)
+    except AigcError as exc:
+        hint = "" if values else " (give the kit valid values with params=...)"
+        raise _Fail(f"{what} cannot be built from {dict(values or {})!r}: {exc}{hint}") from None
+    # every value must survive a trip through a config file (plain types only)
+    plain = dataclasses.asdict(instance)
+    try:
+        json.dumps(plain)
+    except (TypeError, ValueError) as exc:
+        raise _Fail(f"{what} holds a value a config file cannot: {exc}") from None
+    again = build_params(params_cls, plain, what)
+    _require(again == instance, f"{what} does not survive a round trip through its own values: "
+                                f"{instance!r} became {again!r}")
+    for field in described:
+        _require(not field["name"].startswith("_"), f"{what}.{field['name']}: parameters may not be private")
+    return instance
+
+
+def check_item(modality: str, item: Any, where: str, info: Mapping | None = None) -> None:
+    """Raise ``_Fail`` unless ``item`` is a valid Item of ``modality`` (see ``aigc_core.content``)."""
+    _require(isinstance(item, Item), f"{where} is {type(item).__name__}, not aigc_core.Item")
+    _require(isinstance(item.meta, dict), f"{where}.meta is {type(item.meta).__name__}, not dict")
+    data = item.data
+    if modality == "text":
+        _require(isinstance(data, str), f"{where}.data is {type(data).__name__}, text items must be str")
+        return
+    _require(isinstance(data, np.ndarray), f"{where}.data is {type(data).__name__}, not a numpy array "
+                                           "(items hold numpy data, never tensors)")
+    _require(data.dtype == np.float32, f"{where}.data has dtype {data.dtype}, expected float32")
+    _require(bool(np.isfinite(data).all()), f"{where}.data has NaN or infinite values")
+    if modality == "image":
+        _require(data.ndim == 3 and data.shape[0] in (1, 3, 4),
+                 f"{where}.data has shape {data.shape}, expected CHW with 1, 3 or 4 channels")
+        lo, hi = float(data.min()), float(data.max())
+        _require(lo >= 0.0 and hi <= 1.0, f"{where}.data has values in [{lo:.4g}, {hi:.4g}], expected [0, 1]")
+        shape = (info or {}).get("shape")
+        if shape is not None:
+            _require(list(data.shape) == list(shape),
+                     f"{where}.data has shape {list(data.shape)}, the data's info says {list(shape)}")
+    elif modality == "audio":
+        _require(data.ndim == 1 and data.size > 0, f"{where}.data has shape {data.shape}, expected 1-D mono samples")
+        peak = float(np.abs(data).max())
+        _require(peak <= 1.0, f"{where}.data peaks at {peak:.4g}, expected values in [-1, 1]")
+        rate = item.meta.get("sample_rate")
+        _require(isinstance(rate, int) and not isinstance(rate, bool) and rate > 0,
+                 f"{where}.meta['sample_rate'] is {rate!r}, expected a positive int")
+        expected = (info or {}).get("sample_rate")
+        if expected is not None:
+            _require(rate == expected, f"{where}.meta['sample_rate'] is {rate}, the data's is {expected}")
+
+
+def check_content(content: Any, modality: str, where: str, n: int | None = None,
+                  info: Mapping | None = None) -> None:
+    _require(isinstance(content, Content), f"{where} returned {type(content).__name__}, not aigc_core.Content")
+    _require(content.modality == modality, f"{where} returned {content.modality} content, declared {modality}")
+    if n is not None:
+        _require(len(content.items) == n, f"{where} returned {len(content.items)} items, asked for {n}")
+    for i, item in enumerate(content.items):
+        check_item(modality, item, f"{where} item {i}", info)
+
+
+def _check_meta(content: Content, where: str) -> None:
+    for i, item in enumerate(list(content.items) + list(content.dropped)):
+        _require(isinstance(item.meta, dict), f"{where} item {i} has no metadata dict")
+        try:
+            json.dumps(item.meta)
+        except (TypeError, ValueError) as exc:
+            raise _Fail(f"{where} item {i}: metadata must be JSON-serialisable for manifests ({exc})") from None
+
+
+def same_data(a: Any, b: Any) -> bool:
+    """Byte-equal item data (arrays compare dtype, shape and bytes)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
+                and a.shape == b.shape and a.tobytes() == b.tobytes())
+    return type(a) is type(b) and a == b
+
+
+def close_data(a: Any, b: Any, atol: float = 1e-5) -> bool:
+    """Equal up to float rounding: batched kernels may round differently for other batch sizes."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return a.shape == b.shape and bool(np.allclose(a, b, rtol=0.0, atol=atol))
+    return same_data(a, b)
+
+
+def _first_difference(a: Content, b: Content, exact: bool = True) -> int | None:
+    equal = same_data if exact else close_data
+    if len(a.items) != len(b.items):
+        return min(len(a.items), len(b.items))
+    for i, (x, y) in enumerate(zip(a.items, b.items)):
+        if not equal(x.data, y.data):
+            return i
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Generators
+
+
+class GeneratorContract(_Contract):
+    """The generator contract, one check at a time (``check``) or all at once (``run``).
+
+    The model is built once with ``cls.build(params, source, workdir)``; ``train-step`` trains it
+    for one batch, and later checks use the trained model, as a pipeline would.
+    """
+
+    CHECKS = GENERATOR_CHECKS
+    kind = "generator"
+
+    def __init__(self, cls: type, source: Any, params: Mapping | None = None, options: Mapping | None = None,
+                 workdir: str | Path | None = None, n: int = 4, seed: int = 7,
+                 modality: str | None = None):
+        super().__init__(cls)
+        self.source = source
+        self.param_values = dict(params or {})
+        self.option_values = dict(options or {})
+        self._tmp = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="aigc-contract-")
+            workdir = self._tmp.name
+        self.workdir = Path(workdir)
+        self.n = n
+        self.seed = seed
+        self.registered_modality = modality
+        self._model = None
+        self._trained = False
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def params(self) -> Any:
+        return build_params(self.cls.Params, self.param_values, "generator")
+
+    def options(self) -> dict:
+        opts = getattr(self.cls, "GenerateOptions", None)
+        if opts is None or not dataclasses.is_dataclass(opts):
+            return dict(self.option_values)
+        return dataclasses.asdict(build_params(opts, self.option_values, "generate"))
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            self._model = self.cls.build(self.params(), self.source, self.workdir / "preprocess")
+        return self._model
+
+    def generate(self, model: Any, n: int, seed: int) -> Content:
+        model.eval()
+        return model.generate(n, seed=seed, **self.options())
+
+    # -- checks ----------------------------------------------------------------------------------
+    def check_modality(self) -> None:
+        declared = getattr(self.cls, "modality", "")
+        _require(declared in MODALITIES, f"class attribute modality is {declared!r}, expected one of {MODALITIES}")
+        if self.registered_modality is not None:
+            _require(declared == self.registered_modality,
+                     f"registered with modality {self.registered_modality!r} but the class says {declared!r}")
+        source_modality = getattr(self.source, "modality", None)
+        _require(source_modality == declared,
+                 f"the data source given is {source_modality!r}, the generator declares {declared!r}")
+
+    def check_params(self) -> None:
+        _check_params_class(self.cls.Params, "generator", self.param_values)
+        opts = getattr(self.cls, "GenerateOptions", None)
+        _check_params_class(opts, "generate", self.option_values)
+        signature = inspect.signature(self.cls.generate)
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+        for field in dataclasses.fields(opts):
+            _require(takes_any or field.name in signature.parameters,
+                     f"GenerateOptions.{field.name} is not a keyword argument of generate(); "
+                     "the pipeline passes every option")
+        for required in ("n", "seed"):
+            _require(required in signature.parameters or takes_any,
+                     f"generate() must take {required!r} (generate(n, seed=..., **options))")
+
+    def check_train_step(self) -> None:
+        import pytorch_lightning as pl
+        import torch
+
+        from .training import quiet_lightning
+
+        quiet_lightning()
+        model = self.model
+        before = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+        _require(bool(before), "the model has no floating-point parameters to train")
+        trainer = pl.Trainer(
+            max_steps=1, limit_train_batches=1, limit_val_batches=0, num_sanity_val_steps=0,
+            accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False,
+            default_root_dir=str(self.workdir / "lightning"),
+        )
+        torch.manual_seed(self.seed)
+        trainer.fit(model, datamodule=model.datamodule(self.source))
+        self._trained = True
+        _require(trainer.global_step >= 1, "one training batch made no optimiser step "
+                                           "(training_step/configure_optimizers)")
+        after = model.state_dict()
+        changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
+        _require(bool(changed), "one training step changed no parameter (is the loss connected to them?)")
+        bad = [k for k, v in after.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        _require(not bad, f"parameters became NaN/inf after one step: {', '.join(bad[:3])}")
+        for key, value in trainer.callback_metrics.items():
+            if torch.is_tensor(value) and not torch.isfinite(value).all():
+                raise _Fail(f"logged {key} is {value.item()} after one step")
+
+    def check_output(self) -> None:
+        model = self.model
+        content = self.generate(model, self.n, self.seed)
+        check_content(content, self.cls.modality, "generate()", self.n, getattr(model, "info", None))
+
+    def check_metadata(self) -> None:
+        content = self.generate(self.model, self.n, self.seed)
+        _check_meta(content, "generate()")
+
+    def check_same_seed(self) -> None:
+        model = self.model
+        first = self.generate(model, self.n, self.seed)
+        second = self.generate(model, self.n, self.seed)
+        diff = _first_difference(first, second)
+        _require(diff is None, f"two calls with seed {self.seed} differ at item {diff}: same seed must give "
+                               "the same output (draw randomness from aigc_core.sample_seed(seed, index))")
+        other = self.generate(model, self.n, self.seed + 1)
+        _require(_first_difference(first, other) is not None,
+                 f"seeds {self.seed} and {self.seed + 1} give identical output: generate() ignores its seed")
+        if self.n >= 2:
+            fewer = self.generate(model, self.n - 1, self.seed)
+            diff = _first_difference(fewer, Content(first.modality, first.items[: self.n - 1]), exact=False)
+            _require(diff is None, f"item {diff} changes when {self.n - 1} instead of {self.n} samples are made: "
+                                   "a sample's randomness must depend on (seed, index) alone")
+
+    def check_empty(self) -> None:
+        content = self.generate(self.model, 0, self.seed)
+        check_content(content, self.cls.modality, "generate(0)", 0)
+
+    def check_round_trip(self) -> None:
+        model = self.model
+        directory = self.workdir / "artifact"
+        if directory.exists():
+            import shutil
+
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        files = model.save_artifact(directory)
+        _require(isinstance(files, (list, tuple)) and files, "save_artifact() must return the files it wrote")
+        for f in files:
+            path = Path(f)
+            _require(path.exists(), f"save_artifact() lists {path}, which does not exist")
+            _require(directory.resolve() in path.resolve().parents or path.resolve() == directory.resolve(),
+                     f"save_artifact() wrote {path} outside the directory it was given")
+        unsafe = [p.name for p in directory.rglob("*") if p.suffix.lower() in UNSAFE_SUFFIXES]
+        _require(not unsafe, f"the artifact holds pickle-based files {unsafe}; use safetensors")
+        loaded = self.cls.load_artifact(directory, self.params())
+        _require(isinstance(loaded, self.cls), f"load_artifact() returned {type(loaded).__name__}")
+        original = self.generate(model, self.n, self.seed)
+        reloaded = self.generate(loaded, self.n, self.seed)
+        diff = _first_difference(original, reloaded)
+        _require(diff is None, f"after save_artifact/load_artifact, item {diff} of seed {self.seed} differs: "
+                               "the artifact misses state that generation uses")
+        empty = self.workdir / "artifact-missing"
+        empty.mkdir(exist_ok=True)
+        try:
+            self.cls.load_artifact(empty, self.params())
+        except CheckpointError:
+            pass
+        except Exception as exc:
+            raise _Fail(f"load_artifact() of an empty directory raised {type(exc).__name__} "
+                        f"({_first_line(exc)}), expected aigc_core.CheckpointError naming the file") from None
+        else:
+            raise _Fail("load_artifact() of an empty directory succeeded; it must raise CheckpointError")
+
+
+def check_generator(cls: type, source: Any, **kwargs: Any) -> None:
+    """Run the whole generator contract; see ``GeneratorContract`` for the arguments."""
+    GeneratorContract(cls, source, **kwargs).run()
+
+
+# ---------------------------------------------------------------------------------------------
+# Post-processors
+
+
+class PostProcessorContract(_Contract):
+    CHECKS = POSTPROCESSOR_CHECKS
+    kind = "post-processor"
+
+    def __init__(self, cls: type, modality: str, params: Mapping | None = None, content: Content | None = None):
+        super().__init__(cls)
+        self.modality = modality
+        self.param_values = dict(params or {})
+        self.content = content if content is not None else sample_content(modality)
+
+    def build(self) -> Any:
+        return self.cls(build_params(self.cls.Params, self.param_values, "postprocess[0]"))
+
+    def process(self, content: Content) -> Content:
+        return self.build()(content)
+
+    def check_params(self) -> None:
+        _check_params_class(self.cls.Params, "postprocess[0]", self.param_values)
+
+    def check_output(self) -> None:
+        out = self.process(self.content.copy())
+        check_content(out, self.modality, "__call__()")
+        for i, item in enumerate(out.dropped):
+            check_item(self.modality, item, f"__call__() dropped item {i}")
+
+    def check_metadata(self) -> None:
+        _check_meta(self.process(self.content.copy()), "__call__()")
+
+    def check_drops(self) -> None:
+        source = self.content.copy()
+        earlier = source.drop(Item(source.items[0].data, {"marker": "earlier"}), by="contract", reason="earlier drop")
+        source = source.replace(source.items, [earlier])
+        out = self.process(source)
+        _require(any(d.meta.get("marker") == "earlier" for d in out.dropped),
+                 "items dropped before this step are lost; return content.replace(kept, dropped)")
+        for i, item in enumerate(out.dropped):
+            why = item.meta.get("dropped")
+            _require(isinstance(why, dict) and why.get("by") and why.get("reason"),
+                     f"dropped item {i} has no meta['dropped'] with 'by' and 'reason'; use content.drop(item, by, reason)")
+
+    def check_deterministic(self) -> None:
+        a = self.process(self.content.copy())
+        b = self.process(self.content.copy())
+        diff = _first_difference(a, b)
+        _require(diff is None and len(a.dropped) == len(b.dropped),
+                 f"two runs on the same input differ (item {diff}); post-processing must be deterministic")
+
+    def check_no_mutation(self) -> None:
+        given = self.content.copy()
+        keep = given.copy()
+        self.process(given)
+        diff = _first_difference(given, keep)
+        metas_equal = [a.meta for a in given.items] == [b.meta for b in keep.items]
+        _require(diff is None and metas_equal,
+                 "the input content was changed in place; build new Items (content.replace) instead")
+
+    def check_empty(self) -> None:
+        out = self.process(Content(self.modality, []))
+        check_content(out, self.modality, "__call__(empty content)")
+
+
+def check_postprocessor(cls: type, modality: str, params: Mapping | None = None,
+                        content: Content | None = None) -> None:
+    PostProcessorContract(cls, modality, params, content).run()
+
+
+# ---------------------------------------------------------------------------------------------
+# Data sources
+
+
+class DataSourceContract(_Contract):
+    CHECKS = DATA_SOURCE_CHECKS
+    kind = "data source"
+
+    def __init__(self, cls: type, params: Mapping | None = None, seed: int = 0):
+        super().__init__(cls)
+        self.param_values = dict(params or {})
+        self.seed = seed
+
+    def build(self, **overrides: Any) -> Any:
+        values = {**self.param_values, **overrides}
+        return self.cls(build_params(self.cls.Params, values, "data"), seed=self.seed)
+
+    def check_params(self) -> None:
+        _check_params_class(self.cls.Params, "data", self.param_values)
+        names = {f.name for f in dataclasses.fields(self.cls.Params)}
+        missing = {"batch_size", "num_workers", "limit"} - names
+        _require(not missing, f"Params lacks {sorted(missing)}: subclass aigc_core.DataParams")
+
+    def check_modality(self) -> None:
+        modality = getattr(self.cls, "modality", "")
+        _require(modality in MODALITIES, f"class attribute modality is {modality!r}, expected one of {MODALITIES}")
+
+    def check_info(self) -> None:
+        info = self.build().info
+        _require(isinstance(info, dict), f"info is {type(info).__name__}, expected dict")
+        try:
+            json.dumps(info)
+        except (TypeError, ValueError) as exc:
+            raise _Fail(f"info must be JSON-serialisable (it is saved with checkpoints): {exc}") from None
+        if "modality" in info:
+            _require(info["modality"] == self.cls.modality, f"info['modality'] is {info['modality']!r}")
+        if self.cls.modality == "image":
+            shape = info.get("shape")
+            _require(isinstance(shape, list) and len(shape) == 3, f"info['shape'] is {shape!r}, expected [C, H, W]")
+        if self.cls.modality == "audio":
+            rate = info.get("sample_rate")
+            _require(isinstance(rate, int) and rate > 0, f"info['sample_rate'] is {rate!r}, expected a positive int")
+
+    def check_items(self) -> None:
+        source = self.build()
+        train = source.split("train")
+        _require(len(train) > 0, "the train split is empty")
+        info = source.info
+        for i in range(min(3, len(train))):
+            _check_raw_item(self.cls.modality, train[i], f"split('train')[{i}]", info)
+
+    def check_same_seed(self) -> None:
+        a, b = self.build(), self.build()
+        ta, tb = a.split("train"), b.split("train")
+        _require(len(ta) == len(tb), "two sources with the same seed have train splits of different sizes")
+        for i in range(min(3, len(ta))):
+            _require(_raw_equal(ta[i], tb[i]), f"two sources with the same seed differ at train item {i}")
+
+    def check_loader(self) -> None:
+        source = self.build()
+        source.setup("fit")
+        batch = next(iter(source.train_dataloader()), None)
+        _require(batch is not None, "train_dataloader() yields no batch")
+
+    def check_empty(self) -> None:
+        source = self.build(limit=1)
+        for name in ("val", "test"):
+            for _ in source._loader(name, shuffle=False) if hasattr(source, "_loader") else ():
+                pass
+            _require(len(source.split(name)) <= 1, f"limit=1 still gives a {name} split of {len(source.split(name))}")
+
+
+def _to_numpy(value: Any) -> Any:
+    if hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    return value
+
+
+def _raw_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, (tuple, list)):
+        return isinstance(b, (tuple, list)) and len(a) == len(b) and all(_raw_equal(x, y) for x, y in zip(a, b))
+    a, b = _to_numpy(a), _to_numpy(b)
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.shape == b.shape and a.tobytes() == b.tobytes()
+    return a == b
+
+
+def _check_raw_item(modality: str, raw: Any, where: str, info: Mapping) -> None:
+    if modality == "text":
+        _require(isinstance(raw, str), f"{where} is {type(raw).__name__}; text sources yield str")
+        return
+    _require(isinstance(raw, (tuple, list)) and len(raw) == 2, f"{where} must be (data, label)")
+    data = np.asarray(_to_numpy(raw[0]))
+    _require(np.issubdtype(data.dtype, np.floating), f"{where} data has dtype {data.dtype}, expected float")
+    _require(bool(np.isfinite(data).all()), f"{where} data has NaN or infinite values")
+    if modality == "image":
+        _require(data.ndim == 3, f"{where} data has shape {data.shape}, expected CHW")
+        _require(list(data.shape) == list(info.get("shape", data.shape)),
+                 f"{where} data has shape {list(data.shape)}, info['shape'] is {info.get('shape')}")
+        _require(float(data.min()) >= 0.0 and float(data.max()) <= 1.0, f"{where} data is outside [0, 1]")
+    else:
+        _require(data.ndim == 1, f"{where} data has shape {data.shape}, expected 1-D mono samples")
+        _require(float(np.abs(data).max(initial=0.0)) <= 1.0, f"{where} data is outside [-1, 1]")
+
+
+def check_data_source(cls: type, params: Mapping | None = None, seed: int = 0) -> None:
+    DataSourceContract(cls, params, seed).run()
+
+
+# ---------------------------------------------------------------------------------------------
+# Registrations
+
+
+def registrations(plugin: Any) -> list[dict]:
+    """What a plugin module registers, by calling its hooks with a recording ``register``."""
+    from .plugins import HOOKS
+
+    found = []
+    for kind, hook in HOOKS.items():
+        impl = getattr(plugin, hook, None)
+        if impl is None:
+            continue
+
+        def register(name, target, modality=(), description="", _kind=kind):
+            found.append({"kind": _kind, "name": name, "target": target, "description": description,
+                          "modalities": (modality,) if isinstance(modality, str) else tuple(modality)})
+
+        impl(register=register)
+    return found
+
+
+def check_registrations(plugin: Any) -> list[dict]:
+    """Every registration names a loadable class whose declared modality matches, with a description."""
+    import importlib
+
+    failures = {}
+    found = registrations(plugin)
+    if not found:
+        failures["registrations"] = "the plugin registers no component (implement an aigc_register_* hook)"
+    for entry in found:
+        where = f"{entry['kind']} {entry['name']!r}"
+        target = entry["target"]
+        if not entry["description"]:
+            failures[f"metadata {entry['name']}"] = f"{where} has no description (aigc plugins list shows it)"
+        bad = [m for m in entry["modalities"] if m not in MODALITIES]
+        if bad or not entry["modalities"]:
+            failures[f"modality {entry['name']}"] = f"{where} registered with modality {entry['modalities']}"
+            continue
+        if isinstance(target, str):
+            module_name, _, attr = target.partition(":")
+            try:
+                obj = importlib.import_module(module_name)
+                for part in attr.split("."):
+                    obj = getattr(obj, part)
+            except Exception as exc:
+                failures[f"target {entry['name']}"] = f"{where}: {target!r} cannot be loaded: {type(exc).__name__}: {exc}"
+                continue
+            target = obj
+        entry["class"] = target
+        declared = getattr(target, "modality", None)
+        if entry["kind"] in ("generator", "data_source") and declared not in entry["modalities"]:
+            failures[f"modality {entry['name']}"] = (
+                f"{where} is registered as {','.join(entry['modalities'])} but its class declares {declared!r}")
+    if failures:
+        raise ContractFailure(f"plugin {getattr(plugin, '__name__', plugin)}", failures)
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny inputs, made in memory, for contract tests
+
+
+def sample_content(modality: str, n: int = 3, seed: int = 0) -> Content:
+    """A few valid items of ``modality`` (with some structure, so filters have work to do)."""
+    rng = np.random.default_rng(seed)
+    if modality == "image":
+        data = [np.clip(rng.random((1, 8, 8)) * 0.5 + i / (2 * n), 0, 1).astype(np.float32) for i in range(n)]
+        return Content("image", [Item(d, {"index": i, "seed": seed}) for i, d in enumerate(data)])
+    if modality == "text":
+        words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog"]
+        texts = [" ".join(rng.choice(words, size=5 + i)) for i in range(n)]
+        return Content("text", [Item(t, {"index": i, "seed": seed}) for i, t in enumerate(texts)])
+    if modality == "audio":
+        rate = 8000
+        t = np.arange(rate // 4) / rate
+        waves = [(0.3 * np.sin(2 * math.pi * (220 + 110 * i) * t) + 0.01 * rng.standard_normal(t.size))
+                 .astype(np.float32) for i in range(n)]
+        return Content("audio", [Item(w, {"index": i, "seed": seed, "sample_rate": rate}) for i, w in enumerate(waves)])
+    raise ValueError(f"unknown modality {modality!r}")
+
+
+def tiny_source(modality: str, n: int = 24, seed: int = 0, batch_size: int = 8, **info: Any) -> Any:
+    """An in-memory data source of ``n`` items, so generator tests need no files or downloads.
+
+    Images are 1x8x8 (override with ``shape=[C, H, W]``), audio is 0.25 s at 8 kHz
+    (``sample_rate=``, ``num_samples=``), text is short sentences. Splits are 75/12.5/12.5 %.
+    """
+    from .components import DataParams, DataSource, split_indices
+
+    class TinySource(DataSource):
+        Params = DataParams
+
+        def __init__(self, params: Any = None, seed: int = 0):
+            super().__init__(params, seed)
+            content = _tiny_items(modality, n, seed, info)
+            parts = split_indices(n, 0.125, 0.125, seed)
+            self._splits = {name: [content[i] for i in idx] for name, idx in parts.items()}
+
+        def split(self, name: str) -> Any:
+            return self._splits[name]
+
+        @property
+        def info(self) -> dict:
+            base = {"modality": modality, "sizes": {k: len(v) for k, v in self._splits.items()},
+                    "num_classes": 2, "classes": ["a", "b"]}
+            if modality == "image":
+                base["shape"] = list(info.get("shape", [1, 8, 8]))
+            if modality == "audio":
+                base["sample_rate"] = int(info.get("sample_rate", 8000))
+                base["num_samples"] = int(info.get("num_samples", base["sample_rate"] // 4))
+            return base
+
+    TinySource.modality = modality
+    TinySource.component_name = f"tiny-{modality}"
+    return TinySource(DataParams(batch_size=batch_size, val_fraction=0.125, test_fraction=0.125), seed)
+
+
+def _tiny_items(modality: str, n: int, seed: int, info: Mapping) -> list:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    if modality == "image":
+        c, h, w = info.get("shape", [1, 8, 8])
+        base = torch.linspace(0, 1, h * w).reshape(1, h, w).expand(c, h, w)
+        return [((base + 0.2 * torch.rand(c, h, w, generator=g)) / 1.2, i % 2) for i in range(n)]
+    if modality == "audio":
+        rate = int(info.get("sample_rate", 8000))
+        length = int(info.get("num_samples", rate // 4))
+        t = torch.arange(length) / rate
+        return [((0.5 * torch.sin(2 * math.pi * (200 + 50 * (i % 4)) * t)).float(), i % 2) for i in range(n)]
+    if modality == "text":
+        words = ["to", "be", "or", "not", "that", "is", "the", "question", "whether", "tis", "nobler"]
+        return [" ".join(words[(i + k) % len(words)] for k in range(4 + i % 5)) + "." for i in range(n)]
+    raise ValueError(f"unknown modality {modality!r}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+__all__ = [
+    "ContractFailure", "DATA_SOURCE_CHECKS", "DataSourceContract", "GENERATOR_CHECKS", "GeneratorContract",
+    "POSTPROCESSOR_CHECKS", "PostProcessorContract", "check_content", "check_data_source", "check_generator",
+    "check_item", "check_postprocessor", "check_registrations", "registrations", "same_data",
+    "sample_content", "tiny_source",
+]
