@@ -66,6 +66,8 @@ class Pipeline:
         self._source = None
         self._generator = None
         self._checkpoint_sha = None
+        #: False on the extra processes of a distributed run: they train, then leave the rest to rank 0.
+        self.is_global_zero = True
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -198,7 +200,9 @@ class Pipeline:
             probe.close()
         except OSError as exc:
             raise AigcError(f"{run_dir}: run directory is not writable ({exc.strerror or exc})") from None
-        write_text(config_path, _to_yaml(self.raw))
+        if _rank() == 0:
+            _remove_stale_temporaries(run_dir)
+            write_text(config_path, _to_yaml(self.raw))
         return resumable
 
     @staticmethod
@@ -289,6 +293,9 @@ class Pipeline:
         started = time.perf_counter()
         generator, summary = fit(self, resume=resumable)
         self._generator = generator
+        if summary.get("global_rank", 0) != 0:
+            self.is_global_zero = False
+            return generator
         files = self._save_artifact(generator)
         self._update_manifest(
             training=summary,
@@ -404,6 +411,8 @@ class Pipeline:
         """Fit, generate, post-process, export and score; returns the run directory."""
         t0 = time.perf_counter()
         self.fit(restart=restart)
+        if not self.is_global_zero:
+            return self.run_dir
         t1 = time.perf_counter()
         content = self.generate()
         t2 = time.perf_counter()
@@ -436,6 +445,28 @@ class Pipeline:
             },
         )
         return self.run_dir
+
+
+def _rank() -> int:
+    """0 on the process that owns the run directory; launchers (Lightning, torchrun, SLURM) say which."""
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) != 0:
+            return int(value)
+    return 0
+
+
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """Leftovers of a killed process: temporary files and model directories never renamed into place."""
+    for folder in (run_dir, run_dir / CHECKPOINT_DIR, run_dir / "samples", run_dir / "outputs",
+                   run_dir / "logs" / "csv", run_dir / "logs" / "tb"):
+        if not folder.is_dir():
+            continue
+        for path in folder.glob(".*"):
+            if path.is_dir() and path.name.startswith(".model."):
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.is_file() and path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)
 
 
 def _combined_hash(files: Mapping[str, str]) -> str:

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
+import json
 import logging
+import os
+import pickle
+import random
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
-from .atomic import write_bytes
+from .atomic import sha256_file, write_bytes, write_json, write_text
 from .errors import AigcError, CheckpointError
 
 PREVIEW = {"image": 64, "text": 4, "audio": 4}
@@ -31,7 +41,8 @@ def quiet_lightning() -> None:
     for pattern in _QUIET:
         warnings.filterwarnings("ignore", message=pattern)
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero",
-                 "pytorch_lightning.accelerators.cuda", "lightning_fabric.utilities.seed"):
+                 "pytorch_lightning.accelerators.cuda", "lightning_fabric.utilities.seed",
+                 "lightning_fabric.utilities.distributed", "pytorch_lightning.utilities.distributed"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -66,19 +77,270 @@ def write_preview(content, directory: Path, stem: str, exporter) -> None:
 
 
 class NonFiniteLossGuard(Callback):
-    """Stops training when a logged loss is NaN or infinite, keeping the last good checkpoint."""
+    """Stops training when a logged loss is NaN or infinite, keeping the last good checkpoint.
+
+    Under DDP every rank must stop together (a lone rank raising would leave the others waiting
+    in the next all-reduce), so the decision is reduced across ranks.
+    """
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        bad = None
         for key, value in trainer.callback_metrics.items():
             if "loss" in key and torch.is_tensor(value) and not torch.isfinite(value).all():
-                raise NonFiniteLoss(
-                    f"training stopped: {key} became {value.item()} at step {trainer.global_step}; "
-                    "the last good checkpoint is kept (lower the learning rate or check the data)"
-                )
+                bad = (key, float(value.float().reshape(-1)[0]))
+                break
+        if trainer.world_size > 1:
+            if not trainer.strategy.reduce_boolean_decision(bad is not None, all=False):
+                return
+            bad = bad or ("loss", float("nan"))
+        if bad is not None:
+            key, value = bad
+            raise NonFiniteLoss(
+                f"training stopped: {key} became {value} at step {trainer.global_step}; "
+                "the last good checkpoint is kept (lower the learning rate or check the data)"
+            )
 
 
 class NonFiniteLoss(AigcError):
     pass
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints that a kill cannot tear and a stranger cannot plant
+
+CHECKPOINTS_KEY = "checkpoints"
+
+
+def _manifest_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "manifest.json"
+
+
+def _read_manifest(run_dir: Path) -> dict:
+    try:
+        data = json.loads(_manifest_path(run_dir).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _record_checkpoint(run_dir: Path, name: str, accept: list[str] | None) -> None:
+    """Set (or with ``accept=None`` drop) the sha256 values under which ``name`` may be loaded."""
+    manifest = _read_manifest(run_dir)
+    table = manifest.get(CHECKPOINTS_KEY)
+    table = dict(table) if isinstance(table, dict) else {}
+    if accept is None:
+        table.pop(name, None)
+    else:
+        table[name] = {"sha256": accept[-1], "accept": accept}
+    manifest[CHECKPOINTS_KEY] = table
+    write_json(_manifest_path(run_dir), manifest)
+
+
+def verify_checkpoint(run_dir: Path, path: Path) -> str:
+    """The file's sha256 if manifest.json vouches for it; otherwise a CheckpointError.
+
+    A kill between writing a checkpoint and recording it cannot cause a false alarm: the manifest
+    accepts both the old and the new digest while the rename is in flight.
+    """
+    path = Path(path)
+    try:
+        name = str(path.resolve().relative_to(Path(run_dir).resolve() / "checkpoints"))
+    except ValueError:
+        name = path.name
+    entry = (_read_manifest(run_dir).get(CHECKPOINTS_KEY) or {}).get(name)
+    if not isinstance(entry, dict):
+        raise CheckpointError(
+            f"{path}: refused: this checkpoint is not recorded in {_manifest_path(run_dir)} (a foreign file?); "
+            "remove it or use --restart"
+        )
+    digest = sha256_file(path)
+    if digest not in (entry.get("accept") or [entry.get("sha256")]):
+        raise CheckpointError(
+            f"{path}: refused: corrupt, truncated or foreign checkpoint (sha256 differs from manifest.json); "
+            "remove it or use --restart"
+        )
+    return digest
+
+
+def _non_finite_tensor(state: dict) -> str | None:
+    for key, value in state.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all():
+            return key
+    return None
+
+
+class RunCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O, made crash-safe and safe to load.
+
+    Save: refuse non-finite weights (so the last checkpoint on disk is always a good one), write to
+    a temporary name, fsync, rename, and keep the sha256 in manifest.json. Load: verify the sha256
+    first, then ``torch.load(weights_only=True)``: tensors and plain data only, never arbitrary
+    pickled objects.
+    """
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+
+    def _name(self, path) -> str:
+        return str(Path(path).resolve().relative_to((self.run_dir / "checkpoints").resolve()))
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options: Any = None) -> None:
+        bad = _non_finite_tensor(checkpoint.get("state_dict") or {})
+        if bad is not None:
+            raise NonFiniteLoss(
+                f"training stopped: weight {bad} became non-finite at step {checkpoint.get('global_step')}; "
+                "the last good checkpoint is kept (lower the learning rate or check the data)"
+            )
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        data = buffer.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        name = self._name(path)
+        old = (_read_manifest(self.run_dir).get(CHECKPOINTS_KEY) or {}).get(name) or {}
+        previous = [old["sha256"]] if Path(path).is_file() and old.get("sha256") else []
+        _record_checkpoint(self.run_dir, name, previous + [digest])  # both digests valid while renaming
+        write_bytes(path, data)
+        _record_checkpoint(self.run_dir, name, [digest])
+
+    def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        verify_checkpoint(self.run_dir, Path(path))
+        return load_checkpoint_file(Path(path), map_location)
+
+    def remove_checkpoint(self, path) -> None:
+        _record_checkpoint(self.run_dir, self._name(path), None)
+        super().remove_checkpoint(path)
+
+
+def load_checkpoint_file(path: Path, map_location: Any = None) -> dict:
+    """``torch.load`` with ``weights_only=True``; every failure becomes a one-line CheckpointError."""
+    try:
+        checkpoint = torch.load(path, map_location=map_location or "cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors ({first})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({first})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path}: not a Lightning checkpoint of this project (no state_dict)")
+    return checkpoint
+
+
+# --------------------------------------------------------------------------------------------
+# Logs that survive a kill and a resume
+
+
+class _ResumableCSVWriter(ExperimentWriter):
+    """Keeps the rows of earlier attempts (Lightning's writer deletes them) and rewrites the file
+    atomically, dropping rows of steps that a resumed run is about to repeat."""
+
+    def __init__(self, log_dir: str):
+        self.metrics, self.metrics_keys, self.hparams = [], [], {}
+        self.log_dir = log_dir
+        self.metrics_file_path = os.path.join(log_dir, self.NAME_METRICS_FILE)
+        os.makedirs(log_dir, exist_ok=True)
+        self._rows: list[dict] = []
+        self._trimmed = False
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                self._rows = list(csv.DictReader(f))
+
+    def log_hparams(self, params: dict) -> None:
+        self.hparams.update(params)
+        write_text(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), json.dumps(self.hparams, default=str) + "\n")
+
+    def save(self) -> None:
+        if not self.metrics:
+            return
+        if not self._trimmed:
+            first = min(int(m.get("step", 0)) for m in self.metrics)
+            self._rows = [r for r in self._rows if _int(r.get("step")) < first]
+            self._trimmed = True
+        self._rows.extend(self.metrics)
+        self.metrics = []
+        keys = sorted(set().union(*self._rows))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self._rows)
+        write_text(self.metrics_file_path, buffer.getvalue())
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return -1
+
+
+class ResumableCSVLogger(CSVLogger):
+    @property
+    def experiment(self) -> _ResumableCSVWriter:
+        if self._experiment is None:
+            self._experiment = _ResumableCSVWriter(self.log_dir)
+        return self._experiment
+
+
+class AtomicTensorBoardLogger(TensorBoardLogger):
+    """TensorBoard, with its one YAML file written atomically (event files are append-only logs)."""
+
+    def save(self) -> None:
+        hparams_file = os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)
+        if os.path.isdir(self.log_dir) and not os.path.isfile(hparams_file):
+            write_text(hparams_file, json.dumps(dict(self.hparams), default=str) + "\n")
+        super().save()
+
+
+# --------------------------------------------------------------------------------------------
+# Randomness that a resume repeats
+
+
+def derived_seed(*parts: Any) -> int:
+    digest = hashlib.blake2b(":".join(str(p) for p in parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+class EpochSeeder(Callback):
+    """Each epoch's randomness derives from (seed, epoch, rank) alone.
+
+    Lightning does not store RNG states in checkpoints, so without this a run resumed after a kill
+    would draw other noise and another data order than the uninterrupted run. The shuffling
+    generator is seeded the way Lightning's DistributedSampler seeds itself (seed + epoch), so one
+    process sees the same global batches as N processes.
+    """
+
+    def __init__(self, seed: int):
+        self.seed = int(seed)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        s = derived_seed(self.seed, epoch, trainer.global_rank)
+        torch.manual_seed(s)
+        random.seed(s)
+        np.random.seed(s % (1 << 32))
+        for loader in _loaders(trainer.train_dataloader):
+            sampler = getattr(loader, "sampler", None)
+            generator = getattr(sampler, "generator", None)
+            if isinstance(generator, torch.Generator):
+                generator.manual_seed(self.seed + epoch)
+
+
+def _loaders(obj: Any) -> list:
+    if obj is None:
+        return []
+    if isinstance(obj, (list, tuple)):
+        return [x for o in obj for x in _loaders(o)]
+    if isinstance(obj, dict):
+        return [x for o in obj.values() for x in _loaders(o)]
+    return [obj]
+
+
+def _strategy(name: Any, generator: pl.LightningModule) -> Any:
+    """A GAN's manual optimisation leaves one network unused in each backward pass; DDP must know."""
+    if name == "ddp" and not generator.automatic_optimization:
+        return "ddp_find_unused_parameters_true"
+    return name
 
 
 def fit(pipe: Any, resume: bool) -> tuple[Any, dict]:
@@ -97,19 +359,21 @@ def fit(pipe: Any, resume: bool) -> tuple[Any, dict]:
                         every_n_epochs=t.checkpoint_every_n_epochs, auto_insert_metric_name=False),
         SampleWriter(pipe, t.sample_every_n_epochs),
         NonFiniteLossGuard(),
+        EpochSeeder(pipe.seed),
     ]
-    loggers = [CSVLogger(str(run_dir), name="logs", version="csv")]
+    loggers = [ResumableCSVLogger(str(run_dir), name="logs", version="csv")]
     try:
-        loggers.append(TensorBoardLogger(str(run_dir), name="logs", version="tb", default_hp_metric=False))
+        loggers.append(AtomicTensorBoardLogger(str(run_dir), name="logs", version="tb", default_hp_metric=False))
     except ModuleNotFoundError:
         pass
     kwargs = dict(
         max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
-        strategy=t.strategy, num_nodes=t.num_nodes, precision=t.precision,
+        strategy=_strategy(t.strategy, generator), num_nodes=t.num_nodes, precision=t.precision,
         accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
         check_val_every_n_epoch=t.check_val_every_n_epoch, deterministic=t.deterministic,
         enable_progress_bar=t.progress_bar, enable_model_summary=False,
         default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks,
+        plugins=[RunCheckpointIO(run_dir)],
     )
     if t.gradient_clip_val is not None:
         kwargs["gradient_clip_val"] = t.gradient_clip_val
@@ -123,15 +387,20 @@ def fit(pipe: Any, resume: bool) -> tuple[Any, dict]:
         from .errors import ConfigError
 
         raise ConfigError("train", str(exc).strip().splitlines()[0]) from None
-    ckpt_path = str(last) if resume and last.is_file() else None
+    ckpt_path = None
+    if resume and last.is_file():
+        verify_checkpoint(run_dir, last)  # before Lightning opens it at all
+        ckpt_path = str(last)
     started = time.perf_counter()
     try:
         trainer.fit(generator, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    except NonFiniteLoss:
+    except (NonFiniteLoss, CheckpointError):
         raise
     except Exception as exc:
         if ckpt_path and _is_unpickling_error(exc):
             raise CheckpointError(f"{last}: refused to load: {str(exc).splitlines()[0]}") from None
+        if ckpt_path and isinstance(exc, (RuntimeError, KeyError)) and "state_dict" in str(exc):
+            raise CheckpointError(f"{last}: does not fit this generator (a checkpoint of another model?)") from None
         raise
     summary = {
         "global_step": int(trainer.global_step),
@@ -140,6 +409,7 @@ def fit(pipe: Any, resume: bool) -> tuple[Any, dict]:
         "train_s": round(time.perf_counter() - started, 3),
         "accelerator": type(trainer.accelerator).__name__,
         "world_size": int(trainer.world_size),
+        "global_rank": int(trainer.global_rank),
     }
     return generator, summary
 

@@ -33,6 +33,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="output directory (default: RUN_DIR/generated)")
     p.add_argument("--prompt", action="append", default=None, help="a prompt (text generators); repeatable")
     p.add_argument("--stream", action="store_true", help="print text as it is generated (text generators)")
+    shard = p.add_argument_group("sharded generation (any of these turns it on; see docs/distributed.md)")
+    shard.add_argument("--devices", type=int, default=None, metavar="K",
+                       help="processes (or GPUs) per node for Lightning's predict loop; output goes in resumable shards")
+    shard.add_argument("--num-nodes", type=int, default=None, metavar="M", help="nodes (with torchrun or SLURM)")
+    shard.add_argument("--accelerator", default=None, help="cpu, gpu or auto (default: cpu)")
+    shard.add_argument("--shard-size", type=int, default=None, metavar="S",
+                       help="samples per shard (default: 1000); the same for 1 or K processes, so the same bytes")
     p.set_defaults(func=cmd_generate)
 
 
@@ -97,11 +104,29 @@ def cmd_generate(args: argparse.Namespace) -> int:
             sys.stdout.flush()
         sys.stdout.write("\n")
         return 0
+    if any(v is not None for v in (args.devices, args.num_nodes, args.accelerator, args.shard_size)):
+        return _generate_sharded(pipe, args, options)
     content = pipe.generate(args.num_samples, seed=args.seed, **options)
     content = pipe.postprocess(content)
     out = Path(args.out) if args.out else Path(args.run_dir) / "generated"
     files = pipe.export(content, out)
     print(f"wrote {len(files)} files", file=sys.stderr)
+    print(out)
+    return 0
+
+
+def _generate_sharded(pipe, args: argparse.Namespace, options: dict) -> int:
+    from ..sharding import DEFAULT_SHARD_SIZE, generate_sharded
+
+    n = args.num_samples if args.num_samples is not None else pipe.generate_section.num_samples
+    out = Path(args.out) if args.out else Path(args.run_dir) / "generated"
+    summary = generate_sharded(pipe, n, out, seed=args.seed, options=options, devices=args.devices or 1,
+                               num_nodes=args.num_nodes or 1, accelerator=args.accelerator or "cpu",
+                               shard_size=args.shard_size or DEFAULT_SHARD_SIZE)
+    if summary["rank"] != 0:  # the other processes of the job stay quiet
+        return 0
+    skipped = f", {summary['skipped']} already done" if summary["skipped"] else ""
+    print(f"wrote {summary['shards']} shards{skipped}", file=sys.stderr)
     print(out)
     return 0
 

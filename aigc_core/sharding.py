@@ -1,0 +1,233 @@
+"""Batch generation at scale: Lightning's predict loop spreads shards over processes and nodes.
+
+Sample ``i`` draws its randomness from ``(seed, i)`` alone and shards have a fixed size, so the
+bytes of every file do not depend on how many processes made them. Each shard is exported into
+a temporary directory and renamed into place with a ``shard.json`` of sha256 values, so a killed
+job leaves finished shards whole and a rerun skips them.
+
+    out/
+      generation.json      the settings; a rerun with other settings is refused
+      shard_00000/         sample_00000.png ... shard.json
+      shard_00001/
+      index.json           every shard, its index range and its files (written last)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import BasePredictionWriter
+from torch.utils.data import DataLoader, Dataset
+
+from .atomic import sha256_file, write_json
+from .errors import AigcError, UsageError
+
+PLAN_FILE = "generation.json"
+INDEX_FILE = "index.json"
+SHARD_FILE = "shard.json"
+DEFAULT_SHARD_SIZE = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardPlan:
+    n: int
+    shard_size: int
+
+    @property
+    def count(self) -> int:
+        return -(-self.n // self.shard_size) if self.n else 0
+
+    def bounds(self, shard: int) -> tuple[int, int]:
+        lo = shard * self.shard_size
+        return lo, min(self.n, lo + self.shard_size)
+
+    @staticmethod
+    def name(shard: int) -> str:
+        return f"shard_{shard:05d}"
+
+
+def shard_done(out: Path, shard: int) -> bool:
+    """A shard counts as finished only if every file it lists is there with its recorded sha256."""
+    directory = out / ShardPlan.name(shard)
+    try:
+        record = json.loads((directory / SHARD_FILE).read_text())
+        files = record["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return all((directory / rel).is_file() and sha256_file(directory / rel) == digest for rel, digest in files.items())
+
+
+class _ShardIds(Dataset):
+    def __init__(self, ids: list[int]):
+        self.ids = ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> int:
+        return self.ids[i]
+
+
+def _first(batch: list[int]) -> int:
+    return int(batch[0])
+
+
+class ShardPredictor(pl.LightningModule):
+    """Wraps a trained generator so that one predict step makes one shard."""
+
+    def __init__(self, generator: pl.LightningModule, plan: ShardPlan, seed: int, options: dict, extra: dict):
+        super().__init__()
+        self.generator = generator
+        self.plan = plan
+        self.seed = seed
+        self.options = options
+        self.extra = extra
+
+    def predict_step(self, batch: int, batch_idx: int) -> Any:
+        shard = int(batch)
+        lo, hi = self.plan.bounds(shard)
+        content = self.generator.generate(hi - lo, seed=self.seed, start=lo, **self.options, **self.extra)
+        for j, item in enumerate(content.items):
+            item.meta["index"] = lo + j  # names and provenance use the global index, not the position
+        return shard, content
+
+
+class ShardWriter(BasePredictionWriter):
+    """Post-processes and exports each shard as it is made; rank 0 writes the index at the end."""
+
+    def __init__(self, pipe: Any, out: Path, plan: ShardPlan, seed: int):
+        super().__init__(write_interval="batch")
+        self.pipe = pipe
+        self.out = out
+        self.plan = plan
+        self.seed = seed
+        self.written: list[int] = []
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
+        shard, content = prediction
+        content = self.pipe.postprocess(self.pipe.stamp(content, self.seed))
+        final = self.out / ShardPlan.name(shard)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=self.out))
+        try:
+            files = self.pipe.exporter.build().export(content, tmp)
+            lo, hi = self.plan.bounds(shard)
+            record = {"shard": shard, "start": lo, "stop": hi,
+                      "files": {str(Path(p).relative_to(tmp)): sha256_file(p) for p in files}}
+            write_json(tmp / SHARD_FILE, record)
+            if final.exists():  # an earlier, damaged attempt
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise AigcError(f"{final}: writing the shard failed ({exc.strerror or exc}); finished shards are "
+                            "intact, rerun the same command to continue") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.written.append(shard)
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        trainer.strategy.barrier("aigc-shards-written")
+        if trainer.is_global_zero:
+            write_index(self.out, self.plan)
+
+
+def write_index(out: Path, plan: ShardPlan) -> dict:
+    shards = []
+    for shard in range(plan.count):
+        path = out / ShardPlan.name(shard) / SHARD_FILE
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        shards.append({"name": ShardPlan.name(shard), "start": record["start"], "stop": record["stop"],
+                       "files": {f"{ShardPlan.name(shard)}/{k}": v for k, v in record["files"].items()}})
+    index = {"n": plan.n, "shard_size": plan.shard_size, "complete": len(shards) == plan.count, "shards": shards}
+    write_json(out / INDEX_FILE, index)
+    return index
+
+
+def _settings(pipe: Any, n: int, seed: int, options: dict, shard_size: int) -> dict:
+    return json.loads(json.dumps({
+        "n": n, "seed": seed, "shard_size": shard_size, "generator": pipe.gen.name, "options": options,
+        "checkpoint_sha256": pipe._checkpoint_sha, "postprocess": pipe.raw.get("postprocess") or [],
+        "exporter": pipe.exporter.name,
+    }, default=str))
+
+
+def generate_sharded(pipe: Any, n: int, out: Path, *, seed: int | None = None, options: dict | None = None,
+                     devices: int = 1, num_nodes: int = 1, accelerator: str = "cpu",
+                     shard_size: int = DEFAULT_SHARD_SIZE) -> dict:
+    """Make ``n`` samples into ``out`` in shards; returns a summary (``rank`` is 0 on the owner)."""
+    if n < 0:
+        raise UsageError(f"number of samples must be 0 or more, got {n}")
+    if devices < 1 or num_nodes < 1 or shard_size < 1:
+        raise UsageError("--devices, --num-nodes and --shard-size must be at least 1")
+    out = Path(out)
+    if seed is None:
+        seed = pipe.generate_section.seed if pipe.generate_section.seed is not None else pipe.seed
+    opts = dataclasses.asdict(pipe.validate_options({**dataclasses.asdict(pipe.generate_options), **(options or {})}))
+    generator = pipe.generator
+    params = inspect.signature(generator.generate).parameters
+    if "start" not in params:
+        raise UsageError(f"generator {pipe.gen.name!r} cannot make shards (its generate() takes no start=); "
+                         "run 'aigc generate' without --devices")
+    extra = {"data_source": pipe.data_source} if getattr(generator, "wants_data_source", False) else {}
+
+    plan = ShardPlan(n, shard_size)
+    settings = _settings(pipe, n, seed, opts, shard_size)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        plan_path = out / PLAN_FILE
+        if plan_path.is_file():
+            try:
+                old = json.loads(plan_path.read_text())
+            except ValueError:
+                old = None
+            if old != settings:
+                differs = next((k for k in settings if not isinstance(old, dict) or old.get(k) != settings[k]), "?")
+                raise UsageError(f"{out} holds a generation with other settings (differs at {differs}); "
+                                 "choose another --out or delete it")
+        elif _rank() == 0:
+            write_json(plan_path, settings)
+    except OSError as exc:
+        raise AigcError(f"{out}: cannot write here ({exc.strerror or exc})") from None
+
+    pending = [s for s in range(plan.count) if not shard_done(out, s)]
+    summary = {"out": str(out), "shards": plan.count, "skipped": plan.count - len(pending), "rank": _rank()}
+    if not pending:
+        if _rank() == 0:
+            write_index(out, plan)
+        return summary
+
+    from .training import quiet_lightning
+
+    quiet_lightning()
+    distributed = devices > 1 or num_nodes > 1
+    writer = ShardWriter(pipe, out, plan, seed)
+    trainer = pl.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+                         strategy="ddp" if distributed else "auto", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, callbacks=[writer])
+    loader = DataLoader(_ShardIds(pending), batch_size=1, shuffle=False, collate_fn=_first)
+    module = ShardPredictor(generator, plan, seed, opts, extra)
+    with torch.inference_mode():
+        trainer.predict(module, dataloaders=loader, return_predictions=False)
+    summary.update(rank=int(trainer.global_rank), written=len(writer.written), world_size=int(trainer.world_size))
+    return summary
+
+
+def _rank() -> int:
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) != 0:
+            return int(value)
+    return 0
