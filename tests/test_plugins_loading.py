@@ -1,0 +1,150 @@
+"""Plugin discovery under bad plugins: each problem names the plugin and the hook, the rest load."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from aigc_core.plugins import load_plugins
+
+
+def fake_dist(root: Path, dist: str, module: str, source: str, api: str | None = None) -> None:
+    """An installed-looking distribution: a module plus a .dist-info with entry points."""
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1.0\n")
+    eps = f"[aigc]\n{module} = {module}\n"
+    if api is not None:
+        eps += f"\n[aigc.api]\n{module} = {api}\n"
+    (info / "entry_points.txt").write_text(eps)
+
+
+GOOD = """
+    from aigc_core import hookimpl
+
+    @hookimpl
+    def aigc_register_postprocessors(register):
+        register("fine-step", "nowhere:Fine", modality="text", description="works")
+"""
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("AIGC_LOAD_PLUGINS", raising=False)
+    monkeypatch.delenv("AIGC_STRICT_PLUGINS", raising=False)
+    fake_dist(tmp_path, "aigc-fine", "zz_fine", GOOD)
+    return tmp_path
+
+
+def test_misspelt_hook_argument_names_plugin_and_hook(plugin_dir):
+    fake_dist(plugin_dir, "aigc-typo", "zz_typo", """
+        from aigc_core import hookimpl
+
+        @hookimpl
+        def aigc_register_generators(regster):
+            regster("typo-gen", "nowhere:Gen", modality="image")
+    """)
+    registry = load_plugins()
+    problems = [p for p in registry.problems if "zz_typo" in p]
+    assert len(problems) == 1
+    assert "aigc-typo" in problems[0] and "aigc_register_generators" in problems[0]
+    assert "'regster'" in problems[0] and "register" in problems[0]
+    assert "\n" not in problems[0]
+    assert "zz_typo" not in registry.plugins
+    assert "fine-step" in registry.names("postprocessor")  # the others keep working
+
+
+def test_misspelt_hook_name_is_reported_with_a_suggestion(plugin_dir):
+    fake_dist(plugin_dir, "aigc-badhook", "zz_badhook", """
+        from aigc_core import hookimpl
+
+        @hookimpl
+        def aigc_register_generator(register):
+            register("x", "nowhere:X", modality="image")
+    """)
+    registry = load_plugins()
+    problem = next(p for p in registry.problems if "zz_badhook" in p)
+    assert "unknown hook 'aigc_register_generator'" in problem
+    assert "did you mean 'aigc_register_generators'" in problem
+    assert "fine-step" in registry.names("postprocessor")
+
+
+def test_plugin_for_another_api_major_is_skipped_unimported(plugin_dir):
+    fake_dist(plugin_dir, "aigc-future", "zz_future", """
+        raise RuntimeError("imported although it targets another plugin API")
+    """, api="aigc_core.plugin_api:v2")
+    registry = load_plugins()
+    problem = next(p for p in registry.problems if "zz_future" in p)
+    assert "targets aigc plugin API 2.x" in problem and "provides 1.0" in problem and "skipped" in problem
+    assert "zz_future" not in sys.modules
+    assert "fine-step" in registry.names("postprocessor")
+
+
+def test_current_api_declaration_loads(plugin_dir):
+    fake_dist(plugin_dir, "aigc-now", "zz_now", GOOD.replace("fine-step", "now-step"), api="aigc_core.plugin_api:v1")
+    registry = load_plugins()
+    assert not [p for p in registry.problems if "zz_now" in p]
+    assert "now-step" in registry.names("postprocessor")
+    import aigc_core.plugin_api
+
+    assert aigc_core.plugin_api.v1.split(".")[0] == "1"  # the declared reference really exists
+
+
+def test_unreadable_api_declaration_is_reported(plugin_dir):
+    fake_dist(plugin_dir, "aigc-odd", "zz_odd", GOOD.replace("fine-step", "odd-step"), api="zz_odd:version")
+    registry = load_plugins()
+    problem = next(p for p in registry.problems if "zz_odd" in p)
+    assert "aigc_core.plugin_api:v<major>" in problem
+    assert "odd-step" not in registry.names("postprocessor")
+
+
+def test_trace_hooks_prints_each_call_with_plugins_and_timing(tmp_path):
+    code = "from aigc_core.plugins import load_plugins; load_plugins()"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**_env(), "AIGC_TRACE_HOOKS": "1"}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert any(line.startswith("aigc trace: aigc_register_data_sources -> [") and "builtin" in line for line in lines)
+    assert any(line.startswith("aigc trace: aigc_register_data_sources done in ") and line.endswith(" ms")
+               for line in lines)
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=60)
+    assert "aigc trace" not in quiet.stderr
+
+
+def _env() -> dict:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIGC_")}
+    return env
+
+
+CHECK_LIGHT = """
+import sys
+from aigc_core.cli import main
+try:
+    code = main({argv!r})
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted(m for m in ("torch", "pytorch_lightning", "lightning", "transformers", "torchaudio") if m in sys.modules)
+print("HEAVY=" + ",".join(heavy))
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["plugins", "list"], ["plugins", "list", "--all", "--json"]])
+def test_help_and_list_import_no_heavy_library(argv):
+    proc = subprocess.run([sys.executable, "-c", CHECK_LIGHT.format(argv=argv)], capture_output=True,
+                          text=True, env=_env(), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY=\n" in proc.stdout, proc.stdout[-300:]
+    if "--json" in argv:
+        listing = json.loads(proc.stdout[: proc.stdout.rindex("HEAVY=")])
+        builtin = [p for p in listing if p["builtin"]]
+        assert builtin and builtin[0]["name"] == "builtin"
+        assert any(c["name"] == "sklearn-digits" for c in builtin[0]["components"])
