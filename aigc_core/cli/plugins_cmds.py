@@ -266,7 +266,7 @@ def _pip_error(proc: subprocess.CompletedProcess) -> str:
     return (errors or lines or [f"exit status {proc.returncode}"])[0]
 
 
-def resolve(pip_args: list[str]) -> dict:
+def resolve(pip_args: list[str], what: str = "") -> dict:
     """pip's resolution of ``pip_args`` without changing anything (``--dry-run --report``)."""
     from ..errors import AigcError
 
@@ -274,7 +274,7 @@ def resolve(pip_args: list[str]) -> dict:
         report_path = Path(tmp) / "report.json"
         proc = _pip("install", "--dry-run", "--quiet", "--report", str(report_path), *pip_args, capture=True)
         if proc.returncode != 0 or not report_path.is_file():
-            raise AigcError(f"pip cannot resolve {' '.join(pip_args)}: {_pip_error(proc)}")
+            raise AigcError(f"pip cannot resolve {what or ' '.join(pip_args)}: {_pip_error(proc)}")
         return json.loads(report_path.read_text())
 
 
@@ -282,9 +282,9 @@ def cmd_install(args: argparse.Namespace) -> int:
     from ..errors import AigcError
 
     pip_args = _pip_args(args)
-    changes = changes_from_report(resolve(pip_args), installed_versions())
-    problems = conflicts(changes, plugin_requirements())
     what = " ".join(args.specs + [f"-e {e}" for e in args.editable])
+    changes = changes_from_report(resolve(pip_args, what), installed_versions())
+    problems = conflicts(changes, plugin_requirements())
     if changes:
         print(f"installing {what} would change:", file=sys.stderr)
         for change in changes:
