@@ -289,6 +289,7 @@ class Pipeline:
         """Train the generator with Lightning; resumes from the run's last checkpoint if there is one."""
         from .training import fit
 
+        self.data_source()  # bad data fails here, before the run directory is touched
         resumable = self.prepare_run_dir(restart=restart)
         started = time.perf_counter()
         generator, summary = fit(self, resume=resumable)

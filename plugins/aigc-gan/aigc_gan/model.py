@@ -82,13 +82,27 @@ def _levels(size: int) -> int:
     return levels
 
 
+def _dcgan_init(module: nn.Module) -> None:
+    """The DCGAN paper's initialisation: small normal weights, unit-centred norms."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        weight = getattr(module, "weight_orig", module.weight)
+        nn.init.normal_(weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
 class GeneratorNet(nn.Module):
     def __init__(self, latent: int, width: int, channels: int, size: int, num_classes: int):
         super().__init__()
         levels = _levels(size)
         top = width * 2 ** (levels - 1)
-        self.embed = nn.Embedding(num_classes, latent) if num_classes > 1 else None
-        self.project = nn.Sequential(nn.Linear(latent, top * 16, bias=False), nn.BatchNorm1d(top * 16), nn.ReLU(True))
+        embed_dim = min(latent, 32)
+        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes > 1 else None
+        inputs = latent + (embed_dim if self.embed is not None else 0)
+        self.project = nn.Sequential(nn.Linear(inputs, top * 16, bias=False), nn.BatchNorm1d(top * 16), nn.ReLU(True))
         self.top = top
         blocks = []
         ch = top
@@ -99,8 +113,8 @@ class GeneratorNet(nn.Module):
         self.body = nn.Sequential(*blocks)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if self.embed is not None and y is not None:
-            z = z * self.embed(y)
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(y)], dim=1)
         return self.body(self.project(z).view(-1, self.top, 4, 4))
 
 
@@ -120,12 +134,14 @@ class DiscriminatorNet(nn.Module):
         self.body = nn.Sequential(*layers, nn.Flatten())
         features = ch * 16
         self.out = norm(nn.Linear(features, 1))
-        self.embed = norm(nn.Embedding(num_classes, features)) if num_classes > 1 else None
+        self.embed = nn.Embedding(num_classes, features) if num_classes > 1 else None
+        if self.embed is not None:
+            nn.init.zeros_(self.embed.weight)  # the class term starts silent and is learnt
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.body(x)
         logit = self.out(h).squeeze(1)
-        if self.embed is not None and y is not None:
+        if self.embed is not None:
             logit = logit + (self.embed(y) * h).sum(1)
         return logit
 
@@ -144,6 +160,8 @@ class DCGAN(Generator):
         self.num_classes = int(info.get("num_classes") or 0) if params.conditional else 0
         self.G = GeneratorNet(params.latent, params.width, channels, height, self.num_classes)
         self.D = DiscriminatorNet(params.width, channels, height, self.num_classes, params.spectral_norm)
+        self.G.apply(_dcgan_init)
+        self.D.apply(_dcgan_init)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if params.ema_decay > 0 else None
 
     # -- training -----------------------------------------------------------------------------

@@ -1,0 +1,109 @@
+"""The CLI as a user meets it: exit codes, one-line errors, nothing half-written, no torch at start-up."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from aigc_testutil import cli, run_aigc, tiny_gan_config, write_yaml
+
+HEAVY = ("torch", "pytorch_lightning", "lightning", "transformers", "torchaudio")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["plugins", "list"], ["plugins", "list", "--json", "--all"]])
+def test_startup_imports_no_heavy_library(args):
+    code = (
+        "import sys\n"
+        "from aigc_core.cli import main\n"
+        "try:\n"
+        f"    rc = main({args!r})\n"
+        "except SystemExit as e:\n"
+        "    rc = e.code\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print('HEAVY', heavy, rc)\n"
+    )
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "HEAVY [] 0" in out.stdout, out.stdout + out.stderr
+
+
+def test_plugins_list_json_shape(capsys):
+    code, out, _ = cli(capsys, "plugins", "list", "--json", "--all")
+    assert code == 0
+    plugins = json.loads(out)
+    by_name = {p["name"]: p for p in plugins}
+    assert {"builtin", "gan"} <= set(by_name)
+    gan = by_name["gan"]
+    assert gan["version"] and gan["distribution"] == "aigc-gan"
+    assert {"kind": "generator", "name": "dcgan", "modality": "image"}.items() <= gan["components"][0].items()
+    code, out, _ = cli(capsys, "plugins", "list", "--json")
+    assert "builtin" not in {p["name"] for p in json.loads(out)}
+
+
+def test_plugins_info_shows_parameters(capsys):
+    code, out, _ = cli(capsys, "plugins", "info", "dcgan")
+    assert code == 0
+    assert "latent_dim" in out and "generate options" in out and "label" in out
+    code, _, err = cli(capsys, "plugins", "info", "no-such-thing")
+    assert code == 2 and "no plugin or component named 'no-such-thing'" in err
+
+
+def test_check_ok_and_errors_exit_2_with_one_line(tmp_path, capsys):
+    cfg = write_yaml(tmp_path / "ok.yaml", tiny_gan_config(tmp_path / "run"))
+    code, out, _ = cli(capsys, "check", str(cfg))
+    assert code == 0 and out.startswith("ok: tiny-gan (image)")
+    for override, needle in [
+        ("generator.name=dcgun", "generator.name: unknown generator 'dcgun'; did you mean 'dcgan'?"),
+        ("generator.latent_dim=abc", "generator.latent_dim: expected int or null, got 'abc'"),
+        ("generator.latnt_dim=3", "generator.latnt_dim: unknown key; did you mean 'latent_dim'?"),
+        ("postprocess.0.name=redact-pii", "post-processor 'redact-pii' accepts text, not image"),
+    ]:
+        code, _, err = cli(capsys, "check", str(cfg), override)
+        assert code == 2, override
+        assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists(), "check must not create the run directory"
+
+
+def test_usage_errors_exit_2(capsys, tmp_path):
+    code, _, err = cli(capsys, "check", str(tmp_path / "missing.yaml"))
+    assert code == 2 and "missing.yaml: no such config file" in err
+    code, _, err = cli(capsys, "frobnicate")
+    assert code == 2 and err.count("\n") == 1
+
+
+def test_missing_data_directory_names_it(tmp_path, capsys):
+    config = tiny_gan_config(tmp_path / "run")
+    config["data"] = {"source": "image-folder", "path": str(tmp_path / "nowhere"), "image_size": 8}
+    cfg = write_yaml(tmp_path / "c.yaml", config)
+    code, _, err = cli(capsys, "run", str(cfg))
+    assert code == 1
+    assert f"{tmp_path / 'nowhere'}: image folder does not exist" in err and "Traceback" not in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config["data"]["path"] = str(empty)
+    code, _, err = cli(capsys, "run", str(write_yaml(tmp_path / "c.yaml", config)))
+    assert code == 1 and "no images found" in err
+
+
+def test_unwritable_run_directory(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    cfg = write_yaml(tmp_path / "c.yaml", tiny_gan_config(blocker / "run"))
+    code, _, err = cli(capsys, "run", str(cfg))
+    assert code == 1 and "run directory is not writable" in err and str(blocker / "run") in err
+    assert blocker.read_text() == "not a directory"
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = run_aigc("--debug", "check", str(tmp_path / "missing.yaml"))
+    assert result.returncode != 0 and "Traceback" in result.stderr
+    result = run_aigc("check", str(tmp_path / "missing.yaml"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_python_dash_m_is_the_same_cli():
+    result = run_aigc("--version")
+    assert result.returncode == 0 and result.stdout.startswith("aigc ")

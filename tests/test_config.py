@@ -1,0 +1,118 @@
+"""Configuration: every error names the full key path; overrides and interpolation work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+import pytest
+
+from aigc_core import ConfigError, Pipeline, UsageError
+from aigc_core.config import build_params, describe_params, load_raw
+from aigc_testutil import tiny_gan_config
+
+
+@dataclass
+class Inner:
+    depth: int = 2
+
+
+@dataclass
+class Sample:
+    width: int = 4
+    rate: float = 0.5
+    name: Optional[str] = None
+    mode: Literal["a", "b"] = "a"
+    sizes: list[int] = field(default_factory=lambda: [1, 2])
+    inner: Inner = field(default_factory=Inner)
+    flag: bool = False
+
+    def validate(self):
+        if self.width < 1:
+            raise ValueError("width: must be at least 1")
+
+
+def test_build_params_converts_and_keeps_defaults():
+    p = build_params(Sample, {"width": "7", "rate": 1, "sizes": [3], "inner": {"depth": 5}}, "gen")
+    assert (p.width, p.rate, p.sizes, p.inner.depth, p.mode) == (7, 1.0, [3], 5, "a")
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"widht": 3}, "gen.widht: unknown key; did you mean 'width'?"),
+        ({"width": "wide"}, "gen.width: expected an integer, got 'wide'"),
+        ({"flag": "yes"}, "gen.flag: expected true or false"),
+        ({"mode": "c"}, "gen.mode: expected one of 'a', 'b', got 'c'"),
+        ({"sizes": 3}, "gen.sizes: expected a list"),
+        ({"sizes": [1, "x"]}, "gen.sizes[1]: expected an integer"),
+        ({"inner": {"dpth": 1}}, "gen.inner.dpth: unknown key; did you mean 'depth'?"),
+        ({"width": 0}, "gen.width: must be at least 1"),
+        ({"rate": 2.5j if False else [1]}, "gen.rate: expected a number"),
+    ],
+)
+def test_build_params_errors_name_the_full_key(values, message):
+    with pytest.raises(ConfigError) as err:
+        build_params(Sample, values, "gen")
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_required_value_is_named():
+    @dataclass
+    class Needs:
+        path: str
+
+    with pytest.raises(ConfigError, match=r"^data\.path: missing required value"):
+        build_params(Needs, {}, "data")
+
+
+def test_describe_params_lists_types_and_defaults():
+    rows = {r["name"]: r for r in describe_params(Sample)}
+    assert rows["width"]["type"] == "int" and rows["width"]["default"] == 4
+    assert rows["name"]["type"] == "str or null"
+    assert rows["sizes"]["default"] == [1, 2]
+
+
+def test_overrides_interpolation_and_list_indices(tmp_path):
+    raw = load_raw(tiny_gan_config(tmp_path / "r") | {"output": {"dir": "runs/${name}"}},
+                   ["generator.size=small", "postprocess.0.nrow=4", "seed=9"])
+    assert raw["generator"]["size"] == "small"
+    assert raw["postprocess"][0]["nrow"] == 4
+    assert raw["seed"] == 9
+    assert raw["output"]["dir"] == "runs/tiny-gan"
+
+
+def test_bad_override_and_missing_file(tmp_path):
+    with pytest.raises(UsageError, match="expected key=value"):
+        load_raw({"name": "x"}, ["novalue"])
+    with pytest.raises(UsageError, match="no such config file"):
+        load_raw(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_raw(bad)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"data": {"source": "sklearn-digitz"}}, "data.source: unknown data source 'sklearn-digitz'; did you mean 'sklearn-digits'?"),
+        ({"generator": {"name": "dcgan", "latent_dim": 0}}, "generator.latent_dim: must be at least 1"),
+        ({"generator": {"name": "dcgan", "size": 3}}, "generator.size: expected one of"),
+        ({"trian": {}}, "trian: unknown top-level key; did you mean 'train'?"),
+        ({"train": {"max_epoch": 2}}, "train.max_epoch: unknown key; did you mean 'max_epochs'?"),
+        ({"postprocess": [{"name": "dedupe"}]}, "postprocess[0].name: post-processor 'dedupe' accepts text, not image"),
+        ({"postprocess": [{"name": "image-grid", "nrow": "many"}]}, "postprocess[0].nrow: expected an integer"),
+        ({"metrics": [{"name": "nope"}]}, "metrics[0].name: unknown metric 'nope'"),
+        ({"generate": {"num_samples": 4, "label": "x"}}, "generate.label: expected int or null"),
+        ({"seed": "abc"}, "seed: expected an integer"),
+        ({"name": "a/b"}, "name: expected a plain run name"),
+    ],
+)
+def test_pipeline_check_errors(tmp_path, change, message):
+    config = tiny_gan_config(tmp_path / "r")
+    config.update(change)
+    with pytest.raises(ConfigError) as err:
+        Pipeline.from_config(config)
+    assert str(err.value).startswith(message), str(err.value)
