@@ -199,6 +199,9 @@ def generate_sharded(pipe: Any, n: int, out: Path, *, seed: int | None = None, o
                                  "choose another --out or delete it")
         elif _rank() == 0:
             write_json(plan_path, settings)
+        if _rank() == 0:  # shards a killed job never renamed into place
+            for stale in out.glob(".shard_*.tmp"):
+                shutil.rmtree(stale, ignore_errors=True)
     except OSError as exc:
         raise AigcError(f"{out}: cannot write here ({exc.strerror or exc})") from None
 

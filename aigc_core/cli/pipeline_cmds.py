@@ -59,6 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     pipe = Pipeline.from_config(args.config, args.overrides)
     run_dir = pipe.run(restart=args.restart)
+    if not pipe.is_global_zero:  # the other processes of a distributed run stay quiet
+        return 0
     metrics = pipe.manifest().get("metrics") or {}
     for name, values in metrics.items():
         shown = ", ".join(f"{k}={v}" for k, v in values.items()) if isinstance(values, dict) else values
