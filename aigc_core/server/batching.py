@@ -1,11 +1,13 @@
 """Micro-batching: concurrent requests for one model share one ``generate`` call.
 
 Requests waiting in the same short window (``batch_wait_ms``, up to ``max_batch`` samples) are
-grouped by their options. Within a group, requests that name the same seed get the same items
-(made once); requests without a seed share one fresh seed and take consecutive sample indices,
-so each item is still reproducible from the ``seed`` and ``index`` in its metadata
-(``generate(index + 1, seed=seed)`` remakes it). Generation runs on one worker thread per model,
-never on the event loop; the queue in front of it is bounded and answers 429 when full.
+grouped by their options. Identical requests with a seed get the same items, made once.
+Requests without a seed share one fresh seed and take consecutive sample indices, so each item
+is still reproducible from the ``seed`` and ``index`` in its metadata (``generate(index + 1,
+seed=seed)`` remakes it). That merge is skipped when an option is a list (prompts, say): a
+generator may pair items with list entries by index, and a request must get its own pairing.
+Generation runs on one worker thread per model, never on the event loop; the queue in front of
+it is bounded and answers 429 when full.
 """
 
 from __future__ import annotations
@@ -158,41 +160,54 @@ class Batcher:
         outcomes: dict[int, Any] = {}
         groups: dict[tuple, list[Job]] = {}
         for job in jobs:
-            groups.setdefault((job.key, job.seed), []).append(job)
-        for (_, seed), group in groups.items():
+            if job.seed is not None:
+                group_key: tuple = (job.key, job.seed, job.n)  # identical requests: one call
+            elif any(isinstance(v, list) for v in job.options.values()):
+                group_key = (id(job),)  # its own call (see the module docstring)
+            else:
+                group_key = (job.key, None)
+            groups.setdefault(group_key, []).append(job)
+        for group in groups.values():
             try:
-                self._run_group(group, seed, outcomes)
+                self._run_group(group, outcomes)
             except Exception as exc:  # reported to each request of the group, the rest go on
                 for job in group:
                     outcomes.setdefault(id(job), exc)
         return [outcomes[id(job)] for job in jobs]
 
-    def _run_group(self, group: list[Job], seed: int | None, outcomes: dict[int, Any]) -> None:
-        pipe = self.model.pipe
+    def _run_group(self, group: list[Job], outcomes: dict[int, Any]) -> None:
+        seed = group[0].seed
         if seed is None:
             used_seed = _seeds.randrange(2**31)
-            total = sum(job.n for job in group)
             slices, start = [], 0
             for job in group:
                 slices.append((start, start + job.n))
                 start += job.n
+            total = start
         else:
-            used_seed = seed
-            total = max(job.n for job in group)
-            slices = [(0, job.n) for job in group]
-        started = time.perf_counter()
-        with self.model.lock:
-            content = pipe.generate(total, seed=used_seed, **group[0].options)
-        generate_s = time.perf_counter() - started
-        self.stats["samples"] += total
+            used_seed, total = seed, group[0].n
+            slices = [(0, None)] * len(group)
+        content, generate_s = self._generate(total, used_seed, group[0].options)
+        if seed is None and len(group) > 1 and len(content.items) != total:
+            # the generator decides its own count (per-prompt sequences...): no merging then
+            for job in group:
+                self._run_group([job], outcomes)
+            return
         for job, (lo, hi) in zip(group, slices):
             part = Content(content.modality, [_copy(item) for item in content.items[lo:hi]])
             try:
                 if job.postprocess:
-                    part = pipe.postprocess(part)
+                    part = self.model.pipe.postprocess(part)
                 outcomes[id(job)] = Result(part, used_seed, total, generate_s)
             except Exception as exc:
                 outcomes[id(job)] = exc
+
+    def _generate(self, n: int, seed: int, options: dict) -> tuple[Content, float]:
+        started = time.perf_counter()
+        with self.model.lock:
+            content = self.model.pipe.generate(n, seed=seed, **options)
+        self.stats["samples"] += n
+        return content, time.perf_counter() - started
 
 
 def _copy(item):

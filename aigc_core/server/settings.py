@@ -22,6 +22,7 @@ DEFAULT_OPTION_CAPS = {
     "batch_size": 1024,
     "duration": 30.0,
     "seconds": 30.0,
+    "stream_timeout": 120.0,
 }
 
 
