@@ -63,7 +63,7 @@ class Float64(Good):
 class OutOfRange(Good):
     def generate(self, n, seed=0, scale=1.0):
         out = super().generate(n, seed, scale)
-        return out.replace([Item(i.data * 2 - 1, i.meta) for i in out.items])
+        return out.replace([Item(i.data + 1.0, i.meta) for i in out.items])
 
 
 class FailsOnEmpty(Good):
@@ -87,7 +87,7 @@ class BatchDependent(Good):
     def generate(self, n, seed=0, scale=1.0):
         g = torch.Generator().manual_seed(seed)
         noise = torch.rand((n, *self.mean.shape), generator=g)
-        return Content("image", [Item((self.mean * noise[i]).numpy().astype(np.float32), {}) for i in range(n)])
+        return Content("image", [Item((self.mean * noise[n - 1 - i]).numpy().astype(np.float32), {}) for i in range(n)])
 
 
 class MissingOption(Good):
