@@ -317,3 +317,41 @@ def test_cli_serve_refuses_a_public_bind_without_a_key(monkeypatch, capsys, tmp_
     assert "AIGC_API_KEY" in err and "Traceback" not in err
     assert main(["serve", str(tmp_path / "missing")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+# -- the real text plugin, when installed --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_text_server(tmp_path_factory):
+    from aigc_core import Pipeline, get_registry
+
+    if "causal-lm" not in get_registry().names("generator"):
+        pytest.skip("the aigc-text plugin (generator causal-lm) is not installed")
+    run_dir = tmp_path_factory.getbasetemp() / "server-causal-lm"
+    Pipeline.from_config({
+        "name": "tiny-lm", "seed": 0,
+        "data": {"source": "python-docs", "limit": 20, "max_chars": 20000, "batch_size": 8},
+        "generator": {"name": "causal-lm", "size": "debug", "vocab_size": 300},
+        "train": {"max_epochs": 1, "max_steps": 2, "accelerator": "cpu", "progress_bar": False,
+                  "sample_every_n_epochs": 0},
+        "metrics": [], "output": {"dir": str(run_dir)},
+    }).fit()
+    with LiveServer(create_app([run_dir], ServerSettings())) as live:
+        yield live
+
+
+def test_real_text_plugin_generates_and_streams(real_text_server):
+    with httpx.Client(base_url=real_text_server.url, timeout=60) as c:
+        model = c.get("/v1/models/tiny-lm").json()
+        assert model["stream"] is True
+        assert {o["name"]: o for o in model["options"]}["prompts"]["kind"] == "list"
+        body = {"seed": 3, "options": {"prompts": ["The "], "max_new_tokens": 6, "temperature": 0}}
+        reply = c.post("/v1/models/tiny-lm/generate", json={"n": 1, **body}).json()
+        text = reply["items"][0]["text"]
+        assert text.startswith("The ") and reply["items"][0]["meta"]["prompt"] == "The "
+        with c.stream("POST", "/v1/models/tiny-lm/stream", json=body) as events:
+            pieces = [d["text"] for e, d in _events(events.iter_lines()) if e == "piece"]
+        assert pieces[0] == "The " and "".join(pieces) == text  # greedy: stream and batch agree
+        too_long = c.post("/v1/models/tiny-lm/generate", json={"options": {"prompts": ["x" * 5000]}})
+        assert too_long.status_code == 422 and too_long.json()["field"] == "options.prompts"
