@@ -66,7 +66,7 @@ class DCGANParams:
 class DCGANOptions:
     label: Optional[int] = None  # conditional models: the class of every sample (default: cycle through classes)
     use_ema: bool = True
-    batch_size: int = 256
+    batch_size: int = 64  # samples are computed in aligned chunks of this size
 
     def validate(self) -> None:
         if self.batch_size < 1:
@@ -229,7 +229,10 @@ class DCGAN(Generator):
 
     @torch.no_grad()
     def generate(self, n: int, seed: int = 0, label: Optional[int] = None, use_ema: bool = True,
-                 batch_size: int = 256, start: int = 0) -> Content:
+                 batch_size: int = 64, start: int = 0) -> Content:
+        """Samples ``start .. start+n-1``. Work is done in chunks aligned to multiples of
+        ``batch_size`` and padded to full size, so a sample's bytes never depend on ``n``,
+        ``start`` or how a sharded job split the range (convolution kernels differ by batch shape)."""
         if label is not None and (not self.num_classes or label >= self.num_classes):
             classes = self.num_classes or "no"
             raise ConfigError("generate.label", f"label {label} is not a class this model was trained on ({classes} classes)")
@@ -237,21 +240,23 @@ class DCGAN(Generator):
         was_training = net.training
         net.eval()
         items: list[Item] = []
+        end = start + n
         try:
-            for lo in range(0, n, batch_size):
-                hi = min(n, lo + batch_size)
-                z = self.latents(hi - lo, seed, start + lo).to(self.device)
+            for lo in range((start // batch_size) * batch_size, end, batch_size):
+                z = self.latents(batch_size, seed, lo).to(self.device)
+                idx = torch.arange(lo, lo + batch_size)
                 labels = None
                 if self.num_classes:
-                    idx = torch.arange(start + lo, start + hi)
-                    labels = torch.full_like(idx, label) if label is not None else idx % self.num_classes
-                    labels = labels.to(self.device)
+                    labels = (torch.full_like(idx, label) if label is not None else idx % self.num_classes).to(self.device)
                 images = ((net(z, labels).float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0).numpy()
-                for j, image in enumerate(images):
-                    meta = {"index": start + lo + j, "seed": seed, "sample_seed": sample_seed(seed, start + lo + j)}
+                for j in range(batch_size):
+                    index = lo + j
+                    if not start <= index < end:
+                        continue
+                    meta = {"index": index, "seed": seed, "sample_seed": sample_seed(seed, index)}
                     if labels is not None:
                         meta["label"] = int(labels[j])
-                    items.append(Item(image.astype(np.float32), meta))
+                    items.append(Item(images[j].astype(np.float32), meta))
         finally:
             net.train(was_training)
         return Content("image", items)
