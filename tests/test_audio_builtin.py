@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -129,14 +127,14 @@ def test_loudness_limits_the_peak_instead_of_clipping():
     assert out.items[0].meta["postprocess"][0]["peak_limited"] is True
 
 
-def test_lufs_target_above_zero_is_a_config_error_naming_the_key():
+def test_lufs_target_above_zero_is_a_config_error_naming_the_key(capsys):
     with pytest.raises(ConfigError, match=r"^postprocess\[1\]\.target_lufs: must be 0 LUFS or below"):
         build_params(ap.LoudnessParams, {"target_lufs": 3}, "postprocess[1]")
-    run = subprocess.run([sys.executable, "-m", "aigc_core", "check", str(ROOT / "configs/audio-notes.yaml"),
-                          "postprocess.1.target_lufs=3"], capture_output=True, text=True, cwd=ROOT)
-    assert run.returncode == 2
-    assert "postprocess[1].target_lufs: must be 0 LUFS or below" in run.stderr
-    assert "Traceback" not in run.stderr
+    from aigc_core.cli import main
+
+    assert main(["check", str(ROOT / "configs/audio-notes.yaml"), "postprocess.1.target_lufs=3"]) == 2
+    err = capsys.readouterr().err
+    assert "postprocess[1].target_lufs: must be 0 LUFS or below" in err and "Traceback" not in err
 
 
 def test_peak_normalise_trim_and_fade():
