@@ -22,6 +22,7 @@ from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from torch.utils.data import RandomSampler
 
 from .atomic import sha256_file, write_bytes, write_json, write_text
 from .errors import AigcError, CheckpointError
@@ -208,8 +209,9 @@ class RunCheckpointIO(TorchCheckpointIO):
         return load_checkpoint_file(Path(path), map_location)
 
     def remove_checkpoint(self, path) -> None:
-        _record_checkpoint(self.run_dir, self._name(path), None)
-        super().remove_checkpoint(path)
+        name = self._name(path)
+        super().remove_checkpoint(path)  # file first: a kill in between leaves a record without a file, harmless
+        _record_checkpoint(self.run_dir, name, None)
 
 
 def load_checkpoint_file(path: Path, map_location: Any = None) -> dict:
@@ -321,9 +323,29 @@ class EpochSeeder(Callback):
         np.random.seed(s % (1 << 32))
         for loader in _loaders(trainer.train_dataloader):
             sampler = getattr(loader, "sampler", None)
-            generator = getattr(sampler, "generator", None)
-            if isinstance(generator, torch.Generator):
-                generator.manual_seed(self.seed + epoch)
+            if type(sampler) is RandomSampler and isinstance(sampler.generator, torch.Generator):
+                sampler.__class__ = EpochShuffle  # same object, reseeded at each iteration
+                sampler.seed = self.seed
+            if isinstance(sampler, EpochShuffle):
+                sampler.set_epoch(epoch)
+
+
+class EpochShuffle(RandomSampler):
+    """A shuffle whose order is a function of (seed, epoch), like DistributedSampler's.
+
+    It reseeds at the start of every iteration, because Lightning may open the iterator more than
+    once around a resume, and each opening would otherwise advance the generator.
+    """
+
+    seed = 0
+    epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        self.generator.manual_seed(self.seed + self.epoch)
+        return super().__iter__()
 
 
 def _loaders(obj: Any) -> list:
