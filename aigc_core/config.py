@@ -113,7 +113,7 @@ def load_raw(source: str | Path | Mapping, overrides: Sequence[str] = ()) -> dic
         try:
             parsed = OmegaConf.from_dotlist([f"v={value}"])["v"]
             OmegaConf.update(cfg, key, parsed, merge=True, force_add=True)
-        except (OmegaConfBaseException, ValueError, TypeError, IndexError, KeyError) as exc:
+        except Exception as exc:  # OmegaConf, the YAML parser of the value, type errors alike
             raise ConfigError(key, f"bad override: {_first_line(exc)}") from None
     try:
         data = OmegaConf.to_container(cfg, resolve=True)
