@@ -1,0 +1,434 @@
+"""A transformers causal language model as an aigc generator.
+
+From scratch: a GPT-2 architecture sized from the config and a byte-level BPE tokenizer trained
+on the training split. Or ``pretrained:`` a local model directory or hub id, to fine-tune.
+The artifact is the plain Hugging Face layout, so ``AutoModelForCausalLM.from_pretrained`` and
+every other tool load ``RUN_DIR/model`` as is.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Literal, Optional
+
+import torch
+from torch.nn import functional as F
+
+from aigc_core import AigcError, CheckpointError, ConfigError, Content, Generator, Item, sample_seed
+
+from .data import TokenDataModule
+from .sampling import Decoder, Sampling
+from .tokenizer import load_tokenizer, resolve, train_bpe
+
+# layers, heads, width, context
+SIZES = {"debug": (2, 2, 32, 64), "small": (4, 4, 128, 128), "base": (6, 6, 384, 256)}
+TOKENIZER_DIR = "tokenizer"
+
+
+@dataclass
+class CausalLMParams:
+    size: Literal["debug", "small", "base"] = "small"
+    n_layer: Optional[int] = None
+    n_head: Optional[int] = None
+    n_embd: Optional[int] = None
+    context: Optional[int] = None  # tokens the model sees at once
+    vocab_size: int = 2048  # of the trained BPE tokenizer; 257 is bytes plus end-of-text
+    dropout: float = 0.0
+    pretrained: Optional[str] = None  # a local model directory or a hub id, to fine-tune
+    tokenizer: Optional[str] = None  # a tokenizer directory to use instead of training one
+    tokenizer_max_chars: int = 20_000_000  # BPE is trained on at most this much of the training split
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    schedule: Literal["cosine", "constant"] = "cosine"
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+
+    def validate(self) -> None:
+        for key in ("n_layer", "n_head", "n_embd", "context"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"{key}: must be at least 1")
+        if self.width % self.heads:
+            raise ValueError(f"n_embd: {self.width} is not divisible by n_head {self.heads}")
+        if not 257 <= self.vocab_size <= 1_000_000:
+            raise ValueError("vocab_size: must be between 257 (bytes + end-of-text) and 1000000")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout: must be in [0, 1)")
+        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            raise ValueError("min_lr: need 0 <= min_lr <= lr and lr > 0")
+        if self.warmup_steps < 0:
+            raise ValueError("warmup_steps: must be 0 or more")
+        for key in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ValueError(f"{key}: must be in [0, 1)")
+        if self.tokenizer_max_chars < 1:
+            raise ValueError("tokenizer_max_chars: must be at least 1")
+
+    @property
+    def layers(self) -> int:
+        return self.n_layer or SIZES[self.size][0]
+
+    @property
+    def heads(self) -> int:
+        return self.n_head or SIZES[self.size][1]
+
+    @property
+    def width(self) -> int:
+        return self.n_embd or SIZES[self.size][2]
+
+    @property
+    def block(self) -> int:
+        return self.context or SIZES[self.size][3]
+
+
+@dataclass
+class TextOptions:
+    prompts: list[str] = field(default_factory=list)
+    max_new_tokens: int = 128
+    temperature: float = 1.0  # 0 is greedy
+    top_k: int = 0  # 0 is off
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    num_return_sequences: Optional[int] = None  # per prompt; unset: n samples cycling through the prompts
+    stop: list[str] = field(default_factory=list)  # cut the text before the first of these
+    batch_size: int = 16
+    stream_timeout: float = 60.0  # seconds without a token before streaming gives up
+
+    def validate(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens: must be at least 1")
+        if self.temperature < 0:
+            raise ValueError("temperature: must be 0 (greedy) or more")
+        if self.top_k < 0:
+            raise ValueError("top_k: must be 0 (off) or more")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p: must be in (0, 1], got {self.top_p}")
+        if self.repetition_penalty <= 0:
+            raise ValueError("repetition_penalty: must be positive (1 is off)")
+        if self.num_return_sequences is not None and self.num_return_sequences < 1:
+            raise ValueError("num_return_sequences: must be at least 1")
+        if any(not s for s in self.stop):
+            raise ValueError("stop: stop strings must not be empty")
+        if self.batch_size < 1:
+            raise ValueError("batch_size: must be at least 1")
+        if self.stream_timeout <= 0:
+            raise ValueError("stream_timeout: must be positive")
+
+
+def _gpt2(params: CausalLMParams, tokenizer):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    eos = tokenizer.eos_token_id
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=params.block, n_embd=params.width, n_layer=params.layers,
+        n_head=params.heads, resid_pdrop=params.dropout, embd_pdrop=params.dropout, attn_pdrop=params.dropout,
+        bos_token_id=eos, eos_token_id=eos,
+    )  # no pad id: training windows contain end-of-text between documents, and nothing is padded there
+    return GPT2LMHeadModel(config)
+
+
+def _context_of(model) -> int:
+    cfg = model.config
+    for key in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(cfg, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 1024
+
+
+def _check_vocab(tokenizer, model, error) -> None:
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        raise error(f"the tokenizer has {len(tokenizer)} tokens but the model's embedding has only {rows} rows: "
+                    "they do not belong together")
+
+
+class CausalLM(Generator):
+    modality = "text"
+    Params = CausalLMParams
+    GenerateOptions = TextOptions
+
+    def __init__(self, params: CausalLMParams, info: dict, model=None, tokenizer=None):
+        super().__init__(params, info)
+        if tokenizer is None:
+            raise ConfigError("generator", "a text model needs a tokenizer (build it with CausalLM.build)")
+        self.tokenizer = tokenizer
+        self.model = model if model is not None else _gpt2(params, tokenizer)
+        model_context = _context_of(self.model)
+        self.context = min(params.context or model_context, model_context)
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def build(cls, params: CausalLMParams, source, workdir: Path) -> "CausalLM":
+        model = None
+        if params.pretrained:
+            from transformers import AutoModelForCausalLM
+
+            ref, kwargs = resolve(params.pretrained, "generator.pretrained")
+            tokenizer = load_tokenizer(params.tokenizer or ref, "generator.tokenizer" if params.tokenizer
+                                       else "generator.pretrained", **kwargs)
+            try:
+                model = AutoModelForCausalLM.from_pretrained(ref, **kwargs).train()  # loads in eval mode
+            except (OSError, ValueError) as exc:
+                raise ConfigError("generator.pretrained", f"{ref}: cannot load ({str(exc).splitlines()[0]})") from None
+            key = "generator.tokenizer" if params.tokenizer else "generator.pretrained"
+            _check_vocab(tokenizer, model, lambda m: ConfigError(key, m))
+        elif params.tokenizer:
+            tokenizer = load_tokenizer(params.tokenizer, "generator.tokenizer")
+        else:
+            tokenizer = cls.fit_tokenizer(params, source, Path(workdir) / TOKENIZER_DIR)
+        info = dict(source.info)
+        info["vocab"] = len(tokenizer)
+        return cls(params, info, model=model, tokenizer=tokenizer)
+
+    @staticmethod
+    def fit_tokenizer(params: CausalLMParams, source, directory: Path):
+        """Train BPE on the training split once; a resumed run reuses the saved one."""
+        if (directory / "tokenizer.json").is_file():
+            tok = load_tokenizer(directory, "generator.tokenizer")
+            if len(tok) <= params.vocab_size:
+                return tok
+        docs, left = [], params.tokenizer_max_chars
+        for doc in source.split("train"):
+            if left <= 0:
+                break
+            docs.append(doc[:left])
+            left -= len(docs[-1])
+        tok = train_bpe(docs, params.vocab_size)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tokenizer.", dir=directory.parent))
+        try:
+            tok.save_pretrained(str(tmp))
+            if directory.exists():
+                shutil.rmtree(directory)
+            tmp.rename(directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return tok
+
+    def datamodule(self, source):
+        return TokenDataModule(source, self.tokenizer, self.context, source.seed)
+
+    # -- training -------------------------------------------------------------------------
+    def _loss(self, batch: torch.Tensor) -> torch.Tensor:
+        logits = self.model(input_ids=batch[:, :-1]).logits
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1))
+
+    def training_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self.log("train_loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=len(batch))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", self._loss(batch), prog_bar=True, on_epoch=True, batch_size=len(batch))
+
+    def configure_optimizers(self):
+        p = self.params
+        decay = [q for q in self.model.parameters() if q.requires_grad and q.dim() >= 2]
+        rest = [q for q in self.model.parameters() if q.requires_grad and q.dim() < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": p.weight_decay},
+                                 {"params": rest, "weight_decay": 0.0}], lr=p.lr, betas=(p.beta1, p.beta2))
+        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
+        floor = p.min_lr / p.lr
+
+        def factor(step: int) -> float:
+            if step < p.warmup_steps:
+                return (step + 1) / (p.warmup_steps + 1)
+            if p.schedule == "constant":
+                return 1.0
+            progress = min(1.0, (step - p.warmup_steps) / max(1, total - p.warmup_steps))
+            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # -- generation -----------------------------------------------------------------------
+    def encode_prompts(self, prompts: list[str]) -> list[list[int]]:
+        bos = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
+        out = []
+        for i, prompt in enumerate(prompts):
+            ids = [bos] + self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            if len(ids) > self.context:
+                raise ConfigError(f"generate.prompts[{i}]", f"the prompt is {len(ids)} tokens, longer than the "
+                                                            f"model's context of {self.context} tokens")
+            out.append(ids)
+        return out
+
+    def plan(self, n: int, opts: TextOptions) -> list[int]:
+        """Which prompt each sample continues: per prompt ``num_return_sequences`` times, or cycling."""
+        prompts = opts.prompts or [""]
+        if opts.num_return_sequences is not None:
+            return [p for p in range(len(prompts)) for _ in range(opts.num_return_sequences)]
+        return [i % len(prompts) for i in range(n)]
+
+    def _decoder(self, encoded, seeds, opts: TextOptions) -> Decoder:
+        sampling = Sampling(opts.max_new_tokens, opts.temperature, opts.top_k, opts.top_p, opts.repetition_penalty)
+        eos = self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+        return Decoder(self.model, encoded, seeds, sampling, eos, pad, self.context)
+
+    def _check_stops(self, dec: Decoder, stops: list[str]) -> None:
+        longest = max(len(s) for s in stops)
+        for i in torch.nonzero(~dec.finished).flatten().tolist():
+            tail = self.tokenizer.decode(dec.new_tokens[i][-(longest + 8):])
+            if any(s in tail for s in stops):
+                dec.finished[i] = True
+                dec.reason[i] = "stop"
+
+    def _finish(self, text: str, stops: list[str]) -> str:
+        cuts = [text.find(s) for s in stops if s in text]
+        return text[: min(cuts)] if cuts else text
+
+    def generate(self, n: int, seed: int = 0, **options) -> Content:
+        opts = TextOptions(**options)
+        plan = self.plan(n, opts)
+        prompts = opts.prompts or [""]
+        encoded = self.encode_prompts(prompts)
+        items: list[Item] = []
+        with self._eval():
+            for lo in range(0, len(plan), opts.batch_size):
+                idx = list(range(lo, min(len(plan), lo + opts.batch_size)))
+                dec = self._decoder([encoded[plan[i]] for i in idx], [sample_seed(seed, i) for i in idx], opts)
+                for _ in dec.steps():
+                    if opts.stop:
+                        self._check_stops(dec, opts.stop)
+                for row, i in enumerate(idx):
+                    text = self._finish(self.tokenizer.decode(dec.new_tokens[row]), opts.stop)
+                    prompt = prompts[plan[i]]
+                    meta = {"index": i, "seed": seed, "sample_seed": sample_seed(seed, i),
+                            "finish_reason": dec.reason[row], "new_tokens": len(dec.new_tokens[row])}
+                    if opts.prompts:
+                        meta["prompt"] = prompt
+                    items.append(Item(prompt + text, meta))
+        return Content("text", items)
+
+    def stream(self, seed: int = 0, **options) -> Iterator[str]:
+        """Text pieces as they are made: each prompt (once), then its continuation.
+
+        Decoding runs in a worker thread; the consumer waits at most ``stream_timeout`` seconds
+        for each piece, and an error in the worker is raised here, so nothing ever hangs.
+        """
+        opts = TextOptions(**options)
+        prompts = opts.prompts or [""]
+        encoded = self.encode_prompts(prompts)
+        pieces: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        done = object()
+
+        def work() -> None:
+            try:
+                with self._eval():
+                    for p, ids in enumerate(encoded):
+                        if p:
+                            pieces.put("\n")
+                        pieces.put(prompts[p])
+                        self._stream_one(ids, sample_seed(seed, p), opts, pieces, stop)
+                        if stop.is_set():
+                            return
+                pieces.put(done)
+            except BaseException as exc:  # handed to the consumer, never lost in the thread
+                pieces.put(exc)
+
+        worker = threading.Thread(target=work, name="aigc-text-stream", daemon=True)
+        worker.start()
+        try:
+            while True:
+                try:
+                    piece = pieces.get(timeout=opts.stream_timeout)
+                except queue.Empty:
+                    raise AigcError(f"text generation stalled: no token for {opts.stream_timeout:g} s "
+                                    "(generate.stream_timeout)") from None
+                if piece is done:
+                    return
+                if isinstance(piece, BaseException):
+                    if isinstance(piece, AigcError):
+                        raise piece
+                    raise AigcError(f"text generation failed: {type(piece).__name__}: {piece}") from piece
+                if piece:
+                    yield piece
+        finally:
+            stop.set()
+
+    def _stream_one(self, ids, seed: int, opts: TextOptions, out: queue.Queue, stop: threading.Event) -> None:
+        dec = self._decoder([ids], [seed], opts)
+        sent = 0
+        hold = max((len(s) for s in opts.stop), default=1) - 1
+        for _ in dec.steps():
+            if stop.is_set():
+                return
+            text = self.tokenizer.decode(dec.new_tokens[0])
+            cut = self._finish(text, opts.stop)
+            if len(cut) < len(text):  # a stop string arrived: send what precedes it and end
+                dec.finished[0] = True
+                out.put(cut[sent:])
+                return
+            ready = len(text) - hold
+            while ready > sent and text[ready - 1] == "\ufffd":  # half a UTF-8 character: wait
+                ready -= 1
+            if ready > sent:
+                out.put(text[sent:ready])
+                sent = ready
+        text = self._finish(self.tokenizer.decode(dec.new_tokens[0]), opts.stop)
+        out.put(text[sent:])
+
+    class _EvalMode:
+        def __init__(self, module):
+            self.module = module
+
+        def __enter__(self):
+            self.was = self.module.training
+            self.module.eval()
+
+        def __exit__(self, *exc):
+            self.module.train(self.was)
+
+    def _eval(self):
+        return self._EvalMode(self)
+
+    # -- artifacts ------------------------------------------------------------------------
+    def save_artifact(self, directory: Path) -> list[Path]:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        gen = self.model.generation_config
+        eos = self.tokenizer.eos_token_id
+        gen.eos_token_id = eos
+        gen.bos_token_id = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else eos
+        gen.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a bar for one small shard is noise in the CLI's output
+        self.model.save_pretrained(str(directory))
+        self.tokenizer.save_pretrained(str(directory))
+        return sorted(p for p in directory.iterdir() if p.is_file())
+
+    @classmethod
+    def load_artifact(cls, directory: Path, params: CausalLMParams, info: dict | None = None) -> "CausalLM":
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        directory = Path(directory)
+        if not (directory / "config.json").is_file():
+            raise CheckpointError(f"{directory}: not a Hugging Face model directory (no config.json)")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise CheckpointError(f"{directory}: unreadable tokenizer ({str(exc).splitlines()[0]})") from None
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(directory), local_files_only=True, use_safetensors=True)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{directory}: unreadable model ({str(exc).splitlines()[0]})") from None
+        _check_vocab(tokenizer, model, lambda m: CheckpointError(f"{directory}: {m}"))
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+        generator = cls(params, info or {"modality": "text", "vocab": len(tokenizer)}, model=model, tokenizer=tokenizer)
+        generator.eval()
+        return generator
