@@ -189,7 +189,8 @@ class Pipeline:
                     f"use --restart to start over or set output.dir to another directory"
                 )
             if restart:
-                self._clear(run_dir)
+                if _rank() == 0:  # the other ranks of a distributed run start after rank 0 has cleared
+                    self._clear(run_dir)
             else:
                 resumable = True
         elif run_dir.exists() and any(run_dir.iterdir()) and not restart:
