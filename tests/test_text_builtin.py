@@ -88,6 +88,14 @@ def test_python_docs_ships_real_text_and_max_chars_cuts_it():
     assert "def" in full.split("train").text
 
 
+def test_text_sources_meet_the_data_source_contract(tmp_path):
+    from aigc_core.testing import check_data_source
+
+    (tmp_path / "a.txt").write_text("Some words of text. " * 50)
+    check_data_source(PythonDocs, {"max_chars": 5000, "batch_size": 4})
+    check_data_source(TextFiles, {"path": str(tmp_path / "a.txt"), "batch_size": 4})
+
+
 # -- post-processors -----------------------------------------------------------------------------
 
 
@@ -157,3 +165,11 @@ def test_repetition_gate_drops_loops_and_keeps_prose():
     out = Repetition()(content(prose, loop, chars, "short"))
     assert [i.data for i in out.items] == [prose, "short"]
     assert all(i.meta["dropped"]["reason"].startswith("repetitive") for i in out.dropped)
+
+
+@pytest.mark.parametrize("cls,params", [(Normalize, {}), (Dedupe, {}), (Length, {"min_chars": 3}),
+                                        (Blocklist, {"words": ["the"]}), (RedactPII, {}), (Repetition, {})])
+def test_text_postprocessors_meet_the_contract(cls, params):
+    from aigc_core.testing import check_postprocessor
+
+    check_postprocessor(cls, "text", params)

@@ -109,10 +109,6 @@ class TextSource(DataSource):
             "chars": {k: v.chars for k, v in self._splits.items()},
         }
 
-    def train_dataloader(self):
-        # Strings are not tensors: a text source is read by its generator's own datamodule.
-        raise DataError(f"{self.describe()}: text sources are tokenised by the generator; use generator.datamodule()")
-
 
 def _cut(docs: list[str], max_chars: int) -> list[str]:
     out, left = [], max_chars
