@@ -94,6 +94,8 @@ class ShardPredictor(pl.LightningModule):
 
     def predict_step(self, batch: int, batch_idx: int) -> Any:
         shard = int(batch)
+        if shard < 0:  # padding, so that no process has an empty loop (it would miss the final barrier)
+            return None
         lo, hi = self.plan.bounds(shard)
         content = self.generator.generate(hi - lo, seed=self.seed, start=lo, **self.options, **self.extra)
         for j, item in enumerate(content.items):
@@ -113,6 +115,8 @@ class ShardWriter(BasePredictionWriter):
         self.written: list[int] = []
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
+        if prediction is None:
+            return
         shard, content = prediction
         content = self.pipe.postprocess(self.pipe.stamp(content, self.seed))
         final = self.out / ShardPlan.name(shard)
@@ -220,7 +224,8 @@ def generate_sharded(pipe: Any, n: int, out: Path, *, seed: int | None = None, o
     trainer = pl.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes,
                          strategy="ddp" if distributed else "auto", logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False, callbacks=[writer])
-    loader = DataLoader(_ShardIds(pending), batch_size=1, shuffle=False, collate_fn=_first)
+    padding = [-1] * max(0, devices * num_nodes - len(pending))
+    loader = DataLoader(_ShardIds(pending + padding), batch_size=1, shuffle=False, collate_fn=_first)
     module = ShardPredictor(generator, plan, seed, opts, extra)
     with torch.inference_mode():
         trainer.predict(module, dataloaders=loader, return_predictions=False)

@@ -101,7 +101,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, capsys):
     killed = 0
     for trial in range(KILL_TRIALS):
         pid = _child_run(["run", str(config)])
-        time.sleep(rng.uniform(0.05, 0.9) * duration)
+        time.sleep(rng.uniform(0.05, 0.6) * duration)
         try:
             os.kill(pid, signal.SIGKILL)
             killed += 1
