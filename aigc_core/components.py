@@ -23,10 +23,10 @@ from .errors import CheckpointError
 class DataParams:
     """Parameters every data source shares; a source's own ``Params`` subclasses this."""
 
-    batch_size: int = 64
-    num_workers: int = 0
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
+    batch_size: int = 64  # items per training batch
+    num_workers: int = 0  # DataLoader worker processes
+    val_fraction: float = 0.1  # share held out for validation (deterministic for a seed)
+    test_fraction: float = 0.1  # share held out for testing and metrics
     limit: int | None = None  # keep at most this many items (fast tests, quick looks)
 
     def validate(self) -> None:

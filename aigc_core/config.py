@@ -22,23 +22,23 @@ from .errors import ConfigError, UsageError
 class TrainConfig:
     """Passed to Lightning's Trainer (``accelerator``, ``devices``, ``strategy``... as Lightning names them)."""
 
-    max_epochs: int = 10
-    max_steps: int = -1
-    accelerator: str = "auto"
-    devices: Any = "auto"
-    strategy: str = "auto"
-    num_nodes: int = 1
-    precision: str = "32-true"
-    gradient_clip_val: Optional[float] = None
-    accumulate_grad_batches: int = 1
-    log_every_n_steps: int = 10
-    limit_train_batches: Optional[float] = None
-    limit_val_batches: Optional[float] = None
-    check_val_every_n_epoch: int = 1
-    checkpoint_every_n_epochs: int = 1
-    sample_every_n_epochs: int = 5
-    deterministic: bool = False
-    progress_bar: bool = True
+    max_epochs: int = 10  # passes over the training split
+    max_steps: int = -1  # stop after this many optimiser steps (-1: no limit)
+    accelerator: str = "auto"  # cpu, gpu, mps or auto (Lightning's names)
+    devices: Any = "auto"  # auto, a count, or a list of device ids
+    strategy: str = "auto"  # auto, ddp, ddp_spawn, fsdp... (Lightning's names)
+    num_nodes: int = 1  # machines in a multi-node run (see docs/distributed.md)
+    precision: str = "32-true"  # 32-true, bf16-mixed (GPUs), 16-mixed...
+    gradient_clip_val: Optional[float] = None  # clip gradient norm (automatic optimisation only)
+    accumulate_grad_batches: int = 1  # batches per optimiser step
+    log_every_n_steps: int = 10  # how often losses reach the CSV/TensorBoard logs
+    limit_train_batches: Optional[float] = None  # a fraction (<= 1.0) or a count of batches per epoch
+    limit_val_batches: Optional[float] = None  # the same for validation; 0 turns validation off
+    check_val_every_n_epoch: int = 1  # validate every n epochs
+    checkpoint_every_n_epochs: int = 1  # write checkpoints/ every n epochs (resume point)
+    sample_every_n_epochs: int = 5  # write a preview to samples/ every n epochs (0: never)
+    deterministic: bool = False  # ask torch for deterministic kernels (slower)
+    progress_bar: bool = True  # show Lightning's progress bar
 
     def validate(self) -> None:
         if self.max_epochs < 1 and self.max_steps < 1:
@@ -59,9 +59,9 @@ class TrainConfig:
 class GenerateSection:
     """How many samples ``aigc run`` makes, with which seed; the generator's options sit beside these."""
 
-    num_samples: int = 16
-    seed: Optional[int] = None
-    batch_size: int = 64
+    num_samples: int = 16  # items generated at the end of `aigc run`
+    seed: Optional[int] = None  # generation seed (default: the top-level seed)
+    batch_size: int = 64  # items generated per forward pass
 
     def validate(self) -> None:
         if self.num_samples < 0:
@@ -72,8 +72,8 @@ class GenerateSection:
 
 @dataclass
 class OutputConfig:
-    dir: str = "runs/${name}"
-    exporter: Optional[str] = None
+    dir: str = "runs/${name}"  # the run directory
+    exporter: Optional[str] = None  # exporter name (default: the one named after the modality)
 
 
 TOP_LEVEL = ("name", "seed", "data", "generator", "train", "generate", "postprocess", "metrics", "output")
@@ -275,9 +275,29 @@ def params_to_dict(params: Any) -> dict:
     return dataclasses.asdict(params) if dataclasses.is_dataclass(params) else {}
 
 
+def field_comments(cls: type) -> dict[str, str]:
+    """Trailing ``# comments`` of a dataclass's fields, inherited ones too: the natural place to
+    document a parameter, used when a field has no ``metadata={"help": ...}``."""
+    import inspect
+    import re
+
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        for match in re.finditer(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+?)\s*$", source, re.M):
+            comments[match.group(1)] = match.group(2)
+    return comments
+
+
 def describe_params(cls: type) -> list[dict]:
     """Name, type, default and help of each parameter: for docs, ``plugins info`` and the server."""
     out = []
+    comments = field_comments(cls) if dataclasses.is_dataclass(cls) else {}
     hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
     for f in dataclasses.fields(cls) if dataclasses.is_dataclass(cls) else ():
         if f.default is not dataclasses.MISSING:
@@ -292,7 +312,7 @@ def describe_params(cls: type) -> list[dict]:
                 "type": _type_name(hints.get(f.name, Any)),
                 "default": None if default is dataclasses.MISSING else default,
                 "required": default is dataclasses.MISSING,
-                "help": f.metadata.get("help", ""),
+                "help": f.metadata.get("help") or comments.get(f.name, ""),
             }
         )
     return out

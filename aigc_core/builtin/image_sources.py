@@ -47,7 +47,7 @@ def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
 
 @dataclass
 class ImageParams(DataParams):
-    image_size: int = 32
+    image_size: int = 32  # images are resized to image_size x image_size
 
     def validate(self) -> None:
         super().validate()
@@ -117,9 +117,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 @dataclass
 class ImageFolderParams(ImageParams):
-    path: str = ""
-    channels: int = 3
-    on_corrupt: Literal["skip", "fail"] = "skip"
+    path: str = ""  # the folder; subfolders become classes
+    channels: int = 3  # 1 (grey) or 3 (RGB)
+    on_corrupt: Literal["skip", "fail"] = "skip"  # an unreadable file: skip it with a warning, or stop
 
     def validate(self) -> None:
         super().validate()
@@ -178,8 +178,8 @@ MNIST_FILES = {
 @dataclass
 class MNISTParams(ImageParams):
     root: Optional[str] = None  # default: $AIGC_MNIST_DIR, else $AIGC_DATA_DIR/mnist, else data/mnist
-    image_size: int = 28
-    download: bool = False
+    image_size: int = 28  # MNIST's own size; dcgan needs 8/16/32/64
+    download: bool = False  # fetch with torchvision when absent (needs network and torchvision)
 
 
 def read_idx(path: Path) -> np.ndarray:

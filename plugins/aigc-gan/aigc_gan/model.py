@@ -25,16 +25,16 @@ SIZES = {"debug": (8, 16), "small": (32, 64), "base": (64, 128)}  # width, laten
 
 @dataclass
 class DCGANParams:
-    size: Literal["debug", "small", "base"] = "base"
+    size: Literal["debug", "small", "base"] = "base"  # preset widths: debug is for fast tests
     latent_dim: Optional[int] = None  # default from size: 16 / 64 / 128
     base_channels: Optional[int] = None  # default from size: 8 / 32 / 64
-    conditional: bool = False
-    spectral_norm: bool = False
+    conditional: bool = False  # learn and sample per class (data labels)
+    spectral_norm: bool = False  # spectral normalisation in the discriminator instead of batch norm
     ema_decay: float = 0.999  # 0 turns the EMA copy off
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
+    lr_g: float = 2e-4  # generator learning rate (Adam)
+    lr_d: float = 2e-4  # discriminator learning rate (Adam)
+    beta1: float = 0.5  # Adam beta1 (0.5 as in the DCGAN paper)
+    beta2: float = 0.999  # Adam beta2
     label_smoothing: float = 0.0  # real targets become 1 - label_smoothing
 
     def validate(self) -> None:
@@ -65,7 +65,7 @@ class DCGANParams:
 @dataclass
 class DCGANOptions:
     label: Optional[int] = None  # conditional models: the class of every sample (default: cycle through classes)
-    use_ema: bool = True
+    use_ema: bool = True  # sample from the EMA copy of the generator
     batch_size: int = 64  # samples are computed in aligned chunks of this size
 
     def validate(self) -> None:
