@@ -81,6 +81,15 @@ def test_audio_folder_labels_from_pattern_and_handles_stereo_48k(tmp_path):
     assert np.all(waves[1][4100:] == 0)  # the 0.5 s clip is zero-padded to 1 s
 
 
+def test_audio_folder_limit_keeps_a_spread_of_classes(tmp_path):
+    write_fsdd_like(tmp_path)
+    for name in ("0_alice_1.wav", "0_carol_0.wav"):
+        sf.write(tmp_path / name, tone(), RATE)
+    src = AudioFolder(AudioFolderParams(path=str(tmp_path), labels="pattern", sample_rate=RATE, limit=2,
+                                        val_fraction=0.0, test_fraction=0.0))
+    assert sorted(src.split("train").labels.tolist()) == [0, 1]  # the first two files by name are both "0_"
+
+
 def test_audio_folder_labels_from_subfolders(tmp_path):
     for name in ("dog", "cat"):
         (tmp_path / name).mkdir()

@@ -80,8 +80,10 @@ class AudioSource(DataSource):
         if self._splits is not None:
             return
         waves, labels, self.classes = self.load()
-        if self.params.limit is not None:
-            waves, labels = waves[: self.params.limit], labels[: self.params.limit]
+        if self.params.limit is not None and self.params.limit < len(labels):
+            # evenly spaced, not the first N: files sorted by name are often sorted by class
+            keep = torch.linspace(0, len(labels) - 1, self.params.limit).round().long().unique()
+            waves, labels = waves[keep], labels[keep]
         parts = split_indices(len(labels), self.params.val_fraction, self.params.test_fraction, self.seed)
         self._splits = {name: WaveDataset(waves[idx], labels[idx]) for name, idx in parts.items()}
 
