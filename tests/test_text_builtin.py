@@ -173,3 +173,21 @@ def test_text_postprocessors_meet_the_contract(cls, params):
     from aigc_core.testing import check_postprocessor
 
     check_postprocessor(cls, "text", params)
+
+
+def test_tiny_shakespeare_split_matches_nanogpt():
+    import os
+    from pathlib import Path
+
+    data = os.environ.get("AIGC_DATA_DIR")
+    path = Path(data or "") / "text" / "tinyshakespeare.txt"
+    if not data or not path.is_file():
+        pytest.skip("AIGC_DATA_DIR is not set to the shared data (text/tinyshakespeare.txt)")
+    from aigc_core.config import load_raw
+
+    cfg = load_raw("configs/text-shakespeare.yaml")["data"]
+    assert Path(cfg["path"]).resolve() == path.resolve()  # the config finds it through AIGC_DATA_DIR
+    src = files_source(path=str(path))
+    text = path.read_text()
+    n = int(len(text) * 0.9)  # nanoGPT's prepare.py cut
+    assert src.split("train").text == text[:n] and src.split("val").text == text[n:]

@@ -89,8 +89,8 @@ class TextSource(DataSource):
             return {k: TextDataset([docs[i] for i in idx]) for k, idx in parts.items()}
         total = sum(len(d) for d in docs)
         n_train = int(total * (1.0 - p.val_fraction - p.test_fraction))
-        n_val = int(total * p.val_fraction)
-        bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, total)}
+        n_test = int(total * p.test_fraction)  # rounding leftovers go to validation, never to an unused test split
+        bounds = {"train": (0, n_train), "val": (n_train, total - n_test), "test": (total - n_test, total)}
         return {k: TextDataset(_slice(docs, lo, hi)) for k, (lo, hi) in bounds.items()}
 
     def split(self, name: str) -> TextDataset:
