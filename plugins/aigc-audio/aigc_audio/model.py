@@ -21,20 +21,20 @@ from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, sa
 
 from .features import MelFeatures, default_n_fft
 
-SIZES = {"debug": (4, 8), "small": (16, 32), "base": (32, 64)}  # width, latent
+SIZES = {"debug": (4, 8), "small": (16, 16), "base": (32, 32)}  # width, latent
 
 
 @dataclass
 class MelVAEParams:
     size: Literal["debug", "small", "base"] = "small"
-    latent_dim: Optional[int] = None  # default from size: 8 / 32 / 64
+    latent_dim: Optional[int] = None  # default from size: 8 / 16 / 32
     width: Optional[int] = None  # channels of the first convolution; default from size: 4 / 16 / 32
     sample_rate: Optional[int] = None  # default: the data's; set it to insist on one
     n_mels: int = 64
     n_fft: Optional[int] = None  # default: about 64 ms at the sample rate
     hop_length: Optional[int] = None  # default: n_fft / 4
     griffin_lim_iters: int = 32
-    kl_weight: float = 1.0
+    kl_weight: float = 4.0  # at 1 the latent carried the class and prior samples lost it (docs/benchmarks.md)
     kl_warmup_steps: int = 300  # the KL weight ramps up from 0, so early steps learn to reconstruct
     lr: float = 1e-3
 
