@@ -65,20 +65,23 @@ def held_out_loss(generator, docs: list[str], batch_size: int = 32) -> dict[str,
     }
 
 
+def _first_chars(docs: list[str], limit: int) -> list[str]:
+    out: list[str] = []
+    for doc in docs:
+        if limit <= 0:
+            break
+        out.append(doc[:limit])
+        limit -= len(out[-1])
+    return out
+
+
 class TextLikelihood(Metric):
     Params = LikelihoodParams
 
     def compute(self, context: MetricContext) -> dict[str, float]:
         docs = list(context.data.split(self.params.split))
         if self.params.max_chars is not None:
-            docs, left = [d for d in docs], self.params.max_chars
-            cut = []
-            for d in docs:
-                if left <= 0:
-                    break
-                cut.append(d[:left])
-                left -= len(cut[-1])
-            docs = cut
+            docs = _first_chars(docs, self.params.max_chars)
         if not docs:
             raise DataError(f"text-likelihood: the {self.params.split} split is empty; set data.{self.params.split}_fraction")
         result = held_out_loss(context.generator, docs, self.params.batch_size)

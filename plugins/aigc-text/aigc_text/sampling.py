@@ -118,5 +118,5 @@ class Decoder:
             if self.seen is not None:
                 self.seen[torch.arange(len(token)), token] = True
             self.ids = torch.cat([self.ids, token[:, None]], 1)
-            self.mask = torch.cat([self.mask, (~self.finished).long()[:, None] | 1], 1)
+            self.mask = torch.cat([self.mask, torch.ones((len(token), 1), dtype=torch.long)], 1)
             yield token
