@@ -464,10 +464,10 @@ def _remove_stale_temporaries(run_dir: Path) -> None:
                    run_dir / "logs" / "csv", run_dir / "logs" / "tb"):
         if not folder.is_dir():
             continue
-        for path in folder.glob(".*"):
+        for path in folder.glob(".*"):  # atomic_write's ".name.XXXX.tmp" and atomic_path's ".stem.XXXX.suffix"
             if path.is_dir() and path.name.startswith(".model."):
                 shutil.rmtree(path, ignore_errors=True)
-            elif path.is_file() and path.name.endswith(".tmp"):
+            elif path.is_file() and path.name.count(".") >= 2:
                 path.unlink(missing_ok=True)
 
 
