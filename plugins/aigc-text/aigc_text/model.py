@@ -135,6 +135,13 @@ def _gpt2(params: CausalLMParams, tokenizer):
     return GPT2LMHeadModel(config)
 
 
+def _quiet_transformers() -> None:
+    """Progress bars for loading or writing one small shard are noise in the CLI's output."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def _context_of(model) -> int:
     cfg = model.config
     for key in ("n_positions", "max_position_embeddings", "n_ctx"):
@@ -173,6 +180,7 @@ class CausalLM(Generator):
             from transformers import AutoModelForCausalLM
 
             ref, kwargs = resolve(params.pretrained, "generator.pretrained")
+            _quiet_transformers()
             tokenizer = load_tokenizer(params.tokenizer or ref, "generator.tokenizer" if params.tokenizer
                                        else "generator.pretrained", **kwargs)
             try:
@@ -403,9 +411,7 @@ class CausalLM(Generator):
         gen.eos_token_id = eos
         gen.bos_token_id = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else eos
         gen.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # a bar for one small shard is noise in the CLI's output
+        _quiet_transformers()
         self.model.save_pretrained(str(directory))
         self.tokenizer.save_pretrained(str(directory))
         return sorted(p for p in directory.iterdir() if p.is_file())
@@ -417,6 +423,7 @@ class CausalLM(Generator):
         directory = Path(directory)
         if not (directory / "config.json").is_file():
             raise CheckpointError(f"{directory}: not a Hugging Face model directory (no config.json)")
+        _quiet_transformers()
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
         except (OSError, ValueError, TypeError, KeyError) as exc:
