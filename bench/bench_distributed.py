@@ -77,7 +77,7 @@ def bench_generation(work: Path, samples: int) -> dict:
 
 def bench_kills(work: Path, trials: int) -> dict:
     from aigc_testutil import write_yaml
-    from test_crash import _child_run, assert_whole, crash_config, started_work
+    from test_crash import _child_run, _inode, assert_whole, crash_config, started_work
 
     class child:  # a forked `aigc run` (torch already imported, so kills land in training, not imports)
         def __init__(self, config: Path):
@@ -104,9 +104,8 @@ def bench_kills(work: Path, trials: int) -> dict:
     reference = work / "reference"
     durations = []
     for name in ("warm-up", "reference"):  # the first run pays for a cold disk cache
-        launched = time.time()
         proc = child(write_yaml(work / f"{name}.yaml", crash_config(work / name)))
-        begun = started_work(work / name, launched + 0.2, proc.pid)
+        begun = started_work(work / name, None, proc.pid)
         proc.wait()
         durations.append(time.time() - begun)  # from config.yaml (imports done) to the end
     duration = min(durations)
@@ -118,9 +117,9 @@ def bench_kills(work: Path, trials: int) -> dict:
         run = work / f"killed-{trial}"
         config = write_yaml(work / f"killed-{trial}.yaml", crash_config(run))
         for _ in range(3):  # up to three kills per trial, then a clean finish
-            launched = time.time()
+            before = _inode(run / "config.yaml")
             proc = child(config)
-            started_work(run, launched + 0.2, proc.pid)
+            started_work(run, before, proc.pid)
             time.sleep(rng.uniform(0.0, 0.8) * duration)
             finished = proc.poll() is not None
             if not finished:

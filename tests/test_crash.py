@@ -87,24 +87,27 @@ def _child_run(argv: list[str]) -> int:
     return pid
 
 
-def started_work(run: Path, since: float, pid: int) -> float:
-    """Wait until the child has rewritten config.yaml (its imports are done); returns when it did."""
-    while True:
-        try:
-            if (run / "config.yaml").stat().st_mtime >= since:
-                return time.time()
-        except FileNotFoundError:
-            pass
-        if os.waitpid(pid, os.WNOHANG)[0]:
-            raise RuntimeError("the child ended before it started work")
-        time.sleep(0.02)
+def _inode(path: Path):
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
+def started_work(run: Path, before, pid: int) -> float:
+    """Wait until the child has rewritten config.yaml (a new inode: its imports are done); returns when."""
+    while _inode(run / "config.yaml") in (before, None):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            raise RuntimeError(f"the child ended before it started work (exit {os.waitstatus_to_exitcode(status)})")
+        time.sleep(0.005)
+    return time.time()
 
 
 def test_sigkill_at_random_moments_then_resume(tmp_path, capsys):
     reference = tmp_path / "reference"  # uninterrupted, in a child like the killed runs (same threads)
-    launched = time.time()
     pid = _child_run(["run", str(write_yaml(tmp_path / "reference.yaml", crash_config(reference)))])
-    begun = started_work(reference, launched + 0.2, pid)
+    begun = started_work(reference, None, pid)
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
     duration = time.time() - begun  # from config.yaml to the end: training, generation, export
     expected = json.loads((reference / "manifest.json").read_text())
@@ -114,9 +117,9 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, capsys):
     rng = random.Random(7)
     killed = 0
     for trial in range(KILL_TRIALS):
-        launched = time.time()
+        before = _inode(run / "config.yaml")
         pid = _child_run(["run", str(config)])
-        started_work(run, launched + 0.2, pid)
+        started_work(run, before, pid)
         time.sleep(rng.uniform(0.0, 0.8) * duration)
         if not os.waitpid(pid, os.WNOHANG)[0]:
             os.kill(pid, signal.SIGKILL)
