@@ -377,7 +377,7 @@ def fit(pipe: Any, resume: bool) -> tuple[Any, dict]:
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     callbacks = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="epoch{epoch:03d}", save_last=True, save_top_k=1,
+        ModelCheckpoint(dirpath=ckpt_dir, filename="epoch{epoch:03d}", save_last=True, save_top_k=0,
                         every_n_epochs=t.checkpoint_every_n_epochs, auto_insert_metric_name=False),
         SampleWriter(pipe, t.sample_every_n_epochs),
         NonFiniteLossGuard(),

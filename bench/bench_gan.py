@@ -5,7 +5,7 @@ batch size, optimisers and losses, for the same number of epochs, alternating ru
 noise hits both. aigc's side is the whole `Pipeline.fit` (Lightning Trainer, logging, checkpoints,
 artifact) with the data already loaded. Prints images/s for each and the ratio (goal >= 0.95).
 
-    .venv/bin/python bench/bench_gan.py [--epochs 3] [--repeats 3]
+    .venv/bin/python bench/bench_gan.py [--epochs 10] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def run_plain(epochs: int) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     aigc_rates, plain_rates = [], []

@@ -107,3 +107,12 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_python_dash_m_is_the_same_cli():
     result = run_aigc("--version")
     assert result.returncode == 0 and result.stdout.startswith("aigc ")
+
+
+def test_key_values_may_follow_flags(trained_run, tmp_path, capsys):
+    code, out, _ = cli(capsys, "generate", str(trained_run), "-n", "2", "--out", str(tmp_path / "o"), "use_ema=false")
+    assert code == 0 and sorted(p.name for p in (tmp_path / "o").glob("sample_*.png")) == ["sample_00000.png", "sample_00001.png"]
+    code, _, err = cli(capsys, "generate", str(trained_run), "-n", "2", "--bogus")
+    assert code == 2 and "unrecognized arguments: --bogus" in err
+    code, _, err = cli(capsys, "plugins", "list", "x=1")
+    assert code == 2 and "unrecognized arguments: x=1" in err

@@ -14,11 +14,19 @@ from aigc_core.atomic import write_bytes, write_text
 from aigc_core.base import Exporter
 from aigc_core.content import Content, Item
 
-PROVENANCE_KEYS = ("generator", "run", "seed", "index", "checkpoint_sha256", "label", "prompt")
+#: Item metadata that is processing history rather than provenance; written elsewhere or not at all.
+NOT_PROVENANCE = ("postprocess", "dropped")
 
 
 def provenance(item: Item) -> dict:
-    return {k: item.meta[k] for k in PROVENANCE_KEYS if k in item.meta}
+    """Every scalar (or list of scalars) in an item's metadata: generators add their own keys
+    (``mode``, ``label``, ``prompt``...) and they reach the file without the core knowing them."""
+    def plain(value) -> bool:
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            return True
+        return isinstance(value, (list, tuple)) and len(value) <= 64 and all(plain(v) for v in value)
+
+    return {k: v for k, v in sorted(item.meta.items()) if k not in NOT_PROVENANCE and plain(v)}
 
 
 def _stem(item: Item, position: int, grids: list[int]) -> str:

@@ -158,13 +158,14 @@ class ImageGridParams:
 
 
 class ImageGrid(PostProcessor):
-    """Adds one item, a grid of the first ``max_images`` singles of equal shape."""
+    """Adds one item, a grid of the first ``max_images`` singles of equal shape, unless the
+    generator already laid its output out as a grid (interpolations, traversals)."""
 
     Params = ImageGridParams
 
     def __call__(self, content: Content) -> Content:
         singles = _singles(content)[: self.params.max_images]
-        if not singles:
+        if not singles or len(singles) < len(content.items):
             return content
         shape = np.asarray(singles[0].data).shape
         same = [i for i in singles if np.asarray(i.data).shape == shape]

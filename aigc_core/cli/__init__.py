@@ -49,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv or os.environ.get("AIGC_DEBUG") == "1"
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        _take_late_key_values(args, extra)
         if args.version:
             from .. import __version__
 
@@ -75,6 +76,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"aigc: error: {type(exc).__name__}: {_one_line(str(exc))} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return 1
+
+
+def _take_late_key_values(args: argparse.Namespace, extra: list[str]) -> None:
+    """``key=value`` words may follow flags (``aigc generate RUN -n 4 label=3``): argparse leaves
+    them over, and they join the command's own list of overrides or options."""
+    if not extra:
+        return
+    target = next((name for name in ("overrides", "options") if isinstance(getattr(args, name, None), list)), None)
+    stray = [word for word in extra if word.startswith("-") or "=" not in word]
+    if target is None or stray:
+        raise UsageError(f"aigc: unrecognized arguments: {' '.join(stray or extra)}")
+    getattr(args, target).extend(extra)
 
 
 def _one_line(text: str) -> str:
