@@ -26,6 +26,7 @@ from aigc_core import ConfigError, MetricContext, Metric, atomic_path
 from aigc_core.frechet import frechet_distance
 
 from .features import default_n_fft
+from .model import split_tensors
 
 
 @dataclass
@@ -136,8 +137,8 @@ class AudioClassifierScore(Metric):
                 return net.eval()
             except Exception:  # a stale or damaged cache entry: train again
                 path.unlink(missing_ok=True)
-        train = source.split("train")
-        net = train_classifier(train.waves, train.labels, info["sample_rate"], info["num_classes"],
+        train_waves, train_labels = split_tensors(source.split("train"))
+        net = train_classifier(train_waves, train_labels, info["sample_rate"], info["num_classes"],
                                self.params, ctx.seed)
         with atomic_path(path) as tmp:
             save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
@@ -165,10 +166,12 @@ class AudioClassifierScore(Metric):
         x_gen = torch.from_numpy(np.stack([_fit(np.asarray(i.data, np.float32), length) for i in generated.items]))
         asked = np.array([int(i.meta["label"]) for i in generated.items])
         feats_gen, pred_gen = net.predict(x_gen)
-        feats_val, _ = net.predict(val.waves[:n])
-        feats_test, pred_test = net.predict(test.waves)
+        val_waves, _ = split_tensors(val, limit=n)
+        test_waves, test_labels = split_tensors(test)
+        feats_val, _ = net.predict(val_waves)
+        feats_test, pred_test = net.predict(test_waves)
         acc_gen = float((pred_gen == asked).mean())
-        acc_real = float((pred_test == test.labels.numpy()).mean()) if len(test) else float("nan")
+        acc_real = float((pred_test == test_labels.numpy()).mean()) if len(test) else float("nan")
         fd_gen = frechet_distance(feats_gen, feats_val)
         fd_floor = frechet_distance(feats_test[:n], feats_val)
         return {

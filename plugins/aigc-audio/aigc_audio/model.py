@@ -24,6 +24,20 @@ from .features import MelFeatures, default_n_fft
 SIZES = {"debug": (4, 8), "small": (16, 16), "base": (32, 32)}  # width, latent
 
 
+
+def split_tensors(dataset, limit: int | None = None):
+    """Waveforms and labels of a split as two tensors, from any audio source: the core's sources
+    hold them as ``waves``/``labels``; others are read item by item (``(waveform, label)``)."""
+    if hasattr(dataset, "waves") and hasattr(dataset, "labels"):
+        return dataset.waves[:limit], dataset.labels[:limit]
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    pairs = [dataset[i] for i in range(count)]
+    if not pairs:
+        return torch.zeros(0, 0), torch.zeros(0, dtype=torch.long)
+    waves = torch.stack([torch.as_tensor(w, dtype=torch.float32) for w, _ in pairs])
+    labels = torch.as_tensor([int(y) for _, y in pairs], dtype=torch.long)
+    return waves, labels
+
 @dataclass
 class MelVAEParams:
     size: Literal["debug", "small", "base"] = "small"
@@ -153,7 +167,7 @@ class MelVAE(Generator):
             raise ConfigError("generator.sample_rate", f"is {params.sample_rate} Hz but the data source gives "
                               f"{info['sample_rate']} Hz (set data.sample_rate to match)")
         model = cls(params, info)
-        waves = source.split("train").waves[:512]
+        waves, _ = split_tensors(source.split("train"), limit=512)
         with torch.no_grad():
             mel = model.features.log_mel(waves)
         model.norm.copy_(torch.stack([mel.mean(), mel.std().clamp_min(1e-3)]))

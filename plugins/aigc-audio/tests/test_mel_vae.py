@@ -150,3 +150,22 @@ def test_fsdd_config_reads_spoken_digits():
     train = pipe.data_source().split("train")
     assert train.waves.abs().max() <= 1.0
     assert len(set(train.labels.tolist())) == 10  # data.limit keeps every digit
+
+
+def test_build_and_metric_accept_any_audio_source():
+    """A third-party audio source need only yield (waveform, label) pairs."""
+    import torch
+
+    from aigc_audio.model import split_tensors
+
+    class Pairs(torch.utils.data.Dataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return torch.full((8,), float(i)), i % 2
+
+    waves, labels = split_tensors(Pairs())
+    assert waves.shape == (3, 8) and labels.tolist() == [0, 1, 0]
+    waves, labels = split_tensors(Pairs(), limit=2)
+    assert waves.shape == (2, 8) and waves[1, 0] == 1.0

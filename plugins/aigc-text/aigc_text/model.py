@@ -296,15 +296,18 @@ class CausalLM(Generator):
         cuts = [text.find(s) for s in stops if s in text]
         return text[: min(cuts)] if cuts else text
 
-    def generate(self, n: int, seed: int = 0, **options) -> Content:
+    def generate(self, n: int, seed: int = 0, start: int = 0, **options) -> Content:
+        """Samples ``start .. start+n-1``; each row draws from ``sample_seed(seed, index)``, so a
+        sharded job (``aigc generate --devices K``) writes the same texts as one process."""
         opts = TextOptions(**options)
-        plan = self.plan(n, opts)
+        plan = dict(enumerate(self.plan(start + n, opts)))
+        order = [i for i in range(start, start + n) if i in plan]
         prompts = opts.prompts or [""]
         encoded = self.encode_prompts(prompts)
         items: list[Item] = []
         with self._eval():
-            for lo in range(0, len(plan), opts.batch_size):
-                idx = list(range(lo, min(len(plan), lo + opts.batch_size)))
+            for lo in range(0, len(order), opts.batch_size):
+                idx = order[lo:lo + opts.batch_size]
                 dec = self._decoder([encoded[plan[i]] for i in idx], [sample_seed(seed, i) for i in idx], opts)
                 for _ in dec.steps():
                     if opts.stop:

@@ -236,3 +236,11 @@ def test_memorisation_finds_copied_spans_only():
     training = "It is a truth universally acknowledged, that a single man in possession of a good fortune."
     texts = ["Prefix! " + training[10:70] + " tail", training[:40] + " and then something new entirely", ""]
     assert copied_spans(texts, training, 50) == [True, False, False]
+
+
+def test_start_offsets_give_the_same_samples_as_one_call(pipe):
+    """What a sharded `aigc generate --devices K` relies on: sample i depends on (seed, i) only."""
+    whole = pipe.generator.generate(5, seed=4, max_new_tokens=6, batch_size=2)
+    tail = pipe.generator.generate(2, seed=4, max_new_tokens=6, batch_size=2, start=3)
+    assert [i.data for i in tail.items] == [i.data for i in whole.items[3:]]
+    assert [i.meta["index"] for i in tail.items] == [3, 4]
