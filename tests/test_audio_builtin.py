@@ -203,7 +203,8 @@ def test_wav_exporter_writes_pcm16_with_provenance_spectrograms_and_a_sheet(tmp_
     info = sf.info(str(tmp_path / "a" / "sample_00001.wav"))
     assert info.subtype == "PCM_16" and info.samplerate == RATE and info.channels == 1
     with sf.SoundFile(str(tmp_path / "a" / "sample_00001.wav")) as f:
-        assert json.loads(f.comment) == {"generator": "mel-vae", "index": 1, "label": 1, "seed": 7}
+        assert json.loads(f.comment) == {"generator": "mel-vae", "index": 1, "label": 1, "seed": 7,
+                                         "sample_rate": RATE}
     back, _ = sf.read(str(tmp_path / "a" / "sample_00000.wav"), dtype="float32")
     assert np.abs(back - tone()).max() < 1e-4
     from PIL import Image
