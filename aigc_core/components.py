@@ -101,6 +101,63 @@ class DataSource(pl.LightningDataModule):
         return self._loader("test", shuffle=False)
 
 
+class LabelledTensors(Dataset):
+    """Items and integer labels held in memory as two tensors; ``(item, label)`` per index."""
+
+    def __init__(self, data: torch.Tensor, labels: torch.Tensor):
+        self.data = data
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.data[index], self.labels[index]
+
+
+class InMemorySource(DataSource):
+    """A data source whose whole data set fits in memory as one tensor with labels.
+
+    Subclasses implement ``load() -> (tensor, labels, class names)`` and may override ``prepare``
+    (resize, cut to length...) and ``make_splits``; this class reads once, keeps an evenly spaced
+    subset for ``limit`` (files sorted by name are often sorted by class, so the first N would
+    hold one class), and splits deterministically.
+    """
+
+    dataset_class: ClassVar[type] = LabelledTensors
+
+    def __init__(self, params: Any = None, seed: int = 0):
+        super().__init__(params, seed)
+        self._splits: dict[str, LabelledTensors] | None = None
+        self.classes: list[str] = []
+
+    def load(self) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        raise NotImplementedError
+
+    def prepare(self, data: torch.Tensor) -> torch.Tensor:
+        return data
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._splits is not None:
+            return
+        data, labels, self.classes = self.load()
+        limit = getattr(self.params, "limit", None)
+        #: positions of the kept items in what ``load`` returned (all of them without a limit)
+        self.kept = torch.arange(len(labels))
+        if limit is not None and limit < len(labels):
+            self.kept = torch.linspace(0, len(labels) - 1, limit).round().long().unique()
+            data, labels = data[self.kept], labels[self.kept]
+        self._splits = self.make_splits(self.prepare(data), labels)
+
+    def make_splits(self, data: torch.Tensor, labels: torch.Tensor) -> dict[str, LabelledTensors]:
+        parts = split_indices(len(labels), self.params.val_fraction, self.params.test_fraction, self.seed)
+        return {name: self.dataset_class(data[idx], labels[idx]) for name, idx in parts.items()}
+
+    def split(self, name: str) -> LabelledTensors:
+        self.setup()
+        return self._splits[name]
+
+
 class Generator(pl.LightningModule):
     """A model that learns from a data source and makes new content.
 

@@ -80,6 +80,10 @@ def test_mnist_from_shared_data_and_truncated_file(tmp_path):
     source.setup()
     assert source.info["sizes"]["test"] == 10000 and source.info["shape"] == [1, 16, 16]
     assert len(source.split("train")) + len(source.split("val")) == 60000
+    small = MNIST(build_params(MNIST.Params, {"root": str(data_dir() / "mnist"), "limit": 700}, "data"))
+    small.setup()
+    assert small.info["sizes"]["test"] == 100, "a limit keeps MNIST's own test file as the test split"
+    assert len(set(small.split("train").labels.tolist())) == 10, "an evenly spaced subset keeps every class"
     for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         shutil.copy(data_dir() / "mnist" / name, tmp_path / name)
     with gzip.open(data_dir() / "mnist" / "t10k-images-idx3-ubyte.gz") as f:

@@ -15,26 +15,19 @@ from typing import Literal, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from aigc_core.components import DataParams, DataSource, split_indices
+from aigc_core.components import DataParams, InMemorySource, LabelledTensors
 from aigc_core.errors import DataError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
-class WaveDataset(Dataset):
+class WaveDataset(LabelledTensors):
     """Waveforms (N, samples) and labels held in memory."""
 
-    def __init__(self, waves: torch.Tensor, labels: torch.Tensor):
-        self.waves = waves
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        return self.waves[index], self.labels[index]
+    @property
+    def waves(self) -> torch.Tensor:
+        return self.data
 
 
 @dataclass
@@ -61,35 +54,16 @@ def fit_length(wave: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([wave, np.zeros(n - len(wave), wave.dtype)])
 
 
-class AudioSource(DataSource):
+class AudioSource(InMemorySource):
     """Load once, split deterministically, describe the clips to generators."""
 
     modality = "audio"
     Params = AudioParams
-
-    def __init__(self, params=None, seed: int = 0):
-        super().__init__(params, seed)
-        self._splits: dict[str, WaveDataset] | None = None
-        self.classes: list[str] = []
+    dataset_class = WaveDataset
 
     def load(self) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """Float waveforms (N, num_samples) in [-1, 1], int64 labels, class names."""
         raise NotImplementedError
-
-    def setup(self, stage: Optional[str] = None) -> None:
-        if self._splits is not None:
-            return
-        waves, labels, self.classes = self.load()
-        if self.params.limit is not None and self.params.limit < len(labels):
-            # evenly spaced, not the first N: files sorted by name are often sorted by class
-            keep = torch.linspace(0, len(labels) - 1, self.params.limit).round().long().unique()
-            waves, labels = waves[keep], labels[keep]
-        parts = split_indices(len(labels), self.params.val_fraction, self.params.test_fraction, self.seed)
-        self._splits = {name: WaveDataset(waves[idx], labels[idx]) for name, idx in parts.items()}
-
-    def split(self, name: str) -> WaveDataset:
-        self.setup()
-        return self._splits[name]
 
     @property
     def info(self) -> dict:

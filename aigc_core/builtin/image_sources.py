@@ -13,24 +13,17 @@ from typing import Literal, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
-from aigc_core.components import DataParams, DataSource, split_indices
+from aigc_core.components import DataParams, InMemorySource, LabelledTensors, split_indices
 from aigc_core.errors import DataError
 
 
-class ImageTensorDataset(Dataset):
-    """Float images and integer labels held in memory; batches are fetched in one indexing."""
+class ImageTensorDataset(LabelledTensors):
+    """Float images and integer labels held in memory."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        self.images = images
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        return self.images[index], self.labels[index]
+    @property
+    def images(self) -> torch.Tensor:
+        return self.data
 
 
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -55,37 +48,19 @@ class ImageParams(DataParams):
             raise ValueError("image_size: must be between 4 and 1024")
 
 
-class ImageSource(DataSource):
+class ImageSource(InMemorySource):
     """Shared ground of the image sources: load once, resize, split deterministically."""
 
     modality = "image"
     Params = ImageParams
-
-    def __init__(self, params=None, seed: int = 0):
-        super().__init__(params, seed)
-        self._splits: dict[str, ImageTensorDataset] | None = None
-        self.classes: list[str] = []
+    dataset_class = ImageTensorDataset
 
     def load(self) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """Float NCHW images in [0, 1], int64 labels, class names."""
         raise NotImplementedError
 
-    def setup(self, stage: Optional[str] = None) -> None:
-        if self._splits is not None:
-            return
-        images, labels, self.classes = self.load()
-        if self.params.limit is not None:
-            images, labels = images[: self.params.limit], labels[: self.params.limit]
-        images = resize_images(images.float(), self.params.image_size)
-        self._splits = self.make_splits(images, labels)
-
-    def make_splits(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, ImageTensorDataset]:
-        parts = split_indices(len(labels), self.params.val_fraction, self.params.test_fraction, self.seed)
-        return {name: ImageTensorDataset(images[idx], labels[idx]) for name, idx in parts.items()}
-
-    def split(self, name: str) -> ImageTensorDataset:
-        self.setup()
-        return self._splits[name]
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        return resize_images(images.float(), self.params.image_size)
 
     @property
     def info(self) -> dict:
@@ -259,12 +234,14 @@ class MNIST(ImageSource):
         return images, labels, [str(i) for i in range(10)]
 
     def make_splits(self, images, labels):
-        n_train = min(self._n_train, len(labels))
-        test_idx = list(range(n_train, len(labels)))
-        if not test_idx:  # limit cut into the train file: hold out part of it instead
+        """MNIST's own test file is the test split; validation is held out of its train file."""
+        from_test = self.kept >= self._n_train
+        test_idx = torch.nonzero(from_test).flatten()
+        pool = torch.nonzero(~from_test).flatten()
+        if not len(test_idx) or not len(pool):
             return super().make_splits(images, labels)
-        parts = split_indices(n_train, self.params.val_fraction, 0.0, self.seed)
+        parts = split_indices(len(pool), self.params.val_fraction, 0.0, self.seed)
         parts["train"] = parts["train"] + parts.pop("test")
-        out = {name: ImageTensorDataset(images[idx], labels[idx]) for name, idx in parts.items()}
+        out = {name: ImageTensorDataset(images[pool[idx]], labels[pool[idx]]) for name, idx in parts.items()}
         out["test"] = ImageTensorDataset(images[test_idx], labels[test_idx])
         return out
