@@ -121,7 +121,7 @@ class PeakNormalise(PostProcessor):
 @dataclass
 class TrimSilenceParams:
     threshold_db: float = -40.0  # relative to the clip's loudest frame
-    frame_ms: float = 10.0
+    frame_ms: float = 10.0  # analysis frame length in milliseconds
     keep_ms: float = 20.0  # silence left at each end, so onsets are not clipped
 
     def validate(self) -> None:
@@ -163,9 +163,9 @@ class TrimSilence(PostProcessor):
 
 @dataclass
 class FadeParams:
-    fade_in_ms: float = 5.0
-    fade_out_ms: float = 20.0
-    shape: Literal["linear", "cosine"] = "cosine"
+    fade_in_ms: float = 5.0  # fade-in length in milliseconds
+    fade_out_ms: float = 20.0  # fade-out length in milliseconds
+    shape: Literal["linear", "cosine"] = "cosine"  # fade curve
 
     def validate(self) -> None:
         if self.fade_in_ms < 0 or self.fade_out_ms < 0:
@@ -199,7 +199,7 @@ class Fade(PostProcessor):
 
 @dataclass
 class ResampleParams:
-    sample_rate: int = 16000
+    sample_rate: int = 16000  # target sample rate (Hz)
 
     def validate(self) -> None:
         if not 1000 <= self.sample_rate <= 192000:
@@ -286,7 +286,7 @@ class SpectralGate(PostProcessor):
 class AudioQualityParams:
     silence_dbfs: float = -50.0  # RMS below this is silent
     max_clipped_fraction: float = 0.01  # more samples than this at full scale is clipped
-    clip_level: float = 0.999
+    clip_level: float = 0.999  # samples at or above this absolute level count as clipped
 
     def validate(self) -> None:
         if self.silence_dbfs >= 0:

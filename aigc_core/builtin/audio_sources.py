@@ -32,7 +32,7 @@ class WaveDataset(LabelledTensors):
 
 @dataclass
 class AudioParams(DataParams):
-    sample_rate: int = 16000
+    sample_rate: int = 16000  # clips are resampled to this rate (Hz)
     duration: float = 1.0  # seconds; clips are cut or zero-padded to this length
 
     def validate(self) -> None:
@@ -85,9 +85,9 @@ class AudioSource(InMemorySource):
 @dataclass
 class AudioFolderParams(AudioParams):
     path: str = ""  # a folder; $VARS are expanded when the data is read
-    labels: Literal["folders", "pattern", "none"] = "folders"
+    labels: Literal["folders", "pattern", "none"] = "folders"  # class labels from subfolders, from a file-name pattern, or none
     label_pattern: str = r"^(?P<label>[^_]+)_"  # matched against the file name; FSDD: <digit>_<speaker>_<n>.wav
-    on_corrupt: Literal["skip", "fail"] = "skip"
+    on_corrupt: Literal["skip", "fail"] = "skip"  # an unreadable or empty file: skip it with a warning, or stop
     peak_normalise: bool = False  # scale each clip to peak 1 before cutting (recording levels vary)
 
     def validate(self) -> None:
@@ -210,10 +210,10 @@ TIMBRES = ("sine", "square", "saw", "bell", "pluck")
 class SynthNotesParams(AudioParams):
     sample_rate: int = 8000
     duration: float = 0.5
-    num_items: int = 600
+    num_items: int = 600  # how many notes to synthesise
     timbres: list[str] | None = None  # default: all of sine, square, saw, bell, pluck
     min_pitch: int = 48  # MIDI note numbers
-    max_pitch: int = 72
+    max_pitch: int = 72  # highest MIDI pitch drawn
     noise: float = 0.003  # white-noise level, so silence is not digital zero
 
     def validate(self) -> None:

@@ -23,9 +23,9 @@ from aigc_core.frechet import frechet_distance
 @dataclass
 class FrechetParams:
     num_samples: int = 1000  # at most this many images on each side
-    feature_dim: int = 64
-    classifier_epochs: int = 8
-    batch_size: int = 128
+    feature_dim: int = 64  # width of the classifier's feature layer (the Fréchet space)
+    classifier_epochs: int = 8  # epochs of classifier training (cached per data set)
+    batch_size: int = 128  # batch size of classifier training
 
     def validate(self) -> None:
         if self.num_samples < 10:

@@ -41,7 +41,7 @@ def _unpil(img) -> np.ndarray:
 
 @dataclass
 class DenoiseParams:
-    method: Literal["median", "gaussian"] = "median"
+    method: Literal["median", "gaussian"] = "median"  # median filter or Gaussian blur
     size: int = 3  # median window (odd)
     sigma: float = 0.8  # gaussian radius in pixels
 
@@ -65,9 +65,9 @@ class Denoise(PostProcessor):
 
 @dataclass
 class SharpenParams:
-    radius: float = 1.0
-    percent: int = 80
-    threshold: int = 2
+    radius: float = 1.0  # unsharp-mask radius in pixels
+    percent: int = 80  # strength in percent
+    threshold: int = 2  # minimum brightness change to sharpen (0-255)
 
     def validate(self) -> None:
         if self.radius <= 0:
@@ -114,9 +114,9 @@ class Contrast(PostProcessor):
 
 @dataclass
 class UpscaleParams:
-    size: Optional[int] = None
-    factor: Optional[float] = 2.0
-    method: Literal["bicubic", "lanczos"] = "lanczos"
+    size: Optional[int] = None  # target width and height in pixels (overrides factor)
+    factor: Optional[float] = 2.0  # scale factor when size is not set
+    method: Literal["bicubic", "lanczos"] = "lanczos"  # resampling filter
 
     def validate(self) -> None:
         if self.size is not None and not 1 <= self.size <= 4096:
@@ -144,9 +144,9 @@ class Upscale(PostProcessor):
 
 @dataclass
 class ImageGridParams:
-    nrow: int = 8
-    padding: int = 2
-    max_images: int = 64
+    nrow: int = 8  # images per row
+    padding: int = 2  # pixels between images
+    max_images: int = 64  # at most this many images in the grid
 
     def validate(self) -> None:
         if self.nrow < 1:

@@ -29,9 +29,9 @@ def _note(item: Item, name: str, detail) -> Item:
 
 @dataclass
 class NormalizeParams:
-    form: Literal["NFC", "NFKC", "NFD", "NFKD", "none"] = "NFKC"
+    form: Literal["NFC", "NFKC", "NFD", "NFKD", "none"] = "NFKC"  # Unicode normalisation form
     collapse_whitespace: bool = True  # runs of spaces/tabs -> one space; 3+ newlines -> 2
-    strip: bool = True
+    strip: bool = True  # strip leading and trailing whitespace
 
 
 _SPACES = re.compile(r"[^\S\n]+")
@@ -73,7 +73,7 @@ class Normalize(PostProcessor):
 class DedupeParams:
     near: bool = True  # also drop near-duplicates, not only exact ones
     threshold: float = 0.9  # Jaccard similarity of character shingles that counts as "near"
-    shingle: int = 5
+    shingle: int = 5  # characters per shingle for near-duplicate detection
 
     def validate(self) -> None:
         if not 0.0 < self.threshold <= 1.0:
@@ -132,10 +132,10 @@ class Dedupe(PostProcessor):
 
 @dataclass
 class LengthParams:
-    min_chars: int = 0
-    max_chars: Optional[int] = None
-    min_words: int = 0
-    max_words: Optional[int] = None
+    min_chars: int = 0  # drop texts shorter than this many characters
+    max_chars: Optional[int] = None  # drop texts longer than this many characters
+    min_words: int = 0  # drop texts with fewer words
+    max_words: Optional[int] = None  # drop texts with more words
 
     def validate(self) -> None:
         for lo, hi in (("min_chars", "max_chars"), ("min_words", "max_words")):
@@ -176,8 +176,8 @@ class Length(PostProcessor):
 @dataclass
 class BlocklistParams:
     path: Optional[str] = None  # one entry a line; "re:PATTERN" lines are regexes, "#" starts a comment
-    words: list[str] = field(default_factory=list)
-    case_sensitive: bool = False
+    words: list[str] = field(default_factory=list)  # file of blocked words, one a line; lines starting re: are regular expressions
+    case_sensitive: bool = False  # match case exactly
 
     def validate(self) -> None:
         if not self.path and not self.words:
@@ -235,10 +235,10 @@ class Blocklist(PostProcessor):
 
 @dataclass
 class RedactParams:
-    email: bool = True
-    phone: bool = True
-    ip: bool = True
-    card: bool = True
+    email: bool = True  # replace e-mail addresses by [EMAIL]
+    phone: bool = True  # replace phone numbers by [PHONE]
+    ip: bool = True  # replace IPv4/IPv6 addresses by [IP]
+    card: bool = True  # replace card-like numbers by [CARD]
     luhn: bool = True  # only numbers passing the card checksum count as cards
 
 

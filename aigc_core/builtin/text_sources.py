@@ -48,7 +48,7 @@ class TextDataset(Dataset):
 class TextParams(DataParams):
     val_fraction: float = 0.1
     test_fraction: float = 0.0
-    split_mode: Literal["contiguous", "shuffle"] = "contiguous"
+    split_mode: Literal["contiguous", "shuffle"] = "contiguous"  # contiguous: cut the joined text in order; shuffle: split whole documents by seed
     max_chars: Optional[int] = None  # cut the corpus to this many characters (fast tests)
 
     def validate(self) -> None:
@@ -133,10 +133,10 @@ def _slice(docs: list[str], lo: int, hi: int) -> list[str]:
 
 @dataclass
 class TextFilesParams(TextParams):
-    path: str = ""
-    paths: list[str] = field(default_factory=list)
+    path: str = ""  # a .txt file, a folder of them, or a .jsonl file ($VARS expanded)
+    paths: list[str] = field(default_factory=list)  # several files or folders, read in order
     field: Optional[str] = None  # JSONL files: the field holding the text
-    encoding: str = "utf-8"
+    encoding: str = "utf-8"  # text encoding of the files
 
     def validate(self) -> None:
         super().validate()

@@ -32,9 +32,9 @@ from .model import split_tensors
 @dataclass
 class AudioClassifierParams:
     num_samples: int = 500  # at most this many clips on each side
-    embedding_dim: int = 64
-    classifier_epochs: int = 12
-    batch_size: int = 64
+    embedding_dim: int = 64  # width of the classifier's embedding (the Fréchet space)
+    classifier_epochs: int = 12  # epochs of classifier training (cached per data set)
+    batch_size: int = 64  # batch size of classifier training and scoring
     temperature: float = 1.0  # passed to generate for the scored clips
 
     def validate(self) -> None:

@@ -40,17 +40,17 @@ def split_tensors(dataset, limit: int | None = None):
 
 @dataclass
 class MelVAEParams:
-    size: Literal["debug", "small", "base"] = "small"
+    size: Literal["debug", "small", "base"] = "small"  # preset sizes; debug is for fast tests
     latent_dim: Optional[int] = None  # default from size: 8 / 16 / 32
     width: Optional[int] = None  # channels of the first convolution; default from size: 4 / 16 / 32
     sample_rate: Optional[int] = None  # default: the data's; set it to insist on one
-    n_mels: int = 64
+    n_mels: int = 64  # mel bands of the spectrogram
     n_fft: Optional[int] = None  # default: about 64 ms at the sample rate
     hop_length: Optional[int] = None  # default: n_fft / 4
-    griffin_lim_iters: int = 32
+    griffin_lim_iters: int = 32  # Griffin-Lim iterations when turning spectrograms back into sound
     kl_weight: float = 4.0  # at 1 the latent carried the class and prior samples lost it (docs/benchmarks.md)
     kl_warmup_steps: int = 300  # the KL weight ramps up from 0, so early steps learn to reconstruct
-    lr: float = 1e-3
+    lr: float = 1e-3  # learning rate (Adam)
 
     def validate(self) -> None:
         if self.latent_dim is not None and self.latent_dim < 1:
@@ -87,7 +87,7 @@ class MelVAEParams:
 class MelVAEOptions:
     label: Optional[str] = None  # a class name or index; default: cycle through the classes
     temperature: float = 1.0  # scale of the prior's noise; below 1 trades variety for typicality
-    batch_size: int = 64
+    batch_size: int = 64  # clips generated per call of the decoder loop
 
     def validate(self) -> None:
         if self.batch_size < 1:

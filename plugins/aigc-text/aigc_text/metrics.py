@@ -21,8 +21,8 @@ from .data import TokenBlocks, encode_stream
 
 @dataclass
 class LikelihoodParams:
-    split: Literal["val", "test"] = "val"
-    batch_size: int = 32
+    split: Literal["val", "test"] = "val"  # held-out split to score
+    batch_size: int = 32  # windows scored together
     max_chars: Optional[int] = None  # score only the first this many characters (quick checks)
 
     def validate(self) -> None:

@@ -33,23 +33,23 @@ TOKENIZER_DIR = "tokenizer"
 
 @dataclass
 class CausalLMParams:
-    size: Literal["debug", "small", "base"] = "small"
-    n_layer: Optional[int] = None
-    n_head: Optional[int] = None
-    n_embd: Optional[int] = None
+    size: Literal["debug", "small", "base"] = "small"  # preset sizes; debug is for fast tests
+    n_layer: Optional[int] = None  # transformer blocks (default from size)
+    n_head: Optional[int] = None  # attention heads (default from size)
+    n_embd: Optional[int] = None  # embedding width (default from size)
     context: Optional[int] = None  # tokens the model sees at once
     vocab_size: int = 2048  # of the trained BPE tokenizer; 257 is bytes plus end-of-text
-    dropout: float = 0.0
+    dropout: float = 0.0  # dropout in attention and MLP
     pretrained: Optional[str] = None  # a local model directory or a hub id, to fine-tune
     tokenizer: Optional[str] = None  # a tokenizer directory to use instead of training one
     tokenizer_max_chars: int = 20_000_000  # BPE is trained on at most this much of the training split
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_steps: int = 100
-    schedule: Literal["cosine", "constant"] = "cosine"
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
+    lr: float = 1e-3  # peak learning rate (AdamW)
+    min_lr: float = 1e-4  # learning rate at the end of the cosine schedule
+    warmup_steps: int = 100  # linear warm-up steps
+    schedule: Literal["cosine", "constant"] = "cosine"  # learning-rate schedule after warm-up
+    weight_decay: float = 0.1  # AdamW weight decay
+    beta1: float = 0.9  # AdamW beta1
+    beta2: float = 0.99  # AdamW beta2
 
     def validate(self) -> None:
         for key in ("n_layer", "n_head", "n_embd", "context"):
@@ -91,15 +91,15 @@ class CausalLMParams:
 
 @dataclass
 class TextOptions:
-    prompts: list[str] = field(default_factory=list)
-    max_new_tokens: int = 128
+    prompts: list[str] = field(default_factory=list)  # texts to continue (the CLI's --prompt); empty: unconditional
+    max_new_tokens: int = 128  # tokens generated per sample
     temperature: float = 1.0  # 0 is greedy
     top_k: int = 0  # 0 is off
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
+    top_p: float = 1.0  # nucleus sampling: keep the smallest set of tokens with this much probability, in (0, 1]
+    repetition_penalty: float = 1.0  # divide the logits of tokens already present (1: off)
     num_return_sequences: Optional[int] = None  # per prompt; unset: n samples cycling through the prompts
     stop: list[str] = field(default_factory=list)  # cut the text before the first of these
-    batch_size: int = 16
+    batch_size: int = 16  # rows decoded together
     stream_timeout: float = 60.0  # seconds without a token before streaming gives up
 
     def validate(self) -> None:

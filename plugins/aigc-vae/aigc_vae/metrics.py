@@ -26,9 +26,9 @@ from .likelihoods import log_prob, mean_image
 @dataclass
 class VAELikelihoodParams:
     k: int = 200  # importance samples per image for the NLL
-    split: Literal["test", "val"] = "test"
+    split: Literal["test", "val"] = "test"  # held-out split to score
     num_images: Optional[int] = None  # score at most this many held-out images (all by default)
-    batch_size: int = 256
+    batch_size: int = 256  # images scored together
 
     def validate(self) -> None:
         if self.k < 1:

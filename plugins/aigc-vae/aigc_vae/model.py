@@ -32,18 +32,18 @@ EVAL_BINARIZE_SEED = 1234
 
 @dataclass
 class VAEParams:
-    size: Literal["debug", "small", "base"] = "small"
+    size: Literal["debug", "small", "base"] = "small"  # preset sizes; debug is for fast tests
     latent_dim: Optional[int] = None  # default from size: 4 / 16 / 32
     channels: Optional[list[int]] = None  # conv widths, one stride-2 level each; default from size
     hidden_dim: Optional[int] = None  # fully connected units; default from size: 32 / 256 / 512
-    likelihood: Literal["bernoulli", "gaussian", "continuous-bernoulli"] = "bernoulli"
+    likelihood: Literal["bernoulli", "gaussian", "continuous-bernoulli"] = "bernoulli"  # decoder likelihood: bernoulli (binary data), gaussian, or continuous-bernoulli
     binarize: Literal["none", "dynamic", "threshold"] = "none"  # bernoulli only; dynamic: resample every batch
     gaussian_std: Optional[float] = None  # gaussian only; None learns one std for all pixels
     beta: float = 1.0  # weight of the KL term (beta-VAE)
     kl_warmup_steps: int = 0  # ramp beta linearly from 0 over this many optimiser steps
     conditional: bool = False  # CVAE: encoder and decoder see the class label
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    lr: float = 1e-3  # learning rate (Adam)
+    weight_decay: float = 0.0  # Adam weight decay
 
     def validate(self) -> None:
         if self.latent_dim is not None and self.latent_dim < 1:
@@ -86,12 +86,12 @@ class VAEParams:
 
 @dataclass
 class VAEOptions:
-    mode: Literal["samples", "reconstructions", "interpolation", "traversal"] = "samples"
+    mode: Literal["samples", "reconstructions", "interpolation", "traversal"] = "samples"  # samples, reconstructions of held-out images, an interpolation grid, or a traversal grid
     label: Optional[int] = None  # conditional models: the class of every item (default: cycle through classes)
     temperature: float = 1.0  # scale of the prior's std when sampling latents
     steps: int = 8  # interpolation and traversal: images per row
     a: Optional[str] = None  # interpolation between two image files (PNG...) instead of random latents
-    b: Optional[str] = None
+    b: Optional[str] = None  # interpolation: image file to end at (with a)
     dim: int = 0  # traversal: the latent dimension that varies
     span: float = 3.0  # traversal: from -span to +span prior standard deviations
     split: Literal["test", "val", "train"] = "test"  # reconstructions: the images to reconstruct
