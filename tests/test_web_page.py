@@ -84,3 +84,39 @@ def test_page_streams_text_and_shows_errors(page):
     page.wait_for_selector("#error:not([hidden])")
     assert "options.max_new_tokens" in page.text_content("#error")
     assert page.outside == []
+
+
+def test_page_streams_from_the_real_text_plugin(tmp_path_factory):
+    """The same page over a real aigc-text model: its list option (prompts) and its stream."""
+    from aigc_core import Pipeline, get_registry
+
+    if "causal-lm" not in get_registry().names("generator"):
+        pytest.skip("the aigc-text plugin (generator causal-lm) is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    run_dir = tmp_path_factory.mktemp("page-lm") / "tiny-lm"
+    Pipeline.from_config({
+        "name": "tiny-lm", "seed": 0,
+        "data": {"source": "python-docs", "limit": 20, "max_chars": 20000, "batch_size": 8},
+        "generator": {"name": "causal-lm", "size": "debug", "vocab_size": 300},
+        "train": {"max_epochs": 1, "max_steps": 2, "accelerator": "cpu", "progress_bar": False,
+                  "sample_every_n_epochs": 0},
+        "metrics": [], "output": {"dir": str(run_dir)},
+    }).fit()
+    with LiveServer(create_app([run_dir], ServerSettings())) as server, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(30_000)
+            page.goto(server.url + "/")
+            page.wait_for_selector("body[data-ready=true]")
+            page.select_option("#model", "tiny-lm")
+            assert page.is_checked("#stream")
+            page.fill('[data-option="prompts"]', "Keyword ")
+            page.fill('[data-option="max_new_tokens"]', "5")
+            page.fill("#seed", "3")
+            page.click("#generate")
+            page.wait_for_selector("#stream-output[data-done=true]")
+            text = page.text_content("#stream-output")
+        finally:
+            browser.close()
+    assert text.startswith("Keyword") and len(text) > len("Keyword "), repr(text)  # untrained: any bytes after
