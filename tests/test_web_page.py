@@ -21,11 +21,31 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def tiny_lm_run(base):
+    """A real aigc-text model (2 steps: untrained, but the real code path), or None without the plugin."""
+    from aigc_core import Pipeline, get_registry
+
+    if "causal-lm" not in get_registry().names("generator"):
+        return None
+    run_dir = base / "page-tiny-lm"
+    Pipeline.from_config({
+        "name": "tiny-lm", "seed": 0,
+        "data": {"source": "python-docs", "limit": 20, "max_chars": 20000, "batch_size": 8},
+        "generator": {"name": "causal-lm", "size": "debug", "vocab_size": 300},
+        "train": {"max_epochs": 1, "max_steps": 2, "accelerator": "cpu", "progress_bar": False,
+                  "sample_every_n_epochs": 0},
+        "metrics": [], "output": {"dir": str(run_dir)},
+    }).fit()
+    return run_dir
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    gan = tiny_gan_run(tmp_path_factory.getbasetemp() / "server-gan", name="digits-gan")
-    text = fake_text_run(tmp_path_factory.getbasetemp() / "server-fake-text", name="fake-text")
-    with LiveServer(create_app([gan, text], ServerSettings())) as server:
+    base = tmp_path_factory.getbasetemp()
+    gan = tiny_gan_run(base / "server-gan", name="digits-gan")
+    text = fake_text_run(base / "server-fake-text", name="fake-text")
+    runs = [gan, text] + [r for r in [tiny_lm_run(base)] if r is not None]
+    with LiveServer(create_app(runs, ServerSettings())) as server:
         yield server
 
 
@@ -86,37 +106,17 @@ def test_page_streams_text_and_shows_errors(page):
     assert page.outside == []
 
 
-def test_page_streams_from_the_real_text_plugin(tmp_path_factory):
+def test_page_streams_from_the_real_text_plugin(page):
     """The same page over a real aigc-text model: its list option (prompts) and its stream."""
-    from aigc_core import Pipeline, get_registry
-
-    if "causal-lm" not in get_registry().names("generator"):
+    if not page.locator('#model option[value="tiny-lm"]').count():
         pytest.skip("the aigc-text plugin (generator causal-lm) is not installed")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    run_dir = tmp_path_factory.mktemp("page-lm") / "tiny-lm"
-    Pipeline.from_config({
-        "name": "tiny-lm", "seed": 0,
-        "data": {"source": "python-docs", "limit": 20, "max_chars": 20000, "batch_size": 8},
-        "generator": {"name": "causal-lm", "size": "debug", "vocab_size": 300},
-        "train": {"max_epochs": 1, "max_steps": 2, "accelerator": "cpu", "progress_bar": False,
-                  "sample_every_n_epochs": 0},
-        "metrics": [], "output": {"dir": str(run_dir)},
-    }).fit()
-    with LiveServer(create_app([run_dir], ServerSettings())) as server, sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(30_000)
-            page.goto(server.url + "/")
-            page.wait_for_selector("body[data-ready=true]")
-            page.select_option("#model", "tiny-lm")
-            assert page.is_checked("#stream")
-            page.fill('[data-option="prompts"]', "Keyword ")
-            page.fill('[data-option="max_new_tokens"]', "5")
-            page.fill("#seed", "3")
-            page.click("#generate")
-            page.wait_for_selector("#stream-output[data-done=true]")
-            text = page.text_content("#stream-output")
-        finally:
-            browser.close()
+    page.select_option("#model", "tiny-lm")
+    assert page.is_checked("#stream")
+    page.fill('[data-option="prompts"]', "Keyword ")
+    page.fill('[data-option="max_new_tokens"]', "5")
+    page.fill("#seed", "3")
+    page.click("#generate")
+    page.wait_for_selector("#stream-output[data-done=true]")
+    text = page.text_content("#stream-output")
     assert text.startswith("Keyword") and len(text) > len("Keyword "), repr(text)  # untrained: any bytes after
+    assert page.outside == []
