@@ -29,6 +29,7 @@ from .atomic import sha256_file, write_json, write_text
 from .content import Content
 from .errors import AigcError, CheckpointError, ConfigError, UsageError
 from .plugins import get_registry
+from .ranks import launcher_rank
 from .registry import ComponentInfo, Registry
 
 CONFIG_FILE = "config.yaml"
@@ -189,7 +190,7 @@ class Pipeline:
                     f"use --restart to start over or set output.dir to another directory"
                 )
             if restart:
-                if _rank() == 0:  # the other ranks of a distributed run start after rank 0 has cleared
+                if launcher_rank() == 0:  # the other ranks of a distributed run start after rank 0 has cleared
                     self._clear(run_dir)
             else:
                 resumable = True
@@ -201,7 +202,7 @@ class Pipeline:
             probe.close()
         except OSError as exc:
             raise AigcError(f"{run_dir}: run directory is not writable ({exc.strerror or exc})") from None
-        if _rank() == 0:
+        if launcher_rank() == 0:
             _remove_stale_temporaries(run_dir)
             write_text(config_path, _to_yaml(self.raw))
         return resumable
@@ -447,15 +448,6 @@ class Pipeline:
             },
         )
         return self.run_dir
-
-
-def _rank() -> int:
-    """0 on the process that owns the run directory; launchers (Lightning, torchrun, SLURM) say which."""
-    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
-        value = os.environ.get(var, "")
-        if value.isdigit() and int(value) != 0:
-            return int(value)
-    return 0
 
 
 def _remove_stale_temporaries(run_dir: Path) -> None:

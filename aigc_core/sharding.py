@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .atomic import sha256_file, write_json
 from .errors import AigcError, UsageError
+from .ranks import launcher_rank
 
 PLAN_FILE = "generation.json"
 INDEX_FILE = "index.json"
@@ -201,18 +202,18 @@ def generate_sharded(pipe: Any, n: int, out: Path, *, seed: int | None = None, o
                 differs = next((k for k in settings if not isinstance(old, dict) or old.get(k) != settings[k]), "?")
                 raise UsageError(f"{out} holds a generation with other settings (differs at {differs}); "
                                  "choose another --out or delete it")
-        elif _rank() == 0:
+        elif launcher_rank() == 0:
             write_json(plan_path, settings)
-        if _rank() == 0:  # shards a killed job never renamed into place
+        if launcher_rank() == 0:  # shards a killed job never renamed into place
             for stale in out.glob(".shard_*.tmp"):
                 shutil.rmtree(stale, ignore_errors=True)
     except OSError as exc:
         raise AigcError(f"{out}: cannot write here ({exc.strerror or exc})") from None
 
     pending = [s for s in range(plan.count) if not shard_done(out, s)]
-    summary = {"out": str(out), "shards": plan.count, "skipped": plan.count - len(pending), "rank": _rank()}
+    summary = {"out": str(out), "shards": plan.count, "skipped": plan.count - len(pending), "rank": launcher_rank()}
     if not pending:
-        if _rank() == 0:
+        if launcher_rank() == 0:
             write_index(out, plan)
         return summary
 
@@ -233,9 +234,3 @@ def generate_sharded(pipe: Any, n: int, out: Path, *, seed: int | None = None, o
     return summary
 
 
-def _rank() -> int:
-    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
-        value = os.environ.get(var, "")
-        if value.isdigit() and int(value) != 0:
-            return int(value)
-    return 0
