@@ -43,20 +43,11 @@ def free_port() -> int:
 
 
 def make_runs(work: Path) -> tuple[list[str], str]:
-    from aigc_core import Pipeline, get_registry
-    from aigc_core.server.testing import fake_text_run, tiny_gan_run
+    from aigc_core.server.testing import fake_text_run, tiny_gan_run, tiny_text_run
 
     specs = [f"gan={tiny_gan_run(work / 'gan')}"]
-    if "causal-lm" in get_registry().names("generator"):
-        text_dir = work / "text"
-        Pipeline.from_config({
-            "name": "text", "seed": 0,
-            "data": {"source": "python-docs", "limit": 200, "max_chars": 200_000, "batch_size": 16},
-            "generator": {"name": "causal-lm", "size": "debug", "vocab_size": 512},
-            "train": {"max_epochs": 1, "max_steps": 50, "accelerator": "cpu", "progress_bar": False,
-                      "sample_every_n_epochs": 0},
-            "metrics": [], "output": {"dir": str(text_dir)},
-        }).fit()
+    text_dir = tiny_text_run(work / "text", name="text", steps=50, vocab_size=512, limit=200, max_chars=200_000)
+    if text_dir is not None:
         return specs + [f"text={text_dir}"], "causal-lm (aigc-text, debug size)"
     return specs + [f"text={fake_text_run(work / 'fake')}"], "FAKE text model (aigc-text not installed)"
 

@@ -17,7 +17,7 @@ import pytest
 
 from aigc_core.errors import UsageError
 from aigc_core.server import ServerSettings, create_app
-from aigc_core.server.testing import LiveServer, counters, fake_text_run, tiny_gan_run
+from aigc_core.server.testing import LiveServer, counters, fake_text_run, tiny_gan_run, tiny_text_run
 
 GAN = "digits-gan"
 TEXT = "fake-text"
@@ -324,19 +324,9 @@ def test_cli_serve_refuses_a_public_bind_without_a_key(monkeypatch, capsys, tmp_
 
 @pytest.fixture(scope="module")
 def real_text_server(tmp_path_factory):
-    from aigc_core import Pipeline, get_registry
-
-    if "causal-lm" not in get_registry().names("generator"):
+    run_dir = tiny_text_run(tmp_path_factory.getbasetemp() / "server-causal-lm")
+    if run_dir is None:
         pytest.skip("the aigc-text plugin (generator causal-lm) is not installed")
-    run_dir = tmp_path_factory.getbasetemp() / "server-causal-lm"
-    Pipeline.from_config({
-        "name": "tiny-lm", "seed": 0,
-        "data": {"source": "python-docs", "limit": 20, "max_chars": 20000, "batch_size": 8},
-        "generator": {"name": "causal-lm", "size": "debug", "vocab_size": 300},
-        "train": {"max_epochs": 1, "max_steps": 2, "accelerator": "cpu", "progress_bar": False,
-                  "sample_every_n_epochs": 0},
-        "metrics": [], "output": {"dir": str(run_dir)},
-    }).fit()
     with LiveServer(create_app([run_dir], ServerSettings())) as live:
         yield live
 

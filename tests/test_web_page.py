@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from aigc_core.server import ServerSettings, create_app
-from aigc_core.server.testing import LiveServer, fake_text_run, tiny_gan_run
+from aigc_core.server.testing import LiveServer, fake_text_run, tiny_gan_run, tiny_text_run
 
 CHROMIUM = os.environ.get("AIGC_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -21,30 +21,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def tiny_lm_run(base):
-    """A real aigc-text model (2 steps: untrained, but the real code path), or None without the plugin."""
-    from aigc_core import Pipeline, get_registry
-
-    if "causal-lm" not in get_registry().names("generator"):
-        return None
-    run_dir = base / "page-tiny-lm"
-    Pipeline.from_config({
-        "name": "tiny-lm", "seed": 0,
-        "data": {"source": "python-docs", "limit": 20, "max_chars": 20000, "batch_size": 8},
-        "generator": {"name": "causal-lm", "size": "debug", "vocab_size": 300},
-        "train": {"max_epochs": 1, "max_steps": 2, "accelerator": "cpu", "progress_bar": False,
-                  "sample_every_n_epochs": 0},
-        "metrics": [], "output": {"dir": str(run_dir)},
-    }).fit()
-    return run_dir
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     base = tmp_path_factory.getbasetemp()
     gan = tiny_gan_run(base / "server-gan", name="digits-gan")
     text = fake_text_run(base / "server-fake-text", name="fake-text")
-    runs = [gan, text] + [r for r in [tiny_lm_run(base)] if r is not None]
+    runs = [gan, text] + [r for r in [tiny_text_run(base / "page-tiny-lm")] if r is not None]
     with LiveServer(create_app(runs, ServerSettings())) as server:
         yield server
 

@@ -72,6 +72,29 @@ def tiny_gan_run(run_dir: str | Path, name: str = "digits-gan") -> Path:
     return run_dir
 
 
+
+def tiny_text_run(run_dir: str | Path, name: str = "tiny-lm", steps: int = 2, vocab_size: int = 300,
+                  limit: int = 20, max_chars: int = 20_000) -> Path | None:
+    """A real ``causal-lm`` (aigc-text) at debug size on the Python docs, or None when that plugin
+    is not installed. Two steps leave it untrained, but every code path is the real one."""
+    from ..pipeline import Pipeline
+    from ..plugins import get_registry
+
+    if "causal-lm" not in get_registry().names("generator"):
+        return None
+    run_dir = Path(run_dir)
+    if (run_dir / "manifest.json").is_file() and (run_dir / "model").is_dir():
+        return run_dir
+    Pipeline.from_config({
+        "name": name, "seed": 0,
+        "data": {"source": "python-docs", "limit": limit, "max_chars": max_chars, "batch_size": 8},
+        "generator": {"name": "causal-lm", "size": "debug", "vocab_size": vocab_size},
+        "train": {"max_epochs": 1, "max_steps": steps, "accelerator": "cpu", "progress_bar": False,
+                  "sample_every_n_epochs": 0},
+        "metrics": [], "output": {"dir": str(run_dir)},
+    }).fit()
+    return run_dir
+
 # -- a fake streaming text generator -------------------------------------------------------
 
 WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "and", "runs", "far")
