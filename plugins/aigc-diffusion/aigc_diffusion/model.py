@@ -13,6 +13,7 @@ at each step) comes from one ``torch.Generator`` per sample seeded with ``sample
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass
 from typing import Callable, Literal, Optional
 
@@ -32,6 +33,7 @@ SIZES = {
 SCHEDULERS = {"ddim": "DDIMScheduler", "dpm-solver": "DPMSolverMultistepScheduler", "ddpm": "DDPMScheduler"}
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 NORM_GROUPS = 8
+SAMPLER_SETTINGS = {"timestep_spacing": "trailing", "thresholding": True, "sample_max_value": 1.0}
 
 
 @dataclass
@@ -129,7 +131,7 @@ class DDPM(Generator):
                                                  f"got {height}x{width}")
         classes = int(info.get("num_classes") or 0)
         self.num_classes = classes if params.conditional and classes > 1 else 0
-        widths, layers, attention = SIZES[params.size]
+        _, layers, attention = SIZES[params.size]
         widths = params.channels
         self.unet = UNet2DModel(
             sample_size=(height, width), in_channels=channels, out_channels=channels,
@@ -204,7 +206,12 @@ class DDPM(Generator):
         if cls.__name__ not in compatible:
             raise ConfigError("generate.scheduler", f"{cls.__name__} cannot sample a DDPM-trained model; "
                                                     f"compatible: {', '.join(sorted(compatible))}")
-        scheduler = cls.from_config(self.noise_scheduler.config)
+        accepted = inspect.signature(cls.__init__).parameters
+        # "trailing" starts sampling at the last (pure-noise) level, which few-step samplers
+        # otherwise skip (grey, washed-out images); thresholding at 1 keeps a sampler's estimate
+        # of the clean image inside the data's range [-1, 1], as DDPM's clip_sample does
+        overrides = {k: v for k, v in SAMPLER_SETTINGS.items() if k in accepted}
+        scheduler = cls.from_config(self.noise_scheduler.config, **overrides)
         scheduler.set_timesteps(steps)
         return scheduler
 

@@ -1,0 +1,150 @@
+"""DCGAN, VAE and DDPM on MNIST side by side: the same training budget, the same metrics, and
+sampling speed.
+
+    AIGC_DATA_DIR=../shared/data OMP_NUM_THREADS=1 nice -n 10 \\
+        python bench/bench_image_backends.py --budget-cpu-min 4 [--metrics frechet,precision-recall,...]
+
+Each backend trains on MNIST (32x32, so that the DCGAN fits) in stages that resume from the
+last checkpoint, until its budget of CPU time (``time.process_time`` of the training, with
+``--threads`` torch threads) is spent: no stage starts that would pass it. CPU time, not wall
+time, because the machine is shared and its load changes from minute to minute; with one thread
+CPU time is close to what an idle core would take. ``--budget-cpu-min 20`` is the long version.
+
+Every backend is then scored by the same metrics, named with ``--metrics`` (any registered
+metric that needs no options of its own; ``frechet`` gets ``--metric-samples``), and timed
+while sampling: images per second of wall time and per CPU second, for the DDPM at each
+``--steps`` count of the DDIM sampler. The DCGAN's speed is the reference measured in the same
+run; each other speed is printed as a ratio to it. A DDPM of the same size built at 28x28 (speed
+does not depend on the weights) is timed too, for the 28x28 target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BACKENDS = {
+    "dcgan": {"name": "dcgan", "size": "small", "conditional": True},
+    "vae": {"name": "vae", "size": "small", "latent_dim": 16, "channels": [16, 32], "likelihood": "bernoulli",
+            "binarize": "dynamic", "conditional": True},
+    "ddpm": {"name": "ddpm", "size": "small", "conditional": True, "lr": 2e-3},
+}
+
+
+def config(backend: str, out: Path, steps: int, metrics: list[str], metric_samples: int) -> dict:
+    mnist = Path(os.environ["AIGC_DATA_DIR"]) / "mnist"
+    return {
+        "name": f"bench-{backend}", "seed": 0,
+        "data": {"source": "mnist", "root": str(mnist), "image_size": 32, "batch_size": 64, "val_fraction": 0.02},
+        "generator": BACKENDS[backend],
+        "train": {"max_steps": steps, "max_epochs": 1000, "accelerator": "cpu", "devices": 1, "progress_bar": False,
+                  "sample_every_n_epochs": 0, "limit_val_batches": 0, "checkpoint_every_n_epochs": 1},
+        "generate": {"num_samples": 100},
+        "postprocess": [{"name": "image-grid", "nrow": 10, "max_images": 100}],
+        "metrics": [{"name": m, **({"num_samples": metric_samples} if m == "frechet" else {})} for m in metrics],
+        "output": {"dir": str(out / backend)},
+    }
+
+
+def train(backend: str, out: Path, budget_s: float, stage: int, metrics: list[str], metric_samples: int):
+    """Train in stages of ``stage`` optimiser steps until the CPU budget would be passed."""
+    from aigc_core import Pipeline
+
+    spent, steps, pipe = 0.0, 0, None
+    while True:
+        if steps and spent + spent / steps * stage > budget_s:
+            break  # the next stage would not fit in the budget
+        steps += stage
+        pipe = Pipeline.from_config(config(backend, out, steps, metrics, metric_samples))
+        t0 = time.process_time()
+        pipe.fit(restart=steps == stage)
+        spent += time.process_time() - t0
+        print(f"  {backend}: {steps} steps, {spent / 60:.2f} CPU-min", flush=True)
+    return pipe, steps, spent
+
+
+def sampling_speed(generator, n: int, **options) -> tuple[float, float]:
+    """Images per wall second and per CPU second."""
+    generator.generate(min(n, 4), seed=123, **options)  # warm-up: first calls allocate
+    w0, c0 = time.perf_counter(), time.process_time()
+    generator.generate(n, seed=0, **options)
+    return n / (time.perf_counter() - w0), n / (time.process_time() - c0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget-cpu-min", type=float, default=4.0, help="CPU minutes of training per backend")
+    parser.add_argument("--stage", type=int, default=100, help="optimiser steps between budget checks")
+    parser.add_argument("--backends", default="dcgan,vae,ddpm")
+    parser.add_argument("--metrics", default="frechet", help="comma-separated metric names, the same for every backend")
+    parser.add_argument("--metric-samples", type=int, default=1000, help="generated images per metric (frechet)")
+    parser.add_argument("--steps", default="10,25,50", help="DDIM step counts at which to time DDPM sampling")
+    parser.add_argument("--speed-samples", type=int, default=64, help="images per speed measurement")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (fixed, so CPU time compares)")
+    parser.add_argument("--out", default="/tmp/bench-image-backends")
+    args = parser.parse_args()
+    if not os.environ.get("AIGC_DATA_DIR") or not (Path(os.environ["AIGC_DATA_DIR"]) / "mnist").is_dir():
+        sys.exit("bench_image_backends: set AIGC_DATA_DIR to the directory holding mnist/")
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    metrics = [m for m in args.metrics.split(",") if m]
+    step_counts = [int(s) for s in args.steps.split(",")]
+    rows, speeds = [], []
+    for backend in args.backends.split(","):
+        pipe, steps, spent = train(backend, out, args.budget_cpu_min * 60, args.stage, metrics, args.metric_samples)
+        content = pipe.postprocess(pipe.generate(100))
+        pipe.export(content)
+        t0 = time.process_time()
+        scores = {f"{metric}.{key}": value for metric, values in pipe.score(pipe.generate(args.metric_samples)).items()
+                  for key, value in values.items()}
+        rows.append({"backend": backend, "steps": steps, "train_cpu_min": round(spent / 60, 2),
+                     "score_cpu_min": round((time.process_time() - t0) / 60, 2), "scores": scores})
+        print(json.dumps(rows[-1]), flush=True)
+        gen = pipe.generator
+        if backend == "ddpm":
+            for k in step_counts:
+                for scale in (1.0, 2.0):
+                    wall, cpu = sampling_speed(gen, args.speed_samples, num_inference_steps=k, scheduler="ddim",
+                                               guidance_scale=scale, batch_size=args.speed_samples)
+                    speeds.append((f"ddpm 32x32, ddim {k} steps, guidance {scale:g}", wall, cpu))
+        else:
+            wall, cpu = sampling_speed(gen, args.speed_samples, batch_size=args.speed_samples)
+            speeds.append((f"{backend} 32x32", wall, cpu))
+        print(speeds[-1], flush=True)
+    if "ddpm" in args.backends:
+        from aigc_core.config import build_params
+        from aigc_diffusion.model import DDPM
+
+        params = build_params(DDPM.Params, {k: v for k, v in BACKENDS["ddpm"].items() if k != "name"}, "generator")
+        fresh = DDPM(params, {"shape": [1, 28, 28], "num_classes": 10}).eval()
+        for scale in (1.0, 2.0):
+            wall, cpu = sampling_speed(fresh, args.speed_samples, num_inference_steps=25, scheduler="ddim",
+                                       guidance_scale=scale, batch_size=args.speed_samples)
+            speeds.append((f"ddpm 28x28, ddim 25 steps, guidance {scale:g}", wall, cpu))
+
+    print(f"\nTraining budget {args.budget_cpu_min:g} CPU-min per backend, {args.threads} torch thread(s)")
+    names = sorted({k for r in rows for k in r["scores"]})
+    print("| backend | steps | train CPU-min | " + " | ".join(names) + " |")
+    print("|---|---:|---:|" + "---:|" * len(names))
+    for r in rows:
+        cells = [f"{r['scores'][k]:.4g}" if isinstance(r["scores"].get(k), (int, float)) else "" for k in names]
+        print(f"| {r['backend']} | {r['steps']} | {r['train_cpu_min']} | " + " | ".join(cells) + " |")
+    ref = next((s for s in speeds if s[0].startswith("dcgan")), None)
+    print(f"\n| sampler | images/s (wall) | images per CPU-s | ratio to dcgan (CPU) |\n|---|---:|---:|---:|")
+    for name, wall, cpu in speeds:
+        ratio = f"{cpu / ref[2]:.3g}" if ref else ""
+        print(f"| {name} | {wall:.3g} | {cpu:.3g} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
