@@ -83,6 +83,34 @@ def sampling_speed(generator, n: int, **options) -> tuple[float, float]:
     return n / (time.perf_counter() - w0), n / (time.process_time() - c0)
 
 
+def untrained(backend: str, shape: list[int]):
+    """A backend's generator as the benchmark builds it, with its initial weights: sampling costs
+    the same whatever the weights are."""
+    from aigc_core import get_registry
+    from aigc_core.config import build_params
+
+    cls = get_registry().get("generator", backend, "generator.name").load()
+    params = build_params(cls.Params, {k: v for k, v in BACKENDS[backend].items() if k != "name"}, "generator")
+    return cls(params, {"shape": shape, "num_classes": 10}).eval()
+
+
+def speed_only(n: int, step_counts: list[int], threads: int) -> None:
+    rows = []
+    ref = sampling_speed(untrained("dcgan", [1, 32, 32]), n, batch_size=n)
+    rows.append(("dcgan 32x32 (reference)", *ref))
+    rows.append(("vae 28x28", *sampling_speed(untrained("vae", [1, 28, 28]), n, batch_size=n)))
+    ddpm = untrained("ddpm", [1, 28, 28])
+    for k, scale in [(k, 1.0) for k in step_counts] + [(25, 2.0)]:
+        rows.append((f"ddpm 28x28, ddim {k} steps, guidance {scale:g}",
+                     *sampling_speed(ddpm, n, num_inference_steps=k, scheduler="ddim", guidance_scale=scale, batch_size=n)))
+    again = sampling_speed(untrained("dcgan", [1, 32, 32]), n, batch_size=n)  # the load may have changed
+    rows.append(("dcgan 32x32 (reference, again)", *again))
+    print(f"\n{n} images per measurement, batch {n}, {threads} torch thread(s)")
+    print("| sampler | images/s (wall) | images per CPU-s | ratio to dcgan (CPU) |\n|---|---:|---:|---:|")
+    for name, wall, cpu in rows:
+        print(f"| {name} | {wall:.3g} | {cpu:.3g} | {cpu / ref[1]:.3g} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget-cpu-min", type=float, default=3.0, help="CPU minutes of training per backend")
@@ -98,13 +126,18 @@ def main() -> None:
     parser.add_argument("--speed-samples", type=int, default=32, help="images per speed measurement")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (fixed, so CPU time compares)")
     parser.add_argument("--out", default="/tmp/bench-image-backends")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only sampling speed, of untrained models of the benchmarked sizes (no data needed)")
     args = parser.parse_args()
-    if not os.environ.get("AIGC_DATA_DIR") or not (Path(os.environ["AIGC_DATA_DIR"]) / "mnist").is_dir():
+    if not args.speed_only and (not os.environ.get("AIGC_DATA_DIR") or not (Path(os.environ["AIGC_DATA_DIR"]) / "mnist").is_dir()):
         sys.exit("bench_image_backends: set AIGC_DATA_DIR to the directory holding mnist/")
 
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.speed_only:
+        speed_only(args.speed_samples, [int(s) for s in args.steps.split(",")], args.threads)
+        return
     out = Path(args.out)
     metrics = [m for m in args.metrics.split(",") if m]
     step_counts = [int(s) for s in args.steps.split(",")]
