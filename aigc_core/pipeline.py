@@ -207,8 +207,8 @@ class Pipeline:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             probe = tempfile.NamedTemporaryFile(dir=self.run_dir, prefix=".probe.", delete=True)
             probe.close()
-        except OSError as exc:
-            raise AigcError(f"{self.run_dir}: run directory is not writable ({exc.strerror or exc})") from None
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+            raise AigcError(f"{self.run_dir}: run directory is not writable ({getattr(exc, 'strerror', None) or exc})") from None
         if launcher_rank() == 0:
             if state in (NEW, EMPTY):
                 rd.create(_to_yaml(self.written), {"name": self.name})

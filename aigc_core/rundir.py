@@ -133,7 +133,10 @@ class RunDir:
 
     def refuse_unless_writable(self) -> str:
         """The state, or a one-line UsageError where aigc must not write (no advice to wipe anything)."""
-        state = self.state()
+        try:
+            state = self.state()
+        except (OSError, ValueError) as exc:  # a NUL in the name, a path too long...
+            raise UsageError(f"{str(self.path)!r}: not a usable directory name ({exc})") from None
         if state == FOREIGN:
             raise UsageError(
                 f"{self.path}: not empty and not an aigc run (no {MANIFEST_FILE} with \"format\": \"{FORMAT}\"); "

@@ -75,6 +75,8 @@ def test_restart_on_a_folder_that_is_not_a_run_deletes_nothing(tmp_path, capsys)
     folder = user_folder(tmp_path / "dir")
     config = write_yaml(tmp_path / "tiny.yaml", tiny_gan_config(tmp_path / "elsewhere"))
     before = snapshot(folder)
+    code, _, err = cli(capsys, "check", str(config), f"output.dir={folder}")
+    assert code == 2 and "not an aigc run" in one_line_error(err)  # check catches it too
     for extra in ([], ["--restart"]):
         code, _, err = cli(capsys, "run", str(config), f"output.dir={folder}", *extra)
         assert code == 2

@@ -51,7 +51,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     from ..pipeline import Pipeline
 
+    from ..rundir import RunDir
+
     pipe = Pipeline.from_config(args.config, args.overrides)
+    RunDir(pipe.run_dir).refuse_unless_writable()  # what 'aigc run' would refuse about output.dir, read-only
     parts = [f"data={pipe.data.name}", f"generator={pipe.gen.name}"]
     parts += [f"postprocess={p.name}" for p in pipe.postprocessors]
     parts += [f"metric={m.name}" for m in pipe.metrics]
