@@ -169,7 +169,9 @@ class Pipeline:
         return cfg.build_params(self.gen.cls.GenerateOptions, dict(options), prefix)
 
     def check(self) -> "Pipeline":
-        """Everything was validated on construction; kept as the documented, explicit step."""
+        """What construction cannot see: whether Lightning takes the train section on this machine
+        (strategy names, an absent GPU). ``aigc check`` and ``fit`` both ask, before any write."""
+        self._check_trainer()
         return self
 
     # -- run directory -----------------------------------------------------------------------
@@ -264,14 +266,23 @@ class Pipeline:
         from .training import fit
 
         self.data_source()  # bad data fails here, before the run directory is touched
-        self._check_trainer()  # so do settings Lightning refuses (an absent GPU, say)
+        self.check()  # so do settings Lightning refuses (an absent GPU, say)
         resumable = self.prepare_run_dir(restart=restart)
         started = time.perf_counter()
+        from lightning_fabric.utilities.exceptions import MisconfigurationException
+
         try:
-            generator, summary = fit(self, resume=resumable)
+            try:
+                generator, summary = fit(self, resume=resumable)
+            except MisconfigurationException as exc:  # a train setting this generator cannot take (clipping
+                text = str(exc).strip()                 # with manual optimisation): known only once it is built
+                raise ConfigError("train", text.splitlines()[0] if text else type(exc).__name__) from None
         except BaseException:
             if launcher_rank() == 0 and self._fresh_state:
-                self.rundir.discard_new(created=self._fresh_state == NEW)
+                try:
+                    self.rundir.discard_new(created=self._fresh_state == NEW)
+                except (OSError, AigcError):
+                    pass  # the first error is the one to report
             raise
         self._generator = generator
         if summary.get("global_rank", 0) != 0:

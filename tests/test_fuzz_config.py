@@ -152,6 +152,7 @@ def test_the_fuzzer_reaches_both_outcomes():
 
 RUN_EXAMPLES = int(os.environ.get("AIGC_FUZZ_RUN_EXAMPLES", "6"))
 RUN_STATS = {"tried": 0, "checked_ok": 0, "ran": 0, "failed": 0}
+RUN_ERRORS: list[str] = []
 RUN_KEYS = {
     "seed": st.sampled_from([0, 7, -1, 2**32, 2**70, "7", 1.5, None]),
     "train.max_epochs": st.sampled_from([0, 1, 2, -1, "x"]),
@@ -217,6 +218,7 @@ def test_what_check_accepts_runs_or_fails_in_one_line_without_a_half_made_direct
         RUN_STATS["failed"] += 1
         lines = [line for line in captured.err.splitlines() if line.startswith("aigc: error: ")]
         assert len(lines) == 1 and "rerun with --debug" not in lines[0], captured.err
+        RUN_ERRORS.append(lines[0])
         if out.exists():  # only a run worth resuming may stay: it has a checkpoint on record
             manifest = json.loads((out / "manifest.json").read_text())
             assert manifest["format"] == "aigc-run/1" and manifest.get("checkpoints"), sorted(os.listdir(out))
@@ -225,5 +227,5 @@ def test_what_check_accepts_runs_or_fails_in_one_line_without_a_half_made_direct
 def test_the_run_fuzzer_reaches_both_outcomes():
     if RUN_STATS["tried"] < RUN_EXAMPLES:
         pytest.skip("runs after the run fuzzer in the same session")
-    print(f"run fuzz: {RUN_STATS}")
+    print(f"run fuzz: {RUN_STATS}", *sorted(set(RUN_ERRORS)), sep="\n  ")
     assert RUN_STATS["ran"] >= 1 and RUN_STATS["tried"] > RUN_STATS["checked_ok"], RUN_STATS

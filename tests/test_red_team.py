@@ -227,11 +227,23 @@ def test_check_refuses_what_run_would_refuse_and_run_writes_nothing(tmp_path, ca
     assert not out.exists()
 
 
-def test_what_only_lightning_refuses_still_fails_before_any_write(tmp_path, capsys):
+def test_what_only_lightning_refuses_is_caught_by_check_and_fails_before_any_write(tmp_path, capsys):
     out = tmp_path / "run"
     config = write_yaml(tmp_path / "c.yaml", tiny_gan_config(out))
+    code, _, err = cli(capsys, "check", str(config), "train.strategy=nonsense")
+    assert code == 2 and one_line_error(err).startswith("aigc: error: train: ")
     code, _, err = cli(capsys, "run", str(config), "train.strategy=nonsense")
     assert code == 2 and one_line_error(err).startswith("aigc: error: train: ")
+    assert not out.exists()
+
+
+def test_a_setting_the_generator_cannot_take_fails_in_one_line_and_leaves_no_run(tmp_path, capsys):
+    """Found by the run fuzzer: the GAN optimises manually, so Lightning refuses gradient clipping
+    only once the model exists, after the run directory was made."""
+    out = tmp_path / "run"
+    config = write_yaml(tmp_path / "c.yaml", tiny_gan_config(out))
+    code, _, err = cli(capsys, "run", str(config), "train.gradient_clip_val=0.5")
+    assert code == 2 and "gradient clipping" in one_line_error(err)
     assert not out.exists()
 
 

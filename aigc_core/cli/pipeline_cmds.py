@@ -53,7 +53,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from ..rundir import RunDir
 
-    pipe = Pipeline.from_config(args.config, args.overrides)
+    pipe = Pipeline.from_config(args.config, args.overrides).check()
     RunDir(pipe.run_dir).refuse_unless_writable()  # what 'aigc run' would refuse about output.dir, read-only
     parts = [f"data={pipe.data.name}", f"generator={pipe.gen.name}"]
     parts += [f"postprocess={p.name}" for p in pipe.postprocessors]
