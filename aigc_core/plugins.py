@@ -4,11 +4,13 @@ Environment:
 
 * ``AIGC_LOAD_PLUGINS=a,b`` loads only those plugins (by entry-point or distribution name);
   set and empty, it loads none but the built-in one, as ``LLM_LOAD_PLUGINS`` does for ``llm``.
+  A name that matches no installed plugin is reported (a typo would otherwise load nothing silently).
 * ``AIGC_STRICT_PLUGINS=1`` turns every plugin problem into an error (CI, plugin authors).
 * ``AIGC_TRACE_HOOKS=1`` prints each hook call with its plugin and timing to stderr.
 
 A plugin that fails to import or to register is reported (plugin, distribution, error) and
-skipped; the rest keep working.
+skipped; the rest keep working. That includes a plugin raising ``SystemExit`` at import: only
+``KeyboardInterrupt`` passes through.
 """
 
 from __future__ import annotations

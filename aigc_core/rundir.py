@@ -200,7 +200,7 @@ class RunDir:
         out = []
         for entry in self.manifest().get("outputs") or []:
             rel = entry.get("path") if isinstance(entry, dict) else None
-            if isinstance(rel, str) and self._inside(rel):
+            if isinstance(rel, str) and self._inside(rel) and (rel.startswith(f"{OUTPUTS_DIR}/") or rel == LOSS_PLOT):
                 out.append(self.path / rel)
         return out
 
@@ -322,9 +322,8 @@ class OutputDir:
     writes itself (the exporter's names) and delete only files the marker lists.
     """
 
-    def __init__(self, path: str | Path, extra_markers: Iterable[str] = ()):
+    def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.extra = set(extra_markers)
 
     def listed(self) -> list[str]:
         data = read_json_dict(self.path / OUTPUT_MARKER)
@@ -341,12 +340,12 @@ class OutputDir:
             raise UsageError(f"{self.path}: exists and is not a directory; choose another --out")
         if overwrite:
             return
-        allowed = set(self.listed()) | {OUTPUT_MARKER} | self.extra
-        strangers = sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*")
-                           if not p.is_dir() and str(p.relative_to(self.path)) not in allowed)
-        if strangers:
+        allowed = set(self.listed()) | {OUTPUT_MARKER}
+        stranger = next((p for p in self.path.rglob("*")
+                         if not p.is_dir() and str(p.relative_to(self.path)) not in allowed), None)
+        if stranger is not None:
             raise UsageError(
-                f"{self.path}: holds files aigc did not write there ({strangers[0]}{', ...' if len(strangers) > 1 else ''}); "
+                f"{self.path}: holds files aigc did not write there ({stranger.relative_to(self.path)}); "
                 "choose another --out, or add --overwrite to replace only the files aigc writes"
             )
 
