@@ -30,7 +30,7 @@ from .errors import AigcError, CheckpointError, ConfigError, UsageError
 from .plugins import get_registry
 from .ranks import launcher_rank
 from .registry import ComponentInfo, Registry
-from .rundir import CHECKPOINT_DIR, CONFIG_FILE, EMPTY, MANIFEST_FILE, MODEL_DIR, NEW, RUN, RunDir  # noqa: F401
+from .rundir import CONFIG_FILE, EMPTY, MODEL_DIR, NEW, RUN, RunDir
 from .seeding import MAX_SEED, MAX_TRAIN_SEED
 #: Keys whose change does not make a different run: training can go on with more epochs.
 RESUMABLE_CHANGES = ("train.max_epochs", "train.max_steps", "train.progress_bar", "train.devices",

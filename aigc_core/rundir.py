@@ -144,8 +144,8 @@ class RunDir:
             )
         if state == LEGACY:
             raise UsageError(
-                f"{self.path}: a run of an older aigc (its {MANIFEST_FILE} has no \"format\" key); aigc can still "
-                "generate from it but will not write into it: set output.dir to a new directory"
+                f"{self.path}: a run of an older aigc (its {MANIFEST_FILE} has no \"format\" key); 'aigc generate' "
+                "still reads it, but a run will not write into it: set output.dir to a new directory"
             )
         return state
 
