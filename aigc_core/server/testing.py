@@ -250,5 +250,10 @@ def fake_text_run(run_dir: str | Path, name: str = "fake-text") -> Path:
     write_text(run_dir / "config.yaml",
                f"name: {name}\nseed: 0\ndata: {{source: fake-text-source}}\ngenerator: {{name: fake-text}}\n"
                "generate: {num_samples: 2}\n")
-    write_json(run_dir / "manifest.json", {"name": name, "modality": "text"})
+    from ..atomic import sha256_file
+    from ..rundir import FORMAT
+
+    write_json(run_dir / "manifest.json", {
+        "format": FORMAT, "name": name, "modality": "text",
+        "checkpoint": {"dir": "model", "files": {"fake.json": sha256_file(run_dir / "model" / "fake.json")}}})
     return run_dir
