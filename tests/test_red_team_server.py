@@ -160,6 +160,18 @@ def test_the_text_plugin_checks_for_cancellation_between_decoding_steps(tmp_path
 # -- item 6: slow clients ----------------------------------------------------------------------------
 
 
+def _read_all(sock: socket.socket, timeout_s: float = 10.0) -> bytes:
+    """What the server sends until it closes the connection (bounded)."""
+    sock.settimeout(timeout_s)
+    data = b""
+    try:
+        while chunk := sock.recv(4096):
+            data += chunk
+    except socket.timeout:
+        pass
+    return data
+
+
 def _closed_by_server(sock: socket.socket) -> bool:
     sock.setblocking(False)
     try:
@@ -183,9 +195,9 @@ def test_half_open_connections_are_evicted_and_timed_out_while_healthz_answers(t
             with httpx.Client(base_url=live.url, timeout=10) as c:
                 assert c.get("/healthz").json() == {"status": "ok"}  # a real client is still served
             # past the cap, the oldest half-open connections made room: at most 64 stay open
-            assert _wait_for(lambda: sum(_closed_by_server(s) for s in sockets) >= 300 - 64, 3.0)
+            assert _wait_for(lambda: sum(_closed_by_server(s) for s in sockets) >= 300 - 64, 10.0, 0.1)
             # and the rest are cut at the head deadline
-            assert _wait_for(lambda: all(_closed_by_server(s) for s in sockets), 5.0)
+            assert _wait_for(lambda: all(_closed_by_server(s) for s in sockets), 15.0, 0.1)
         finally:
             for s in sockets:
                 s.close()
@@ -195,11 +207,11 @@ def test_a_head_trickled_byte_by_byte_is_cut_at_the_deadline(text_run):
     app = create_app([text_run], ServerSettings(header_timeout_s=1.0))
     with LiveServer(app) as live:
         host, port = live.url.removeprefix("http://").split(":")
-        head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 200
+        head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 400
         with socket.create_connection((host, int(port)), timeout=5) as s:
             started = time.monotonic()
             closed = False
-            for byte in head:  # one byte every 20 ms: 4 s if nobody stops it
+            for byte in head:  # one byte every 20 ms: 8 s if nobody stops it
                 try:
                     s.sendall(bytes([byte]))
                 except OSError:
@@ -210,7 +222,7 @@ def test_a_head_trickled_byte_by_byte_is_cut_at_the_deadline(text_run):
                     break
                 s.setblocking(True)
                 time.sleep(0.02)
-            assert closed and time.monotonic() - started < 3.0
+            assert closed and time.monotonic() - started < 6.0
 
 
 def test_a_body_that_does_not_arrive_in_time_gets_408(text_run):
@@ -220,8 +232,7 @@ def test_a_body_that_does_not_arrive_in_time_gets_408(text_run):
         with socket.create_connection((host, int(port)), timeout=5) as s:
             s.sendall(f"POST /v1/models/{TEXT}/generate HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"n\": ".encode())
-            s.settimeout(5)
-            reply = s.recv(4096)
+            reply = _read_all(s)
         assert reply.startswith(b"HTTP/1.1 408") and b"not received within 0.5 s" in reply
 
 
@@ -264,9 +275,13 @@ def test_remote_code_in_a_run_never_runs_even_when_the_manifest_lists_it(tmp_pat
     manifest["checkpoint"]["files"] = {p.name: sha256_file(p) for p in model.iterdir() if p.is_file()}
     (run / "manifest.json").write_text(json.dumps(manifest))
     monkeypatch.setattr("builtins.input", lambda *a, **k: "y")  # the user who answers yes to the prompt
-    with pytest.raises(CheckpointError):
+    try:
         Pipeline.from_run_dir(run)
+        outcome = None
+    except Exception as exc:  # noqa: BLE001 - what matters first is whether the code ran
+        outcome = exc
     assert not marker.exists(), "the run's own Python was executed"
+    assert isinstance(outcome, CheckpointError), outcome
 
 
 # -- item 8: aigc plugins install ------------------------------------------------------------------------
@@ -384,10 +399,7 @@ def test_a_live_loopback_server_refuses_a_rebinding_request(server):
     host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as s:
         s.sendall(b"GET /v1/models HTTP/1.1\r\nHost: attacker.example:8000\r\nConnection: close\r\n\r\n")
-        s.settimeout(5)
-        reply = b""
-        while chunk := s.recv(4096):
-            reply += chunk
+        reply = _read_all(s)
     assert reply.startswith(b"HTTP/1.1 421") and GAN.encode() not in reply
 
 
