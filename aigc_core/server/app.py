@@ -175,7 +175,9 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
     @app.post("/v1/models/{name}/generate", tags=["generate"], summary="Generate items",
               responses={200: {"content": {"application/json": {}, "image/png": {}, "audio/wav": {},
                                            "text/plain": {}, "application/zip": {}}},
-                         429: {"description": "queue full; see Retry-After"}, 504: {"description": "timed out"}})
+                         429: {"description": "queue full; see Retry-After"},
+                         503: {"description": "the model's worker is stuck past the time limit; retry later"},
+                         504: {"description": "timed out (the generation is cancelled)"}})
     async def generate(name: str, body: GenerateRequest):
         model = get_model(name)
         if not 1 <= body.n <= settings.max_samples:

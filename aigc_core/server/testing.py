@@ -115,8 +115,8 @@ class FakeTextOptions:
     def validate(self) -> None:
         if not 1 <= self.max_new_tokens <= 10_000:
             raise ValueError("max_new_tokens: must be between 1 and 10000")
-        if not 0.0 <= self.delay_s <= 1.0:
-            raise ValueError("delay_s: must be between 0 and 1")
+        if not 0.0 <= self.delay_s <= 3.0:
+            raise ValueError("delay_s: must be between 0 and 3")
 
 
 class _Counters:
