@@ -150,6 +150,14 @@ def test_more_steps_than_noise_levels_and_incompatible_scheduler_are_config_erro
         model.generate(1, seed=0, num_inference_steps=2, scheduler="FlowMatchEulerDiscreteScheduler")
 
 
+@pytest.mark.parametrize("size,shape", [("debug", (1, 8, 8)), ("debug", (3, 16, 12)), ("small", (1, 28, 28))])
+def test_any_image_shape_the_unet_takes(size, shape):
+    content = make(shape, size=size).generate(2, seed=0, num_inference_steps=2, batch_size=2)
+    for item in content:
+        assert item.data.shape == shape and item.data.dtype == np.float32
+        assert 0.0 <= item.data.min() and item.data.max() <= 1.0
+
+
 @pytest.mark.parametrize("size,shape,step", [("small", (1, 10, 10), 4), ("debug", (1, 7, 7), 2), ("base", (3, 30, 28), 4)])
 def test_image_size_the_unet_cannot_take_names_the_key(size, shape, step):
     with pytest.raises(ConfigError, match=rf"^data\.image_size: ddpm size '{size}' needs image sides divisible by {step}"):
