@@ -21,7 +21,7 @@ def tiny_config(out: Path) -> dict:
         "name": "audio-tiny",
         "seed": 0,
         "data": {"source": "synth-notes", "num_items": 40, "duration": 0.25, "sample_rate": 8000,
-                 "timbres": ["sine", "square"], "batch_size": 16},
+                 "timbres": ["sine", "square"], "batch_size": 16, "val_fraction": 0.2, "test_fraction": 0.2},
         "generator": {"name": "mel-vae", "size": "debug", "griffin_lim_iters": 4},
         "train": {"max_epochs": 1, "accelerator": "cpu", "progress_bar": False, "sample_every_n_epochs": 1},
         "generate": {"num_samples": 4},
