@@ -123,9 +123,9 @@ def contact_sheet(waves: Sequence[np.ndarray], rate: int, titles: Sequence[str],
             ax.set_xlabel("s")
             ax.tick_params(labelbottom=True)
     fig.suptitle(title, fontsize=12)
-    fig.tight_layout(rect=(0, 0, 0.92, 1))
-    cax = fig.add_axes((0.93, 0.12, 0.015, 0.76))
-    fig.colorbar(image, cax=cax).set_label("dB (re. loudest bin on the page)")
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    cax = fig.add_axes((0.91, 0.12, 0.015, 0.76))
+    fig.colorbar(image, cax=cax).set_label("dB re. loudest bin")
     return _canvas_image(fig)
 
 
