@@ -156,19 +156,6 @@ class VocoderNet(nn.Module):
         return self._istft(self.spectrum(log_mel), length or (log_mel.shape[-1] - 1) * self.hop_length)
 
     @torch.no_grad()
-    def refined(self, log_mel: torch.Tensor, length: int, iters: int) -> torch.Tensor:
-        """The network's waveform after ``iters`` Griffin-Lim projections that start from its own
-        phase (keeping its magnitude): for the figures in docs/benchmarks.md."""
-        spec = self.spectrum(log_mel)
-        magnitude = spec.abs()
-        wave = self._istft(spec, length)
-        for _ in range(iters):
-            again = torch.stft(wave, self.n_fft, self.hop_length, self.n_fft, self.window, center=True,
-                               return_complex=True)
-            wave = self._istft(torch.polar(magnitude, again.angle()), length)
-        return wave
-
-    @torch.no_grad()
     def vocode(self, log_mel: torch.Tensor, num_samples: int) -> torch.Tensor:
         """One clip at a time: batched kernels may round differently, and a clip must have the
         same bytes however a run is batched or sharded."""
@@ -451,4 +438,4 @@ def load_vocoder_run(run_dir: str | Path, expected: dict, key: str = "generator.
 def griffin_lim_notice(generator: str) -> None:
     """One line on stderr: the user should know why the clips sound phasey, and how to do better."""
     print(f"aigc: note: {generator} has no vocoder (generator.vocoder is not set); vocoding with Griffin-Lim. "
-          f"Train one with configs/vocoder-fsdd.yaml and name its run directory there", file=sys.stderr)
+          f"Train a mel-vocoder on the same data (configs/vocoder-*.yaml) and name its run directory there", file=sys.stderr)
