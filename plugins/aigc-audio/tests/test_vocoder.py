@@ -88,10 +88,8 @@ def peak_hz(wave: torch.Tensor, rate: int = RATE) -> float:
 def test_vocoder_loss_falls_on_a_tiny_set(vocoder_run):
     losses = stft_losses(vocoder_run)
     assert len(losses) >= 60
-    print("loss_stft", [round(x, 3) for x in losses])
     first, last = np.mean(losses[:8]), np.mean(losses[-8:])
     assert last < 0.7 * first, (first, last)
-    manifest = json.loads((vocoder_run / "manifest.json").read_text())
     with open(vocoder_run / "logs" / "csv" / "metrics.csv", newline="") as f:
         assert any(r.get("loss_d") for r in csv.DictReader(f))  # the discriminators did train
 
@@ -138,8 +136,6 @@ def test_mel_vae_uses_a_named_vocoder_and_carries_it(base, vocoder_run, capfd):
     assert pipe.generator.vocoder is not None
     gen = pipe.generator
     mel = torch.zeros(1, 1, gen.params.n_mels, gen.padded_frames)
-    from aigc_audio.vocoder import load_vocoder_run  # noqa: F401 (the vocoder's own output, by hand)
-
     vocoded = gen.to_wave(mel)
     griffin = gen.features.invert(mel[:, 0, :, :gen.frames] * gen.norm[1] + gen.norm[0], gen.num_samples)
     assert not torch.allclose(vocoded, griffin, atol=1e-3)  # it is not Griffin-Lim underneath
