@@ -44,7 +44,9 @@ class Interrupted(AigcError):
     scripts see an interruption, not a failure.
     """
 
-    def __init__(self, signum: int, message: str):
+    def __init__(self, signum: int, summary: str):
         self.signum = int(signum)
         self.exit_code = 128 + self.signum
-        super().__init__(message)
+        #: What happened, without the advice (the CLI adds the exact command instead).
+        self.summary = summary
+        super().__init__(f"{summary}; run the same command again to resume")

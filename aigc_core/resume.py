@@ -153,6 +153,15 @@ class StopSignals:
                 self._saved[signum] = signal.signal(signum, self._handle)
         return self
 
+    def take_back(self) -> None:
+        """Handle the signals again after Lightning has put its own SIGTERM handler in place.
+
+        Lightning's would end the process with exit code 0 at the end of the batch, before the
+        checkpoint of that batch reaches the disk.
+        """
+        for signum in self._saved:
+            signal.signal(signum, self._handle)
+
     def __exit__(self, *exc: Any) -> None:
         for signum, handler in self._saved.items():
             signal.signal(signum, handler)
@@ -238,6 +247,7 @@ class RunCheckpoints(Callback):
 
     # -- training ---------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.stop.take_back()
         self._zero = trainer.is_global_zero
         self._last_time = self.clock()
         self._step_mark = int(trainer.global_step)
@@ -355,7 +365,7 @@ class RunCheckpoints(Callback):
         name = self.stop.name or "a signal"
         return Interrupted(self.stop.signum or signal.SIGTERM,
                            f"stopped by {name} after writing {self.dir / LAST} (epoch {r['epoch']}, batch "
-                           f"{r['batch']}, step {r['step']}); run the same command again to resume")
+                           f"{r['batch']}, step {r['step']})")
 
     def _note(self, trainer: pl.Trainer, message: str) -> None:
         if trainer.is_global_zero:

@@ -460,6 +460,10 @@ def fit(pipe: Any, resume: bool) -> tuple[Any, dict]:
             raise checkpoints._interrupted()
     except (NonFiniteLoss, CheckpointError, Interrupted):
         raise
+    except SystemExit:  # Lightning's own SIGTERM exit, for a signal that came before training started
+        if stop.signum is not None:
+            raise checkpoints._interrupted() from None
+        raise
     except Exception as exc:
         if ckpt_path and _is_unpickling_error(exc):
             raise CheckpointError(f"{last}: refused to load: {str(exc).splitlines()[0]}") from None
