@@ -147,13 +147,19 @@ def test_killed_generation_resumes_without_rewriting_finished_shards(gan_run, tm
 
     code, _, err = cli(capsys, *args)
     assert code == 0, err
+    assert f"aigc: resumed from {out}: 2 of 4 shards already done (4 of 8 samples)\n" in err
     assert "2 already done" in err
     assert {str(p): (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.glob("shard_0000[01]/*")} == stamps
     assert not list(out.glob(".*.tmp"))
     code, _, err = cli(capsys, "generate", str(gan_run), "-n", "8", "--shard-size", "2", "--devices", "1",
                        "--out", str(tmp_path / "fresh"))
     assert code == 0, err
-    assert _tree(out) == _tree(tmp_path / "fresh")
+    assert "resumed" not in err
+    resumed, fresh = _tree(out), _tree(tmp_path / "fresh")
+    index, fresh_index = json.loads(resumed.pop("index.json")), json.loads(fresh.pop("index.json"))
+    assert index.pop("resumed_from") == {"shards_done": 2, "samples_done": 4}
+    assert fresh_index.pop("resumed_from") is None
+    assert resumed == fresh and index == fresh_index  # the same bytes as a job never killed
 
     code, _, err = cli(capsys, "generate", str(gan_run), "-n", "9", "--shard-size", "2", "--devices", "1",
                        "--out", str(out))
