@@ -197,7 +197,7 @@ class RunCheckpoints(Callback):
 
     def __init__(self, run_dir: Path, io: Any, *, every_n_epochs: int = 1, every_n_steps: int = 0,
                  every_minutes: float = 0.0, keep: int = 1, stop: StopSignals | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] | None = None):
         self.run_dir = Path(run_dir)
         self.dir = self.run_dir / "checkpoints"
         self.io = io
@@ -206,7 +206,7 @@ class RunCheckpoints(Callback):
         self.every_s = float(every_minutes) * 60.0
         self.keep = int(keep)
         self.stop = stop or StopSignals()
-        self.clock = clock
+        self.clock = clock or time.monotonic
         #: Where a resumed run started: {"epoch", "batch", "step", "checkpoint"}; None for a fresh start.
         self.resumed_from: dict | None = None
         #: Checkpoints written by this process, and the seconds spent on them (serialising and writing).

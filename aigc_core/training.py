@@ -393,6 +393,11 @@ class EpochShuffle(RandomSampler):
         return super().__iter__()
 
 
+def _clock() -> float:
+    """The training clock of time-based checkpoints (a function, so tests can stand in for time)."""
+    return time.monotonic()
+
+
 def _strategy(name: Any, generator: pl.LightningModule) -> Any:
     """A GAN's manual optimisation leaves one network unused in each backward pass; DDP must know."""
     if name == "ddp" and not generator.automatic_optimization:
@@ -415,7 +420,7 @@ def fit(pipe: Any, resume: bool) -> tuple[Any, dict]:
     stop = StopSignals()
     checkpoints = RunCheckpoints(run_dir, checkpoint_io, every_n_epochs=t.checkpoint_every_n_epochs,
                                  every_n_steps=t.checkpoint_every_n_steps, every_minutes=t.checkpoint_every_minutes,
-                                 keep=t.checkpoint_keep, stop=stop)
+                                 keep=t.checkpoint_keep, stop=stop, clock=_clock)
     callbacks = [
         SampleWriter(pipe, t.sample_every_n_epochs),
         NonFiniteLossGuard(),
