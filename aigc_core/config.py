@@ -35,9 +35,9 @@ class TrainConfig:
     limit_train_batches: Optional[float] = None  # a fraction (<= 1.0) or a count of batches per epoch
     limit_val_batches: Optional[float] = None  # the same for validation; 0 turns validation off
     check_val_every_n_epoch: int = 1  # validate every n epochs
-    checkpoint_every_n_epochs: int = 1  # write checkpoints/last.ckpt at the end of every n-th epoch (0: off)
-    checkpoint_every_n_steps: int = 0  # also every n optimiser steps, mid-epoch included (0: off)
-    checkpoint_every_minutes: float = 5.0  # also after this much training time since the last one (0: off)
+    checkpoint_every_n_epochs: int = 0  # write checkpoints/last.ckpt at the end of every n-th epoch (0: off)
+    checkpoint_every_n_steps: int = 0  # and every n optimiser steps, mid-epoch included (0: off)
+    checkpoint_every_minutes: float = 5.0  # and after this much training time since the last one (0: off)
     checkpoint_keep: int = 1  # checkpoints kept: 1 keeps only last.ckpt, n also keeps the n-1 before it
     sample_every_n_epochs: int = 5  # write a preview to samples/ every n epochs (0: never)
     deterministic: bool = False  # ask torch for deterministic kernels (slower)

@@ -20,6 +20,6 @@ def test_mel_vae_resumes_inside_an_epoch(tmp_path):
                   "log_every_n_steps": 1},
         "metrics": [],
     }
-    # 64 training clips: 8 batches (steps) per epoch; checkpoints at 3, 6, 8 (epoch end), 9, 12 = epoch 1, batch 4
+    # 64 training clips: 8 batches (steps) per epoch; checkpoints at 3, 6, 9, 12 = epoch 1, batch 4
     resumed = check_mid_epoch_resume(config, tmp_path, kill_at_step=13, every_n_steps=3)
     assert resumed["epoch"] == 1 and resumed["batch"] == 4

@@ -18,6 +18,6 @@ def test_dcgan_resumes_inside_an_epoch(tmp_path):
                   "log_every_n_steps": 1},
         "metrics": [],
     }
-    # 96 training images: 6 batches of two optimiser steps per epoch; checkpoints at steps 8, 12, 16 (batch 2 of epoch 1)
+    # 96 training images: 6 batches of two optimiser steps per epoch; checkpoints at 4, 8, 12, 16 = epoch 1, batch 2
     resumed = check_mid_epoch_resume(config, tmp_path, kill_at_step=18, every_n_steps=4)
     assert resumed["epoch"] == 1 and resumed["batch"] == 2

@@ -19,6 +19,6 @@ def test_vae_resumes_inside_an_epoch(tmp_path):
                   "log_every_n_steps": 1},
         "metrics": [],
     }
-    # 96 training images: 6 batches (steps) per epoch; checkpoints at 4, 6 (epoch end), 8 = epoch 1, batch 2
+    # 96 training images: 6 batches (steps) per epoch; checkpoints at 4, 8 = epoch 1, batch 2
     resumed = check_mid_epoch_resume(config, tmp_path, kill_at_step=9, every_n_steps=4)
     assert resumed["epoch"] == 1 and resumed["batch"] == 2
