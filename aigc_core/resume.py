@@ -195,8 +195,8 @@ class RunCheckpoints(Callback):
     callbacks write at an epoch's end must be on disk before the checkpoint that skips it.
     """
 
-    def __init__(self, run_dir: Path, io: Any, *, every_n_epochs: int = 1, every_n_steps: int = 0,
-                 every_minutes: float = 0.0, keep: int = 1, stop: StopSignals | None = None,
+    def __init__(self, run_dir: Path, io: Any, *, every_n_epochs: int = 0, every_n_steps: int = 0,
+                 every_minutes: float = 5.0, keep: int = 1, stop: StopSignals | None = None,
                  clock: Callable[[], float] | None = None):
         self.run_dir = Path(run_dir)
         self.dir = self.run_dir / "checkpoints"
