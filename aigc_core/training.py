@@ -10,6 +10,7 @@ import logging
 import os
 import pickle
 import random
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -226,13 +227,16 @@ class RunCheckpointIO(TorchCheckpointIO):
         if not entry.get("sha256"):
             return
         _record_checkpoint(self.run_dir, self._name(target), [entry["sha256"]])
-        tmp = target.with_name(f".{target.name}.link.tmp")
-        tmp.unlink(missing_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)  # atomic's naming
+        os.close(fd)
+        tmp = Path(name)
+        tmp.unlink()
         try:
             os.link(source, tmp)
         except OSError:  # a file system without hard links
-            write_bytes(tmp, Path(source).read_bytes())
-        os.replace(tmp, target)
+            write_bytes(target, Path(source).read_bytes())
+        else:
+            os.replace(tmp, target)
         from .resume import kept_copies
 
         names = list((_read_manifest(self.run_dir).get(CHECKPOINTS_KEY) or {}))

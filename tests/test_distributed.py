@@ -123,7 +123,7 @@ from aigc_core import sharding
 original = sharding.ShardWriter.write_on_batch_end
 def killing(self, *args, **kwargs):
     if len(self.written) == 2:  # die half-way into the third shard: its temporary directory stays behind
-        os.makedirs(os.path.join(self.out, ".shard_99999.x.tmp"), exist_ok=True)
+        os.makedirs(os.path.join(self.out, ".shard_00002.k7x_q2ab.tmp"), exist_ok=True)
         os.kill(os.getpid(), signal.SIGKILL)
     return original(self, *args, **kwargs)
 sharding.ShardWriter.write_on_batch_end = killing

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, sample_seed
+from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, check_cancelled, sample_seed
 
 from .features import MelFeatures, default_n_fft
 
@@ -255,6 +255,7 @@ class MelVAE(Generator):
         items: list[Item] = []
         try:
             for lo in range(0, n, batch_size):
+                check_cancelled()  # a server that gave up on this request stops it here
                 hi = min(n, lo + batch_size)
                 idx = torch.arange(start + lo, start + hi)
                 labels = torch.full_like(idx, fixed) if fixed is not None else idx % self.num_classes
