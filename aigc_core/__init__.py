@@ -12,7 +12,7 @@ from .atomic import atomic_path, atomic_write, sha256_file, write_bytes, write_j
 from .base import Component, Exporter, Metric, MetricContext, NoParams, PostProcessor
 from .cancel import Cancelled, CancelToken, cancellation, check_cancelled
 from .content import MODALITIES, Content, Item
-from .errors import AigcError, CheckpointError, ConfigError, DataError, PluginError, UsageError
+from .errors import AigcError, CheckpointError, ConfigError, DataError, Interrupted, PluginError, UsageError
 from .plugins import get_registry, hookimpl
 from .seeding import sample_seed, torch_generator
 
@@ -42,6 +42,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AigcError", "CancelToken", "Cancelled", "CheckpointError", "Component", "ConfigError", "Content", "DataError",
+    "Interrupted",
     "DataParams", "DataSource", "Exporter", "Generator", "Item", "MODALITIES", "Metric",
     "MetricContext", "NoParams", "PLUGIN_API_VERSION", "Pipeline", "PluginError",
     "PostProcessor", "UsageError", "atomic_path", "atomic_write", "get_registry", "hookimpl",

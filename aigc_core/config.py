@@ -43,7 +43,10 @@ class TrainConfig:
     limit_train_batches: Optional[float] = None  # a fraction (<= 1.0) or a count of batches per epoch
     limit_val_batches: Optional[float] = None  # the same for validation; 0 turns validation off
     check_val_every_n_epoch: int = 1  # validate every n epochs
-    checkpoint_every_n_epochs: int = 1  # write checkpoints/ every n epochs (resume point)
+    checkpoint_every_n_epochs: int = 0  # write checkpoints/last.ckpt at the end of every n-th epoch (0: off)
+    checkpoint_every_n_steps: int = 0  # and every n optimiser steps, mid-epoch included (0: off)
+    checkpoint_every_minutes: float = 5.0  # and after this much training time since the last one (0: off)
+    checkpoint_keep: int = 1  # checkpoints kept: 1 keeps only last.ckpt, n also keeps the n-1 before it
     sample_every_n_epochs: int = 5  # write a preview to samples/ every n epochs (0: never)
     deterministic: bool = False  # ask torch for deterministic kernels (slower)
     progress_bar: bool = True  # show Lightning's progress bar
@@ -57,8 +60,11 @@ class TrainConfig:
             raise ValueError("accumulate_grad_batches: must be at least 1")
         if self.sample_every_n_epochs < 0:
             raise ValueError("sample_every_n_epochs: must be 0 (off) or more")
-        if self.checkpoint_every_n_epochs < 1:
-            raise ValueError("checkpoint_every_n_epochs: must be at least 1")
+        for key in ("checkpoint_every_n_epochs", "checkpoint_every_n_steps", "checkpoint_every_minutes"):
+            if not getattr(self, key) >= 0:  # NaN too
+                raise ValueError(f"{key}: must be 0 (off) or more")
+        if self.checkpoint_keep < 1:
+            raise ValueError("checkpoint_keep: must be at least 1")
         devices = self.devices
         if isinstance(devices, bool) or not (devices == "auto" or isinstance(devices, (int, list))):
             raise ValueError(f"devices: expected 'auto', a count or a list of ids, got {devices!r}")

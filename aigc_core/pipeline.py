@@ -34,7 +34,8 @@ from .rundir import CONFIG_FILE, EMPTY, MODEL_DIR, NEW, RUN, RunDir
 from .seeding import MAX_SEED, MAX_TRAIN_SEED
 #: Keys whose change does not make a different run: training can go on with more epochs.
 RESUMABLE_CHANGES = ("train.max_epochs", "train.max_steps", "train.progress_bar", "train.devices",
-                     "train.accelerator", "train.strategy", "train.num_nodes")
+                     "train.accelerator", "train.strategy", "train.num_nodes", "train.checkpoint_every_n_epochs",
+                     "train.checkpoint_every_n_steps", "train.checkpoint_every_minutes", "train.checkpoint_keep")
 
 
 @dataclass

@@ -166,12 +166,13 @@ class ShardPredictor(pl.LightningModule):
 class ShardWriter(BasePredictionWriter):
     """Post-processes and exports each shard as it is made; rank 0 writes the index at the end."""
 
-    def __init__(self, pipe: Any, out: Path, plan: ShardPlan, seed: int):
+    def __init__(self, pipe: Any, out: Path, plan: ShardPlan, seed: int, resumed_from: dict | None = None):
         super().__init__(write_interval="batch")
         self.pipe = pipe
         self.out = out
         self.plan = plan
         self.seed = seed
+        self.resumed_from = resumed_from
         self.written: list[int] = []
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
@@ -202,10 +203,10 @@ class ShardWriter(BasePredictionWriter):
     def on_predict_end(self, trainer, pl_module) -> None:
         trainer.strategy.barrier("aigc-shards-written")
         if trainer.is_global_zero:
-            write_index(self.out, self.plan)
+            write_index(self.out, self.plan, self.resumed_from)
 
 
-def write_index(out: Path, plan: ShardPlan) -> dict:
+def write_index(out: Path, plan: ShardPlan, resumed_from: dict | None = None) -> dict:
     shards = []
     for shard in range(plan.count):
         path = out / ShardPlan.name(shard) / SHARD_FILE
@@ -215,9 +216,19 @@ def write_index(out: Path, plan: ShardPlan) -> dict:
             continue
         shards.append({"name": ShardPlan.name(shard), "start": record["start"], "stop": record["stop"],
                        "files": {f"{ShardPlan.name(shard)}/{k}": v for k, v in record["files"].items()}})
-    index = {"n": plan.n, "shard_size": plan.shard_size, "complete": len(shards) == plan.count, "shards": shards}
+    index = {"n": plan.n, "shard_size": plan.shard_size, "complete": len(shards) == plan.count,
+             "resumed_from": resumed_from, "shards": shards}
     write_json(out / INDEX_FILE, index)
     return index
+
+
+def resumed_from(plan: ShardPlan, pending: list[int]) -> dict | None:
+    """What an earlier, killed (or finished) job had left whole; None when nothing was done yet."""
+    done = [s for s in range(plan.count) if s not in set(pending)]
+    if not done:
+        return None
+    samples = sum(hi - lo for lo, hi in map(plan.bounds, done))
+    return {"shards_done": len(done), "samples_done": samples}
 
 
 def _settings(pipe: Any, n: int, seed: int, options: dict, shard_size: int) -> dict:
@@ -272,17 +283,24 @@ def generate_sharded(pipe: Any, n: int, out: Path, *, seed: int | None = None, o
         raise AigcError(f"{out}: cannot write here ({exc.strerror or exc})") from None
 
     pending = [s for s in range(plan.count) if not shard_done(out, s)]
-    summary = {"out": str(out), "shards": plan.count, "skipped": plan.count - len(pending), "rank": launcher_rank()}
+    resumed = resumed_from(plan, pending)
+    summary = {"out": str(out), "shards": plan.count, "skipped": plan.count - len(pending), "rank": launcher_rank(),
+               "resumed_from": resumed}
+    if resumed and launcher_rank() == 0:
+        import sys
+
+        print(f"aigc: resumed from {out}: {resumed['shards_done']} of {plan.count} shards already done "
+              f"({resumed['samples_done']} of {plan.n} samples)", file=sys.stderr, flush=True)
     if not pending:
         if launcher_rank() == 0:
-            write_index(out, plan)
+            write_index(out, plan, resumed)
         return summary
 
     from .training import quiet_lightning
 
     quiet_lightning()
     distributed = devices > 1 or num_nodes > 1
-    writer = ShardWriter(pipe, out, plan, seed)
+    writer = ShardWriter(pipe, out, plan, seed, resumed)
     trainer = pl.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes,
                          strategy="ddp" if distributed else "auto", logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False, callbacks=[writer])

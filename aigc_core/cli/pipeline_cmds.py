@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -63,10 +64,18 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ..errors import Interrupted
     from ..pipeline import Pipeline
+    from ..ranks import launcher_rank
 
     pipe = Pipeline.from_config(args.config, args.overrides)
-    run_dir = pipe.run(restart=args.restart)
+    try:
+        run_dir = pipe.run(restart=args.restart)
+    except Interrupted as exc:
+        if launcher_rank() == 0:  # one line, from one process
+            again = shlex.join(["aigc", "run", args.config, *args.overrides])  # without --restart: it resumes
+            print(f"aigc: {exc.summary}; resume with: {again}", file=sys.stderr)
+        return exc.exit_code
     if not pipe.is_global_zero:  # the other processes of a distributed run stay quiet
         return 0
     metrics = pipe.manifest().get("metrics") or {}

@@ -222,7 +222,9 @@ class CausalLM(Generator):
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return tok
+        # read back, as a resumed run does: a loaded tokenizer saves other metadata than a fresh one,
+        # and a resumed run must write the same artifact as one that was never interrupted
+        return load_tokenizer(directory, "generator.tokenizer")
 
     def datamodule(self, source):
         return TokenDataModule(source, self.tokenizer, self.context, source.seed)
