@@ -91,7 +91,9 @@ def test_rerun_with_more_epochs_resumes(tmp_path, capsys):
     code, _, err = cli(capsys, "run", *args, "train.max_epochs=2")
     assert code == 0, err
     second = json.loads((run_dir / "manifest.json").read_text())["training"]
-    assert first["resumed_from"] is None and second["resumed_from"] == "checkpoints/last.ckpt"
+    assert first["resumed_from"] is None
+    assert second["resumed_from"] == {"epoch": 1, "batch": 0, "step": first["global_step"],
+                                      "checkpoint": "checkpoints/last.ckpt"}
     assert second["global_step"] == 2 * first["global_step"]
 
 
