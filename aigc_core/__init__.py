@@ -11,7 +11,7 @@ from typing import Any
 from .atomic import atomic_path, atomic_write, sha256_file, write_bytes, write_json, write_text
 from .base import Component, Exporter, Metric, MetricContext, NoParams, PostProcessor
 from .content import MODALITIES, Content, Item
-from .errors import AigcError, CheckpointError, ConfigError, DataError, PluginError, UsageError
+from .errors import AigcError, CheckpointError, ConfigError, DataError, PluginError, QualityGateError, UsageError
 from .plugins import get_registry, hookimpl
 from .seeding import sample_seed, torch_generator
 
@@ -43,7 +43,7 @@ __all__ = [
     "AigcError", "CheckpointError", "Component", "ConfigError", "Content", "DataError",
     "DataParams", "DataSource", "Exporter", "Generator", "Item", "MODALITIES", "Metric",
     "MetricContext", "NoParams", "PLUGIN_API_VERSION", "Pipeline", "PluginError",
-    "PostProcessor", "UsageError", "atomic_path", "atomic_write", "get_registry", "hookimpl",
+    "PostProcessor", "QualityGateError", "UsageError", "atomic_path", "atomic_write", "get_registry", "hookimpl",
     "sample_seed", "sha256_file", "split_indices", "torch_generator", "write_bytes",
     "write_json", "write_text",
 ]

@@ -35,3 +35,7 @@ class CheckpointError(AigcError):
 
 class DataError(AigcError):
     """Input data is missing, empty or unreadable; names the file or directory."""
+
+
+class QualityGateError(AigcError):
+    """A metric's quality gate set to ``fail`` tripped (collapse, ...); the run's files are kept for a look."""
