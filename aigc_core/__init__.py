@@ -10,8 +10,9 @@ from typing import Any
 
 from .atomic import atomic_path, atomic_write, sha256_file, write_bytes, write_json, write_text
 from .base import Component, Exporter, Metric, MetricContext, NoParams, PostProcessor
+from .cancel import Cancelled, CancelToken, cancellation, check_cancelled
 from .content import MODALITIES, Content, Item
-from .errors import AigcError, CheckpointError, ConfigError, DataError, PluginError, QualityGateError, UsageError
+from .errors import AigcError, CheckpointError, ConfigError, DataError, Interrupted, PluginError, QualityGateError, UsageError
 from .plugins import get_registry, hookimpl
 from .seeding import sample_seed, torch_generator
 
@@ -40,10 +41,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AigcError", "CheckpointError", "Component", "ConfigError", "Content", "DataError",
+    "AigcError", "CancelToken", "Cancelled", "CheckpointError", "Component", "ConfigError", "Content", "DataError",
+    "Interrupted",
     "DataParams", "DataSource", "Exporter", "Generator", "Item", "MODALITIES", "Metric",
     "MetricContext", "NoParams", "PLUGIN_API_VERSION", "Pipeline", "PluginError",
     "PostProcessor", "QualityGateError", "UsageError", "atomic_path", "atomic_write", "get_registry", "hookimpl",
-    "sample_seed", "sha256_file", "split_indices", "torch_generator", "write_bytes",
+    "cancellation", "check_cancelled", "sample_seed", "sha256_file", "split_indices", "torch_generator", "write_bytes",
     "write_json", "write_text",
 ]

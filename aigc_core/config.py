@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +17,13 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from .errors import ConfigError, UsageError
+from .seeding import MAX_SEED
+
+#: Items one ``aigc run`` or unsharded ``aigc generate`` holds in memory at once.
+MAX_NUM_SAMPLES = 100_000
+#: Lightning's precision names (``lightning_fabric``'s ``_PRECISION_INPUT``), checked without importing it.
+PRECISIONS = ("transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true", "bf16-mixed",
+              "32-true", "64-true", "64", "32", "16", "bf16")
 
 
 @dataclass
@@ -35,7 +43,10 @@ class TrainConfig:
     limit_train_batches: Optional[float] = None  # a fraction (<= 1.0) or a count of batches per epoch
     limit_val_batches: Optional[float] = None  # the same for validation; 0 turns validation off
     check_val_every_n_epoch: int = 1  # validate every n epochs
-    checkpoint_every_n_epochs: int = 1  # write checkpoints/ every n epochs (resume point)
+    checkpoint_every_n_epochs: int = 0  # write checkpoints/last.ckpt at the end of every n-th epoch (0: off)
+    checkpoint_every_n_steps: int = 0  # and every n optimiser steps, mid-epoch included (0: off)
+    checkpoint_every_minutes: float = 5.0  # and after this much training time since the last one (0: off)
+    checkpoint_keep: int = 1  # checkpoints kept: 1 keeps only last.ckpt, n also keeps the n-1 before it
     sample_every_n_epochs: int = 5  # write a preview to samples/ every n epochs (0: never)
     deterministic: bool = False  # ask torch for deterministic kernels (slower)
     progress_bar: bool = True  # show Lightning's progress bar
@@ -49,10 +60,38 @@ class TrainConfig:
             raise ValueError("accumulate_grad_batches: must be at least 1")
         if self.sample_every_n_epochs < 0:
             raise ValueError("sample_every_n_epochs: must be 0 (off) or more")
-        if self.checkpoint_every_n_epochs < 1:
-            raise ValueError("checkpoint_every_n_epochs: must be at least 1")
-        if not (self.devices == "auto" or isinstance(self.devices, (int, list))):
-            raise ValueError(f"devices: expected 'auto', a count or a list of ids, got {self.devices!r}")
+        for key in ("checkpoint_every_n_epochs", "checkpoint_every_n_steps", "checkpoint_every_minutes"):
+            if not getattr(self, key) >= 0:  # NaN too
+                raise ValueError(f"{key}: must be 0 (off) or more")
+        if self.checkpoint_keep < 1:
+            raise ValueError("checkpoint_keep: must be at least 1")
+        devices = self.devices
+        if isinstance(devices, bool) or not (devices == "auto" or isinstance(devices, (int, list))):
+            raise ValueError(f"devices: expected 'auto', a count or a list of ids, got {devices!r}")
+        if isinstance(devices, int) and not (devices >= 1 or devices == -1):
+            raise ValueError(f"devices: must be at least 1 (or -1 for all), got {devices}")
+        if isinstance(devices, list) and (not devices or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices)):
+            raise ValueError(f"devices: a list of ids must be non-empty and hold integers >= 0, got {devices!r}")
+        if self.precision not in PRECISIONS:
+            close = difflib.get_close_matches(self.precision, PRECISIONS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {self.precision!r}{hint}")
+        if self.max_steps < -1:
+            raise ValueError("max_steps: must be -1 (no limit) or more")
+        if self.check_val_every_n_epoch < 1:
+            raise ValueError("check_val_every_n_epoch: must be at least 1")
+        if self.log_every_n_steps < 1:
+            raise ValueError("log_every_n_steps: must be at least 1")
+        if self.gradient_clip_val is not None and not (math.isfinite(self.gradient_clip_val)
+                                                       and self.gradient_clip_val >= 0):
+            raise ValueError(f"gradient_clip_val: must be a finite number >= 0, got {self.gradient_clip_val}")
+        for key in ("limit_train_batches", "limit_val_batches"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if not math.isfinite(value) or value < 0 or (value > 1 and not float(value).is_integer()):
+                raise ValueError(f"{key}: expected a fraction in [0, 1] or a whole count of batches, got {value}")
 
 
 @dataclass
@@ -64,8 +103,11 @@ class GenerateSection:
     batch_size: int = 64  # items generated per forward pass
 
     def validate(self) -> None:
-        if self.num_samples < 0:
-            raise ValueError("num_samples: must be 0 or more")
+        if not 0 <= self.num_samples <= MAX_NUM_SAMPLES:
+            raise ValueError(f"num_samples: must be in [0, {MAX_NUM_SAMPLES}] (for more, use 'aigc generate "
+                             f"--shard-size'), got {self.num_samples}")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed: must be in [0, {MAX_SEED}], got {self.seed}")
         if self.batch_size < 1:
             raise ValueError("batch_size: must be at least 1")
 
@@ -85,6 +127,16 @@ TOP_LEVEL = ("name", "seed", "data", "generator", "train", "generate", "postproc
 
 def load_raw(source: str | Path | Mapping, overrides: Sequence[str] = ()) -> dict:
     """Read YAML (or take a mapping), apply dotlist overrides, resolve interpolations."""
+    return load_config(source, overrides)[0]
+
+
+def load_config(source: str | Path | Mapping, overrides: Sequence[str] = ()) -> tuple[dict, dict]:
+    """The resolved config, and the same with secrets kept as written (for config.yaml and manifest.json).
+
+    Overrides are merged before anything is resolved, so ``name=${generator.name}-x`` may refer to
+    other keys. A value that came from ``${oc.env:...}`` is a secret as far as aigc knows: the
+    second mapping keeps its unresolved expression instead of the value.
+    """
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -97,6 +149,8 @@ def load_raw(source: str | Path | Mapping, overrides: Sequence[str] = ()) -> dic
     else:
         path = Path(source)
         where = str(path)
+        if path.is_dir():
+            raise UsageError(f"{path}: is a directory; expected a pipeline YAML file")
         if not path.is_file():
             raise UsageError(f"{path}: no such config file")
         try:
@@ -111,18 +165,48 @@ def load_raw(source: str | Path | Mapping, overrides: Sequence[str] = ()) -> dic
         if not sep or not key:
             raise UsageError(f"override {item!r}: expected key=value")
         try:
-            parsed = OmegaConf.from_dotlist([f"v={value}"])["v"]
+            parsed = OmegaConf.to_container(OmegaConf.from_dotlist([f"v={value}"]), resolve=False)["v"]
             OmegaConf.update(cfg, key, parsed, merge=True, force_add=True)
         except Exception as exc:  # OmegaConf, the YAML parser of the value, type errors alike
             raise ConfigError(key, f"bad override: {_first_line(exc)}") from None
     try:
         data = OmegaConf.to_container(cfg, resolve=True)
+        unresolved = OmegaConf.to_container(cfg, resolve=False)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", "") or ""
         raise ConfigError(str(key), f"cannot resolve ({where}): {_first_line(exc)}") from None
+    except RecursionError:
+        raise ConfigError("", f"cannot resolve ({where}): interpolations refer to each other in a loop") from None
     if not isinstance(data, dict):
         raise ConfigError("", f"{where}: the top level must be a mapping of keys")
-    return data
+    return data, redact_secrets(unresolved, data)
+
+
+def redact_secrets(unresolved: Any, resolved: Any) -> Any:
+    """``resolved``, with each interpolated value that holds an ``${oc.env:...}`` value kept unresolved."""
+    secrets: set[str] = set()
+
+    def collect(u: Any, r: Any) -> None:
+        if isinstance(u, dict) and isinstance(r, dict):
+            for k in u:
+                collect(u[k], r.get(k))
+        elif isinstance(u, list) and isinstance(r, list):
+            for a, b in zip(u, r):
+                collect(a, b)
+        elif isinstance(u, str) and "oc.env" in u and r is not None and str(r):
+            secrets.add(str(r))
+
+    def rewrite(u: Any, r: Any) -> Any:
+        if isinstance(u, dict) and isinstance(r, dict):
+            return {k: rewrite(u.get(k), v) for k, v in r.items()}
+        if isinstance(u, list) and isinstance(r, list) and len(u) == len(r):
+            return [rewrite(a, b) for a, b in zip(u, r)]
+        if isinstance(u, str) and "${" in u and r is not None and any(s in str(r) for s in secrets):
+            return u
+        return r
+
+    collect(unresolved, resolved)
+    return rewrite(unresolved, resolved) if secrets else resolved
 
 
 def _first_line(exc: BaseException) -> str:

@@ -37,5 +37,20 @@ class DataError(AigcError):
     """Input data is missing, empty or unreadable; names the file or directory."""
 
 
+class Interrupted(AigcError):
+    """Training stopped on SIGINT or SIGTERM after writing a checkpoint; rerunning resumes it.
+
+    The exit code is the shell's convention for death by that signal (130, 143), so schedulers and
+    scripts see an interruption, not a failure.
+    """
+
+    def __init__(self, signum: int, summary: str):
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        #: What happened, without the advice (the CLI adds the exact command instead).
+        self.summary = summary
+        super().__init__(f"{summary}; run the same command again to resume")
+
+
 class QualityGateError(AigcError):
     """A metric's quality gate set to ``fail`` tripped (collapse, ...); the run's files are kept for a look."""

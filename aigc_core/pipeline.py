@@ -16,7 +16,6 @@ import dataclasses
 import json
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -25,20 +24,18 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import config as cfg
-from .atomic import sha256_file, write_json, write_text
+from .atomic import sha256_file
 from .content import Content
 from .errors import AigcError, CheckpointError, ConfigError, QualityGateError, UsageError
 from .plugins import get_registry
 from .ranks import launcher_rank
 from .registry import ComponentInfo, Registry
-
-CONFIG_FILE = "config.yaml"
-MANIFEST_FILE = "manifest.json"
-MODEL_DIR = "model"
-CHECKPOINT_DIR = "checkpoints"
+from .rundir import CONFIG_FILE, EMPTY, MODEL_DIR, NEW, RUN, RunDir
+from .seeding import MAX_SEED, MAX_TRAIN_SEED
 #: Keys whose change does not make a different run: training can go on with more epochs.
 RESUMABLE_CHANGES = ("train.max_epochs", "train.max_steps", "train.progress_bar", "train.devices",
-                     "train.accelerator", "train.strategy", "train.num_nodes")
+                     "train.accelerator", "train.strategy", "train.num_nodes", "train.checkpoint_every_n_epochs",
+                     "train.checkpoint_every_n_steps", "train.checkpoint_every_minutes", "train.checkpoint_keep")
 
 
 @dataclass
@@ -59,11 +56,15 @@ class Part:
 
 
 class Pipeline:
-    def __init__(self, raw: Mapping, *, registry: Registry | None = None, run_dir: str | Path | None = None):
+    def __init__(self, raw: Mapping, *, registry: Registry | None = None, run_dir: str | Path | None = None,
+                 written: Mapping | None = None):
         self.raw = dict(raw)
+        #: The config as it goes to disk: like ``raw``, but values read with ``${oc.env:...}`` stay unresolved.
+        self.written = dict(written) if written is not None else self.raw
         self.registry = registry or get_registry()
         self._resolve()
         self.run_dir = Path(run_dir) if run_dir is not None else Path(self.output.dir)
+        self.rundir = RunDir(self.run_dir)
         self._source = None
         self._generator = None
         self._checkpoint_sha = None
@@ -73,7 +74,8 @@ class Pipeline:
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_config(cls, source: str | Path | Mapping, overrides: Sequence[str] = (), **kwargs: Any) -> "Pipeline":
-        return cls(cfg.load_raw(source, overrides), **kwargs)
+        raw, written = cfg.load_config(source, overrides)
+        return cls(raw, written=written, **kwargs)
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, overrides: Sequence[str] = (), **kwargs: Any) -> "Pipeline":
@@ -82,7 +84,8 @@ class Pipeline:
         config_path = run_dir / CONFIG_FILE
         if not config_path.is_file():
             raise UsageError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
-        pipe = cls(cfg.load_raw(config_path, overrides), run_dir=run_dir, **kwargs)
+        raw, written = cfg.load_config(config_path, overrides)
+        pipe = cls(raw, run_dir=run_dir, written=written, **kwargs)
         pipe.load_generator()
         return pipe
 
@@ -93,6 +96,8 @@ class Pipeline:
         seed = raw.get("seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError("seed", f"expected an integer, got {seed!r}")
+        if not 0 <= seed <= MAX_TRAIN_SEED:  # Lightning's seed_everything takes 32 bits
+            raise ConfigError("seed", f"must be in [0, {MAX_TRAIN_SEED}], got {seed}")
         self.seed: int = seed
         reg = self.registry
 
@@ -165,57 +170,55 @@ class Pipeline:
         return cfg.build_params(self.gen.cls.GenerateOptions, dict(options), prefix)
 
     def check(self) -> "Pipeline":
-        """Everything was validated on construction; kept as the documented, explicit step."""
+        """What construction cannot see: whether Lightning takes the train section on this machine
+        (strategy names, an absent GPU). ``aigc check`` and ``fit`` both ask, before any write."""
+        self._check_trainer()
         return self
 
     # -- run directory -----------------------------------------------------------------------
     def _training_config(self) -> dict:
-        keep = {k: self.raw.get(k) for k in ("name", "seed", "data", "generator", "train")}
-        keep["seed"] = self.seed
-        return json.loads(json.dumps(keep, default=str))
+        return _training_subset(self.written, self.seed)
 
     def prepare_run_dir(self, restart: bool = False) -> bool:
-        """Create or reopen the run directory; True when an earlier run can be resumed."""
-        run_dir = self.run_dir
-        config_path = run_dir / CONFIG_FILE
+        """Create or reopen the run directory; True when an earlier run can be resumed.
+
+        Only a new or empty directory becomes a run; a non-empty one that is not aigc's is refused
+        with or without --restart (see ``rundir``)."""
+        rd = self.rundir
+        state = rd.refuse_unless_writable()
         resumable = False
-        if config_path.is_file():
-            old = Pipeline._flat(self._stored_training_config(config_path))
-            new = Pipeline._flat(self._training_config())
-            diff = sorted(k for k in set(old) | set(new)
-                          if old.get(k) != new.get(k) and not any(k == r or k.startswith(r + ".") for r in RESUMABLE_CHANGES))
+        if state == RUN:
+            stored = rd.stored_config_text()
+            diff = []
+            if stored is not None:
+                old = Pipeline._flat(_training_subset(_unresolved_yaml(stored), None))
+                new = Pipeline._flat(self._training_config())
+                diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
+                              and not any(k == r or k.startswith(r + ".") for r in RESUMABLE_CHANGES))
             if diff and not restart:
                 raise UsageError(
-                    f"{run_dir} holds a run of another config (differs at {diff[0]}); "
-                    f"use --restart to start over or set output.dir to another directory"
+                    f"{self.run_dir} holds a run of another config (differs at {diff[0]}); use --restart to "
+                    "discard that run (only files aigc wrote there are removed) or set output.dir to another directory"
                 )
             if restart:
                 if launcher_rank() == 0:  # the other ranks of a distributed run start after rank 0 has cleared
-                    self._clear(run_dir)
+                    rd.clear()
             else:
                 resumable = True
-        elif run_dir.exists() and any(run_dir.iterdir()) and not restart:
-            raise UsageError(f"{run_dir} exists and is not a run directory; choose another output.dir")
+        self._fresh_state = state if state in (NEW, EMPTY) else None
         try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=run_dir, prefix=".probe.", delete=True)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=self.run_dir, prefix=".probe.", delete=True)
             probe.close()
-        except OSError as exc:
-            raise AigcError(f"{run_dir}: run directory is not writable ({exc.strerror or exc})") from None
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+            raise AigcError(f"{self.run_dir}: run directory is not writable ({getattr(exc, 'strerror', None) or exc})") from None
         if launcher_rank() == 0:
-            _remove_stale_temporaries(run_dir)
-            write_text(config_path, _to_yaml(self.raw))
+            if state in (NEW, EMPTY):
+                rd.create(_to_yaml(self.written), {"name": self.name})
+            else:
+                rd.remove_stale_temporaries()
+                rd.write_config(_to_yaml(self.written))
         return resumable
-
-    @staticmethod
-    def _stored_training_config(path: Path) -> dict:
-        try:
-            raw = cfg.load_raw(path)
-        except AigcError:
-            return {}
-        keep = {k: raw.get(k) for k in ("name", "seed", "data", "generator", "train")}
-        keep["seed"] = raw.get("seed", 0)
-        return json.loads(json.dumps(keep, default=str))
 
     @staticmethod
     def _flat(d: Any, prefix: str = "") -> dict:
@@ -227,43 +230,15 @@ class Pipeline:
             out[prefix] = d
         return out
 
-    @staticmethod
-    def _clear(run_dir: Path) -> None:
-        if not (run_dir / CONFIG_FILE).is_file():
-            return
-        for child in run_dir.iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
-
     def manifest(self) -> dict:
-        path = self.run_dir / MANIFEST_FILE
-        if path.is_file():
-            try:
-                return json.loads(path.read_text())
-            except ValueError:
-                return {}
-        return {}
+        return self.rundir.manifest()
 
     def _update_manifest(self, **sections: Any) -> dict:
-        manifest = self.manifest()
-        manifest.update(
-            {
-                "name": self.name,
-                "seed": self.seed,
-                "modality": self.modality,
-                "versions": self._versions(),
-                "config": self.raw,
-            }
+        return self.rundir.update_manifest(
+            {"name": self.name, "seed": self.seed, "modality": self.modality, "versions": self._versions(),
+             "config": self.written},
+            merge=sections,
         )
-        for key, value in sections.items():
-            if isinstance(value, dict) and isinstance(manifest.get(key), dict):
-                manifest[key] = {**manifest[key], **value}
-            else:
-                manifest[key] = value
-        write_json(self.run_dir / MANIFEST_FILE, manifest)
-        return manifest
 
     def _versions(self) -> dict:
         plugins = {}
@@ -292,9 +267,24 @@ class Pipeline:
         from .training import fit
 
         self.data_source()  # bad data fails here, before the run directory is touched
+        self.check()  # so do settings Lightning refuses (an absent GPU, say)
         resumable = self.prepare_run_dir(restart=restart)
         started = time.perf_counter()
-        generator, summary = fit(self, resume=resumable)
+        from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+        try:
+            try:
+                generator, summary = fit(self, resume=resumable)
+            except MisconfigurationException as exc:  # a train setting this generator cannot take (clipping
+                text = str(exc).strip()                 # with manual optimisation): known only once it is built
+                raise ConfigError("train", text.splitlines()[0] if text else type(exc).__name__) from None
+        except BaseException:
+            if launcher_rank() == 0 and self._fresh_state:
+                try:
+                    self.rundir.discard_new(created=self._fresh_state == NEW)
+                except (OSError, AigcError):
+                    pass  # the first error is the one to report
+            raise
         self._generator = generator
         if summary.get("global_rank", 0) != 0:
             self.is_global_zero = False
@@ -307,23 +297,31 @@ class Pipeline:
         )
         return generator
 
+    def _check_trainer(self) -> None:
+        """Build (and drop) a Trainer from the train section: what Lightning refuses fails before any write."""
+        import pytorch_lightning as pl
+
+        from .training import quiet_lightning
+
+        quiet_lightning()
+        t = self.train
+        kwargs = dict(max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
+                      strategy=t.strategy, num_nodes=t.num_nodes, precision=t.precision,
+                      accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
+                      check_val_every_n_epoch=t.check_val_every_n_epoch, deterministic=t.deterministic,
+                      logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        for key in ("gradient_clip_val", "limit_train_batches", "limit_val_batches"):
+            if getattr(t, key) is not None:
+                kwargs[key] = getattr(t, key)
+        try:
+            pl.Trainer(**kwargs)
+        except Exception as exc:  # Lightning's own checks: MisconfigurationException, ValueError...
+            text = str(exc).strip()
+            raise ConfigError("train", text.splitlines()[0] if text else type(exc).__name__) from None
+
     def _save_artifact(self, generator) -> dict:
         """Write the generator to model/ via a temporary directory swapped in by rename."""
-        final = self.run_dir / MODEL_DIR
-        tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=self.run_dir))
-        try:
-            generator.save_artifact(tmp)
-            files = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-            old = None
-            if final.exists():
-                old = self.run_dir / f".model.old.{os.getpid()}"
-                os.replace(final, old)
-            os.replace(tmp, final)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        files = self.rundir.replace_model(generator.save_artifact)
         self._checkpoint_sha = _combined_hash(files)
         return files
 
@@ -332,15 +330,20 @@ class Pipeline:
         model_dir = self.run_dir / MODEL_DIR
         if not model_dir.is_dir():
             raise CheckpointError(f"{self.run_dir}: no trained model here (missing {MODEL_DIR}/); run 'aigc run' first")
-        recorded = (self.manifest().get("checkpoint") or {}).get("files")
-        if recorded:
-            for rel, digest in recorded.items():
-                path = model_dir / rel
-                if not path.is_file():
-                    raise CheckpointError(f"{path}: checkpoint file missing")
-                if sha256_file(path) != digest:
-                    raise CheckpointError(f"{path}: checkpoint is corrupt or truncated (sha256 differs from manifest.json)")
-            self._checkpoint_sha = _combined_hash(recorded)
+        recorded = self.rundir.recorded_model_files()  # no record: refused, never loaded unverified
+        for rel, digest in recorded.items():
+            path = model_dir / rel
+            if not path.is_file():
+                raise CheckpointError(f"{path}: checkpoint file missing")
+            if sha256_file(path) != digest:
+                raise CheckpointError(f"{path}: checkpoint is corrupt or truncated (sha256 differs from manifest.json)")
+        # a loader may pick up any file it finds (code via auto_map, extra weights): only what aigc wrote loads
+        unlisted = sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*")
+                          if (p.is_file() or p.is_symlink()) and str(p.relative_to(model_dir)) not in recorded)
+        if unlisted:
+            raise CheckpointError(f"{model_dir / unlisted[0]}: file not listed in manifest.json's checkpoint; "
+                                  f"refusing to load a model directory holding files aigc did not write")
+        self._checkpoint_sha = _combined_hash(recorded)
         generator_name = (self.manifest().get("config") or {}).get("generator", {}).get("name")
         if generator_name and generator_name != self.gen.name:
             raise CheckpointError(f"{model_dir}: holds a {generator_name!r} checkpoint, not {self.gen.name!r}")
@@ -356,10 +359,10 @@ class Pipeline:
     def generate(self, n: int | None = None, seed: int | None = None, **options: Any) -> Content:
         """New content from the trained generator; same seed, same content."""
         n = self.generate_section.num_samples if n is None else int(n)
-        if n < 0:
-            raise UsageError(f"number of samples must be 0 or more, got {n}")
+        check_num_samples(n)
         if seed is None:
             seed = self.generate_section.seed if self.generate_section.seed is not None else self.seed
+        check_seed(seed)
         merged = {**dataclasses.asdict(self.generate_options), **options}
         opts = self.validate_options(merged)
         extra = {}
@@ -423,9 +426,8 @@ class Pipeline:
         t2 = time.perf_counter()
         content = self.postprocess(content)
         t3 = time.perf_counter()
-        outputs_dir = self.run_dir / "outputs"
-        if outputs_dir.exists():
-            shutil.rmtree(outputs_dir)
+        outputs_dir = self.rundir.outputs_dir
+        self.rundir.remove_listed_outputs()  # the last run's exports; a user's files in outputs/ stay
         files = self.export(content, outputs_dir)
         t4 = time.perf_counter()
         metrics = self.score(content)
@@ -464,17 +466,35 @@ def gate_warnings(metrics: Mapping, only: str | None = None) -> list[str]:
     return lines
 
 
-def _remove_stale_temporaries(run_dir: Path) -> None:
-    """Leftovers of a killed process: temporary files and model directories never renamed into place."""
-    for folder in (run_dir, run_dir / CHECKPOINT_DIR, run_dir / "samples", run_dir / "outputs",
-                   run_dir / "logs" / "csv", run_dir / "logs" / "tb"):
-        if not folder.is_dir():
-            continue
-        for path in folder.glob(".*"):  # atomic_write's ".name.XXXX.tmp" and atomic_path's ".stem.XXXX.suffix"
-            if path.is_dir() and path.name.startswith(".model."):
-                shutil.rmtree(path, ignore_errors=True)
-            elif path.is_file() and path.name.count(".") >= 2:
-                path.unlink(missing_ok=True)
+def check_seed(seed: Any, what: str = "seed") -> int:
+    """Generation seeds: the same bounds as the server's."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"{what}: must be an integer in [0, {MAX_SEED}], got {seed!r}")
+    return seed
+
+
+def check_num_samples(n: int) -> int:
+    if not 0 <= n <= cfg.MAX_NUM_SAMPLES:
+        raise UsageError(f"number of samples must be in [0, {cfg.MAX_NUM_SAMPLES}], got {n} "
+                         "(for more, use 'aigc generate --shard-size', which writes shards)")
+    return n
+
+
+def _training_subset(config: Mapping, seed: int | None) -> dict:
+    keep = {k: config.get(k) for k in ("name", "seed", "data", "generator", "train")}
+    keep["seed"] = seed if seed is not None else config.get("seed", 0)
+    return json.loads(json.dumps(keep, default=str))
+
+
+def _unresolved_yaml(text: str) -> dict:
+    """A stored config.yaml as written: interpolations (the redacted secrets) are compared as text."""
+    from omegaconf import OmegaConf
+
+    try:
+        data = OmegaConf.to_container(OmegaConf.create(text), resolve=False)
+    except Exception:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _combined_hash(files: Mapping[str, str]) -> str:

@@ -4,11 +4,13 @@ Environment:
 
 * ``AIGC_LOAD_PLUGINS=a,b`` loads only those plugins (by entry-point or distribution name);
   set and empty, it loads none but the built-in one, as ``LLM_LOAD_PLUGINS`` does for ``llm``.
+  A name that matches no installed plugin is reported (a typo would otherwise load nothing silently).
 * ``AIGC_STRICT_PLUGINS=1`` turns every plugin problem into an error (CI, plugin authors).
 * ``AIGC_TRACE_HOOKS=1`` prints each hook call with its plugin and timing to stderr.
 
 A plugin that fails to import or to register is reported (plugin, distribution, error) and
-skipped; the rest keep working.
+skipped; the rest keep working. That includes a plugin raising ``SystemExit`` at import: only
+``KeyboardInterrupt`` passes through.
 """
 
 from __future__ import annotations
@@ -93,7 +95,15 @@ def load_plugins() -> Registry:
     infos[BUILTIN_NAME] = PluginInfo(BUILTIN_NAME, _core_version(), "aigc-core", builtin=True)
 
     selected = _selected()
-    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    entry_points = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+    if selected:
+        known = {ep.name for ep in entry_points} | {ep.dist.name for ep in entry_points if ep.dist}
+        for name in sorted(selected - known - {BUILTIN_NAME}):
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            registry.problems.append(f"AIGC_LOAD_PLUGINS names {name!r}, which is not an installed plugin{hint} "
+                                     f"(installed: {', '.join(sorted(known)) or 'none'})")
+    for ep in entry_points:
         dist = ep.dist.name if ep.dist else "?"
         version = ep.dist.version if ep.dist else "?"
         if selected is not None and ep.name not in selected and dist not in selected:
@@ -120,9 +130,11 @@ def load_plugins() -> Registry:
             detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
             registry.problems.append(f"plugin {ep.name!r} (distribution {dist}) is invalid: {detail}; skipped")
             continue
-        except Exception as exc:  # a broken plugin must not take the others down
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken plugin (even one calling sys.exit) must not take the others down
             registry.problems.append(
-                f"plugin {ep.name!r} (distribution {dist}) failed to load: {type(exc).__name__}: {exc}"
+                f"plugin {ep.name!r} (distribution {dist}) failed to load: {type(exc).__name__}: {exc}; skipped"
             )
             continue
         infos[ep.name] = PluginInfo(ep.name, version, dist)
@@ -148,7 +160,9 @@ def load_plugins() -> Registry:
             subset = pm.subset_hook_caller(hook_name, remove_plugins=others)
             try:
                 subset(register=registry.register_function(kind, plugin))
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
                 registry.problems.append(
                     f"plugin {plugin.name!r} (distribution {plugin.distribution}) failed in "
                     f"{hook_name}: {type(exc).__name__}: {exc}"

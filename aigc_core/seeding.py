@@ -24,3 +24,9 @@ def torch_generator(seed: int, index: int = 0, device: str = "cpu"):
     g = torch.Generator(device=device)
     g.manual_seed(sample_seed(seed, index))
     return g
+
+
+#: Generation seeds (``generate.seed``, ``aigc generate --seed``, the server's ``seed``).
+MAX_SEED = 2**63 - 1
+#: The run's top-level ``seed``: Lightning's ``seed_everything`` takes 32 bits.
+MAX_TRAIN_SEED = 2**32 - 1

@@ -18,6 +18,7 @@ import dataclasses
 import inspect
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -36,6 +37,9 @@ PLAN_FILE = "generation.json"
 INDEX_FILE = "index.json"
 SHARD_FILE = "shard.json"
 DEFAULT_SHARD_SIZE = 1000
+MAX_SAMPLES = 10**9
+#: A shard's temporary directory (``tempfile.mkdtemp(prefix=".shard_NNNNN.", suffix=".tmp")``), matched exactly.
+_TEMPORARY = re.compile(r"^\.shard_\d{5,}\.[a-z0-9_]{8}\.tmp$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +58,61 @@ class ShardPlan:
     @staticmethod
     def name(shard: int) -> str:
         return f"shard_{shard:05d}"
+
+
+def _shard_files(directory: Path) -> list[str] | None:
+    """The files a shard directory's shard.json lists (with shard.json), or None if it has no valid record."""
+    try:
+        files = json.loads((directory / SHARD_FILE).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(files, dict):
+        return None
+    return [rel for rel in files if isinstance(rel, str) and ".." not in Path(rel).parts] + [SHARD_FILE]
+
+
+def _strangers(directory: Path) -> list[str]:
+    """Files in a shard directory that aigc did not write there (all of them without a shard.json)."""
+    listed = set(_shard_files(directory) or [])
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*")
+                  if not p.is_dir() and str(p.relative_to(directory)) not in listed)
+
+
+def _remove_shard(directory: Path) -> None:
+    """An earlier, damaged attempt at a shard: remove only the files its record lists."""
+    strangers = _strangers(directory)
+    if strangers:
+        raise AigcError(f"{directory}: holds files aigc did not write ({strangers[0]}); choose another --out")
+    for rel in _shard_files(directory) or []:
+        (directory / rel).unlink(missing_ok=True)
+    for sub in sorted((d for d in directory.rglob("*") if d.is_dir()), key=lambda d: len(d.parts), reverse=True):
+        sub.rmdir()
+    directory.rmdir()
+
+
+def check_out(out: Path, plan: "ShardPlan", overwrite: bool) -> None:
+    """Refuse an ``--out`` that holds what aigc did not write, before any work is done.
+
+    A directory with aigc's generation.json is a sharded generation (its settings are compared
+    later); any other non-empty one needs ``--overwrite``, and even then no shard directory holding
+    a stranger's file is ever replaced.
+    """
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a directory; choose another --out")
+    if not (out / PLAN_FILE).is_file() and any(out.iterdir()) and not overwrite:
+        raise UsageError(f"{out}: not empty and not a sharded generation of aigc (no {PLAN_FILE}); choose another "
+                         "--out, or add --overwrite to write beside what is there (aigc's own names only)")
+    for shard in range(plan.count):
+        directory = out / ShardPlan.name(shard)
+        if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+            raise UsageError(f"{directory}: is not a shard directory of aigc; choose another --out")
+        if directory.is_dir():
+            strangers = _strangers(directory)
+            if strangers:
+                raise UsageError(f"{directory}: holds files aigc did not write ({strangers[0]}); "
+                                 "aigc will not replace it: choose another --out")
 
 
 def shard_done(out: Path, shard: int) -> bool:
@@ -107,12 +166,13 @@ class ShardPredictor(pl.LightningModule):
 class ShardWriter(BasePredictionWriter):
     """Post-processes and exports each shard as it is made; rank 0 writes the index at the end."""
 
-    def __init__(self, pipe: Any, out: Path, plan: ShardPlan, seed: int):
+    def __init__(self, pipe: Any, out: Path, plan: ShardPlan, seed: int, resumed_from: dict | None = None):
         super().__init__(write_interval="batch")
         self.pipe = pipe
         self.out = out
         self.plan = plan
         self.seed = seed
+        self.resumed_from = resumed_from
         self.written: list[int] = []
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
@@ -129,7 +189,7 @@ class ShardWriter(BasePredictionWriter):
                       "files": {str(Path(p).relative_to(tmp)): sha256_file(p) for p in files}}
             write_json(tmp / SHARD_FILE, record)
             if final.exists():  # an earlier, damaged attempt
-                shutil.rmtree(final)
+                _remove_shard(final)
             os.replace(tmp, final)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -143,10 +203,10 @@ class ShardWriter(BasePredictionWriter):
     def on_predict_end(self, trainer, pl_module) -> None:
         trainer.strategy.barrier("aigc-shards-written")
         if trainer.is_global_zero:
-            write_index(self.out, self.plan)
+            write_index(self.out, self.plan, self.resumed_from)
 
 
-def write_index(out: Path, plan: ShardPlan) -> dict:
+def write_index(out: Path, plan: ShardPlan, resumed_from: dict | None = None) -> dict:
     shards = []
     for shard in range(plan.count):
         path = out / ShardPlan.name(shard) / SHARD_FILE
@@ -156,9 +216,19 @@ def write_index(out: Path, plan: ShardPlan) -> dict:
             continue
         shards.append({"name": ShardPlan.name(shard), "start": record["start"], "stop": record["stop"],
                        "files": {f"{ShardPlan.name(shard)}/{k}": v for k, v in record["files"].items()}})
-    index = {"n": plan.n, "shard_size": plan.shard_size, "complete": len(shards) == plan.count, "shards": shards}
+    index = {"n": plan.n, "shard_size": plan.shard_size, "complete": len(shards) == plan.count,
+             "resumed_from": resumed_from, "shards": shards}
     write_json(out / INDEX_FILE, index)
     return index
+
+
+def resumed_from(plan: ShardPlan, pending: list[int]) -> dict | None:
+    """What an earlier, killed (or finished) job had left whole; None when nothing was done yet."""
+    done = [s for s in range(plan.count) if s not in set(pending)]
+    if not done:
+        return None
+    samples = sum(hi - lo for lo, hi in map(plan.bounds, done))
+    return {"shards_done": len(done), "samples_done": samples}
 
 
 def _settings(pipe: Any, n: int, seed: int, options: dict, shard_size: int) -> dict:
@@ -171,10 +241,10 @@ def _settings(pipe: Any, n: int, seed: int, options: dict, shard_size: int) -> d
 
 def generate_sharded(pipe: Any, n: int, out: Path, *, seed: int | None = None, options: dict | None = None,
                      devices: int = 1, num_nodes: int = 1, accelerator: str = "cpu",
-                     shard_size: int = DEFAULT_SHARD_SIZE) -> dict:
+                     shard_size: int = DEFAULT_SHARD_SIZE, overwrite: bool = False) -> dict:
     """Make ``n`` samples into ``out`` in shards; returns a summary (``rank`` is 0 on the owner)."""
-    if n < 0:
-        raise UsageError(f"number of samples must be 0 or more, got {n}")
+    if not 0 <= n <= MAX_SAMPLES:
+        raise UsageError(f"number of samples must be in [0, {MAX_SAMPLES}], got {n}")
     if devices < 1 or num_nodes < 1 or shard_size < 1:
         raise UsageError("--devices, --num-nodes and --shard-size must be at least 1")
     out = Path(out)
@@ -190,6 +260,7 @@ def generate_sharded(pipe: Any, n: int, out: Path, *, seed: int | None = None, o
 
     plan = ShardPlan(n, shard_size)
     settings = _settings(pipe, n, seed, opts, shard_size)
+    check_out(out, plan, overwrite)
     try:
         out.mkdir(parents=True, exist_ok=True)
         plan_path = out / PLAN_FILE
@@ -206,22 +277,30 @@ def generate_sharded(pipe: Any, n: int, out: Path, *, seed: int | None = None, o
             write_json(plan_path, settings)
         if launcher_rank() == 0:  # shards a killed job never renamed into place
             for stale in out.glob(".shard_*.tmp"):
-                shutil.rmtree(stale, ignore_errors=True)
+                if _TEMPORARY.match(stale.name) and stale.is_dir() and not stale.is_symlink():
+                    shutil.rmtree(stale, ignore_errors=True)
     except OSError as exc:
         raise AigcError(f"{out}: cannot write here ({exc.strerror or exc})") from None
 
     pending = [s for s in range(plan.count) if not shard_done(out, s)]
-    summary = {"out": str(out), "shards": plan.count, "skipped": plan.count - len(pending), "rank": launcher_rank()}
+    resumed = resumed_from(plan, pending)
+    summary = {"out": str(out), "shards": plan.count, "skipped": plan.count - len(pending), "rank": launcher_rank(),
+               "resumed_from": resumed}
+    if resumed and launcher_rank() == 0:
+        import sys
+
+        print(f"aigc: resumed from {out}: {resumed['shards_done']} of {plan.count} shards already done "
+              f"({resumed['samples_done']} of {plan.n} samples)", file=sys.stderr, flush=True)
     if not pending:
         if launcher_rank() == 0:
-            write_index(out, plan)
+            write_index(out, plan, resumed)
         return summary
 
     from .training import quiet_lightning
 
     quiet_lightning()
     distributed = devices > 1 or num_nodes > 1
-    writer = ShardWriter(pipe, out, plan, seed)
+    writer = ShardWriter(pipe, out, plan, seed, resumed)
     trainer = pl.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes,
                          strategy="ddp" if distributed else "auto", logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False, callbacks=[writer])

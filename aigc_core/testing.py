@@ -720,10 +720,77 @@ def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
+# ---------------------------------------------------------------------------------------------
+# Resuming inside an epoch
+
+
+class SimulatedKill(BaseException):
+    """Raised inside a training step by :func:`check_mid_epoch_resume`: the process "dies" there."""
+
+
+def check_mid_epoch_resume(config: Mapping, workdir: Path, kill_at_step: int, every_n_steps: int) -> dict:
+    """Train ``config`` uninterrupted, then again killed at ``kill_at_step`` and rerun; both must end equal.
+
+    The second run writes a checkpoint every ``every_n_steps`` optimiser steps and dies in the
+    training step that follows ``kill_at_step``; its rerun must say it resumed from inside an
+    epoch (a batch other than 0) and end with exactly the uninterrupted run's weights, optimiser
+    states and artifact: the same batches in the same order and the same random draws (noise,
+    dropout, binarisation) after the resume as without it. Choose ``kill_at_step`` so that the
+    last checkpoint before it falls inside an epoch. Returns the rerun's ``resumed_from``.
+    """
+    import torch
+
+    from .pipeline import Pipeline
+
+    workdir = Path(workdir)
+    train = {**dict(config.get("train") or {}), "checkpoint_every_n_steps": every_n_steps,
+             "checkpoint_every_minutes": 0}
+    config = {**dict(config), "train": train}
+    reference = Pipeline.from_config({**config, "output": {"dir": str(workdir / "reference")}})
+    reference.fit()
+    killed = Pipeline.from_config({**config, "output": {"dir": str(workdir / "killed")}})
+    cls = killed.gen.cls
+    original = cls.training_step
+
+    def dying(self, batch, batch_idx):
+        if self.global_step >= kill_at_step:
+            raise SimulatedKill(f"killed at step {self.global_step}")
+        return original(self, batch, batch_idx)
+
+    cls.training_step = dying
+    try:
+        killed.fit()
+        raise AssertionError(f"training ended before step {kill_at_step}: nothing was killed")
+    except SimulatedKill:
+        pass
+    finally:
+        cls.training_step = original
+    rerun = Pipeline.from_config({**config, "output": {"dir": str(workdir / "killed")}})
+    rerun.fit()
+    got, expected = rerun.manifest()["training"], reference.manifest()["training"]
+    resumed = got["resumed_from"]
+    assert resumed is not None, "the rerun started from scratch"
+    assert resumed["batch"] > 0, f"the rerun resumed at an epoch's start ({resumed}), not inside one"
+    assert kill_at_step - every_n_steps <= resumed["step"] <= kill_at_step, resumed
+    assert got["global_step"] == expected["global_step"], (got, expected)
+    a = torch.load(workdir / "reference" / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(workdir / "killed" / "checkpoints" / "last.ckpt", weights_only=True)
+    different = [k for k in a["state_dict"] if not torch.equal(a["state_dict"][k], b["state_dict"][k])]
+    assert not different, f"weights differ from the uninterrupted run's: {different[:5]}"
+    for x, y in zip(a["optimizer_states"], b["optimizer_states"]):
+        for key, state in x["state"].items():
+            for name, value in state.items():
+                assert torch.equal(torch.as_tensor(value), torch.as_tensor(y["state"][key][name])), \
+                    f"optimiser state {key}.{name} differs from the uninterrupted run's"
+    assert rerun.manifest()["checkpoint"]["files"] == reference.manifest()["checkpoint"]["files"], \
+        "the artifact differs from the uninterrupted run's"
+    return resumed
+
 
 __all__ = [
     "ContractFailure", "DATA_SOURCE_CHECKS", "DataSourceContract", "GENERATOR_CHECKS", "GeneratorContract",
     "POSTPROCESSOR_CHECKS", "PostProcessorContract", "check_content", "check_data_source", "check_generator",
-    "check_item", "check_postprocessor", "check_registrations", "registrations", "same_data",
+    "SimulatedKill", "check_item", "check_mid_epoch_resume", "check_postprocessor", "check_registrations",
+    "registrations", "same_data",
     "sample_content", "tiny_source",
 ]

@@ -10,6 +10,7 @@ import logging
 import os
 import pickle
 import random
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -19,13 +20,14 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from torch.utils.data import RandomSampler
 
 from .atomic import sha256_file, write_bytes, write_json, write_text
-from .errors import AigcError, CheckpointError
+from .errors import AigcError, CheckpointError, Interrupted
+from .resume import RunCheckpoints, StopSignals, loaders_in
 
 PREVIEW = {"image": 64, "text": 4, "audio": 4}
 
@@ -35,6 +37,7 @@ _QUIET = (
     r".*The number of training batches .* is smaller than the logging interval.*",
     r".*Experiment logs directory .* exists and is not empty.*",
     r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
+    r".*resuming from a checkpoint that ended before the epoch ended.*",  # resume.RunCheckpoints handles it
 )
 
 
@@ -182,6 +185,9 @@ class RunCheckpointIO(TorchCheckpointIO):
     def __init__(self, run_dir: Path):
         super().__init__()
         self.run_dir = Path(run_dir)
+        #: True: ``save_checkpoint`` only serialises; ``flush`` writes it (see resume.RunCheckpoints).
+        self.defer = False
+        self._held: tuple[Path, bytes] | None = None
 
     def _name(self, path) -> str:
         return str(Path(path).resolve().relative_to((self.run_dir / "checkpoints").resolve()))
@@ -195,14 +201,47 @@ class RunCheckpointIO(TorchCheckpointIO):
             )
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        data = buffer.getvalue()
+        if self.defer:
+            self._held = (Path(path), buffer.getvalue())
+        else:
+            self._write(Path(path), buffer.getvalue())
+
+    def flush(self) -> None:
+        """Write the checkpoint that a deferred save serialised, if any."""
+        if self._held is not None:
+            (path, data), self._held = self._held, None
+            self._write(path, data)
+
+    def _write(self, path: Path, data: bytes) -> None:
         digest = hashlib.sha256(data).hexdigest()
         name = self._name(path)
         old = (_read_manifest(self.run_dir).get(CHECKPOINTS_KEY) or {}).get(name) or {}
-        previous = [old["sha256"]] if Path(path).is_file() and old.get("sha256") else []
+        previous = [old["sha256"]] if path.is_file() and old.get("sha256") else []
         _record_checkpoint(self.run_dir, name, previous + [digest])  # both digests valid while renaming
         write_bytes(path, data)
         _record_checkpoint(self.run_dir, name, [digest])
+
+    def keep_copy(self, source: Path, target: Path, keep: int) -> None:
+        """Keep ``source`` also as ``target`` (a hard link: no second write), then drop all but the newest ``keep``."""
+        entry = (_read_manifest(self.run_dir).get(CHECKPOINTS_KEY) or {}).get(self._name(source)) or {}
+        if not entry.get("sha256"):
+            return
+        _record_checkpoint(self.run_dir, self._name(target), [entry["sha256"]])
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)  # atomic's naming
+        os.close(fd)
+        tmp = Path(name)
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:  # a file system without hard links
+            write_bytes(target, Path(source).read_bytes())
+        else:
+            os.replace(tmp, target)
+        from .resume import kept_copies
+
+        names = list((_read_manifest(self.run_dir).get(CHECKPOINTS_KEY) or {}))
+        for _, name in kept_copies(names)[:-keep]:
+            self.remove_checkpoint(self.run_dir / "checkpoints" / name)
 
     def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict:
         verify_checkpoint(self.run_dir, Path(path))
@@ -210,7 +249,7 @@ class RunCheckpointIO(TorchCheckpointIO):
 
     def remove_checkpoint(self, path) -> None:
         name = self._name(path)
-        super().remove_checkpoint(path)  # file first: a kill in between leaves a record without a file, harmless
+        Path(path).unlink(missing_ok=True)  # file first: a kill in between leaves a record without a file, harmless
         _record_checkpoint(self.run_dir, name, None)
 
 
@@ -309,11 +348,15 @@ class EpochSeeder(Callback):
     Lightning does not store RNG states in checkpoints, so without this a run resumed after a kill
     would draw other noise and another data order than the uninterrupted run. The shuffling
     generator is seeded the way Lightning's DistributedSampler seeds itself (seed + epoch), so one
-    process sees the same global batches as N processes.
+    process sees the same global batches as N processes. (A resume inside an epoch also needs the
+    states reached within it: resume.RunCheckpoints stores and restores those.)
     """
 
     def __init__(self, seed: int):
         self.seed = int(seed)
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._epoch_shuffles(trainer)  # a run resumed inside an epoch gets no on_train_epoch_start
 
     def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch
@@ -321,13 +364,19 @@ class EpochSeeder(Callback):
         torch.manual_seed(s)
         random.seed(s)
         np.random.seed(s % (1 << 32))
-        for loader in _loaders(trainer.train_dataloader):
+        for sampler in self._epoch_shuffles(trainer):
+            sampler.set_epoch(epoch)
+
+    def _epoch_shuffles(self, trainer: pl.Trainer) -> list:
+        found = []
+        for loader in loaders_in(trainer.train_dataloader):
             sampler = getattr(loader, "sampler", None)
             if type(sampler) is RandomSampler and isinstance(sampler.generator, torch.Generator):
                 sampler.__class__ = EpochShuffle  # same object, reseeded at each iteration
                 sampler.seed = self.seed
             if isinstance(sampler, EpochShuffle):
-                sampler.set_epoch(epoch)
+                found.append(sampler)
+        return found
 
 
 class EpochShuffle(RandomSampler):
@@ -348,14 +397,9 @@ class EpochShuffle(RandomSampler):
         return super().__iter__()
 
 
-def _loaders(obj: Any) -> list:
-    if obj is None:
-        return []
-    if isinstance(obj, (list, tuple)):
-        return [x for o in obj for x in _loaders(o)]
-    if isinstance(obj, dict):
-        return [x for o in obj.values() for x in _loaders(o)]
-    return [obj]
+def _clock() -> float:
+    """The training clock of time-based checkpoints (a function, so tests can stand in for time)."""
+    return time.monotonic()
 
 
 def _strategy(name: Any, generator: pl.LightningModule) -> Any:
@@ -376,12 +420,16 @@ def fit(pipe: Any, resume: bool) -> tuple[Any, dict]:
 
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
+    checkpoint_io = RunCheckpointIO(run_dir)
+    stop = StopSignals()
+    checkpoints = RunCheckpoints(run_dir, checkpoint_io, every_n_epochs=t.checkpoint_every_n_epochs,
+                                 every_n_steps=t.checkpoint_every_n_steps, every_minutes=t.checkpoint_every_minutes,
+                                 keep=t.checkpoint_keep, stop=stop, clock=_clock)
     callbacks = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="epoch{epoch:03d}", save_last=True, save_top_k=0,
-                        every_n_epochs=t.checkpoint_every_n_epochs, auto_insert_metric_name=False),
         SampleWriter(pipe, t.sample_every_n_epochs),
         NonFiniteLossGuard(),
         EpochSeeder(pipe.seed),
+        checkpoints,  # last: what the others write at an epoch's end is on disk before the checkpoint
     ]
     loggers = [ResumableCSVLogger(str(run_dir), name="logs", version="csv")]
     try:
@@ -393,9 +441,9 @@ def fit(pipe: Any, resume: bool) -> tuple[Any, dict]:
         strategy=_strategy(t.strategy, generator), num_nodes=t.num_nodes, precision=t.precision,
         accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
         check_val_every_n_epoch=t.check_val_every_n_epoch, deterministic=t.deterministic,
-        enable_progress_bar=t.progress_bar, enable_model_summary=False,
+        enable_progress_bar=t.progress_bar, enable_model_summary=False, enable_checkpointing=False,
         default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks,
-        plugins=[RunCheckpointIO(run_dir)],
+        plugins=[checkpoint_io],
     )
     if t.gradient_clip_val is not None:
         kwargs["gradient_clip_val"] = t.gradient_clip_val
@@ -415,8 +463,15 @@ def fit(pipe: Any, resume: bool) -> tuple[Any, dict]:
         ckpt_path = str(last)
     started = time.perf_counter()
     try:
-        trainer.fit(generator, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    except (NonFiniteLoss, CheckpointError):
+        with stop:
+            trainer.fit(generator, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        if stop.signum is not None:  # the signal came after the last batch: the final checkpoint is written
+            raise checkpoints._interrupted()
+    except (NonFiniteLoss, CheckpointError, Interrupted):
+        raise
+    except SystemExit:  # Lightning's own SIGTERM exit, for a signal that came before training started
+        if stop.signum is not None:
+            raise checkpoints._interrupted() from None
         raise
     except Exception as exc:
         if ckpt_path and _is_unpickling_error(exc):
@@ -427,7 +482,9 @@ def fit(pipe: Any, resume: bool) -> tuple[Any, dict]:
     summary = {
         "global_step": int(trainer.global_step),
         "epochs": int(trainer.current_epoch),
-        "resumed_from": ckpt_path and str(Path(ckpt_path).relative_to(run_dir)),
+        "resumed_from": checkpoints.resumed_from,
+        "checkpoints_written": checkpoints.written,
+        "checkpoint_s": round(checkpoints.seconds, 3),
         "train_s": round(time.perf_counter() - started, 3),
         "accelerator": type(trainer.accelerator).__name__,
         "world_size": int(trainer.world_size),

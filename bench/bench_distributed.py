@@ -1,11 +1,14 @@
 """Distributed and crash-safety figures for docs/benchmarks.md.
 
-    .venv/bin/python bench/bench_distributed.py [--samples 3000] [--trials 10] [--skip-ddp]
+    .venv/bin/python bench/bench_distributed.py [--samples 3000] [--trials 10] [--kills 3] [--epochs 60] [--limit 400] [--skip-ddp]
 
 1. Sharded generation throughput: ``aigc generate --devices 1`` against ``--devices 2`` on the same
    trained DCGAN (whole commands, start-up included), with a check that both wrote the same bytes.
-2. Kill-and-resume: SIGKILL a training run at random moments, rerun, count files lost or different
-   from an uninterrupted run (goal: zero).
+2. Kill-and-resume: SIGKILL a training run at random moments (``--kills`` per trial), rerun after
+   each kill; for each kill check that the rerun resumed from the checkpoint on disk at the kill
+   and redid at most one checkpoint interval (``train.checkpoint_every_n_steps``), report the
+   training time lost per kill, and count files lost or different from an uninterrupted run
+   (goals: 0 restarts from scratch, 0 files lost).
 3. DDP agreement: two CPU processes (gloo) against one process for the same global batch and seed.
 
 Every ratio is against a reference measured in the same run.
@@ -18,7 +21,7 @@ import hashlib
 import json
 import os
 import random
-import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,71 +78,68 @@ def bench_generation(work: Path, samples: int) -> dict:
     return result
 
 
-def bench_kills(work: Path, trials: int) -> dict:
+def bench_kills(work: Path, trials: int, kills: int, epochs: int, limit: int) -> dict:
+    """SIGKILL a training run at random moments, rerun it each time, and measure what each kill cost.
+
+    For every kill: the rerun must resume from the checkpoint that was on disk at the kill (a
+    rerun that starts over although one was there counts as a restart from scratch), redoing at
+    most one checkpoint interval; at the end the files must equal an uninterrupted run's.
+    """
     from aigc_testutil import write_yaml
-    from test_crash import _child_run, _inode, assert_whole, crash_config, started_work
-
-    class child:  # a forked `aigc run` (torch already imported, so kills land in training, not imports)
-        def __init__(self, config: Path):
-            self.pid, self.code = _child_run(["run", str(config)]), None
-
-        def poll(self):
-            if self.code is None:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-                if pid:
-                    self.code = os.waitstatus_to_exitcode(status)
-            return self.code
-
-        def send_signal(self, sig):
-            os.kill(self.pid, sig)
-
-        def wait(self):
-            if self.code is None:
-                self.code = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
-            return self.code
+    from test_crash import INTERVAL, Child, _settle, check_resume, crash_config, kill_and_resume
 
     import torch
 
     torch.set_num_threads(1)
-    reference = work / "reference"
     durations = []
     for name in ("warm-up", "reference"):  # the first run pays for a cold disk cache
-        proc = child(write_yaml(work / f"{name}.yaml", crash_config(work / name)))
-        begun = started_work(work / name, None, proc.pid)
-        proc.wait()
-        durations.append(time.time() - begun)  # from config.yaml (imports done) to the end
-    duration = min(durations)
+        child = Child(["run", str(write_yaml(work / f"{name}.yaml", crash_config(work / name, epochs=epochs, limit=limit)))],
+                      work / f"{name}.err")
+        child.wait_for_step(1)
+        begun = time.monotonic()
+        child.wait(timeout=3600)
+        durations.append(time.monotonic() - begun)
+    reference = work / "reference"
+    training = json.loads((reference / "manifest.json").read_text())["training"]
+    steps, step_s = training["global_step"], training["train_s"] / training["global_step"]
     expected = {k: v for k, v in tree(reference).items() if _compared(k)}
 
     rng = random.Random(11)
-    kills = lost = broken = 0
+    records, lost, failures = [], 0, []
     for trial in range(trials):
         run = work / f"killed-{trial}"
-        config = write_yaml(work / f"killed-{trial}.yaml", crash_config(run))
-        for _ in range(3):  # up to three kills per trial, then a clean finish
-            before = _inode(run / "config.yaml")
-            proc = child(config)
-            started_work(run, before, proc.pid)
-            time.sleep(rng.uniform(0.0, 0.8) * duration)
-            finished = proc.poll() is not None
-            if not finished:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-            proc.wait()
-            try:
-                assert_whole(run)
-            except Exception as exc:  # noqa: BLE001 - counted and shown, not raised
-                broken += 1
-                print(f"half-written after a kill: {type(exc).__name__}: {str(exc)[:300]}", file=sys.stderr)
-            if finished:
-                break
-        if child(config).wait() != 0:
+        logs = work / f"killed-{trial}-logs"
+        logs.mkdir()
+        config = write_yaml(work / f"killed-{trial}.yaml", crash_config(run, epochs=epochs, limit=limit))
+        done, last = kill_and_resume(config, logs, run, kills, rng, steps, step_s=step_s, after_s=2.0)
+        if last.wait(timeout=3600) != 0:
             lost += len(expected)
+            failures.append(f"trial {trial}: the final rerun failed: {last.err()[-500:]}")
             continue
+        _settle(done)
+        for kill in done:
+            try:
+                check_resume(kill, INTERVAL)
+            except AssertionError as exc:
+                failures.append(f"trial {trial}: {exc}")
+            records.append(kill)
         got = {k: v for k, v in tree(run).items() if _compared(k)}
         lost += sum(1 for k, v in expected.items() if got.get(k) != v)
-    return {"trials": trials, "sigkills": kills, "files_compared": len(expected), "files_lost_or_different": lost,
-            "half_written_states_seen": broken, "uninterrupted_s": round(duration, 1)}
+    for line in failures:
+        print(f"FAILED: {line}", file=sys.stderr)
+    redone = [k["reached"] - (k["reported"]["step"] if k["reported"] else 0) for k in records]
+    scratch = sum(1 for k in records if k["written"] is not None and k["reported"] is None)
+    return {
+        "trials": trials, "sigkills": len(records), "resumed": sum(k["reported"] is not None for k in records),
+        "killed_before_any_checkpoint": sum(k["written"] is None for k in records),
+        "restarts_from_scratch": scratch, "resume_check_failures": len(failures),
+        "interval_steps": INTERVAL, "max_steps_redone": max(redone, default=0),
+        "mean_steps_redone": round(statistics.mean(redone), 2) if redone else 0.0,
+        "mean_training_s_lost_per_kill": round(statistics.mean(redone) * step_s, 3) if redone else 0.0,
+        "training_s_per_step": round(step_s, 4), "steps": steps,
+        "files_compared": len(expected), "files_lost_or_different": lost,
+        "uninterrupted_s": round(min(durations), 1),
+    }
 
 
 def _compared(rel: str) -> bool:
@@ -179,6 +179,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=3000)
     parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--kills", type=int, default=3, help="SIGKILLs per trial")
+    parser.add_argument("--epochs", type=int, default=60, help="epochs of the killed run")
+    parser.add_argument("--limit", type=int, default=400, help="digits in the killed run (80% train, batches of 16)")
     parser.add_argument("--skip-ddp", action="store_true")
     parser.add_argument("--skip-generation", action="store_true")
     parser.add_argument("--skip-kills", action="store_true")
@@ -190,7 +193,7 @@ def main() -> None:
             figures["generation"] = bench_generation(work, args.samples)
             print(json.dumps(figures, indent=2), flush=True)
         if not args.skip_kills:
-            figures["kill_and_resume"] = bench_kills(work, args.trials)
+            figures["kill_and_resume"] = bench_kills(work, args.trials, args.kills, args.epochs, args.limit)
             print(json.dumps(figures["kill_and_resume"], indent=2), flush=True)
         if not args.skip_ddp:
             figures["ddp"] = bench_ddp(work)

@@ -1,11 +1,16 @@
 """Training throughput of the DCGAN through aigc against a plain PyTorch loop of the same model.
 
+Also the cost of checkpointing while training (``--checkpoint-cost``): the same aigc fit at the
+default checkpoint interval against checkpointing off (only the final checkpoint), alternated,
+with the throughput ratio and the share of training time that the checkpoints themselves took
+(measured inside the run, so the machine's load does not blur it).
+
 Both sides train the same networks (sizes from the same config) on the same tensors with the same
 batch size, optimisers and losses, for the same number of epochs, alternating runs so machine
 noise hits both. aigc's side is the whole `Pipeline.fit` (Lightning Trainer, logging, checkpoints,
 artifact) with the data already loaded. Prints images/s for each and the ratio (goal >= 0.95).
 
-    .venv/bin/python bench/bench_gan.py [--epochs 10] [--repeats 3]
+    .venv/bin/python bench/bench_gan.py [--epochs 10] [--repeats 3] [--checkpoint-cost]
 """
 
 from __future__ import annotations
@@ -33,12 +38,48 @@ CONFIG = {
 }
 
 
-def run_aigc(epochs: int, out: Path) -> tuple[float, int]:
-    pipe = Pipeline.from_config({**CONFIG, "output": {"dir": str(out)}}, [f"train.max_epochs={epochs}"])
+CHECKPOINTS_OFF = ["train.checkpoint_every_n_epochs=0", "train.checkpoint_every_n_steps=0",
+                   "train.checkpoint_every_minutes=0"]
+
+
+def run_aigc(epochs: int, out: Path, overrides: tuple = ()) -> tuple[float, int]:
+    seconds, images, _ = fit_aigc(epochs, out, overrides)
+    return seconds, images
+
+
+def fit_aigc(epochs: int, out: Path, overrides: tuple = ()) -> tuple[float, int, dict]:
+    pipe = Pipeline.from_config({**CONFIG, "output": {"dir": str(out)}}, [f"train.max_epochs={epochs}", *overrides])
     images = len(pipe.data_source().split("train")) * epochs  # data loaded before the clock starts
     start = time.perf_counter()
     pipe.fit(restart=True)
-    return time.perf_counter() - start, images
+    return time.perf_counter() - start, images, pipe.manifest()["training"]
+
+
+def checkpoint_cost(epochs: int, repeats: int, tmp: Path) -> None:
+    """Checkpointing at the defaults and at every epoch against none, alternated.
+
+    Prints wall-clock throughput ratios and, robust to the machine's load, the share of training
+    time spent inside the checkpoints (serialising, hashing, writing, fsync) measured in the run.
+    """
+    settings = {"off": CHECKPOINTS_OFF, "default": (), "every epoch": ("train.checkpoint_every_n_epochs=1",)}
+    rates: dict = {name: [] for name in settings}
+    shares: dict = {name: [] for name in settings}
+    written: dict = {}
+    for r in range(repeats):
+        for name, overrides in settings.items():
+            seconds, images, training = fit_aigc(epochs, tmp / f"ckpt-{r}-{name.replace(' ', '-')}", overrides)
+            rates[name].append(images / seconds)
+            shares[name].append(training["checkpoint_s"] / training["train_s"])
+            written[name] = training["checkpoints_written"]
+            print(f"repeat {r}: checkpoints {name}: {rates[name][-1]:.1f} img/s ({written[name]} written, "
+                  f"{training['checkpoint_s']:.2f} s of {training['train_s']:.2f} s training)", flush=True)
+    off = statistics.median(rates["off"])
+    for name in ("default", "every epoch"):
+        rate = statistics.median(rates[name])
+        print(f"checkpoints {name} ({written[name]} in {epochs} epochs, the final one included): {rate:.1f} img/s "
+              f"against {off:.1f} img/s with only the final one: ratio {rate / off:.3f}; time inside checkpoints "
+              f"{100 * statistics.median(shares[name]):.1f}% of training (off: "
+              f"{100 * statistics.median(shares['off']):.1f}%)")
 
 
 def run_plain(epochs: int) -> tuple[float, int]:
@@ -79,8 +120,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--checkpoint-cost", action="store_true", help="measure checkpointing against none instead")
     args = parser.parse_args()
     aigc_rates, plain_rates = [], []
+    if args.checkpoint_cost:
+        torch.set_num_threads(1)
+        with tempfile.TemporaryDirectory() as tmp:
+            fit_aigc(1, Path(tmp) / "warm-up")
+            checkpoint_cost(args.epochs, args.repeats, Path(tmp))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         run_plain(1)  # warm-up: first-call kernel selection and imports
         for r in range(args.repeats):

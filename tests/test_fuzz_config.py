@@ -9,6 +9,7 @@ that is not YAML at all. Set AIGC_FUZZ_EXAMPLES for a longer search.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -142,3 +143,89 @@ def test_the_fuzzer_reaches_both_outcomes():
         pytest.skip("runs after test_check_never_shows_a_traceback in the same session")
     print(f"fuzz: {STATS}")
     assert STATS["ok"] > 20 and STATS["errors"] > 200, STATS
+
+
+# --------------------------------------------------------------------------------------------
+# From `aigc check` to `aigc run`: what check accepts either runs or fails in one line, and a
+# failed first run leaves no half-made directory (issue 15). Each example trains a tiny GAN on
+# 64 digits, so the budget is small; AIGC_FUZZ_RUN_EXAMPLES raises it.
+
+RUN_EXAMPLES = int(os.environ.get("AIGC_FUZZ_RUN_EXAMPLES", "6"))
+RUN_STATS = {"tried": 0, "checked_ok": 0, "ran": 0, "failed": 0}
+RUN_ERRORS: list[str] = []
+RUN_KEYS = {
+    "seed": st.sampled_from([0, 7, -1, 2**32, 2**70, "7", 1.5, None]),
+    "train.max_epochs": st.sampled_from([0, 1, 2, -1, "x"]),
+    "train.max_steps": st.sampled_from([-2, -1, 0, 1, 3]),
+    "train.devices": st.sampled_from([0, 1, -1, 2**40, "auto", [0], [], [-1], "x", True]),
+    "train.precision": st.sampled_from(["32-true", "bogus", "64-true", "32", 16, "", None]),
+    "train.limit_train_batches": st.sampled_from([None, 0.5, 1.5, 2, 0, -1, float("nan"), float("inf")]),
+    "train.limit_val_batches": st.sampled_from([None, 0, 0.5, 2.5, float("nan"), -1]),
+    "train.check_val_every_n_epoch": st.sampled_from([0, 1, 2, -1]),
+    "train.log_every_n_steps": st.sampled_from([0, 1, 50, -3]),
+    "train.gradient_clip_val": st.sampled_from([None, 0.5, -1.0, float("nan"), float("inf")]),
+    "train.accumulate_grad_batches": st.sampled_from([0, 1, 2]),
+    "train.strategy": st.sampled_from(["auto", "nonsense", "ddp_spawn_nope"]),
+    "train.accelerator": st.sampled_from(["cpu", "auto", "tpu_nope", "gpu"]),
+    "train.sample_every_n_epochs": st.sampled_from([0, 1, -1]),
+    "data.batch_size": st.sampled_from([0, -5, 16, 2**40, "x"]),
+    "generate.num_samples": st.sampled_from([0, 1, 3, -1, 2**40]),
+    "generate.seed": st.sampled_from([None, 0, -1, 2**63, 2**64]),
+    "generator.latent_dim": st.sampled_from([0, 1, 8, -4]),
+}
+
+
+@st.composite
+def run_configs(draw):
+    config = tiny_gan_config(Path("unused"))
+    config["data"]["limit"] = 64
+    config["train"]["sample_every_n_epochs"] = 0
+    for key in draw(st.lists(st.sampled_from(sorted(RUN_KEYS)), min_size=1, max_size=3, unique=True)):
+        section, _, sub = key.partition(".")
+        value = draw(RUN_KEYS[key])
+        if sub:
+            config[section][sub] = value
+        else:
+            config[section] = value
+    return config
+
+
+@settings(max_examples=RUN_EXAMPLES, deadline=None, derandomize=os.environ.get("AIGC_FUZZ_RANDOM") != "1",
+          database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(run_configs())
+def test_what_check_accepts_runs_or_fails_in_one_line_without_a_half_made_directory(capsys, config):
+    from aigc_core.cli import main
+
+    RUN_STATS["tried"] += 1
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        config = {**config, "output": {"dir": str(out)}}
+        path = Path(tmp) / "c.yaml"
+        path.write_text(_dump(config))
+        code = main(["check", str(path)])
+        capsys.readouterr()
+        if code != 0:
+            return
+        RUN_STATS["checked_ok"] += 1
+        code = main(["run", str(path)])
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.err + captured.out
+        if code == 0:
+            RUN_STATS["ran"] += 1
+            manifest = json.loads((out / "manifest.json").read_text())
+            assert manifest["format"] == "aigc-run/1" and (out / "model").is_dir()
+            return
+        RUN_STATS["failed"] += 1
+        lines = [line for line in captured.err.splitlines() if line.startswith("aigc: error: ")]
+        assert len(lines) == 1 and "rerun with --debug" not in lines[0], captured.err
+        RUN_ERRORS.append(lines[0])
+        if out.exists():  # only a run worth resuming may stay: it has a checkpoint on record
+            manifest = json.loads((out / "manifest.json").read_text())
+            assert manifest["format"] == "aigc-run/1" and manifest.get("checkpoints"), sorted(os.listdir(out))
+
+
+def test_the_run_fuzzer_reaches_both_outcomes():
+    if RUN_STATS["tried"] < RUN_EXAMPLES:
+        pytest.skip("runs after the run fuzzer in the same session")
+    print(f"run fuzz: {RUN_STATS}", *sorted(set(RUN_ERRORS)), sep="\n  ")
+    assert RUN_STATS["ran"] >= 1 and RUN_STATS["tried"] > RUN_STATS["checked_ok"], RUN_STATS

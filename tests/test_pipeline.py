@@ -95,7 +95,8 @@ def test_rerun_resumes_and_other_config_is_refused(tmp_path, capsys):
     code, _, _ = cli(capsys, "run", str(cfg), "train.max_epochs=2")
     assert code == 0
     second = json.loads((tmp_path / "run" / "manifest.json").read_text())["training"]
-    assert second["resumed_from"] == "checkpoints/last.ckpt"
+    assert second["resumed_from"] == {"epoch": 1, "batch": 0, "step": first["global_step"],
+                                      "checkpoint": "checkpoints/last.ckpt"}
     assert second["global_step"] == 2 * first["global_step"]
 
     code, _, err = cli(capsys, "run", str(cfg), "generator.size=small")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,8 +68,16 @@ class TextExporter(Exporter):
 
 @dataclass
 class WAVParams:
-    spectrograms: bool = True  # a spectrogram PNG beside each WAV
-    contact_sheet: bool = True  # one spectrograms.png of every clip in the run
+    spectrograms: bool = True  # a readable spectrogram PNG (axes in s and Hz, dB colour bar) beside each WAV
+    contact_sheet: bool = True  # spectrograms.png of every clip, plus spectrograms_<label>.png per label
+    sheet_columns: int = 5  # spectrograms per row on a contact sheet
+    sheet_max_clips: int = 40  # at most this many clips on one contact sheet
+
+    def validate(self) -> None:
+        if self.sheet_columns < 1:
+            raise ValueError("sheet_columns: must be at least 1")
+        if self.sheet_max_clips < 1:
+            raise ValueError("sheet_max_clips: must be at least 1")
 
 
 class WAVExporter(Exporter):
@@ -79,11 +88,12 @@ class WAVExporter(Exporter):
     def export(self, content: Content, directory: Path) -> list[Path]:
         import soundfile as sf
 
-        from aigc_core.imaging import make_grid, png_bytes
+        from aigc_core.builtin.spectrograms import contact_sheet, sheet_name, spectrogram_image
+        from aigc_core.imaging import png_bytes
 
         grids: list[int] = []
         written = []
-        pictures = []
+        clips: list[tuple[str, str, np.ndarray, int]] = []  # (label, title, wave, rate)
         for position, item in enumerate(content.items):
             rate = int(item.meta.get("sample_rate", 0))
             if rate <= 0:
@@ -97,43 +107,41 @@ class WAVExporter(Exporter):
             stem = _stem(item, position, grids)
             path = Path(directory) / f"{stem}.wav"
             written.append(write_bytes(path, buf.getvalue()))
-            if self.params.spectrograms or self.params.contact_sheet:
-                picture = spectrogram_image(wave, rate)
-                pictures.append(picture)
-                if self.params.spectrograms:
-                    meta = {"aigc": provenance(item), "aigc:sample_rate": rate}
-                    written.append(write_bytes(Path(directory) / f"{stem}.png", png_bytes(picture, meta)))
-        if self.params.contact_sheet and pictures:
-            height = max(p.shape[1] for p in pictures)
-            width = max(p.shape[2] for p in pictures)
-            padded = [np.pad(p, ((0, 0), (0, height - p.shape[1]), (0, width - p.shape[2])), constant_values=1.0)
-                      for p in pictures]
-            sheet = make_grid(padded, nrow=4 if width > height else 8, padding=4)
-            written.append(write_bytes(Path(directory) / "spectrograms.png", png_bytes(sheet, {"aigc:clips": len(pictures)})))
+            label = item.meta.get("class", item.meta.get("label"))
+            label = None if label is None else str(label)
+            title = stem + (f", label {label}" if label is not None else "")
+            clips.append((label, title, wave, rate))
+            if self.params.spectrograms:
+                meta = {"aigc": provenance(item), "aigc:sample_rate": rate}
+                # the title is shared by the clips of a label, so the drawn frame is reused (fast)
+                heading = (f"label {label}: " if label is not None else "") + f"{len(wave) / rate:.2f} s at {rate} Hz"
+                picture = spectrogram_image(wave, rate, heading)
+                written.append(write_bytes(Path(directory) / f"{stem}.png", png_bytes(picture, meta)))
+        if self.params.contact_sheet and clips:
+            rate = clips[0][3]
+            same_rate = [c for c in clips if c[3] == rate]
+            limit, cols = self.params.sheet_max_clips, self.params.sheet_columns
+            labels = sorted({c[0] for c in same_rate if c[0] is not None}, key=_natural_key)
+            # the overview: with labels, a few clips of each label in label order; else the first clips
+            if labels:
+                per = max(1, min(cols, limit // len(labels)))
+                overview = [c for lab in labels for c in [c for c in same_rate if c[0] == lab][:per]]
+            else:
+                overview = same_rate[:limit]
+            sheet = contact_sheet([c[2] for c in overview], rate, [c[1] for c in overview],
+                                  f"{len(overview)} of {len(clips)} clips", columns=cols)
+            written.append(write_bytes(Path(directory) / "spectrograms.png", png_bytes(sheet, {"aigc:clips": len(overview)})))
+            for lab in labels if len(labels) > 1 else []:
+                group = [c for c in same_rate if c[0] == lab][:limit]
+                sheet = contact_sheet([c[2] for c in group], rate, [c[1] for c in group],
+                                      f"label {lab}: {len(group)} clips", columns=cols)
+                written.append(write_bytes(Path(directory) / sheet_name(lab),
+                                           png_bytes(sheet, {"aigc:clips": len(group), "aigc:label": lab})))
         return written
 
 
-def spectrogram_image(wave: np.ndarray, rate: int, dynamic_range_db: float = 80.0) -> np.ndarray:
-    """A log-power spectrogram as a CHW RGB image in [0, 1], low frequencies at the bottom.
-
-    numpy only, so exporting needs no torch; about 32 ms Hann frames, 75 % overlap, colours by
-    matplotlib's perceptually uniform "magma" map, levels relative to the clip's loudest bin.
-    """
-    n_fft = 2 ** int(round(np.log2(0.032 * rate)))
-    hop = n_fft // 4
-    x = np.asarray(wave, np.float64)
-    if len(x) < n_fft:
-        x = np.pad(x, (0, n_fft - len(x)))
-    frames = 1 + (len(x) - n_fft) // hop
-    index = np.arange(n_fft)[None, :] + hop * np.arange(frames)[:, None]
-    power = np.abs(np.fft.rfft(x[index] * np.hanning(n_fft), axis=1)) ** 2
-    db = 10 * np.log10(np.maximum(power, 1e-12))
-    top = max(float(db.max()), -120.0 + dynamic_range_db)  # silence stays dark
-    level = np.clip((db - top + dynamic_range_db) / dynamic_range_db, 0.0, 1.0).T[::-1]
-    from matplotlib import colormaps
-
-    rgb = colormaps["magma"](level)[..., :3]
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
+def _natural_key(text: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
 def _jsonable(meta: dict) -> dict:

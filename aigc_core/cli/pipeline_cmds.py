@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -20,7 +21,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="pipeline YAML file")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="OmegaConf dotlist overrides")
     p.add_argument("--restart", action="store_true",
-                   help="discard an earlier run in the same directory instead of resuming or refusing")
+                   help="discard an earlier run in the same directory instead of resuming or refusing "
+                        "(removes only the files that run's manifest lists)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("generate", help="make new content from a trained run directory",
@@ -30,7 +32,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="generation options of the generator (see 'aigc plugins info NAME')")
     p.add_argument("-n", "--num-samples", type=int, default=None, help="how many items (default: the config's)")
     p.add_argument("--seed", type=int, default=None, help="same seed, same bytes (default: the config's)")
-    p.add_argument("--out", default=None, help="output directory (default: RUN_DIR/generated)")
+    p.add_argument("--out", default=None, help="output directory (default: RUN_DIR/generated); must be new, empty "
+                   "or written by an earlier 'aigc generate'")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a --out that holds other files: files named as aigc's outputs are replaced, "
+                        "nothing else is touched")
     p.add_argument("--prompt", action="append", default=None, help="a prompt (text generators); repeatable")
     p.add_argument("--stream", action="store_true", help="print text as it is generated (text generators)")
     shard = p.add_argument_group("sharded generation (any of these turns it on; see docs/distributed.md)")
@@ -46,7 +52,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     from ..pipeline import Pipeline
 
-    pipe = Pipeline.from_config(args.config, args.overrides)
+    from ..rundir import RunDir
+
+    pipe = Pipeline.from_config(args.config, args.overrides).check()
+    RunDir(pipe.run_dir).refuse_unless_writable()  # what 'aigc run' would refuse about output.dir, read-only
     parts = [f"data={pipe.data.name}", f"generator={pipe.gen.name}"]
     parts += [f"postprocess={p.name}" for p in pipe.postprocessors]
     parts += [f"metric={m.name}" for m in pipe.metrics]
@@ -55,10 +64,18 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ..errors import Interrupted
     from ..pipeline import Pipeline
+    from ..ranks import launcher_rank
 
     pipe = Pipeline.from_config(args.config, args.overrides)
-    run_dir = pipe.run(restart=args.restart)
+    try:
+        run_dir = pipe.run(restart=args.restart)
+    except Interrupted as exc:
+        if launcher_rank() == 0:  # one line, from one process
+            again = shlex.join(["aigc", "run", args.config, *args.overrides])  # without --restart: it resumes
+            print(f"aigc: {exc.summary}; resume with: {again}", file=sys.stderr)
+        return exc.exit_code
     if not pipe.is_global_zero:  # the other processes of a distributed run stay quiet
         return 0
     metrics = pipe.manifest().get("metrics") or {}
@@ -91,9 +108,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from ..errors import UsageError
     from ..pipeline import Pipeline
 
+    from ..pipeline import check_seed
+
     options = parse_options(args.options)
     if args.prompt:
         options["prompts"] = list(args.prompt)
+    if args.seed is not None:
+        check_seed(args.seed, "--seed")
     pipe = Pipeline.from_run_dir(args.run_dir)
     if args.stream:
         stream = getattr(pipe.generator, "stream", None)
@@ -108,10 +129,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return 0
     if any(v is not None for v in (args.devices, args.num_nodes, args.accelerator, args.shard_size)):
         return _generate_sharded(pipe, args, options)
+    from ..rundir import OutputDir
+
+    out = Path(args.out) if args.out else Path(args.run_dir) / "generated"
+    target = OutputDir(out)
+    target.check(args.overwrite)  # before any work: a refusal costs nothing
     content = pipe.generate(args.num_samples, seed=args.seed, **options)
     content = pipe.postprocess(content)
-    out = Path(args.out) if args.out else Path(args.run_dir) / "generated"
     files = pipe.export(content, out)
+    target.remove_stale(files)
+    target.record(files)
     print(f"wrote {len(files)} files", file=sys.stderr)
     print(out)
     return 0
@@ -124,7 +151,7 @@ def _generate_sharded(pipe, args: argparse.Namespace, options: dict) -> int:
     out = Path(args.out) if args.out else Path(args.run_dir) / "generated"
     summary = generate_sharded(pipe, n, out, seed=args.seed, options=options, devices=args.devices or 1,
                                num_nodes=args.num_nodes or 1, accelerator=args.accelerator or "cpu",
-                               shard_size=args.shard_size or DEFAULT_SHARD_SIZE)
+                               shard_size=args.shard_size or DEFAULT_SHARD_SIZE, overwrite=args.overwrite)
     if summary["rank"] != 0:  # the other processes of the job stay quiet
         return 0
     skipped = f", {summary['skipped']} already done" if summary["skipped"] else ""

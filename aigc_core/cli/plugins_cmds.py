@@ -52,7 +52,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-U", "--upgrade", action="store_true", help="upgrade the named packages")
     p.add_argument("--force", action="store_true", help="install even if it replaces protected packages or "
                                                           "breaks another plugin's requirements")
-    p.add_argument("--dry-run", action="store_true", help="only show what would change")
+    p.add_argument("--dry-run", action="store_true",
+                   help="only show what would change, running no package's code: wheels only, and a local "
+                        "source tree is read from its static pyproject.toml (one that needs its build to say "
+                        "what it installs, such as a setup.py, is refused)")
     p.add_argument("--no-index", action="store_true", help="pip: do not use the package index")
     p.add_argument("-f", "--find-links", action="append", default=[], metavar="DIR",
                    help="pip: look for packages here too (repeatable)")
@@ -240,6 +243,16 @@ def _pip_args(args: argparse.Namespace) -> list[str]:
 
     if not args.specs and not args.editable:
         raise UsageError("aigc plugins install: give at least one SPEC or -e PATH")
+    for word in [*args.specs, *args.editable]:
+        # after "--" argparse hands anything over as a SPEC; pip would read it as an option and
+        # could undo the safety flags (--target elsewhere, a real install instead of a dry run)
+        if word.startswith("-"):
+            raise UsageError(f"aigc plugins install: {word!r} is not a SPEC; pip options cannot be passed "
+                             f"through (aigc's own options are in 'aigc plugins install --help')")
+    return _pip_flags(args) + [w for e in args.editable for w in ("-e", e)] + list(args.specs)
+
+
+def _pip_flags(args: argparse.Namespace) -> list[str]:
     out: list[str] = []
     if args.upgrade:
         out.append("--upgrade")
@@ -249,9 +262,101 @@ def _pip_args(args: argparse.Namespace) -> list[str]:
         out.append("--no-build-isolation")
     for link in args.find_links:
         out += ["--find-links", link]
-    for path in args.editable:
-        out += ["-e", path]
-    return out + list(args.specs)
+    return out
+
+
+# A dry run runs no package code. pip learns what a source tree, a source archive or a VCS URL
+# installs by building it (setup.py, an in-tree backend: the package's own code), so a dry run
+# reads a local source tree's static pyproject.toml instead and resolves everything else from
+# wheels only (--only-binary=:all:), where metadata is data.
+SOURCE_ARCHIVES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar", ".zip")
+BUILD_HINT = ("build a wheel first (pip wheel --no-deps SOURCE) and dry-run the wheel, or install without "
+              "--dry-run (which builds it)")
+
+
+def is_source_tree(spec: str) -> bool:
+    """A local directory, as pip tells one from a name: it looks like a path and is a folder."""
+    looks_like_path = os.sep in spec or bool(os.altsep and os.altsep in spec) or spec.startswith(".")
+    return looks_like_path and Path(spec).is_dir()
+
+
+def needs_build(spec: str) -> bool:
+    """True when pip could learn what ``spec`` installs only by building it."""
+    text = spec.strip()
+    target = text.split("@", 1)[1].strip() if "@" in text and "://" not in text.split("@", 1)[0] else text
+    lowered = target.lower().split("#", 1)[0].split("?", 1)[0]
+    if lowered.endswith(".whl"):
+        return False
+    if is_source_tree(text) or lowered.endswith(SOURCE_ARCHIVES):
+        return True
+    return "://" in target or lowered.startswith(("git+", "hg+", "svn+", "bzr+"))
+
+
+def static_metadata(path: Path) -> tuple[str, str, list[str]]:
+    """Name, version and requirements of a source tree, from pyproject.toml alone, without
+    running anything; a UsageError saying why when only its build could tell."""
+    import tomllib
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from ..errors import UsageError
+
+    def refuse(why: str) -> UsageError:
+        return UsageError(f"{path}: {why}; a dry run runs no package code: {BUILD_HINT}")
+
+    if (path / "setup.py").exists():
+        raise refuse("it has a setup.py, and only running it says what it would install")
+    pyproject = path / "pyproject.toml"
+    if not pyproject.is_file():
+        raise refuse("no pyproject.toml, so only its build says what it would install")
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{pyproject}: unreadable ({exc})") from None
+    project = data.get("project")
+    if not isinstance(project, dict):
+        raise refuse("pyproject.toml has no [project] table, so its metadata comes from the build backend")
+    dynamic = set(project.get("dynamic") or [])
+    for key in ("name", "version", "dependencies"):
+        if key in dynamic or (key != "dependencies" and key not in project):
+            raise refuse(f"pyproject.toml leaves project.{key} to the build backend")
+    name, version, deps = project["name"], project["version"], project.get("dependencies") or []
+    if not isinstance(name, str) or not isinstance(version, str) or not isinstance(deps, list) \
+            or not all(isinstance(d, str) for d in deps):
+        raise UsageError(f"{pyproject}: project.name, project.version and project.dependencies must be "
+                         f"a string, a string and a list of strings")
+    for dep in deps:
+        try:
+            req = Requirement(dep)
+        except InvalidRequirement as exc:
+            raise UsageError(f"{pyproject}: project.dependencies: {exc}") from None
+        if req.url and not req.url.lower().endswith(".whl"):
+            raise refuse(f"its dependency {dep!r} is a direct reference that pip would build")
+    return name, version, deps
+
+
+def dry_run_changes(args: argparse.Namespace, installed: dict[str, str], what: str) -> list["Change"]:
+    """What installing would change, found without running any package's code."""
+    from ..errors import UsageError
+
+    own: list[Change] = []
+    to_resolve: list[str] = []
+    for spec in [*args.editable, *args.specs]:
+        if spec in args.editable or is_source_tree(spec):
+            name, version, deps = static_metadata(Path(spec))
+            own.append(Change(_canonical(name), installed.get(_canonical(name)), version))
+            to_resolve += deps
+        elif needs_build(spec):
+            raise UsageError(f"{spec}: a source archive or URL has to be built, running its code, before pip "
+                             f"knows what it installs; a dry run runs no package code: {BUILD_HINT}")
+        else:
+            to_resolve.append(spec)
+    changes = list(own)
+    if to_resolve:
+        report = resolve(["--only-binary=:all:", *_pip_flags(args), *to_resolve], what,
+                         hint=" (a dry run considers wheels only: building a source distribution runs its code)")
+        changes += [c for c in changes_from_report(report, installed) if c.name not in {o.name for o in own}]
+    return changes
 
 
 def _pip(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
@@ -266,15 +371,16 @@ def _pip_error(proc: subprocess.CompletedProcess) -> str:
     return (errors or lines or [f"exit status {proc.returncode}"])[0]
 
 
-def resolve(pip_args: list[str], what: str = "") -> dict:
-    """pip's resolution of ``pip_args`` without changing anything (``--dry-run --report``)."""
+def resolve(pip_args: list[str], what: str = "", hint: str = "") -> dict:
+    """pip's resolution of ``pip_args`` without installing (``--dry-run --report``). pip still
+    builds what it cannot resolve otherwise (source trees, sdists): see ``dry_run_changes``."""
     from ..errors import AigcError
 
     with tempfile.TemporaryDirectory(prefix="aigc-pip-") as tmp:
         report_path = Path(tmp) / "report.json"
         proc = _pip("install", "--dry-run", "--quiet", "--report", str(report_path), *pip_args, capture=True)
         if proc.returncode != 0 or not report_path.is_file():
-            raise AigcError(f"pip cannot resolve {what or ' '.join(pip_args)}: {_pip_error(proc)}")
+            raise AigcError(f"pip cannot resolve {what or ' '.join(pip_args)}: {_pip_error(proc)}{hint}")
         return json.loads(report_path.read_text())
 
 
@@ -283,7 +389,10 @@ def cmd_install(args: argparse.Namespace) -> int:
 
     pip_args = _pip_args(args)
     what = " ".join(args.specs + [f"-e {e}" for e in args.editable])
-    changes = changes_from_report(resolve(pip_args, what), installed_versions())
+    if args.dry_run:
+        changes = dry_run_changes(args, installed_versions(), what)
+    else:  # resolving builds source trees: running the code of what the user asked to install
+        changes = changes_from_report(resolve(pip_args, what), installed_versions())
     problems = conflicts(changes, plugin_requirements())
     if changes:
         print(f"installing {what} would change:", file=sys.stderr)

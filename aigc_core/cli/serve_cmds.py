@@ -30,21 +30,44 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body-kb", type=int, default=64, help="request body size limit in KiB (default: 64)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow browser pages from ORIGIN to call the API (repeatable; default: none)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="on a loopback bind, also answer requests whose Host header is NAME (a local reverse "
+                        "proxy's name; repeatable). Other names are refused with 421: DNS-rebinding protection")
+    p.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds a client has to send a request's headers (default: 10)")
+    p.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
+                   help="seconds a client has to send a request's body once its headers arrived (default: 30)")
+    p.add_argument("--keep-alive", type=float, default=5.0, metavar="S",
+                   help="seconds an idle keep-alive connection stays open (default: 5)")
+    p.add_argument("--max-connections", type=int, default=512, metavar="N",
+                   help="open connections at most; past it the oldest one still owing its headers is closed "
+                        "(default: 512; keep it under the process's open-file limit, ulimit -n)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ..errors import AigcError
     from ..server.settings import ServerSettings
 
     settings = ServerSettings(
         host=args.host, port=args.port, api_key_env=args.api_key_env, max_batch=args.max_batch,
         batch_wait_ms=args.batch_wait_ms, queue_size=args.queue_size, timeout_s=args.timeout,
         max_samples=args.max_samples, max_body_bytes=args.max_body_kb * 1024, cors_origins=args.cors_origin,
-    )  # refuses a public bind without a key before any model loads
+        allowed_hosts=args.allow_host, header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
+        keep_alive_s=args.keep_alive, max_connections=args.max_connections,
+    )  # refuses a public bind without a (strong) key before any model loads
     from ..server.app import create_app
+    from ..server.connections import bind_socket, uvicorn_config
     import uvicorn
 
-    app = create_app(args.runs, settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
+    app = create_app(args.runs, settings)  # a bad run directory fails here, before a socket is bound
+    sock = bind_socket(settings.host, settings.port)
+    try:
+        server = uvicorn.Server(uvicorn_config(app, settings, log_level=args.log_level))
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if not server.started:
+        raise AigcError(f"the server on {settings.host}:{settings.port} did not start; see the log above")
     return 0

@@ -16,7 +16,7 @@ from typing import Any, Literal, Optional, Sequence
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
@@ -24,26 +24,29 @@ from ..errors import AigcError, ConfigError
 from . import encoding
 from .batching import Batcher, Job, QueueFull, _seeds
 from .models import RequestError, ServedModel, load_models
-from .security import APIKeyMiddleware, BodyLimitMiddleware
-from .settings import ServerSettings
+from .security import APIKeyMiddleware, BodyLimitMiddleware, HostCheckMiddleware
+from .settings import ServerSettings, is_loopback
 
 log = logging.getLogger("aigc.server")
 MAX_SEED = 2**63 - 1
 
 
+# Strict types: JSON true is not the number 1, and "2" is not 2 (pydantic's lax mode takes both).
 class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    n: int = Field(1, description="number of items (at most the server's max_samples)")
-    seed: Optional[int] = Field(None, description="same seed, same items; omitted: a fresh seed, returned in the reply")
+    n: StrictInt = Field(1, description="number of items (at most the server's max_samples)")
+    seed: Optional[StrictInt] = Field(None, description="same seed, same items; omitted: a fresh seed, returned in the reply")
     options: dict[str, Any] = Field(default_factory=dict, description="the model's generation options (see GET /v1/models)")
-    postprocess: bool = Field(True, description="apply the run's post-processors")
+    postprocess: StrictBool = Field(True, description="apply the run's post-processors")
     output: Literal["json", "files"] = Field(
-        "json", description="json: items inline (base64 for images/audio); files: the file itself, or a zip for several")
+        "json", description="json: items inline (base64 for images/audio); files: the one sample's own file when "
+                            "the request made one sample, else a zip of every item (derived items such as grids "
+                            "included) with meta.json")
 
 
 class StreamRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    seed: Optional[int] = None
+    seed: Optional[StrictInt] = None
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -61,7 +64,8 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
     settings = settings or ServerSettings()
     models = runs if isinstance(runs, dict) else load_models(runs)
     wait_s = settings.batch_wait_ms / 1000.0
-    batchers = {name: Batcher(m, settings.max_batch, wait_s, settings.queue_size) for name, m in models.items()}
+    batchers = {name: Batcher(m, settings.max_batch, wait_s, settings.queue_size, stuck_after_s=settings.timeout_s)
+                for name, m in models.items()}
     stream_pools = {name: ThreadPoolExecutor(settings.max_streams, thread_name_prefix=f"aigc-stream-{name}")
                     for name, m in models.items() if m.can_stream}
     active_streams = {name: 0 for name in models}
@@ -87,6 +91,8 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
         version=__version__,
         description="Generate content from trained aigc runs. Images come as PNG, audio as WAV, text as strings.",
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load their code from a CDN; /docs below is local
+        redoc_url=None,
     )
     app.state.models = models
     app.state.batchers = batchers
@@ -146,11 +152,13 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], summary="Readiness: models loaded and their workers running")
+    @app.get("/readyz", tags=["health"],
+             summary="Readiness: models loaded, their workers running and none stuck past the time limit")
     async def readyz():
-        detail = {name: {"alive": b.alive, "queued": len(b.pending), "active_streams": active_streams[name]}
+        detail = {name: {"alive": b.alive, "stuck": b.stuck, "busy_s": round(b.busy_s, 3), "queued": len(b.pending),
+                         "active_streams": active_streams[name]}
                   for name, b in batchers.items()}
-        ready = state["ready"] and all(d["alive"] for d in detail.values())
+        ready = state["ready"] and all(d["alive"] and not d["stuck"] for d in detail.values())
         return JSONResponse({"ready": ready, "models": detail}, status_code=200 if ready else 503)
 
     # -- models ----------------------------------------------------------------------------
@@ -167,7 +175,9 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
     @app.post("/v1/models/{name}/generate", tags=["generate"], summary="Generate items",
               responses={200: {"content": {"application/json": {}, "image/png": {}, "audio/wav": {},
                                            "text/plain": {}, "application/zip": {}}},
-                         429: {"description": "queue full; see Retry-After"}, 504: {"description": "timed out"}})
+                         429: {"description": "queue full; see Retry-After"},
+                         503: {"description": "the model's worker is stuck past the time limit; retry later"},
+                         504: {"description": "timed out (the generation is cancelled)"}})
     async def generate(name: str, body: GenerateRequest):
         model = get_model(name)
         if not 1 <= body.n <= settings.max_samples:
@@ -182,6 +192,7 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
             result = await asyncio.wait_for(asyncio.shield(job.future), settings.timeout_s)
         except TimeoutError:
             job.future.cancel()
+            batchers[name].abandon(job)  # the generator stops at its next check_cancelled()
             raise RequestError(504, f"generation took longer than the server's limit of {settings.timeout_s:g} s") from None
         except ConfigError as exc:  # the generator refused an option value (a label it never saw...)
             key = exc.key.replace("generate.", "options.", 1) if exc.key.startswith("generate.") else exc.key
@@ -199,7 +210,7 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
         if body.output == "files":
             if not content.items:
                 raise RequestError(422, "every item was dropped by the run's post-processors; nothing to send")
-            data, media_type, filename = await asyncio.to_thread(encoding.to_files, content, summary)
+            data, media_type, filename = await asyncio.to_thread(encoding.to_files, content, summary, body.n)
             headers = {"Content-Disposition": f'attachment; filename="{filename}"', "X-Aigc-Seed": str(result.seed)}
             return Response(data, media_type=media_type, headers=headers)
         items = await asyncio.to_thread(encoding.to_json, content)
@@ -311,8 +322,15 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
     async def style_css():
         return Response(page["style.css"], media_type="text/css")
 
+    @app.get("/docs", include_in_schema=False)
+    async def api_docs():
+        from .apidocs import render
+
+        return HTMLResponse(render(app.openapi()), headers={
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
+
     # -- middleware: the outermost runs first ----------------------------------------------
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     if settings.requires_key:
         app.add_middleware(APIKeyMiddleware, api_key=settings.api_key)
     if settings.cors_origins:
@@ -320,6 +338,8 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
 
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type", "X-API-Key"])
+    if is_loopback(settings.host):  # outermost: a rebinding page learns nothing, not even 401
+        app.add_middleware(HostCheckMiddleware, allowed=settings.allowed_hosts)
     return app
 
 

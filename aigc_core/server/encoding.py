@@ -88,12 +88,24 @@ def dropped_json(content: Content) -> list[dict]:
     return [jsonable({"index": i.meta.get("index"), **(i.meta.get("dropped") or {})}) for i in content.dropped]
 
 
-def to_files(content: Content, summary: dict) -> tuple[bytes, str, str]:
-    """One item: its own file. Several: a zip of the files plus ``meta.json``."""
+def is_derived(item: Item) -> bool:
+    """A view made from the samples by a post-processor (a grid), not a sample itself."""
+    return item.meta.get("kind") == "grid"
+
+
+def to_files(content: Content, summary: dict, requested: int | None = None) -> tuple[bytes, str, str]:
+    """One sample: its own file. Several: a zip of the files plus ``meta.json``.
+
+    A request for one sample (``requested == 1``) gets that sample's file even when a
+    post-processor added a derived item (an image grid of that one image): the client asked
+    for one file, and a zip of a picture and a grid of the same picture answers another question.
+    """
     names = [file_name(content.modality, item, p) for p, item in enumerate(content.items)]
-    if len(content.items) == 1:
-        item = content.items[0]
-        return item_bytes(content.modality, item, jsonable(item.meta)), MEDIA_TYPES[content.modality], names[0]
+    samples = [p for p, item in enumerate(content.items) if not is_derived(item)]
+    if len(content.items) == 1 or (requested == 1 and len(samples) == 1):
+        position = samples[0] if samples else 0
+        item = content.items[position]
+        return item_bytes(content.modality, item, jsonable(item.meta)), MEDIA_TYPES[content.modality], names[position]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         metas = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import threading
 import typing
 from dataclasses import dataclass, field
@@ -85,33 +86,44 @@ class ServedModel:
         }
 
     def validated_options(self, options: Any, settings: ServerSettings) -> dict:
-        """The run's configured options overlaid with the request's, validated and capped."""
+        """The run's configured options overlaid with the request's, validated and capped.
+
+        The caps apply to the values the generator will receive, after type coercion: a cap
+        checked on the raw JSON is passed by ``"99999999"``, which coercion then makes a number.
+        Sizes are checked once on the raw value too, so a huge list is refused before it is coerced.
+        """
         if not isinstance(options, Mapping):
             raise RequestError(422, "options: expected a JSON object", "options")
         check_option_limits(options, settings)
         merged = {**dataclasses.asdict(self.pipe.generate_options), **options}
         try:
-            opts = self.pipe.validate_options(merged, "options")
+            opts = dataclasses.asdict(self.pipe.validate_options(merged, "options"))
         except ConfigError as exc:
             raise RequestError(422, str(exc), exc.key) from None
-        return dataclasses.asdict(opts)
+        check_option_limits({key: opts[key] for key in options if key in opts}, settings)
+        return opts
 
 
 def check_option_limits(options: Mapping, settings: ServerSettings) -> None:
+    """Every option a request sets: lists and strings bounded, numbers finite and under the cap
+    this server sets for that option's name."""
     for key, value in options.items():
         where = f"options.{key}"
-        texts = [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] \
-            if isinstance(value, list) else []
-        if isinstance(value, list) and len(value) > settings.max_samples:
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if isinstance(value, (list, tuple)) and len(value) > settings.max_samples:
             raise RequestError(422, f"{where}: at most {settings.max_samples} entries, got {len(value)}", where)
-        for text in texts:
-            if len(text) > settings.max_prompt_chars:
-                raise RequestError(
-                    422, f"{where}: at most {settings.max_prompt_chars} characters, got {len(text)}", where
-                )
         cap = settings.option_caps.get(key)
-        if cap is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and value > cap:
-            raise RequestError(422, f"{where}: this server allows at most {cap}, got {value}", where)
+        for v in values:
+            if isinstance(v, str) and len(v) > settings.max_prompt_chars:
+                raise RequestError(
+                    422, f"{where}: at most {settings.max_prompt_chars} characters, got {len(v)}", where
+                )
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if isinstance(v, float) and not math.isfinite(v):
+                raise RequestError(422, f"{where}: must be a finite number, got {v}", where)
+            if cap is not None and v > cap:
+                raise RequestError(422, f"{where}: this server allows at most {cap}, got {v}", where)
 
 
 def load_models(specs: Sequence[str | Path], loader: Any = None) -> dict[str, ServedModel]:

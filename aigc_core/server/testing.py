@@ -23,13 +23,18 @@ class LiveServer:
     """uvicorn on an ephemeral loopback port, in a daemon thread; a context manager."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1"):
+        """Configured as ``aigc serve`` configures uvicorn, from the app's own settings."""
         import uvicorn
+
+        from .connections import uvicorn_config
+        from .settings import ServerSettings
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, 0))
         self.url = f"http://{host}:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
+        settings = getattr(getattr(app, "state", None), "settings", None) or ServerSettings()
+        config = uvicorn_config(app, settings, log_level="warning", timeout_graceful_shutdown=2)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
@@ -105,12 +110,13 @@ class FakeTextOptions:
     prompt: str = ""
     max_new_tokens: int = 8
     delay_s: float = 0.0  # pause per piece, to make streams slow enough to cancel
+    ignore_cancel: bool = False  # behave like a generator that never calls check_cancelled()
 
     def validate(self) -> None:
         if not 1 <= self.max_new_tokens <= 10_000:
             raise ValueError("max_new_tokens: must be between 1 and 10000")
-        if not 0.0 <= self.delay_s <= 1.0:
-            raise ValueError("delay_s: must be between 0 and 1")
+        if not 0.0 <= self.delay_s <= 3.0:
+            raise ValueError("delay_s: must be between 0 and 3")
 
 
 class _Counters:
@@ -121,6 +127,7 @@ class _Counters:
         self.started = 0
         self.closed = 0
         self.pieces = 0
+        self.cancelled = 0  # generate calls stopped early by a cancelled token
 
 
 counters = _Counters()
@@ -128,6 +135,7 @@ counters = _Counters()
 
 def _fake_classes():
     # Imported lazily: the bases pull in torch and Lightning.
+    from ..cancel import Cancelled, check_cancelled
     from ..components import DataParams, DataSource, Generator
     from ..content import Content, Item
     from ..seeding import sample_seed
@@ -159,9 +167,19 @@ def _fake_classes():
             return out
 
         def generate(self, n: int, seed: int = 0, prompt: str = "", max_new_tokens: int = 8,
-                     delay_s: float = 0.0) -> Content:
-            if delay_s:
-                time.sleep(delay_s)  # once per call: a slow model, for queue and timeout tests
+                     delay_s: float = 0.0, ignore_cancel: bool = False) -> Content:
+            # once per call: a slow model, for queue and timeout tests. The delay passes in small
+            # steps with a cancellation check between them, as a real decoding loop checks per token.
+            deadline = time.monotonic() + delay_s
+            while (left := deadline - time.monotonic()) > 0:
+                if not ignore_cancel:
+                    try:
+                        check_cancelled()
+                    except Cancelled:
+                        with counters.lock:
+                            counters.cancelled += 1
+                        raise
+                time.sleep(min(0.01, left))
             items = []
             for i in range(n):
                 text = " ".join(([prompt] if prompt else []) + self._words(seed, i, max_new_tokens))
@@ -169,7 +187,7 @@ def _fake_classes():
             return Content("text", items)
 
         def stream(self, seed: int = 0, prompt: str = "", max_new_tokens: int = 8,
-                   delay_s: float = 0.0) -> Iterator[str]:
+                   delay_s: float = 0.0, ignore_cancel: bool = False) -> Iterator[str]:
             with counters.lock:
                 counters.started += 1
             try:
@@ -250,5 +268,10 @@ def fake_text_run(run_dir: str | Path, name: str = "fake-text") -> Path:
     write_text(run_dir / "config.yaml",
                f"name: {name}\nseed: 0\ndata: {{source: fake-text-source}}\ngenerator: {{name: fake-text}}\n"
                "generate: {num_samples: 2}\n")
-    write_json(run_dir / "manifest.json", {"name": name, "modality": "text"})
+    from ..atomic import sha256_file
+    from ..rundir import FORMAT
+
+    write_json(run_dir / "manifest.json", {
+        "format": FORMAT, "name": name, "modality": "text",
+        "checkpoint": {"dir": "model", "files": {"fake.json": sha256_file(run_dir / "model" / "fake.json")}}})
     return run_dir

@@ -149,11 +149,13 @@ function addItem(item) {
       img.src = href;
       fig.appendChild(img);
     } else {
+      fig.className = "audio";
       const audio = document.createElement("audio");
       audio.className = "sample";
       audio.controls = true;
       audio.src = href;
       fig.appendChild(audio);
+      fig.appendChild(Spectrogram.figure(item.data_base64, audio));  // static/spectrogram.js
     }
   }
   cap.appendChild(download(item, href));

@@ -3,7 +3,9 @@
 Waveform -> log-mel (torchaudio) -> normalised by the training set's mean and spread -> encoder
 (three stride-2 convolutions) -> q(z | x, class) -> decoder (mirror image) -> log-mel. Sampling
 draws z from N(0, I) per sample seed, decodes with the asked class and vocodes with
-InverseMelScale + Griffin-Lim. docs/audio.md argues why a VAE rather than a GAN.
+a trained neural vocoder (``generator.vocoder``: a finished mel-vocoder run, copied into this
+model's checkpoint so a run stays self-contained) or, without one, InverseMelScale + Griffin-Lim.
+docs/audio.md argues why a VAE rather than a GAN.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, sample_seed
+from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, check_cancelled, sample_seed
 
 from .features import MelFeatures, default_n_fft
+from .vocoder import MelVocoderParams, VocoderNet, griffin_lim_notice, load_vocoder_run
 
 SIZES = {"debug": (4, 8), "small": (16, 16), "base": (32, 32)}  # width, latent
 
@@ -51,8 +54,11 @@ class MelVAEParams:
     kl_weight: float = 4.0  # at 1 the latent carried the class and prior samples lost it (docs/benchmarks.md)
     kl_warmup_steps: int = 300  # the KL weight ramps up from 0, so early steps learn to reconstruct
     lr: float = 1e-3  # learning rate (Adam)
+    vocoder: Optional[str] = None  # a finished mel-vocoder run directory (e.g. runs/vocoder-fsdd); none: Griffin-Lim
 
     def validate(self) -> None:
+        if self.vocoder is not None and not str(self.vocoder).strip():
+            raise ValueError("vocoder: must name a mel-vocoder run directory, or be left out")
         if self.latent_dim is not None and self.latent_dim < 1:
             raise ValueError("latent_dim: must be at least 1")
         if self.width is not None and self.width < 1:
@@ -158,6 +164,26 @@ class MelVAE(Generator):
         self.decoder = Decoder(params.channels, params.latent, grid, self.num_classes)
         # the training set's log-mel mean and spread: fitted preprocessing, saved with the weights
         self.register_buffer("norm", torch.tensor([0.0, 1.0]))
+        # a vocoder recorded in the checkpoint's info is rebuilt here; its weights come with the state
+        self.vocoder: VocoderNet | None = None
+        if info.get("vocoder"):
+            self._set_vocoder(VocoderNet(MelVocoderParams(**info["vocoder"]["params"])), info["vocoder"])
+        self._noticed = False
+
+    def mel_settings(self) -> dict:
+        return {"sample_rate": self.sample_rate, "n_mels": self.params.n_mels, "n_fft": self.features.n_fft,
+                "hop_length": self.features.hop_length}
+
+    def _set_vocoder(self, net: VocoderNet, record: dict) -> None:
+        for p in net.parameters():
+            p.requires_grad_(False)  # trained elsewhere; the VAE's optimiser never sees it
+        self.vocoder = net.eval()
+        self.info["vocoder"] = record
+
+    def attach_vocoder(self, run_dir: str) -> None:
+        """Load a finished mel-vocoder run (checked against this model's mel settings) and use it."""
+        net, record = load_vocoder_run(run_dir, self.mel_settings())
+        self._set_vocoder(net, record)
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -167,6 +193,8 @@ class MelVAE(Generator):
             raise ConfigError("generator.sample_rate", f"is {params.sample_rate} Hz but the data source gives "
                               f"{info['sample_rate']} Hz (set data.sample_rate to match)")
         model = cls(params, info)
+        if params.vocoder:
+            model.attach_vocoder(params.vocoder)
         waves, _ = split_tensors(source.split("train"), limit=512)
         with torch.no_grad():
             mel = model.features.log_mel(waves)
@@ -176,6 +204,8 @@ class MelVAE(Generator):
     @classmethod
     def load_artifact(cls, directory, params: MelVAEParams, info: dict | None = None) -> "MelVAE":
         model = super().load_artifact(directory, params, info)
+        if params.vocoder and model.vocoder is None:
+            model.attach_vocoder(params.vocoder)  # a vocoder trained after this model: use it from now on
         if params.sample_rate is not None and params.sample_rate != model.sample_rate:
             raise ConfigError("generator.sample_rate", f"is {params.sample_rate} Hz but the checkpoint in "
                               f"{directory} was trained at {model.sample_rate} Hz")
@@ -191,6 +221,11 @@ class MelVAE(Generator):
 
     def to_wave(self, x: torch.Tensor) -> torch.Tensor:
         mel = x[:, 0, :, : self.frames] * self.norm[1] + self.norm[0]
+        if self.vocoder is not None:
+            return self.vocoder.vocode(mel, self.num_samples)
+        if not self._noticed:
+            self._noticed = True
+            griffin_lim_notice("mel-vae")
         return self.features.invert(mel, self.num_samples)
 
     # -- training -----------------------------------------------------------------------------
@@ -255,6 +290,7 @@ class MelVAE(Generator):
         items: list[Item] = []
         try:
             for lo in range(0, n, batch_size):
+                check_cancelled()  # a server that gave up on this request stops it here
                 hi = min(n, lo + batch_size)
                 idx = torch.arange(start + lo, start + hi)
                 labels = torch.full_like(idx, fixed) if fixed is not None else idx % self.num_classes
@@ -283,3 +319,6 @@ class MelVAE(Generator):
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
             raise CheckpointError(f"checkpoint does not fit this mel-vae (size, n_mels, n_fft or classes differ): {first}") from None
+
+    def neural_vocoder(self) -> VocoderNet | None:
+        return self.vocoder

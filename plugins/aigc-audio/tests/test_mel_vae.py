@@ -21,7 +21,7 @@ def tiny_config(out: Path) -> dict:
         "name": "audio-tiny",
         "seed": 0,
         "data": {"source": "synth-notes", "num_items": 40, "duration": 0.25, "sample_rate": 8000,
-                 "timbres": ["sine", "square"], "batch_size": 16},
+                 "timbres": ["sine", "square"], "batch_size": 16, "val_fraction": 0.2, "test_fraction": 0.2},
         "generator": {"name": "mel-vae", "size": "debug", "griffin_lim_iters": 4},
         "train": {"max_epochs": 1, "accelerator": "cpu", "progress_bar": False, "sample_every_n_epochs": 1},
         "generate": {"num_samples": 4},
@@ -51,6 +51,9 @@ def test_run_writes_wavs_spectrograms_and_metrics(run_dir):
     for key in ("accuracy_generated", "accuracy_real_floor", "fd_generated", "fd_real_floor"):
         assert np.isfinite(scores[key]), key
     assert 0.0 <= scores["accuracy_generated"] <= 1.0 and scores["num_samples"] == 4
+    # the classifier learnt from the validation split (8 of 40 clips), never the generator's 24 training clips
+    assert scores["classifier_clips"] == 8
+    assert {"accuracy_generated_sine", "accuracy_generated_square"} <= set(scores)  # per asked label
     outputs = {Path(o["path"]).name for o in manifest["outputs"]}
     assert "spectrograms.png" in outputs and {"sample_00000.wav", "sample_00000.png"} <= outputs
     info = sf.info(str(run_dir / "outputs" / "sample_00000.wav"))
@@ -169,3 +172,22 @@ def test_build_and_metric_accept_any_audio_source():
     assert waves.shape == (3, 8) and labels.tolist() == [0, 1, 0]
     waves, labels = split_tensors(Pairs(), limit=2)
     assert waves.shape == (2, 8) and waves[1, 0] == 1.0
+
+
+def test_metric_classifier_never_learns_from_generator_training_clips(run_dir, monkeypatch, tmp_path):
+    import aigc_audio.metrics as metrics
+
+    seen = []
+    original = metrics.train_classifier
+
+    def spy(waves, labels, *args, **kwargs):
+        seen.append(waves)
+        return original(waves, labels, *args, **kwargs)
+
+    monkeypatch.setattr(metrics, "train_classifier", spy)
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path))  # a fresh cache: the classifier is trained here
+    pipe = Pipeline.from_run_dir(run_dir)
+    pipe.score(pipe.generate(2))
+    train = pipe.data_source().split("train").waves
+    assert len(seen) == 1 and len(seen[0]) == len(pipe.data_source().split("val").waves)
+    assert not any(bool((train == clip).all(1).any()) for clip in seen[0])

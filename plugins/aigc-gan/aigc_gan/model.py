@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aigc_core import ConfigError, Content, Generator, Item, sample_seed
+from aigc_core import ConfigError, Content, Generator, Item, check_cancelled, sample_seed
 
 from .augment import augment
 
@@ -331,6 +331,7 @@ class DCGAN(Generator):
         end = start + n
         try:
             for lo in range((start // batch_size) * batch_size, end, batch_size):
+                check_cancelled()  # a server that gave up on this request stops it here
                 z = self.latents(batch_size, seed, lo).to(self.device) * truncation
                 idx = torch.arange(lo, lo + batch_size)
                 labels = None

@@ -20,7 +20,7 @@ from typing import Iterator, Literal, Optional
 import torch
 from torch.nn import functional as F
 
-from aigc_core import AigcError, CheckpointError, ConfigError, Content, Generator, Item, sample_seed
+from aigc_core import AigcError, CheckpointError, ConfigError, Content, Generator, Item, check_cancelled, sample_seed
 
 from .data import TokenDataModule
 from .sampling import Decoder, Sampling
@@ -184,7 +184,8 @@ class CausalLM(Generator):
             tokenizer = load_tokenizer(params.tokenizer or ref, "generator.tokenizer" if params.tokenizer
                                        else "generator.pretrained", **kwargs)
             try:
-                model = AutoModelForCausalLM.from_pretrained(ref, **kwargs).train()  # loads in eval mode
+                model = AutoModelForCausalLM.from_pretrained(  # loads in eval mode; never the folder's own code
+                    ref, **{**kwargs, "trust_remote_code": False}).train()
             except (OSError, ValueError) as exc:
                 raise ConfigError("generator.pretrained", f"{ref}: cannot load ({str(exc).splitlines()[0]})") from None
             key = "generator.tokenizer" if params.tokenizer else "generator.pretrained"
@@ -221,7 +222,9 @@ class CausalLM(Generator):
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return tok
+        # read back, as a resumed run does: a loaded tokenizer saves other metadata than a fresh one,
+        # and a resumed run must write the same artifact as one that was never interrupted
+        return load_tokenizer(directory, "generator.tokenizer")
 
     def datamodule(self, source):
         return TokenDataModule(source, self.tokenizer, self.context, source.seed)
@@ -310,6 +313,7 @@ class CausalLM(Generator):
                 idx = order[lo:lo + opts.batch_size]
                 dec = self._decoder([encoded[plan[i]] for i in idx], [sample_seed(seed, i) for i in idx], opts)
                 for _ in dec.steps():
+                    check_cancelled()  # per token: a server that gave up on this request stops it here
                     if opts.stop:
                         self._check_stops(dec, opts.stop)
                 for row, i in enumerate(idx):
@@ -428,11 +432,13 @@ class CausalLM(Generator):
             raise CheckpointError(f"{directory}: not a Hugging Face model directory (no config.json)")
         _quiet_transformers()
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+            # trust_remote_code=False: a tampered run's auto_map must not run its own Python (nor ask)
+            tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise CheckpointError(f"{directory}: unreadable tokenizer ({str(exc).splitlines()[0]})") from None
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(directory), local_files_only=True, use_safetensors=True)
+            model = AutoModelForCausalLM.from_pretrained(str(directory), local_files_only=True, use_safetensors=True,
+                                                         trust_remote_code=False)
         except (OSError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{directory}: unreadable model ({str(exc).splitlines()[0]})") from None
         _check_vocab(tokenizer, model, lambda m: CheckpointError(f"{directory}: {m}"))

@@ -52,7 +52,8 @@ def load_tokenizer(path: str | Path, key: str, **kwargs):
     from transformers import AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(str(path), **kwargs)
+        # never the directory's own Python (auto_map): a run or hub folder is data, not code
+        tok = AutoTokenizer.from_pretrained(str(path), **{**kwargs, "trust_remote_code": False})
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ConfigError(key, f"{path}: not a tokenizer directory ({_first(exc)})") from None
     if tok.eos_token is None:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, UsageError, sample_seed
+from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, UsageError, check_cancelled, sample_seed
 
 from . import likelihoods as lk
 from .nets import Decoder, Encoder
@@ -339,6 +339,7 @@ class VAE(Generator):
         items = []
         end = start + n
         for block in range(start - start % batch_size, end, batch_size):
+            check_cancelled()  # a server that gave up on this request stops it here
             z = self.latents(batch_size, seed, block, temperature)
             y = self._class_labels(batch_size, block, label)
             images = self.decode(z, y).float().cpu().numpy()
@@ -357,6 +358,7 @@ class VAE(Generator):
         n = min(n, len(dataset))
         items = []
         for lo in range(0, n, batch_size):
+            check_cancelled()
             pairs = [dataset[i] for i in range(lo, min(n, lo + batch_size))]
             x = torch.stack([torch.as_tensor(p[0]) for p in pairs]).float()
             y = torch.as_tensor([int(p[1]) for p in pairs])

@@ -155,6 +155,10 @@ def test_vae_run_directory_holding_a_gan_checkpoint(vae_run, gan_run, tmp_path, 
     shutil.copy(vae_run / "config.yaml", mixed / "config.yaml")
     shutil.copytree(gan_run / "model", mixed / "model")
     code, _, err = run_cli(capsys, "generate", mixed, "--out", tmp_path / "out")
+    assert code == 1 and "refusing to load weights that cannot be verified" in err  # no manifest: nothing vouches
+    gan_manifest = json.loads((gan_run / "manifest.json").read_text())
+    (mixed / "manifest.json").write_text(json.dumps({"checkpoint": gan_manifest["checkpoint"]}))
+    code, _, err = run_cli(capsys, "generate", mixed, "--out", tmp_path / "out")
     assert code == 1
     assert err.strip() == f"aigc: error: {mixed / 'model' / 'model.json'}: not a vae checkpoint (written by another generator)"
     shutil.copy(gan_run / "manifest.json", mixed / "manifest.json")  # the GAN's own record: the core refuses too

@@ -1,0 +1,441 @@
+"""A small neural vocoder (log-mel -> waveform), trained the HiFi-GAN way, as a generator of its own.
+
+Why its own generator: a vocoder learns from audio alone (no labels, no spectrogram model), so
+it trains once per data setting (rate and mel analysis) and any spectrogram generator reuses it
+by naming the finished run (``generator.vocoder: runs/vocoder-fsdd``, see ``load_vocoder_run``).
+
+The network works at the frame rate and lets an inverse STFT make the samples (as Vocos and
+iSTFTNet do), because a CPU budget of minutes does not buy the hundreds of thousands of steps
+that a HiFi-GAN upsampling stack needs: one measured on FSDD was still at 2x Griffin-Lim's
+STFT distance after 650 steps (docs/audio.md). Per frame it predicts a log-magnitude correction
+to the least-squares inverse of the mel filter bank (zero at initialisation, so training starts
+from Griffin-Lim's magnitudes, not from noise) and a per-bin phase advance added to each bin's
+nominal advance, accumulated over frames, so phase is coherent from the first step. The body
+is ConvNeXt-style blocks (depthwise 7-tap convolution, layer norm, a two-layer MLP, scaled
+residual).
+
+Training follows HiFi-GAN: random crops of ``segment_frames`` mel frames; first
+``gan_start_steps`` steps on the multi-resolution STFT distance alone (a dense gradient), then
+least-squares adversarial losses from multi-period (2, 3, 5, 7, 11) and multi-scale (x1, x2, x4)
+discriminators plus feature matching.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, UsageError, sha256_file
+
+from .features import MelFeatures, default_n_fft
+from .stft_distance import stft_distance
+
+SIZES = {"debug": (32, 2, 4), "small": (128, 4, 8), "base": (256, 6, 16)}  # width, blocks, discriminator width
+PERIODS = (2, 3, 5, 7, 11)
+#: settings a spectrogram generator and its vocoder must share, with the config key that sets each
+MEL_KEYS = ("sample_rate", "n_mels", "n_fft", "hop_length")
+
+
+@dataclass
+class MelVocoderParams:
+    size: Literal["debug", "small", "base"] = "small"  # preset widths; debug is for fast tests
+    width: Optional[int] = None  # channels of the frame-rate body; default from size: 32 / 128 / 256
+    sample_rate: Optional[int] = None  # default: the data's; set it to insist on one
+    n_mels: int = 64  # mel bands; must match the spectrogram generator that will use this vocoder
+    n_fft: Optional[int] = None  # default: about 64 ms at the sample rate (as mel-vae)
+    hop_length: Optional[int] = None  # default: n_fft / 4 (as mel-vae)
+    segment_frames: int = 32  # mel frames per training crop (32 x 128 samples = 0.5 s at 8 kHz)
+    discriminator: Literal["mpd+msd", "mpd", "msd", "none"] = "mpd+msd"  # multi-period and/or multi-scale
+    gan_start_steps: int = 400  # steps on the STFT loss alone before the discriminators join
+    stft_weight: float = 10.0  # weight of the multi-resolution STFT distance
+    adversarial_weight: float = 1.0  # weight of the least-squares adversarial loss
+    feature_match_weight: float = 2.0  # weight of the discriminator feature-matching loss
+    lr: float = 1e-3  # learning rate of generator and discriminators (AdamW, betas 0.8 / 0.99)
+
+    def validate(self) -> None:
+        if self.width is not None and (self.width < 8 or self.width % 8):
+            raise ValueError("width: must be a multiple of 8, at least 8")
+        if self.sample_rate is not None and not 1000 <= self.sample_rate <= 192000:
+            raise ValueError("sample_rate: must be between 1000 and 192000 Hz")
+        if self.n_mels < 8:
+            raise ValueError("n_mels: must be at least 8")
+        if self.n_fft is not None and self.n_fft < 16:
+            raise ValueError("n_fft: must be at least 16")
+        if self.hop_length is not None and self.hop_length < 2:
+            raise ValueError("hop_length: must be at least 2")
+        if self.segment_frames < 2:
+            raise ValueError("segment_frames: must be at least 2")
+        if self.gan_start_steps < 0:
+            raise ValueError("gan_start_steps: must be 0 or more")
+        for key in ("stft_weight", "adversarial_weight", "feature_match_weight"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key}: must be 0 or more")
+        if self.lr <= 0:
+            raise ValueError("lr: must be positive")
+
+
+@dataclass
+class MelVocoderOptions:
+    split: Literal["test", "val", "train"] = "test"  # the real clips to re-synthesise from their own mels
+
+    def validate(self) -> None:
+        pass
+
+
+class ConvNeXtBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.depthwise = nn.Conv1d(channels, channels, 7, padding=3, groups=channels)
+        self.norm = nn.LayerNorm(channels)
+        self.mlp = nn.Sequential(nn.Linear(channels, 3 * channels), nn.GELU(), nn.Linear(3 * channels, channels))
+        self.scale = nn.Parameter(torch.full((channels,), 0.1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.mlp(self.norm(self.depthwise(x).transpose(1, 2))) * self.scale
+        return x + h.transpose(1, 2)
+
+
+class VocoderNet(nn.Module):
+    """The part a spectrogram generator carries: mel settings, input normalisation and weights."""
+
+    def __init__(self, params: MelVocoderParams):
+        super().__init__()
+        import torchaudio.functional as AF
+
+        self.sample_rate = int(params.sample_rate)
+        self.n_mels = params.n_mels
+        self.n_fft = int(params.n_fft)
+        self.hop_length = int(params.hop_length)
+        width, blocks, _ = SIZES[params.size]
+        width = params.width or width
+        bins = self.n_fft // 2 + 1
+        self.inp = nn.Conv1d(params.n_mels, width, 7, padding=3)
+        self.inp_norm = nn.LayerNorm(width)
+        self.blocks = nn.Sequential(*[ConvNeXtBlock(width) for _ in range(blocks)])
+        self.out_norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, 2 * bins)
+        nn.init.zeros_(self.head.weight)  # start exactly at the least-squares magnitude and nominal phase
+        nn.init.zeros_(self.head.bias)
+        # the training set's log-mel mean and spread: fitted preprocessing, saved with the weights
+        self.register_buffer("norm", torch.tensor([0.0, 1.0]))
+        # derived from the settings, not learnt: rebuilt on load, kept out of the checkpoint
+        fb = AF.melscale_fbanks(bins, 0.0, self.sample_rate / 2.0, params.n_mels, self.sample_rate)
+        self.register_buffer("inverse_fb", torch.linalg.pinv(fb.T), persistent=False)  # (bins, n_mels)
+        self.register_buffer("advance", 2 * torch.pi * torch.arange(bins) * self.hop_length / self.n_fft,
+                             persistent=False)
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+
+    def mel_settings(self) -> dict:
+        return {"sample_rate": self.sample_rate, "n_mels": self.n_mels, "n_fft": self.n_fft,
+                "hop_length": self.hop_length}
+
+    def spectrum(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels, frames) natural-log mel power -> (B, bins, frames) complex STFT."""
+        power = (self.inverse_fb @ (torch.exp(log_mel) - 1e-5)).clamp_min(1e-10)
+        x = self.inp((log_mel - self.norm[0]) / self.norm[1])
+        x = self.blocks(self.inp_norm(x.transpose(1, 2)).transpose(1, 2))
+        d_mag, d_phase = self.head(self.out_norm(x.transpose(1, 2))).transpose(1, 2).chunk(2, dim=1)
+        magnitude = power.sqrt() * torch.exp(d_mag.clamp(max=6.0))
+        phase = torch.cumsum(self.advance[None, :, None] + d_phase, dim=-1)
+        return torch.polar(magnitude, phase)
+
+    def _istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
+        return torch.istft(spec, self.n_fft, self.hop_length, self.n_fft, self.window, center=True, length=length)
+
+    def forward(self, log_mel: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """(B, n_mels, frames) natural-log mel power -> (B, length) waveform, frame t centred on
+        sample t * hop (as the analysis with ``center=True``); length defaults to (frames - 1) * hop."""
+        return self._istft(self.spectrum(log_mel), length or (log_mel.shape[-1] - 1) * self.hop_length)
+
+    @torch.no_grad()
+    def vocode(self, log_mel: torch.Tensor, num_samples: int) -> torch.Tensor:
+        """One clip at a time: batched kernels may round differently, and a clip must have the
+        same bytes however a run is batched or sharded."""
+        was_training = self.training
+        self.eval()
+        try:
+            waves = [self(log_mel[i:i + 1], num_samples) for i in range(len(log_mel))]
+        finally:
+            self.train(was_training)
+        out = torch.cat(waves) if waves else log_mel.new_zeros(0, num_samples)
+        return out.clamp(-1.0, 1.0)
+
+
+def _wn(module: nn.Module) -> nn.Module:
+    return nn.utils.parametrizations.weight_norm(module)
+
+
+class PeriodDiscriminator(nn.Module):
+    """Looks at every p-th sample as a 2-D image: catches periodic (pitch) structure."""
+
+    def __init__(self, period: int, width: int):
+        super().__init__()
+        self.period = period
+        chans = [1, width, 2 * width, 4 * width, 4 * width]
+        self.convs = nn.ModuleList(_wn(nn.Conv2d(chans[i], chans[i + 1], (5, 1), (3 if i < 3 else 1, 1), padding=(2, 0)))
+                                   for i in range(4))
+        self.post = _wn(nn.Conv2d(chans[-1], 1, (3, 1), padding=(1, 0)))
+
+    def forward(self, x: torch.Tensor):
+        b, t = x.shape
+        if t % self.period:
+            x = F.pad(x, (0, self.period - t % self.period), mode="reflect")
+        x = x.view(b, 1, -1, self.period)
+        feats = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.1)
+            feats.append(x)
+        x = self.post(x)
+        feats.append(x)
+        return x.flatten(1), feats
+
+
+class ScaleDiscriminator(nn.Module):
+    """Strided grouped 1-D convolutions over the waveform at one sample rate."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        w = width
+        self.convs = nn.ModuleList([
+            _wn(nn.Conv1d(1, w, 15, 1, padding=7)),
+            _wn(nn.Conv1d(w, 2 * w, 41, 4, padding=20, groups=4)),
+            _wn(nn.Conv1d(2 * w, 4 * w, 41, 4, padding=20, groups=4)),
+            _wn(nn.Conv1d(4 * w, 4 * w, 5, 1, padding=2)),
+        ])
+        self.post = _wn(nn.Conv1d(4 * w, 1, 3, padding=1))
+
+    def forward(self, x: torch.Tensor):
+        x = x.unsqueeze(1)
+        feats = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.1)
+            feats.append(x)
+        x = self.post(x)
+        feats.append(x)
+        return x.flatten(1), feats
+
+
+class Discriminators(nn.Module):
+    def __init__(self, kind: str, width: int):
+        super().__init__()
+        self.periods = nn.ModuleList(PeriodDiscriminator(p, width) for p in PERIODS) if "mpd" in kind else nn.ModuleList()
+        self.scales = nn.ModuleList(ScaleDiscriminator(width) for _ in range(3)) if "msd" in kind else nn.ModuleList()
+
+    def forward(self, wave: torch.Tensor):
+        outs = [d(wave) for d in self.periods]
+        x = wave
+        for i, d in enumerate(self.scales):
+            if i:
+                x = F.avg_pool1d(x.unsqueeze(1), 4, 2, padding=2).squeeze(1)
+            outs.append(d(x))
+        return outs  # [(scores, features), ...]
+
+
+class MelVocoder(Generator):
+    modality = "audio"
+    Params = MelVocoderParams
+    GenerateOptions = MelVocoderOptions
+    wants_data_source = True
+
+    def __init__(self, params: MelVocoderParams, info: dict):
+        rate = int(params.sample_rate or info["sample_rate"])
+        n_fft = params.n_fft or default_n_fft(rate)
+        resolved = MelVocoderParams(**{**asdict(params), "sample_rate": rate, "n_fft": n_fft,
+                                       "hop_length": params.hop_length or n_fft // 4})
+        super().__init__(resolved, info)
+        self.automatic_optimization = False
+        self.sample_rate = rate
+        self.num_samples = int(info["num_samples"])
+        self.classes = [str(c) for c in (info.get("classes") or ["all"])]
+        try:
+            self.features = MelFeatures(rate, resolved.n_mels, n_fft, resolved.hop_length)
+        except ValueError as exc:
+            raise ConfigError("generator." + str(exc).split(":")[0], str(exc).split(": ", 1)[1]) from None
+        self.net = VocoderNet(resolved)
+        self.segment_frames = max(2, min(resolved.segment_frames, self.num_samples // resolved.hop_length))
+        disc_width = SIZES[resolved.size][2] if resolved.width is None else 4 * max(1, resolved.width // 64)
+        self.discriminators = (Discriminators(resolved.discriminator, disc_width)
+                               if resolved.discriminator != "none" else None)
+        # what a spectrogram generator needs to rebuild the net from model.json alone
+        self.info["vocoder_params"] = asdict(resolved)
+
+    @classmethod
+    def build(cls, params: MelVocoderParams, source, workdir) -> "MelVocoder":
+        from .model import split_tensors
+
+        info = source.info
+        if params.sample_rate is not None and params.sample_rate != info["sample_rate"]:
+            raise ConfigError("generator.sample_rate", f"is {params.sample_rate} Hz but the data source gives "
+                              f"{info['sample_rate']} Hz (set data.sample_rate to match)")
+        model = cls(params, info)
+        waves, _ = split_tensors(source.split("train"), limit=512)
+        with torch.no_grad():
+            mel = model.features.log_mel(waves)
+        model.net.norm.copy_(torch.stack([mel.mean(), mel.std().clamp_min(1e-3)]))
+        return model
+
+    # -- training -----------------------------------------------------------------------------
+    def crops(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random aligned (mel, waveform) crops, drawn where each clip has sound (clips are
+        zero-padded to a fixed length; crops of digital silence would teach little)."""
+        hop, frames = self.params.hop_length, self.segment_frames
+        with torch.no_grad():
+            mel = self.features.log_mel(wave)
+        loud = wave.abs() > 1e-4
+        last = torch.where(loud.any(1), wave.shape[1] - 1 - loud.flip(1).float().argmax(1), torch.zeros_like(loud[:, 0], dtype=torch.long))
+        limit = (self.num_samples - frames * hop) // hop
+        max_start = (last // hop - frames).clamp(0, max(limit, 0))
+        start = (torch.rand(len(wave), device=wave.device) * (max_start + 1).float()).long()
+        mels = torch.stack([mel[i, :, s:s + frames] for i, s in enumerate(start.tolist())])
+        waves = torch.stack([wave[i, s * hop:(s + frames - 1) * hop] for i, s in enumerate(start.tolist())])
+        return mels, waves
+
+    def training_step(self, batch, batch_idx):
+        wave, _ = batch
+        p = self.params
+        mel, target = self.crops(wave)
+        fake = self.net(mel, target.shape[1])
+        opt_g, opt_d = self.optimizers()
+        adversarial = self.discriminators is not None and self.global_step >= p.gan_start_steps
+        logs = {}
+        if adversarial:
+            loss_d = 0.0
+            for (real_score, _), (fake_score, _) in zip(self.discriminators(target), self.discriminators(fake.detach())):
+                loss_d = loss_d + (1 - real_score).pow(2).mean() + fake_score.pow(2).mean()
+            opt_d.zero_grad()
+            self.manual_backward(loss_d)
+            opt_d.step()
+            logs["loss_d"] = loss_d.detach()
+        stft = stft_distance(fake, target, self.sample_rate)
+        loss_g = p.stft_weight * stft
+        if adversarial:
+            with torch.no_grad():
+                real_feats = [feats for _, feats in self.discriminators(target)]
+            adv, fm = 0.0, 0.0
+            for (score, feats), reals in zip(self.discriminators(fake), real_feats):
+                adv = adv + (1 - score).pow(2).mean()
+                fm = fm + sum(F.l1_loss(f, r) for f, r in zip(feats, reals))
+            loss_g = loss_g + p.adversarial_weight * adv + p.feature_match_weight * fm
+            logs["loss_adv"] = adv.detach()
+        opt_g.zero_grad()
+        self.manual_backward(loss_g)
+        opt_g.step()
+        logs.update({"loss": loss_g.detach(), "loss_stft": stft.detach()})
+        self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(wave))
+        return loss_g
+
+    def validation_step(self, batch, batch_idx):
+        wave, _ = batch
+        mel = self.features.log_mel(wave)
+        self.log("val_loss", stft_distance(self.net(mel, wave.shape[1]), wave, self.sample_rate),
+                 batch_size=len(wave))
+
+    def configure_optimizers(self):
+        opt_g = torch.optim.AdamW(self.net.parameters(), lr=self.params.lr, betas=(0.8, 0.99))
+        disc = list(self.discriminators.parameters()) if self.discriminators is not None else [nn.Parameter(torch.zeros(1))]
+        opt_d = torch.optim.AdamW(disc, lr=self.params.lr, betas=(0.8, 0.99))
+        return [opt_g, opt_d]
+
+    # -- generation ---------------------------------------------------------------------------
+    def vocode(self, log_mel: torch.Tensor, num_samples: int) -> torch.Tensor:
+        return self.net.vocode(log_mel, num_samples)
+
+    def neural_vocoder(self) -> VocoderNet:
+        return self.net
+
+    @torch.no_grad()
+    def generate(self, n: int, seed: int = 0, split: str = "test", data_source=None, start: int = 0) -> Content:
+        """Re-synthesis of real clips from their own mel spectrograms: what a vocoder alone can make."""
+        from .model import split_tensors
+
+        if data_source is None:  # a preview during training: the Trainer's data
+            data_source = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if data_source is None:
+            raise UsageError("mel-vocoder re-synthesises real clips: pass data_source (the pipeline does this)")
+        source = data_source() if callable(data_source) else data_source
+        waves, labels = split_tensors(source.split(split))
+        if len(waves) == 0:
+            raise UsageError(f"generate.split: the {split!r} split is empty")
+        idx = torch.arange(start, start + n) % len(waves)
+        items = []
+        if n:
+            out = self.vocode(self.features.log_mel(waves[idx]), self.num_samples).cpu().numpy()
+            for j, wave in enumerate(out):
+                k = int(labels[idx[j]])
+                meta = {"index": start + j, "seed": seed, "sample_rate": self.sample_rate, "mode": "resynthesis",
+                        "split": split, "source_index": int(idx[j]), "label": k,
+                        "class": self.classes[k] if k < len(self.classes) else str(k)}
+                items.append(Item(np.nan_to_num(wave.astype(np.float32)), meta))
+        return Content("audio", items)
+
+    # -- artifacts ----------------------------------------------------------------------------
+    def artifact_state(self) -> dict[str, torch.Tensor]:
+        return {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+
+    def load_artifact_state(self, state: dict[str, torch.Tensor]) -> None:
+        try:
+            self.net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")}, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise CheckpointError(f"checkpoint does not fit this mel-vocoder (size or mel settings differ): {first}") from None
+
+
+def load_vocoder_run(run_dir: str | Path, expected: dict, key: str = "generator.vocoder") -> tuple[VocoderNet, dict]:
+    """The finished mel-vocoder of ``run_dir`` (its model/, every file checked against the
+    manifest's sha256), refused with a one-line error naming ``key`` when it was trained for
+    another sample rate or mel analysis than ``expected``. Returns the net and a provenance record."""
+    from safetensors.torch import load_file
+
+    run = Path(run_dir)
+    manifest_path = run / "manifest.json"
+    if not manifest_path.is_file():
+        raise ConfigError(key, f"{run_dir}: not a run directory (no manifest.json); train one first, "
+                          f"e.g. aigc run configs/vocoder-fsdd.yaml")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError as exc:
+        raise ConfigError(key, f"{manifest_path}: unreadable ({exc})") from None
+    name = ((manifest.get("config") or {}).get("generator") or {}).get("name")
+    if name != "mel-vocoder":
+        raise ConfigError(key, f"{run_dir} holds a {name!r} run, not a mel-vocoder")
+    files = (manifest.get("checkpoint") or {}).get("files") or {}
+    if "model.safetensors" not in files:
+        raise ConfigError(key, f"{run_dir}: training has not finished (no model/ in its manifest)")
+    model_dir = run / "model"
+    for rel, digest in files.items():
+        path = model_dir / rel
+        if not path.is_file():
+            raise CheckpointError(f"{key}: {path}: checkpoint file missing")
+        if sha256_file(path) != digest:
+            raise CheckpointError(f"{key}: {path}: checkpoint is corrupt or truncated (sha256 differs from manifest.json)")
+    try:
+        saved = json.loads((model_dir / "model.json").read_text())["info"]["vocoder_params"]
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"{key}: {model_dir / 'model.json'}: no vocoder settings ({exc})") from None
+    for setting in MEL_KEYS:
+        if expected.get(setting) is not None and int(saved[setting]) != int(expected[setting]):
+            unit = " Hz" if setting == "sample_rate" else ""
+            raise ConfigError(key, f"{run_dir} was trained with {setting} {saved[setting]}{unit} but this generator "
+                              f"uses {expected[setting]}{unit}; train a vocoder with the same {setting}")
+    net = VocoderNet(MelVocoderParams(**saved))
+    state = load_file(str(model_dir / "model.safetensors"))
+    try:
+        net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")}, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{key}: {model_dir}: weights do not fit their settings: {str(exc).splitlines()[0]}") from None
+    record = {"run": str(run_dir), "checkpoint_sha256": files["model.safetensors"], "params": saved}
+    return net.eval(), record
+
+
+def griffin_lim_notice(generator: str) -> None:
+    """One line on stderr: the user should know why the clips sound phasey, and how to do better."""
+    print(f"aigc: note: {generator} has no vocoder (generator.vocoder is not set); vocoding with Griffin-Lim. "
+          f"Train a mel-vocoder on the same data (configs/vocoder-*.yaml) and name its run directory there", file=sys.stderr)

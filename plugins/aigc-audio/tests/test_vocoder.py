@@ -1,0 +1,170 @@
+"""The mel-vocoder through the real pipeline, and mel-vae using it: one tiny vocoder run per module."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from aigc_core import ConfigError, Pipeline
+
+RATE = 8000
+
+
+def notes(num_items: int = 48, rate: int = RATE) -> dict:
+    return {"source": "synth-notes", "num_items": num_items, "duration": 0.25, "sample_rate": rate,
+            "timbres": ["sine"], "batch_size": 8, "val_fraction": 0.2, "test_fraction": 0.2}
+
+
+def vocoder_config(out: Path, **generator) -> dict:
+    return {
+        "name": "vocoder-tiny",
+        "seed": 0,
+        "data": notes(),
+        "generator": {"name": "mel-vocoder", "size": "debug", "segment_frames": 8, "gan_start_steps": 52,
+                      **generator},
+        "train": {"max_epochs": 16, "accelerator": "cpu", "progress_bar": False, "sample_every_n_epochs": 0,
+                  "log_every_n_steps": 1, "limit_val_batches": 0},
+        "generate": {"num_samples": 3},
+        "metrics": [{"name": "vocoder-fidelity", "num_clips": 4}],
+        "output": {"dir": str(out)},
+    }
+
+
+def vae_config(out: Path, vocoder: Path | None, rate: int = RATE, **generator) -> dict:
+    gen = {"name": "mel-vae", "size": "debug", "griffin_lim_iters": 4, **generator}
+    if vocoder is not None:
+        gen["vocoder"] = str(vocoder)
+    return {
+        "name": "vae-tiny",
+        "seed": 0,
+        "data": notes(24, rate),
+        "generator": gen,
+        "train": {"max_epochs": 1, "accelerator": "cpu", "progress_bar": False, "sample_every_n_epochs": 0},
+        "generate": {"num_samples": 2},
+        "output": {"dir": str(out)},
+    }
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vocoder")
+    old = os.environ.get("AIGC_CACHE_DIR")
+    os.environ["AIGC_CACHE_DIR"] = str(path / "cache")
+    torch.manual_seed(0)
+    yield path
+    if old is None:
+        os.environ.pop("AIGC_CACHE_DIR", None)
+    else:
+        os.environ["AIGC_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def vocoder_run(base):
+    return Pipeline.from_config(vocoder_config(base / "vocoder")).run()
+
+
+def stft_losses(run_dir: Path) -> list[float]:
+    with open(run_dir / "logs" / "csv" / "metrics.csv", newline="") as f:
+        return [float(r["loss_stft"]) for r in csv.DictReader(f) if r.get("loss_stft")]
+
+
+def tone(freq: float, seconds: float = 0.25, rate: int = RATE) -> torch.Tensor:
+    t = torch.arange(int(seconds * rate)) / rate
+    return (0.5 * torch.sin(2 * torch.pi * freq * t))[None]
+
+
+def peak_hz(wave: torch.Tensor, rate: int = RATE) -> float:
+    x = wave[0, 256:-256] * torch.hann_window(wave.shape[1] - 512)
+    return float(torch.fft.rfftfreq(len(x), 1 / rate)[torch.fft.rfft(x).abs().argmax()])
+
+
+def test_vocoder_loss_falls_on_a_tiny_set(vocoder_run):
+    losses = stft_losses(vocoder_run)
+    assert len(losses) >= 60
+    first, last = np.mean(losses[:8]), np.mean(losses[-8:])
+    assert last < 0.7 * first, (first, last)
+    with open(vocoder_run / "logs" / "csv" / "metrics.csv", newline="") as f:
+        assert any(r.get("loss_d") for r in csv.DictReader(f))  # the discriminators did train
+
+
+def test_resynthesis_of_a_pure_tone_keeps_its_pitch(vocoder_run):
+    gen = Pipeline.from_run_dir(vocoder_run).generator
+    for freq in (220.0, 392.0):  # inside the notes' range (MIDI 48-72), not necessarily a trained note
+        back = gen.vocode(gen.features.log_mel(tone(freq)), tone(freq).shape[1])
+        assert abs(peak_hz(back) - freq) / freq < 0.06, (freq, peak_hz(back))  # within a semitone
+
+
+def test_save_and_load_round_trip_gives_the_same_samples(vocoder_run):
+    from aigc_audio.vocoder import load_vocoder_run
+
+    pipe = Pipeline.from_run_dir(vocoder_run)
+    mel = pipe.generator.features.log_mel(tone(330.0))
+    a = pipe.generator.vocode(mel, 2000)
+    net, record = load_vocoder_run(vocoder_run, pipe.generator.net.mel_settings())
+    assert torch.equal(a, net.vocode(mel, 2000))
+    assert record["checkpoint_sha256"] == json.loads((vocoder_run / "manifest.json").read_text())["checkpoint"]["files"]["model.safetensors"]
+    again = Pipeline.from_run_dir(vocoder_run).generate(3, seed=1)
+    assert [i.meta["source_index"] for i in again.items] == [0, 1, 2]
+    assert all(np.array_equal(x.data, y.data) for x, y in zip(again.items, pipe.generate(3, seed=1).items))
+
+
+def test_fidelity_metric_reports_vocoder_and_griffin_lim(vocoder_run):
+    scores = json.loads((vocoder_run / "manifest.json").read_text())["metrics"]["vocoder-fidelity"]
+    for key in ("stft_distance_vocoder", "stft_distance_griffin_lim", "stoi_vocoder", "stoi_griffin_lim"):
+        assert np.isfinite(scores[key]), key
+    assert scores["ratio_vocoder_to_griffin_lim"] == pytest.approx(
+        scores["stft_distance_vocoder"] / scores["stft_distance_griffin_lim"], rel=1e-3)
+    assert scores["num_clips"] == 4
+
+
+def test_mel_vae_uses_a_named_vocoder_and_carries_it(base, vocoder_run, capfd):
+    copy = base / "vocoder-copy"
+    shutil.copytree(vocoder_run, copy)
+    run = Pipeline.from_config(vae_config(base / "vae-with", copy)).run()
+    assert "Griffin-Lim" not in capfd.readouterr().err
+    info = json.loads((run / "model" / "model.json").read_text())["info"]
+    assert info["vocoder"]["run"] == str(copy)
+    shutil.rmtree(copy)  # the mel-vae's checkpoint carries the vocoder: the run stays usable
+    pipe = Pipeline.from_run_dir(run)
+    assert pipe.generator.vocoder is not None
+    gen = pipe.generator
+    mel = torch.zeros(1, 1, gen.params.n_mels, gen.padded_frames)
+    vocoded = gen.to_wave(mel)
+    griffin = gen.features.invert(mel[:, 0, :, :gen.frames] * gen.norm[1] + gen.norm[0], gen.num_samples)
+    assert not torch.allclose(vocoded, griffin, atol=1e-3)  # it is not Griffin-Lim underneath
+    assert "Griffin-Lim" not in capfd.readouterr().err
+
+
+def test_without_a_vocoder_griffin_lim_with_a_one_line_notice(base, capfd):
+    run = Pipeline.from_config(vae_config(base / "vae-without", None)).run()
+    err = capfd.readouterr().err
+    notices = [line for line in err.splitlines() if "Griffin-Lim" in line]
+    assert len(notices) == 1 and "generator.vocoder" in notices[0]
+    assert len(list((run / "outputs").glob("*.wav"))) == 2
+
+
+def test_vocoder_of_another_sample_rate_is_a_one_line_error_naming_the_key(base, vocoder_run):
+    with pytest.raises(ConfigError) as err:
+        Pipeline.from_config(vae_config(base / "vae-16k", vocoder_run, rate=16000)).run()
+    assert str(err.value).startswith("generator.vocoder: ") and "sample_rate 8000 Hz" in str(err.value)
+    assert "\n" not in str(err.value) and err.value.exit_code == 2
+    assert not (base / "vae-16k" / "model").exists()
+
+
+def test_vocoder_of_another_mel_setting_is_a_one_line_error_naming_the_key(base, vocoder_run):
+    with pytest.raises(ConfigError, match=r"^generator\.vocoder: .* trained with n_mels 64 but this generator uses 32"):
+        Pipeline.from_config(vae_config(base / "vae-32", vocoder_run, n_mels=32)).run()
+    not_a_vocoder = base / "not-a-vocoder"
+    not_a_vocoder.mkdir()
+    (not_a_vocoder / "manifest.json").write_text(json.dumps({"config": {"generator": {"name": "mel-vae"}}}))
+    with pytest.raises(ConfigError, match=r"^generator\.vocoder: .* holds a 'mel-vae' run, not a mel-vocoder"):
+        Pipeline.from_config(vae_config(base / "vae-x", not_a_vocoder)).run()
+    with pytest.raises(ConfigError, match=r"^generator\.vocoder: .*nowhere: not a run directory"):
+        Pipeline.from_config(vae_config(base / "vae-y", base / "nowhere")).run()
