@@ -12,7 +12,7 @@ from .atomic import atomic_path, atomic_write, sha256_file, write_bytes, write_j
 from .base import Component, Exporter, Metric, MetricContext, NoParams, PostProcessor
 from .cancel import Cancelled, CancelToken, cancellation, check_cancelled
 from .content import MODALITIES, Content, Item
-from .errors import AigcError, CheckpointError, ConfigError, DataError, Interrupted, PluginError, UsageError
+from .errors import AigcError, CheckpointError, ConfigError, DataError, Interrupted, PluginError, QualityGateError, UsageError
 from .plugins import get_registry, hookimpl
 from .seeding import sample_seed, torch_generator
 
@@ -45,7 +45,7 @@ __all__ = [
     "Interrupted",
     "DataParams", "DataSource", "Exporter", "Generator", "Item", "MODALITIES", "Metric",
     "MetricContext", "NoParams", "PLUGIN_API_VERSION", "Pipeline", "PluginError",
-    "PostProcessor", "UsageError", "atomic_path", "atomic_write", "get_registry", "hookimpl",
+    "PostProcessor", "QualityGateError", "UsageError", "atomic_path", "atomic_write", "get_registry", "hookimpl",
     "cancellation", "check_cancelled", "sample_seed", "sha256_file", "split_indices", "torch_generator", "write_bytes",
     "write_json", "write_text",
 ]

@@ -50,3 +50,7 @@ class Interrupted(AigcError):
         #: What happened, without the advice (the CLI adds the exact command instead).
         self.summary = summary
         super().__init__(f"{summary}; run the same command again to resume")
+
+
+class QualityGateError(AigcError):
+    """A metric's quality gate set to ``fail`` tripped (collapse, ...); the run's files are kept for a look."""

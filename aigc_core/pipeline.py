@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 from . import config as cfg
 from .atomic import sha256_file
 from .content import Content
-from .errors import AigcError, CheckpointError, ConfigError, UsageError
+from .errors import AigcError, CheckpointError, ConfigError, QualityGateError, UsageError
 from .plugins import get_registry
 from .ranks import launcher_rank
 from .registry import ComponentInfo, Registry
@@ -411,6 +411,8 @@ class Pipeline:
         for part in self.metrics:
             context = MetricContext(self.generator, self.data_source(), content, cache, self.seed, self.run_dir)
             results[part.name] = part.build().compute(context)
+        for line in gate_warnings(results):
+            print(f"WARNING: {line}", file=sys.stderr)
         return results
 
     def run(self, restart: bool = False) -> Path:
@@ -449,7 +451,19 @@ class Pipeline:
                 "total_s": round(time.perf_counter() - t0, 3),
             },
         )
+        failed = gate_warnings(metrics, only="fail")
+        if failed:
+            raise QualityGateError(f"{self.run_dir}: quality gate failed: {failed[0]}")
         return self.run_dir
+
+
+def gate_warnings(metrics: Mapping, only: str | None = None) -> list[str]:
+    """Lines for every metric whose result carries a tripped quality gate (``gate``: warn or fail)."""
+    lines = []
+    for name, values in metrics.items():
+        if isinstance(values, Mapping) and values.get("gate") in ("warn", "fail") and only in (None, values["gate"]):
+            lines.append(f"{name} quality gate: {values.get('gate_reason', 'tripped')}")
+    return lines
 
 
 def check_seed(seed: Any, what: str = "seed") -> int:

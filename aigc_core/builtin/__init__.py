@@ -70,6 +70,10 @@ def aigc_register_postprocessors(register):
 def aigc_register_metrics(register):
     register("frechet", f"{_B}.frechet:FrechetDistance", modality="image",
              description="Frechet distance to held-out real images in a small classifier's feature space")
+    register("image-diversity", f"{_B}.image_diversity:ImageDiversity", modality="image",
+             description="Precision, recall, density, coverage, intra-class spread; gate against collapse")
+    register("image-memorisation", f"{_B}.image_memorisation:ImageMemorisation", modality="image",
+             description="Share of images nearer a training image than held-out real images are")
 
 
 @hookimpl

@@ -21,7 +21,9 @@ from aigc_core.frechet import frechet_distance
 
 
 @dataclass
-class FrechetParams:
+class ClassifierParams:
+    """What every metric in the classifier's feature space shares; equal values share one cached classifier."""
+
     num_samples: int = 1000  # at most this many images on each side
     feature_dim: int = 64  # width of the classifier's feature layer (the Fréchet space)
     classifier_epochs: int = 8  # epochs of classifier training (cached per data set)
@@ -34,6 +36,11 @@ class FrechetParams:
             raise ValueError("feature_dim: must be at least 2")
         if self.classifier_epochs < 0:
             raise ValueError("classifier_epochs: must be 0 or more")
+
+
+@dataclass
+class FrechetParams(ClassifierParams):
+    pass
 
 
 class FeatureNet(nn.Module):
@@ -57,7 +64,7 @@ class FeatureNet(nn.Module):
         return torch.cat([self.body(chunk) for chunk in torch.split(x, batch_size)]).numpy()
 
 
-def _tensors(dataset) -> tuple[torch.Tensor, torch.Tensor]:
+def tensors(dataset) -> tuple[torch.Tensor, torch.Tensor]:
     if hasattr(dataset, "images"):
         return dataset.images, dataset.labels
     xs, ys = zip(*(dataset[i] for i in range(len(dataset))))
@@ -83,50 +90,61 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, p: Frec
     return net
 
 
+def cached_classifier(ctx: MetricContext, p: ClassifierParams) -> tuple[FeatureNet, float]:
+    """The data set's classifier, trained once and cached; with its test accuracy."""
+    from safetensors.torch import load_file, save_file
+
+    source = ctx.data
+    info = source.info
+    classifier = {"feature_dim": p.feature_dim, "classifier_epochs": p.classifier_epochs, "batch_size": p.batch_size}
+    key = hashlib.sha256(json.dumps(
+        {"source": type(source).component_name, "data": asdict(source.params), "seed": source.seed,
+         "classifier": classifier, "shape": info["shape"], "v": 2},
+        sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = Path(ctx.cache_dir) / "frechet" / f"{key}.safetensors"
+    net = FeatureNet(info["shape"][0], info["num_classes"], p.feature_dim)
+    x_test, y_test = tensors(source.split("test"))
+    if path.is_file():
+        try:
+            net.load_state_dict(load_file(str(path)))
+        except Exception:
+            path.unlink(missing_ok=True)
+    if not path.is_file():
+        x, y = tensors(source.split("train"))
+        net = train_classifier(x, y, info["num_classes"], p, ctx.seed)
+        with atomic_path(path) as tmp:
+            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    net.eval()
+    with torch.no_grad():
+        accuracy = float((net(x_test).argmax(1) == y_test).float().mean()) if len(y_test) else float("nan")
+    return net, accuracy
+
+
+def generated_images(ctx: MetricContext, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``n`` fresh samples (seed ``ctx.seed + 1``, eval mode) and their intended labels, if any."""
+    was_training = ctx.generator.training
+    ctx.generator.eval()
+    try:
+        generated = ctx.generator.generate(n, seed=ctx.seed + 1)
+    finally:
+        ctx.generator.train(was_training)
+    x = torch.from_numpy(np.stack([np.asarray(i.data, np.float32) for i in generated.items]))
+    labels = [i.meta.get("label") for i in generated.items]
+    y = torch.as_tensor(labels) if all(v is not None for v in labels) else None
+    return x, y
+
+
 class FrechetDistance(Metric):
     Params = FrechetParams
 
-    def _classifier(self, ctx: MetricContext) -> tuple[FeatureNet, float]:
-        from safetensors.torch import load_file, save_file
-
-        source = ctx.data
-        info = source.info
-        key = hashlib.sha256(json.dumps(
-            {"source": type(source).component_name, "data": asdict(source.params), "seed": source.seed,
-             "metric": asdict(self.params), "shape": info["shape"], "v": 1},
-            sort_keys=True, default=str).encode()).hexdigest()[:16]
-        path = Path(ctx.cache_dir) / "frechet" / f"{key}.safetensors"
-        net = FeatureNet(info["shape"][0], info["num_classes"], self.params.feature_dim)
-        x_test, y_test = _tensors(source.split("test"))
-        if path.is_file():
-            try:
-                net.load_state_dict(load_file(str(path)))
-            except Exception:
-                path.unlink(missing_ok=True)
-        if not path.is_file():
-            x, y = _tensors(source.split("train"))
-            net = train_classifier(x, y, info["num_classes"], self.params, ctx.seed)
-            with atomic_path(path) as tmp:
-                save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
-        net.eval()
-        with torch.no_grad():
-            accuracy = float((net(x_test).argmax(1) == y_test).float().mean()) if len(y_test) else float("nan")
-        return net, accuracy
-
     def compute(self, ctx: MetricContext) -> dict[str, float]:
-        net, accuracy = self._classifier(ctx)
-        x_val, _ = _tensors(ctx.data.split("val"))
-        x_test, _ = _tensors(ctx.data.split("test"))
+        net, accuracy = cached_classifier(ctx, self.params)
+        x_val, _ = tensors(ctx.data.split("val"))
+        x_test, _ = tensors(ctx.data.split("test"))
         n = min(self.params.num_samples, len(x_val), len(x_test))
         if n < 2:
             raise ValueError("frechet: the val and test splits need at least two images each")
-        was_training = ctx.generator.training
-        ctx.generator.eval()
-        try:
-            generated = ctx.generator.generate(n, seed=ctx.seed + 1)
-        finally:
-            ctx.generator.train(was_training)
-        x_gen = torch.from_numpy(np.stack([np.asarray(i.data, np.float32) for i in generated.items]))
+        x_gen, _ = generated_images(ctx, n)
         feats_val = net.features(x_val[:n])
         fd_generated = frechet_distance(net.features(x_gen), feats_val)
         fd_floor = frechet_distance(net.features(x_test[:n]), feats_val)

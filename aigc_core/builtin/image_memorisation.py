@@ -1,0 +1,75 @@
+"""Memorisation of images: are generated images closer to training images than new real ones are?
+
+A generator that reproduces its training images scores well on every quality metric and leaks
+its data. Real held-out images set the yardstick: the ``quantile`` of their distances to the
+nearest training image (test split) is the threshold, and the share of generated images nearer
+than that is the score. The val split, measured the same way, gives the real floor (about
+``quantile`` by construction); a memorising generator scores well above it. Distances are taken
+both in the classifier's feature space (near-copies up to small shifts) and in pixels (exact copies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from aigc_core.base import Metric, MetricContext
+from aigc_core.builtin.frechet import ClassifierParams, cached_classifier, generated_images, tensors
+
+
+@dataclass
+class MemorisationParams(ClassifierParams):
+    quantile: float = 0.1  # threshold: this quantile of real test images' distances to their nearest training image
+    max_train: int = 10000  # compare against at most this many training images (a fixed, seeded subset)
+
+    def validate(self) -> None:
+        if self.num_samples < 10:
+            raise ValueError("num_samples: must be at least 10")
+        if not 0.0 < self.quantile < 1.0:
+            raise ValueError("quantile: must be in (0, 1)")
+        if self.max_train < 1:
+            raise ValueError("max_train: must be at least 1")
+
+
+def nearest_distance(x: torch.Tensor, reference: torch.Tensor, chunk: int = 512) -> np.ndarray:
+    """Each row of ``x``'s Euclidean distance to its nearest row of ``reference``."""
+    x, reference = x.flatten(1).float(), reference.flatten(1).float()
+    return torch.cat([torch.cdist(part, reference).min(1).values for part in torch.split(x, chunk)]).numpy()
+
+
+def closer_share(generated: np.ndarray, test: np.ndarray, val: np.ndarray, q: float) -> tuple[float, float]:
+    threshold = float(np.quantile(test, q))
+    return float((generated < threshold).mean()), float((val < threshold).mean())
+
+
+class ImageMemorisation(Metric):
+    Params = MemorisationParams
+
+    def compute(self, ctx: MetricContext) -> dict:
+        p = self.params
+        net, _ = cached_classifier(ctx, p)
+        x_train, _ = tensors(ctx.data.split("train"))
+        if len(x_train) > p.max_train:
+            g = torch.Generator().manual_seed(ctx.seed)
+            x_train = x_train[torch.randperm(len(x_train), generator=g)[: p.max_train]]
+        x_val, _ = tensors(ctx.data.split("val"))
+        x_test, _ = tensors(ctx.data.split("test"))
+        n = min(p.num_samples, len(x_val), len(x_test))
+        if n < 2:
+            raise ValueError("image-memorisation: the val and test splits need at least two images each")
+        x_gen, _ = generated_images(ctx, n)
+        sets = {"generated": x_gen, "test": x_test[:n], "val": x_val[:n]}
+        result: dict = {}
+        for space, embed in (("features", lambda x: torch.from_numpy(net.features(x))), ("pixels", lambda x: x)):
+            train = embed(x_train)
+            d = {name: nearest_distance(embed(x), train) for name, x in sets.items()}
+            share, floor = closer_share(d["generated"], d["test"], d["val"], p.quantile)
+            result[f"memorised_share_{space}"] = round(share, 4)
+            result[f"memorised_share_{space}_real_floor"] = round(floor, 4)
+            result[f"median_nearest_train_{space}"] = round(float(np.median(d["generated"])), 4)
+            result[f"median_nearest_train_{space}_real"] = round(float(np.median(d["test"])), 4)
+        result["num_samples"] = n
+        result["train_compared"] = len(x_train)
+        return result

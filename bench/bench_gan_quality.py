@@ -1,0 +1,306 @@
+"""Image quality per unit of compute: `aigc run`'s DCGAN against plain PyTorch loops.
+
+Three trainings, each for the same CPU-time budget (``time.process_time`` of its own process,
+one torch thread, so the machine's other load cannot favour a side), scored by the same metrics
+(Fréchet distance, precision, recall, intra-class diversity, each with its real floor) against
+held-out images in the same run:
+
+* ``aigc``: the config's generator trained by `Pipeline.fit` (Lightning, logging, checkpoints,
+  previews all included in its budget); a callback stops it when the budget is spent.
+* ``plain``: the same generator and discriminator networks and the same algorithm (loss, R1,
+  augmentation, EMA, learning rates) in a hand-written loop: what the framework costs.
+* ``textbook``: the DCGAN paper's networks and optimiser (Radford et al. 2016: transposed convs
+  with batch norm and ReLU, a strided-conv discriminator with LeakyReLU 0.2, Adam lr 2e-4,
+  beta1 0.5, N(0, 0.02) init, z of 100 dims, unconditional): the reference a user would write.
+
+    AIGC_DATA_DIR=../shared/data nice -n 10 .venv/bin/python bench/bench_gan_quality.py \\
+        --config configs/gan-mnist.yaml --budget 300
+
+Prints one line per side and the ratios (goals on MNIST, 300 s: Fréchet <= 0.5 x textbook,
+recall >= 0.6 x its real floor). The sides run in parallel processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+SIDES = ("aigc", "plain", "textbook")
+
+
+def _pipeline(config: str, overrides: list[str], out: Path):
+    from aigc_core import Pipeline
+
+    return Pipeline.from_config(config, [*overrides, f"output.dir={out}", "train.progress_bar=false",
+                                         "train.max_epochs=100000"])
+
+
+class _Sampler:
+    """A plain network behind the ``generate`` interface the metrics call."""
+
+    training = False
+
+    def __init__(self, net, latent: int, num_classes: int):
+        self.net, self.latent, self.num_classes = net, latent, num_classes
+
+    def eval(self):
+        return self
+
+    def train(self, mode=True):
+        return self
+
+    def generate(self, n, seed=0, **_):
+        import numpy as np
+        import torch
+
+        from aigc_core import Content, Item
+
+        g = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, self.latent, generator=g)
+        y = torch.arange(n) % self.num_classes if self.num_classes else None
+        self.net.eval()
+        with torch.no_grad():
+            x = torch.cat([self.net(zc, None if y is None else yc) for zc, yc in
+                           zip(torch.split(z, 256), torch.split(y if y is not None else z, 256))])
+        images = ((x + 1) / 2).clamp(0, 1).numpy().astype(np.float32)
+        return Content("image", [Item(images[i], {"index": i, **({"label": int(y[i])} if y is not None else {})})
+                                 for i in range(n)])
+
+
+def score(pipe, generator) -> dict:
+    from aigc_core import Content
+    from aigc_core.base import MetricContext
+
+    cache = Path(os.environ.get("AIGC_CACHE_DIR") or Path.home() / ".cache" / "aigc")
+    out = {}
+    for part in pipe.metrics:
+        if part.name not in ("frechet", "image-diversity"):
+            continue
+        ctx = MetricContext(generator, pipe.data_source(), Content("image", []), cache, pipe.seed)
+        out.update(part.build().compute(ctx))
+    return out
+
+
+def train_aigc(pipe, budget: float) -> tuple[object, int]:
+    import pytorch_lightning as pl
+
+    import aigc_core.training as training
+
+    class CPUBudget(pl.Callback):
+        def on_train_start(self, trainer, module):
+            self.start = time.process_time()
+
+        def on_train_batch_end(self, trainer, *args):
+            if time.process_time() - self.start >= budget:
+                trainer.should_stop = True
+
+    real_trainer = training.pl.Trainer
+
+    def trainer_with_budget(*args, **kwargs):
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), CPUBudget()]
+        return real_trainer(*args, **kwargs)
+
+    training.pl.Trainer = trainer_with_budget  # the bench's only change to the aigc path
+    try:
+        generator = pipe.fit(restart=True)
+    finally:
+        training.pl.Trainer = real_trainer
+    return generator, int(pipe.manifest()["training"]["global_step"])
+
+
+def train_plain(pipe, budget: float) -> tuple[object, int]:
+    """The same networks and algorithm as aigc-gan's DCGAN, in a loop a user would write."""
+    import torch
+
+    torch.manual_seed(pipe.seed)
+    source = pipe.data_source()
+    model = pipe.gen.cls(pipe.gen.params, source.info)
+    p = model.params
+    G, D, ema = model.G, model.D, model.G_ema
+    opt_g = torch.optim.Adam(G.parameters(), lr=p.lr_g, betas=(p.beta1, p.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=p.lr_d, betas=(p.beta1, p.beta2))
+    loader = torch.utils.data.DataLoader(source.split("train"), batch_size=source.params.batch_size, shuffle=True)
+    steps, start = 0, time.process_time()
+    while time.process_time() - start < budget:
+        for x, y in loader:
+            x = x * 2 - 1
+            y = y if model.num_classes else None
+            fake = G(torch.randn(x.shape[0], p.latent), y)
+            r1 = p.r1_gamma > 0 and steps % p.r1_every == 0
+            xr = x.requires_grad_(True) if r1 else x
+            d_real = D(model.d_view(xr), y)
+            loss_d = model.d_loss(d_real, D(model.d_view(fake.detach()), y))
+            if r1:
+                (grad,) = torch.autograd.grad(d_real.sum(), xr, create_graph=True)
+                loss_d = loss_d + 0.5 * p.r1_gamma * p.r1_every * grad.pow(2).flatten(1).sum(1).mean()
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            loss_g = model.g_loss(D(model.d_view(fake), y))
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            steps += 1
+            if ema is not None:
+                with torch.no_grad():
+                    decay = min(p.ema_decay, steps / (steps + 9))
+                    for e, q in zip(ema.parameters(), G.parameters()):
+                        e.lerp_(q, 1 - decay)
+                    for e, q in zip(ema.buffers(), G.buffers()):
+                        e.copy_(q)
+            if time.process_time() - start >= budget:
+                break
+    return model, steps
+
+
+def textbook_nets(channels: int, size: int, nz: int = 100, ngf: int = 64, ndf: int = 64):
+    """The DCGAN paper's architecture, scaled to ``size`` (32: three up/down-sampling stages)."""
+    from torch import nn
+
+    levels = {16: 2, 32: 3, 64: 4}[size]
+    g_layers = [nn.ConvTranspose2d(nz, ngf * 2 ** (levels - 1), 4, 1, 0, bias=False),
+                nn.BatchNorm2d(ngf * 2 ** (levels - 1)), nn.ReLU(True)]
+    for i in range(levels - 1, 0, -1):
+        g_layers += [nn.ConvTranspose2d(ngf * 2 ** i, ngf * 2 ** (i - 1), 4, 2, 1, bias=False),
+                     nn.BatchNorm2d(ngf * 2 ** (i - 1)), nn.ReLU(True)]
+    g_layers += [nn.ConvTranspose2d(ngf, channels, 4, 2, 1, bias=False), nn.Tanh()]
+    d_layers = [nn.Conv2d(channels, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+    for i in range(levels - 1):
+        d_layers += [nn.Conv2d(ndf * 2 ** i, ndf * 2 ** (i + 1), 4, 2, 1, bias=False),
+                     nn.BatchNorm2d(ndf * 2 ** (i + 1)), nn.LeakyReLU(0.2, True)]
+    d_layers += [nn.Conv2d(ndf * 2 ** (levels - 1), 1, 4, 1, 0, bias=False), nn.Flatten()]
+
+    class G(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(*g_layers)
+
+        def forward(self, z, y=None):
+            return self.net(z[:, :, None, None])
+
+    def init(m):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+    g, d = G(), nn.Sequential(*d_layers)
+    g.apply(init), d.apply(init)
+    return g, d
+
+
+def train_textbook(pipe, budget: float) -> tuple[object, int]:
+    import torch
+    from torch.nn import functional as F
+
+    torch.manual_seed(pipe.seed)
+    source = pipe.data_source()
+    channels, size, _ = source.info["shape"]
+    G, D = textbook_nets(channels, size)
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    loader = torch.utils.data.DataLoader(source.split("train"), batch_size=source.params.batch_size, shuffle=True)
+    steps, start = 0, time.process_time()
+    while time.process_time() - start < budget:
+        for x, _ in loader:
+            x = x * 2 - 1
+            n = x.shape[0]
+            fake = G(torch.randn(n, 100))
+            loss_d = F.binary_cross_entropy_with_logits(D(x).squeeze(1), torch.ones(n)) + \
+                F.binary_cross_entropy_with_logits(D(fake.detach()).squeeze(1), torch.zeros(n))
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            loss_g = F.binary_cross_entropy_with_logits(D(fake).squeeze(1), torch.ones(n))
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            steps += 1
+            if time.process_time() - start >= budget:
+                break
+    return _Sampler(G, 100, 0), steps
+
+
+def run_side(side: str, config: str, overrides: list[str], budget: float, out: str, queue) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    pipe = _pipeline(config, overrides, Path(out) / side)
+    pipe.data_source()  # loading the data is not training
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    generator, steps = {"aigc": train_aigc, "plain": train_plain, "textbook": train_textbook}[side](pipe, budget)
+    result = {"side": side, "steps": steps, "train_cpu_s": round(time.process_time() - cpu0, 1),
+              "train_wall_s": round(time.perf_counter() - wall0, 1)}
+    result.update(score(pipe, generator))
+    if side != "textbook":
+        from aigc_core.imaging import make_grid, to_uint8_hwc
+        from PIL import Image
+
+        items = generator.generate(100, seed=1).items
+        Image.fromarray(to_uint8_hwc(make_grid([i.data for i in items], nrow=10, padding=2)).squeeze()).save(
+            Path(out) / f"{side}_grid.png")
+    queue.put(result)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/gan-mnist.yaml")
+    parser.add_argument("--budget", type=float, default=300.0, help="CPU seconds of training per side")
+    parser.add_argument("--sides", default=",".join(SIDES))
+    parser.add_argument("--out", default=None, help="keep runs and grids here (default: a temporary folder)")
+    parser.add_argument("overrides", nargs="*", help="config overrides for the aigc and plain sides")
+    args = parser.parse_args()
+    sides = [s for s in args.sides.split(",") if s]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.out or tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        # the metrics' classifier is trained once, here, before the sides share it from the cache
+        import torch
+
+        torch.set_num_threads(1)
+        pipe = _pipeline(args.config, args.overrides, out / "classifier")
+        from aigc_core.base import MetricContext
+        from aigc_core.builtin.frechet import cached_classifier
+
+        for part in pipe.metrics:
+            if part.name == "frechet":
+                cache = Path(os.environ.get("AIGC_CACHE_DIR") or Path.home() / ".cache" / "aigc")
+                cached_classifier(MetricContext(None, pipe.data_source(), None, cache, pipe.seed), part.build().params)
+        ctx = mp.get_context("spawn")
+        queue = ctx.Queue()
+        procs = [ctx.Process(target=run_side, args=(s, args.config, args.overrides, args.budget, str(out), queue))
+                 for s in sides]
+        for p in procs:
+            p.start()
+        results = {}
+        for _ in procs:
+            r = queue.get()
+            results[r["side"]] = r
+        for p in procs:
+            p.join()
+    keys = ("steps", "train_cpu_s", "train_wall_s", "fd_generated", "fd_real_floor", "precision", "recall",
+            "recall_real_floor", "intra_class_diversity", "intra_class_diversity_real_floor")
+    for side in sides:
+        r = results[side]
+        print(f"{side:9s} " + " ".join(f"{k}={r.get(k)}" for k in keys))
+    if "aigc" in results and "textbook" in results:
+        a, t = results["aigc"], results["textbook"]
+        print(f"Frechet aigc / textbook = {a['fd_generated'] / t['fd_generated']:.3f} (goal <= 0.5); "
+              f"recall aigc / real floor = {a['recall'] / a['recall_real_floor']:.3f} (goal >= 0.6)")
+    if "aigc" in results and "plain" in results:
+        a, p = results["aigc"], results["plain"]
+        print(f"Frechet aigc / plain same-networks loop = {a['fd_generated'] / p['fd_generated']:.3f}; "
+              f"steps aigc / plain = {a['steps'] / max(p['steps'], 1):.3f}")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
