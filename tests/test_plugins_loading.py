@@ -132,7 +132,8 @@ try:
     code = main({argv!r})
 except SystemExit as exc:
     code = exc.code
-heavy = sorted(m for m in ("torch", "pytorch_lightning", "lightning", "transformers", "torchaudio") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "pytorch_lightning", "lightning", "transformers", "torchaudio", "diffusers")
+               if m in sys.modules)
 print("HEAVY=" + ",".join(heavy))
 """
 

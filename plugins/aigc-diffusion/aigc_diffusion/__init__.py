@@ -1,0 +1,1 @@
+"""A denoising diffusion image backend for aigc, built on diffusers."""
