@@ -14,6 +14,7 @@ from .cancel import Cancelled, CancelToken, cancellation, check_cancelled
 from .content import MODALITIES, Content, Item
 from .errors import AigcError, CheckpointError, ConfigError, DataError, Interrupted, PluginError, QualityGateError, UsageError
 from .plugins import get_registry, hookimpl
+from .rundir import RunDir
 from .seeding import sample_seed, torch_generator
 
 __version__ = "0.1.0"
@@ -45,7 +46,7 @@ __all__ = [
     "Interrupted",
     "DataParams", "DataSource", "Exporter", "Generator", "Item", "MODALITIES", "Metric",
     "MetricContext", "NoParams", "PLUGIN_API_VERSION", "Pipeline", "PluginError",
-    "PostProcessor", "QualityGateError", "UsageError", "atomic_path", "atomic_write", "get_registry", "hookimpl",
+    "PostProcessor", "QualityGateError", "RunDir", "UsageError", "atomic_path", "atomic_write", "get_registry", "hookimpl",
     "cancellation", "check_cancelled", "sample_seed", "sha256_file", "split_indices", "torch_generator", "write_bytes",
     "write_json", "write_text",
 ]

@@ -330,19 +330,7 @@ class Pipeline:
         model_dir = self.run_dir / MODEL_DIR
         if not model_dir.is_dir():
             raise CheckpointError(f"{self.run_dir}: no trained model here (missing {MODEL_DIR}/); run 'aigc run' first")
-        recorded = self.rundir.recorded_model_files()  # no record: refused, never loaded unverified
-        for rel, digest in recorded.items():
-            path = model_dir / rel
-            if not path.is_file():
-                raise CheckpointError(f"{path}: checkpoint file missing")
-            if sha256_file(path) != digest:
-                raise CheckpointError(f"{path}: checkpoint is corrupt or truncated (sha256 differs from manifest.json)")
-        # a loader may pick up any file it finds (code via auto_map, extra weights): only what aigc wrote loads
-        unlisted = sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*")
-                          if (p.is_file() or p.is_symlink()) and str(p.relative_to(model_dir)) not in recorded)
-        if unlisted:
-            raise CheckpointError(f"{model_dir / unlisted[0]}: file not listed in manifest.json's checkpoint; "
-                                  f"refusing to load a model directory holding files aigc did not write")
+        recorded = self.rundir.verified_model_files()  # no record: refused, never loaded unverified
         self._checkpoint_sha = _combined_hash(recorded)
         generator_name = (self.manifest().get("config") or {}).get("generator", {}).get("name")
         if generator_name and generator_name != self.gen.name:

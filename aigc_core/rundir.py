@@ -310,6 +310,27 @@ class RunDir:
         return files
 
 
+    def verified_model_files(self) -> dict[str, str]:
+        """``recorded_model_files`` after checking ``model/`` against them: every listed file present
+        with its sha256, and no file the manifest does not list (a loader may pick up any file it
+        finds: code through ``auto_map``, extra weights). Anything that loads a run's model asks here."""
+        from .errors import CheckpointError
+
+        recorded = self.recorded_model_files()
+        model_dir = self.model_dir
+        for rel, digest in recorded.items():
+            path = model_dir / rel
+            if not path.is_file():
+                raise CheckpointError(f"{path}: checkpoint file missing")
+            if sha256_file(path) != digest:
+                raise CheckpointError(f"{path}: checkpoint is corrupt or truncated (sha256 differs from manifest.json)")
+        unlisted = sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*")
+                          if (p.is_file() or p.is_symlink()) and str(p.relative_to(model_dir)) not in recorded)
+        if unlisted:
+            raise CheckpointError(f"{model_dir / unlisted[0]}: file not listed in manifest.json's checkpoint; "
+                                  f"refusing to load a model directory holding files aigc did not write")
+        return recorded
+
 OUTPUT_MARKER = "aigc-outputs.json"
 OUTPUT_FORMAT = "aigc-outputs/1"
 

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, UsageError, sha256_file
+from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, RunDir, UsageError
 
 from .features import MelFeatures, default_n_fft
 from .stft_distance import stft_distance
@@ -410,12 +410,10 @@ def load_vocoder_run(run_dir: str | Path, expected: dict, key: str = "generator.
     if "model.safetensors" not in files:
         raise ConfigError(key, f"{run_dir}: training has not finished (no model/ in its manifest)")
     model_dir = run / "model"
-    for rel, digest in files.items():
-        path = model_dir / rel
-        if not path.is_file():
-            raise CheckpointError(f"{key}: {path}: checkpoint file missing")
-        if sha256_file(path) != digest:
-            raise CheckpointError(f"{key}: {path}: checkpoint is corrupt or truncated (sha256 differs from manifest.json)")
+    try:
+        RunDir(run).verified_model_files()
+    except CheckpointError as exc:
+        raise CheckpointError(f"{key}: {exc}") from None
     try:
         saved = json.loads((model_dir / "model.json").read_text())["info"]["vocoder_params"]
     except (ValueError, KeyError) as exc:
