@@ -181,7 +181,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--kills", type=int, default=3, help="SIGKILLs per trial")
     parser.add_argument("--epochs", type=int, default=60, help="epochs of the killed run")
-    parser.add_argument("--limit", type=int, default=400, help="digits in the killed run (80% train, batches of 16)")
+    parser.add_argument("--limit", type=int, default=400, help="digits in the killed run (80%% train, batches of 16)")
     parser.add_argument("--skip-ddp", action="store_true")
     parser.add_argument("--skip-generation", action="store_true")
     parser.add_argument("--skip-kills", action="store_true")
