@@ -189,13 +189,18 @@ class PeriodDiscriminator(nn.Module):
         if t % self.period:
             x = F.pad(x, (0, self.period - t % self.period), mode="reflect")
         x = x.view(b, 1, -1, self.period)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.post(x)
+        return _scores_and_features(self.convs, self.post, x)
+
+
+def _scores_and_features(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor):
+    """Both discriminator kinds return their scores and every layer's output (for feature matching)."""
+    feats = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), 0.1)
         feats.append(x)
-        return x.flatten(1), feats
+    x = post(x)
+    feats.append(x)
+    return x.flatten(1), feats
 
 
 class ScaleDiscriminator(nn.Module):
@@ -214,13 +219,7 @@ class ScaleDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor):
         x = x.unsqueeze(1)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return _scores_and_features(self.convs, self.post, x)
 
 
 class Discriminators(nn.Module):
