@@ -545,3 +545,21 @@ def test_the_server_fuzzer_reaches_both_outcomes():
     if FUZZ_STATS["ok"] + FUZZ_STATS["refused"] < FUZZ_EXAMPLES:
         pytest.skip("runs after test_any_generate_body_gets_2xx_or_a_4xx_json_error in the same session")
     assert FUZZ_STATS["ok"] >= 3 and FUZZ_STATS["refused"] >= 20, FUZZ_STATS
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("header_timeout_s", -1.0), ("header_timeout_s", float("nan")), ("body_timeout_s", 0.0),
+    ("keep_alive_s", float("inf")), ("max_connections", 0),
+])
+def test_bad_connection_limits_are_refused_naming_the_setting(setting, value):
+    """The slow-client limits are only a defence when they hold a usable value."""
+    with pytest.raises(UsageError, match=rf"^server setting {setting}: must be"):
+        ServerSettings(**{setting: value})
+
+
+def test_bad_connection_flag_is_one_line_exit_2(tmp_path):
+    """`aigc serve --header-timeout -1` stops before loading anything, with one line and exit 2."""
+    proc = subprocess.run([sys.executable, "-m", "aigc_core", "serve", str(tmp_path), "--header-timeout", "-1"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "header_timeout_s: must be a positive number" in proc.stderr
