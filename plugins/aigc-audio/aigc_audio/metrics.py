@@ -239,6 +239,12 @@ class VocoderFidelity(Metric):
             net = gen.neural_vocoder()
             if net is not None:
                 candidates = {"vocoder": net.vocode(mel, waves.shape[1]), **candidates}
+                if net.griffin_lim_iters:  # what the network alone makes, before its Griffin-Lim refinement
+                    iters, net.griffin_lim_iters = net.griffin_lim_iters, 0
+                    try:
+                        candidates["vocoder_unrefined"] = net.vocode(mel, waves.shape[1])
+                    finally:
+                        net.griffin_lim_iters = iters
             out: dict[str, float] = {}
             for name, wave in candidates.items():
                 out[f"stft_distance_{name}"] = round(float(stft_distance(wave, waves, rate)), 4)
@@ -252,6 +258,8 @@ class VocoderFidelity(Metric):
                 out[f"stoi_{name}"] = round(float(stoi(clean, wave.numpy().reshape(-1).astype(np.float64), rate)), 4)
         out["num_clips"] = len(waves)
         out["griffin_lim_iters"] = int(features.griffin_lim.n_iter)
+        if net is not None:
+            out["vocoder_refinement_iters"] = int(net.griffin_lim_iters)
         return out
 
 

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, check_cancelled, sample_seed
 
 from .features import MelFeatures, default_n_fft
-from .vocoder import MelVocoderParams, VocoderNet, griffin_lim_notice, load_vocoder_run
+from .vocoder import VocoderNet, griffin_lim_notice, load_vocoder_run, saved_params
 
 SIZES = {"debug": (4, 8), "small": (16, 16), "base": (32, 32)}  # width, latent
 
@@ -167,7 +167,7 @@ class MelVAE(Generator):
         # a vocoder recorded in the checkpoint's info is rebuilt here; its weights come with the state
         self.vocoder: VocoderNet | None = None
         if info.get("vocoder"):
-            self._set_vocoder(VocoderNet(MelVocoderParams(**info["vocoder"]["params"])), info["vocoder"])
+            self._set_vocoder(VocoderNet(saved_params(info["vocoder"]["params"])), info["vocoder"])
         self._noticed = False
 
     def mel_settings(self) -> dict:

@@ -23,6 +23,7 @@ discriminators plus feature matching.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -59,6 +60,12 @@ class MelVocoderParams:
     adversarial_weight: float = 1.0  # weight of the least-squares adversarial loss
     feature_match_weight: float = 2.0  # weight of the discriminator feature-matching loss
     lr: float = 1e-3  # learning rate of generator and discriminators (AdamW, betas 0.8 / 0.99)
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to zero over the planned steps
+    phase: Literal["advance", "advance+offset", "direct"] = "advance"  # how the head makes phase (see VocoderNet)
+    complex_weight: float = 0.0  # weight of an L1 distance between complex STFTs (phase-aware)
+    wave_weight: float = 0.0  # weight of an L1 distance between waveforms
+    magnitude_weight: float = 0.0  # weight of an L1 log-magnitude loss on the predicted spectrum itself
+    griffin_lim_iters: int = 0  # at generation: Griffin-Lim iterations refining the net's phase (0: none)
 
     def validate(self) -> None:
         if self.width is not None and (self.width < 8 or self.width % 8):
@@ -75,9 +82,14 @@ class MelVocoderParams:
             raise ValueError("segment_frames: must be at least 2")
         if self.gan_start_steps < 0:
             raise ValueError("gan_start_steps: must be 0 or more")
-        for key in ("stft_weight", "adversarial_weight", "feature_match_weight"):
+        for key in ("stft_weight", "adversarial_weight", "feature_match_weight", "complex_weight", "wave_weight",
+                    "magnitude_weight"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}: must be 0 or more")
+        if not any((self.stft_weight, self.magnitude_weight, self.complex_weight, self.wave_weight)):
+            raise ValueError("stft_weight: this, magnitude_weight, complex_weight or wave_weight must be above 0")
+        if self.griffin_lim_iters < 0:
+            raise ValueError("griffin_lim_iters: must be 0 or more")
         if self.lr <= 0:
             raise ValueError("lr: must be positive")
 
@@ -121,7 +133,9 @@ class VocoderNet(nn.Module):
         self.inp_norm = nn.LayerNorm(width)
         self.blocks = nn.Sequential(*[ConvNeXtBlock(width) for _ in range(blocks)])
         self.out_norm = nn.LayerNorm(width)
-        self.head = nn.Linear(width, 2 * bins)
+        self.phase_mode = params.phase
+        self.griffin_lim_iters = params.griffin_lim_iters
+        self.head = nn.Linear(width, (3 if params.phase == "advance+offset" else 2) * bins)
         nn.init.zeros_(self.head.weight)  # start exactly at the least-squares magnitude and nominal phase
         nn.init.zeros_(self.head.bias)
         # the training set's log-mel mean and spread: fitted preprocessing, saved with the weights
@@ -142,9 +156,16 @@ class VocoderNet(nn.Module):
         power = (self.inverse_fb @ (torch.exp(log_mel) - 1e-5)).clamp_min(1e-10)
         x = self.inp((log_mel - self.norm[0]) / self.norm[1])
         x = self.blocks(self.inp_norm(x.transpose(1, 2)).transpose(1, 2))
-        d_mag, d_phase = self.head(self.out_norm(x.transpose(1, 2))).transpose(1, 2).chunk(2, dim=1)
+        out = self.head(self.out_norm(x.transpose(1, 2))).transpose(1, 2)
+        bins = self.advance.shape[0]
+        d_mag, d_phase = out[:, :bins], out[:, bins:2 * bins]
         magnitude = power.sqrt() * torch.exp(d_mag.clamp(max=6.0))
-        phase = torch.cumsum(self.advance[None, :, None] + d_phase, dim=-1)
+        if self.phase_mode == "direct":
+            phase = d_phase
+        else:
+            phase = torch.cumsum(self.advance[None, :, None] + d_phase, dim=-1)
+            if self.phase_mode == "advance+offset":
+                phase = phase + out[:, 2 * bins:]
         return torch.polar(magnitude, phase)
 
     def _istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
@@ -155,6 +176,22 @@ class VocoderNet(nn.Module):
         sample t * hop (as the analysis with ``center=True``); length defaults to (frames - 1) * hop."""
         return self._istft(self.spectrum(log_mel), length or (log_mel.shape[-1] - 1) * self.hop_length)
 
+    def refine(self, spec: torch.Tensor, length: int) -> torch.Tensor:
+        """Griffin-Lim (torchaudio's momentum, 0.99) started from the net's own phase and kept to
+        its magnitude: a few iterations make the spectrum consistent, which a net trained for
+        minutes does not quite manage, and starting from its phase rather than from zero keeps
+        the harmonics' phase relations it learnt."""
+        magnitude = spec.abs()
+        angles = spec / magnitude.clamp_min(1e-10)
+        previous = torch.zeros_like(spec)
+        for _ in range(self.griffin_lim_iters):
+            rebuilt = torch.stft(self._istft(magnitude * angles, length), self.n_fft, self.hop_length, self.n_fft,
+                                 self.window, center=True, return_complex=True)
+            angles = rebuilt - (0.99 / 1.99) * previous
+            angles = angles / angles.abs().clamp_min(1e-16)
+            previous = rebuilt
+        return self._istft(magnitude * angles, length)
+
     @torch.no_grad()
     def vocode(self, log_mel: torch.Tensor, num_samples: int) -> torch.Tensor:
         """One clip at a time: batched kernels may round differently, and a clip must have the
@@ -162,7 +199,7 @@ class VocoderNet(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            waves = [self(log_mel[i:i + 1], num_samples) for i in range(len(log_mel))]
+            waves = [self.refine(self.spectrum(log_mel[i:i + 1]), num_samples) for i in range(len(log_mel))]
         finally:
             self.train(was_training)
         out = torch.cat(waves) if waves else log_mel.new_zeros(0, num_samples)
@@ -297,13 +334,55 @@ class MelVocoder(Generator):
         waves = torch.stack([wave[i, s * hop:(s + frames - 1) * hop] for i, s in enumerate(start.tolist())])
         return mels, waves
 
+    def magnitude_distance(self, spec: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """L1 between log magnitudes of the predicted spectrum (before the inverse STFT) and the
+        target's STFT: a dense, phase-free signal for the magnitude, which then stays a
+        consistent spectrogram that Griffin-Lim refinement can work with. The two frames at each
+        edge of a crop are left out (the crop's own STFT pads there, the mel did not)."""
+        true = torch.stft(target, self.params.n_fft, self.params.hop_length, self.params.n_fft, self.net.window,
+                          center=True, return_complex=True)
+        frames = min(spec.shape[-1], true.shape[-1])
+        edge = 2 if frames > 8 else 0
+        est = spec[..., edge:frames - edge].abs().clamp_min(1e-4).log()
+        ref = true[..., edge:frames - edge].abs().clamp_min(1e-4).log()
+        return (est - ref).abs().mean()
+
+    def complex_distance(self, fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """L1 between complex STFTs at the vocoder's own resolution, relative to the target's
+        mean magnitude: unlike the magnitude distances it sees the phase directly."""
+        n_fft, hop = self.params.n_fft, self.params.hop_length
+        window = self.net.window
+
+        def spec(w):
+            return torch.view_as_real(torch.stft(w, n_fft, hop, n_fft, window, center=True, return_complex=True))
+
+        real = spec(target)
+        return (spec(fake) - real).abs().mean() / real.abs().mean().clamp_min(1e-4)
+
+    def _set_lr(self, optimizers, batch_idx: int) -> None:
+        """Progress is counted in batches, not in global_step: with the discriminators on, two
+        optimisers step per batch."""
+        if self.params.lr_schedule != "cosine" or self._trainer is None:
+            return
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        done = self.current_epoch * int(self.trainer.num_training_batches) + batch_idx
+        lr = self.params.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, done / total)))
+        for opt in optimizers:
+            for group in opt.param_groups:
+                group["lr"] = lr
+
     def training_step(self, batch, batch_idx):
         wave, _ = batch
         p = self.params
+        self._set_lr(self.optimizers(), batch_idx)
         mel, target = self.crops(wave)
-        fake = self.net(mel, target.shape[1])
+        spec = self.net.spectrum(mel)
         opt_g, opt_d = self.optimizers()
         adversarial = self.discriminators is not None and self.global_step >= p.gan_start_steps
+        # with only the magnitude loss on, the waveform is made for the log alone, without a graph
+        wave_losses = adversarial or any((p.stft_weight, p.complex_weight, p.wave_weight))
+        with torch.set_grad_enabled(wave_losses):
+            fake = self.net._istft(spec if wave_losses else spec.detach(), target.shape[1])
         logs = {}
         if adversarial:
             loss_d = 0.0
@@ -313,8 +392,17 @@ class MelVocoder(Generator):
             self.manual_backward(loss_d)
             opt_d.step()
             logs["loss_d"] = loss_d.detach()
-        stft = stft_distance(fake, target, self.sample_rate)
-        loss_g = p.stft_weight * stft
+        with torch.set_grad_enabled(wave_losses):
+            stft = stft_distance(fake, target, self.sample_rate)
+        loss_g = p.stft_weight * stft if wave_losses else mel.new_zeros(())
+        if p.complex_weight:
+            loss_g = loss_g + p.complex_weight * self.complex_distance(fake, target)
+        if p.wave_weight:
+            loss_g = loss_g + p.wave_weight * (fake - target).abs().mean() / target.abs().mean().clamp_min(1e-3)
+        if p.magnitude_weight:
+            magnitude = self.magnitude_distance(spec, target)
+            loss_g = loss_g + p.magnitude_weight * magnitude
+            logs["loss_magnitude"] = magnitude.detach()
         if adversarial:
             with torch.no_grad():
                 real_feats = [feats for _, feats in self.discriminators(target)]
@@ -334,8 +422,11 @@ class MelVocoder(Generator):
     def validation_step(self, batch, batch_idx):
         wave, _ = batch
         mel = self.features.log_mel(wave)
-        self.log("val_loss", stft_distance(self.net(mel, wave.shape[1]), wave, self.sample_rate),
+        spec = self.net.spectrum(mel)
+        self.log("val_loss", stft_distance(self.net._istft(spec, wave.shape[1]), wave, self.sample_rate),
                  batch_size=len(wave))
+        if self.params.magnitude_weight:
+            self.log("val_magnitude", self.magnitude_distance(spec, wave), batch_size=len(wave))
 
     def configure_optimizers(self):
         opt_g = torch.optim.AdamW(self.net.parameters(), lr=self.params.lr, betas=(0.8, 0.99))
@@ -387,6 +478,11 @@ class MelVocoder(Generator):
             raise CheckpointError(f"checkpoint does not fit this mel-vocoder (size or mel settings differ): {first}") from None
 
 
+def saved_params(saved: dict) -> MelVocoderParams:
+    """Settings from a model.json: runs saved before ``phase`` existed used the accumulated-advance head."""
+    return MelVocoderParams(**{"phase": "advance", "griffin_lim_iters": 0, **saved})
+
+
 def load_vocoder_run(run_dir: str | Path, expected: dict, key: str = "generator.vocoder") -> tuple[VocoderNet, dict]:
     """The finished mel-vocoder of ``run_dir`` (its model/, every file checked against the
     manifest's sha256), refused with a one-line error naming ``key`` when it was trained for
@@ -422,7 +518,7 @@ def load_vocoder_run(run_dir: str | Path, expected: dict, key: str = "generator.
             unit = " Hz" if setting == "sample_rate" else ""
             raise ConfigError(key, f"{run_dir} was trained with {setting} {saved[setting]}{unit} but this generator "
                               f"uses {expected[setting]}{unit}; train a vocoder with the same {setting}")
-    net = VocoderNet(MelVocoderParams(**saved))
+    net = VocoderNet(saved_params(saved))
     state = load_file(str(model_dir / "model.safetensors"))
     try:
         net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")}, strict=True)
