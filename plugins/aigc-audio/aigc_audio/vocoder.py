@@ -61,9 +61,7 @@ class MelVocoderParams:
     feature_match_weight: float = 2.0  # weight of the discriminator feature-matching loss
     lr: float = 1e-3  # learning rate of generator and discriminators (AdamW, betas 0.8 / 0.99)
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to zero over the planned steps
-    phase: Literal["advance", "advance+offset", "direct"] = "advance"  # how the head makes phase (see VocoderNet)
-    complex_weight: float = 0.0  # weight of an L1 distance between complex STFTs (phase-aware)
-    wave_weight: float = 0.0  # weight of an L1 distance between waveforms
+    phase: Literal["advance", "direct"] = "advance"  # advance: per-bin advance summed over frames; direct: per frame
     magnitude_weight: float = 0.0  # weight of an L1 log-magnitude loss on the predicted spectrum itself
     griffin_lim_iters: int = 0  # at generation: Griffin-Lim iterations refining the net's phase (0: none)
 
@@ -82,12 +80,11 @@ class MelVocoderParams:
             raise ValueError("segment_frames: must be at least 2")
         if self.gan_start_steps < 0:
             raise ValueError("gan_start_steps: must be 0 or more")
-        for key in ("stft_weight", "adversarial_weight", "feature_match_weight", "complex_weight", "wave_weight",
-                    "magnitude_weight"):
+        for key in ("stft_weight", "adversarial_weight", "feature_match_weight", "magnitude_weight"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}: must be 0 or more")
-        if not any((self.stft_weight, self.magnitude_weight, self.complex_weight, self.wave_weight)):
-            raise ValueError("stft_weight: this, magnitude_weight, complex_weight or wave_weight must be above 0")
+        if not (self.stft_weight or self.magnitude_weight):
+            raise ValueError("stft_weight: this or magnitude_weight must be above 0")
         if self.griffin_lim_iters < 0:
             raise ValueError("griffin_lim_iters: must be 0 or more")
         if self.lr <= 0:
@@ -135,7 +132,7 @@ class VocoderNet(nn.Module):
         self.out_norm = nn.LayerNorm(width)
         self.phase_mode = params.phase
         self.griffin_lim_iters = params.griffin_lim_iters
-        self.head = nn.Linear(width, (3 if params.phase == "advance+offset" else 2) * bins)
+        self.head = nn.Linear(width, 2 * bins)
         nn.init.zeros_(self.head.weight)  # start exactly at the least-squares magnitude and nominal phase
         nn.init.zeros_(self.head.bias)
         # the training set's log-mel mean and spread: fitted preprocessing, saved with the weights
@@ -156,16 +153,12 @@ class VocoderNet(nn.Module):
         power = (self.inverse_fb @ (torch.exp(log_mel) - 1e-5)).clamp_min(1e-10)
         x = self.inp((log_mel - self.norm[0]) / self.norm[1])
         x = self.blocks(self.inp_norm(x.transpose(1, 2)).transpose(1, 2))
-        out = self.head(self.out_norm(x.transpose(1, 2))).transpose(1, 2)
-        bins = self.advance.shape[0]
-        d_mag, d_phase = out[:, :bins], out[:, bins:2 * bins]
+        d_mag, d_phase = self.head(self.out_norm(x.transpose(1, 2))).transpose(1, 2).chunk(2, dim=1)
         magnitude = power.sqrt() * torch.exp(d_mag.clamp(max=6.0))
         if self.phase_mode == "direct":
             phase = d_phase
         else:
             phase = torch.cumsum(self.advance[None, :, None] + d_phase, dim=-1)
-            if self.phase_mode == "advance+offset":
-                phase = phase + out[:, 2 * bins:]
         return torch.polar(magnitude, phase)
 
     def _istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
@@ -347,18 +340,6 @@ class MelVocoder(Generator):
         ref = true[..., edge:frames - edge].abs().clamp_min(1e-4).log()
         return (est - ref).abs().mean()
 
-    def complex_distance(self, fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """L1 between complex STFTs at the vocoder's own resolution, relative to the target's
-        mean magnitude: unlike the magnitude distances it sees the phase directly."""
-        n_fft, hop = self.params.n_fft, self.params.hop_length
-        window = self.net.window
-
-        def spec(w):
-            return torch.view_as_real(torch.stft(w, n_fft, hop, n_fft, window, center=True, return_complex=True))
-
-        real = spec(target)
-        return (spec(fake) - real).abs().mean() / real.abs().mean().clamp_min(1e-4)
-
     def _set_lr(self, optimizers, batch_idx: int) -> None:
         """Progress is counted in batches, not in global_step: with the discriminators on, two
         optimisers step per batch."""
@@ -380,7 +361,7 @@ class MelVocoder(Generator):
         opt_g, opt_d = self.optimizers()
         adversarial = self.discriminators is not None and self.global_step >= p.gan_start_steps
         # with only the magnitude loss on, the waveform is made for the log alone, without a graph
-        wave_losses = adversarial or any((p.stft_weight, p.complex_weight, p.wave_weight))
+        wave_losses = adversarial or bool(p.stft_weight)
         with torch.set_grad_enabled(wave_losses):
             fake = self.net._istft(spec if wave_losses else spec.detach(), target.shape[1])
         logs = {}
@@ -395,10 +376,6 @@ class MelVocoder(Generator):
         with torch.set_grad_enabled(wave_losses):
             stft = stft_distance(fake, target, self.sample_rate)
         loss_g = p.stft_weight * stft if wave_losses else mel.new_zeros(())
-        if p.complex_weight:
-            loss_g = loss_g + p.complex_weight * self.complex_distance(fake, target)
-        if p.wave_weight:
-            loss_g = loss_g + p.wave_weight * (fake - target).abs().mean() / target.abs().mean().clamp_min(1e-3)
         if p.magnitude_weight:
             magnitude = self.magnitude_distance(spec, target)
             loss_g = loss_g + p.magnitude_weight * magnitude

@@ -215,7 +215,7 @@ def test_runs_saved_before_the_phase_setting_load_with_the_old_head():
     from aigc_audio.vocoder import MelVocoderParams, VocoderNet, saved_params
 
     old = {k: v for k, v in vars(MelVocoderParams(sample_rate=RATE, n_fft=512, hop_length=128)).items()
-           if k not in ("phase", "griffin_lim_iters", "magnitude_weight", "complex_weight", "wave_weight", "lr_schedule")}
+           if k not in ("phase", "griffin_lim_iters", "magnitude_weight", "lr_schedule")}
     params = saved_params(old)
     assert params.phase == "advance" and params.griffin_lim_iters == 0
     assert VocoderNet(params).head.out_features == 2 * 257
