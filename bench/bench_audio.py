@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--sample-rate", type=int, default=8000)
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--vocoder-size", default="small")
+    ap.add_argument("--vocoder-refine", type=int, default=32,
+                    help="the vocoder's Griffin-Lim refinement iterations (configs/vocoder-fsdd.yaml: 32)")
     args = ap.parse_args()
 
     import torch
@@ -46,7 +48,7 @@ def main() -> None:
     from aigc_audio.vocoder import MelVocoderParams, VocoderNet
 
     settings = neural.mel_settings()
-    net = VocoderNet(MelVocoderParams(size=args.vocoder_size, **settings))
+    net = VocoderNet(MelVocoderParams(size=args.vocoder_size, griffin_lim_iters=args.vocoder_refine, **settings))
     neural._set_vocoder(net, {"run": "(fresh)", "params": settings})
     models = {"griffin-lim": griffin, "mel-vocoder": neural}
     for model in models.values():
@@ -67,7 +69,8 @@ def main() -> None:
             rates[name]["single"].append(audio / args.sample_rate / (time.perf_counter() - start))
 
     load = os.getloadavg()
-    print(f"mel-vae size={args.size}, {args.sample_rate} Hz, {args.seconds:g} s clips, torch threads={torch.get_num_threads()}")
+    print(f"mel-vae size={args.size}, {args.sample_rate} Hz, {args.seconds:g} s clips, torch threads={torch.get_num_threads()}, "
+          f"vocoder refinement {args.vocoder_refine} Griffin-Lim iterations")
     medians = {}
     for name in models:
         for path in ("batch", "single"):

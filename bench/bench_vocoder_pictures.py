@@ -45,7 +45,7 @@ def main() -> None:
             clips.append(batch[i].numpy().astype(np.float32))
             titles.append(f"digit {int(labels[i])}: {name}{d}")
     image = contact_sheet(clips, rate, titles, f"held-out clips, {run_dir.name}", columns=len(columns))
-    Image.fromarray(image).save(out)
+    Image.fromarray((image.transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(out)  # (3, H, W) floats in [0, 1]
     print(out)
 
 

@@ -9,10 +9,16 @@ iSTFTNet do), because a CPU budget of minutes does not buy the hundreds of thous
 that a HiFi-GAN upsampling stack needs: one measured on FSDD was still at 2x Griffin-Lim's
 STFT distance after 650 steps (docs/audio.md). Per frame it predicts a log-magnitude correction
 to the least-squares inverse of the mel filter bank (zero at initialisation, so training starts
-from Griffin-Lim's magnitudes, not from noise) and a per-bin phase advance added to each bin's
-nominal advance, accumulated over frames, so phase is coherent from the first step. The body
-is ConvNeXt-style blocks (depthwise 7-tap convolution, layer norm, a two-layer MLP, scaled
-residual).
+from Griffin-Lim's magnitudes, not from noise) and a phase: with ``phase: advance`` a per-bin
+advance added to each bin's nominal advance and accumulated over frames, with ``phase: direct``
+the phase itself (Vocos). The body is ConvNeXt-style blocks (depthwise 7-tap convolution,
+layer norm, a two-layer MLP, scaled residual).
+
+What a few CPU minutes buy (docs/benchmarks.md): learning phase end to end through the inverse
+STFT stays near Griffin-Lim's distance, while learning the magnitude alone from the true STFT
+(``stft_weight: 0``, ``magnitude_weight``) and letting ``griffin_lim_iters`` of Griffin-Lim find
+a phase for it lands clearly below: Griffin-Lim's phase is good on a consistent magnitude, and
+what makes its clips phasey is the smeared magnitude that inverting the mel filter bank gives.
 
 Training follows HiFi-GAN: random crops of ``segment_frames`` mel frames; first
 ``gan_start_steps`` steps on the multi-resolution STFT distance alone (a dense gradient), then
