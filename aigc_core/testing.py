@@ -298,6 +298,12 @@ class GeneratorContract(_Contract):
         for required in ("n", "seed"):
             _require(required in signature.parameters or takes_any,
                      f"generate() must take {required!r} (generate(n, seed=..., **options))")
+        for flag, argument in (("shards", "start"), ("reads_data", "data_source")):
+            if getattr(self.cls, flag, False):
+                _require(argument in signature.parameters or takes_any,
+                         f"the class declares {flag} = True but generate() takes no {argument}=")
+        if getattr(self.cls, "streams", False):
+            _require(callable(getattr(self.cls, "stream", None)), "the class declares streams = True but has no stream()")
 
     def check_train_step(self) -> None:
         import pytorch_lightning as pl

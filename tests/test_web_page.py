@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from aigc_core.server import ServerSettings, create_app
-from aigc_core.server.testing import LiveServer, fake_text_run, tiny_gan_run, tiny_text_run
+from server_kit import LiveServer, fake_text_run, tiny_gan_run, tiny_text_run
 
 CHROMIUM = os.environ.get("AIGC_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

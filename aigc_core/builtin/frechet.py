@@ -122,12 +122,7 @@ def cached_classifier(ctx: MetricContext, p: ClassifierParams) -> tuple[FeatureN
 
 def generated_images(ctx: MetricContext, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``n`` fresh samples (seed ``ctx.seed + 1``, eval mode) and their intended labels, if any."""
-    was_training = ctx.generator.training
-    ctx.generator.eval()
-    try:
-        generated = ctx.generator.generate(n, seed=ctx.seed + 1)
-    finally:
-        ctx.generator.train(was_training)
+    generated = ctx.generate(n, seed=ctx.seed + 1)
     x = torch.from_numpy(np.stack([np.asarray(i.data, np.float32) for i in generated.items]))
     labels = [i.meta.get("label") for i in generated.items]
     y = torch.as_tensor(labels) if all(v is not None for v in labels) else None

@@ -230,7 +230,7 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
     async def stream(name: str, body: StreamRequest):
         model = get_model(name)
         if not model.can_stream:
-            raise RequestError(422, f"model {name!r} ({model.pipe.gen.name}) does not stream; use /generate", "model")
+            raise RequestError(422, f"model {name!r} ({model.inference.generator_name}) does not stream; use /generate", "model")
         check_seed(body.seed)
         options = model.validated_options(body.options, settings)
         seed = body.seed if body.seed is not None else _seeds.randrange(2**31)
@@ -251,7 +251,7 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
         def produce() -> None:
             pieces = None
             try:
-                pieces = iter(model.pipe.generator.stream(seed=seed, **options))
+                pieces = iter(model.inference.stream(seed, **options))
                 end = object()
                 while not stop.is_set():
                     with model.lock:  # one step at a time: batches for others go on between steps

@@ -245,7 +245,7 @@ class Batcher:
             part = Content(content.modality, [_copy(item) for item in content.items[lo:hi]])
             try:
                 if job.postprocess:
-                    part = self.model.pipe.postprocess(part)
+                    part = self.model.inference.postprocess(part)
                 outcomes[id(job)] = Result(part, used_seed, total, generate_s)
             except Exception as exc:
                 outcomes[id(job)] = exc
@@ -253,7 +253,7 @@ class Batcher:
     def _generate(self, n: int, seed: int, options: dict) -> tuple[Content, float]:
         started = time.perf_counter()
         with self.model.lock:
-            content = self.model.pipe.generate(n, seed=seed, **options)
+            content = self.model.inference.generate(n, seed, **options)
         self.stats["samples"] += n
         return content, time.perf_counter() - started
 

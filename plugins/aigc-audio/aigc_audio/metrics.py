@@ -167,12 +167,7 @@ class AudioClassifierScore(Metric):
         n = min(self.params.num_samples, half)
         if n < 2:
             raise ValueError("audio-classifier: the test split needs at least four clips (data.test_fraction)")
-        was_training = gen.training
-        gen.eval()
-        try:
-            generated = gen.generate(n, seed=ctx.seed + 1, temperature=self.params.temperature)
-        finally:
-            gen.train(was_training)
+        generated = ctx.generate(n, seed=ctx.seed + 1, temperature=self.params.temperature)
         length = info["num_samples"]
         x_gen = torch.from_numpy(np.stack([_fit(np.asarray(i.data, np.float32), length) for i in generated.items]))
         asked = np.array([int(i.meta["label"]) for i in generated.items])

@@ -242,7 +242,8 @@ class MelVocoder(Generator):
     modality = "audio"
     Params = MelVocoderParams
     GenerateOptions = MelVocoderOptions
-    wants_data_source = True
+    shards = True
+    reads_data = True
 
     def __init__(self, params: MelVocoderParams, info: dict):
         rate = int(params.sample_rate or info["sample_rate"])

@@ -116,6 +116,7 @@ def unet_levels(size: str) -> int:
 
 class DDPM(Generator):
     modality = "image"
+    shards = True
     Params = DDPMParams
     GenerateOptions = DDPMOptions
 
