@@ -13,7 +13,9 @@ from .base import Component, Exporter, Metric, MetricContext, NoParams, PostProc
 from .cancel import Cancelled, CancelToken, cancellation, check_cancelled
 from .content import MODALITIES, Content, Item
 from .errors import AigcError, CheckpointError, ConfigError, DataError, Interrupted, PluginError, QualityGateError, UsageError
-from .plugins import get_registry, hookimpl
+from .hookspecs import hookimpl, hookspec
+from .plugins import get_registry
+from .progress import progress_reporting, report_progress
 from .rundir import RunDir
 from .seeding import sample_seed, torch_generator
 
@@ -27,6 +29,7 @@ _LAZY = {
     "DataParams": "aigc_core.components",
     "split_indices": "aigc_core.components",
     "Pipeline": "aigc_core.pipeline",
+    "Inference": "aigc_core.inference",
 }
 
 
@@ -44,9 +47,10 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AigcError", "CancelToken", "Cancelled", "CheckpointError", "Component", "ConfigError", "Content", "DataError",
     "Interrupted",
-    "DataParams", "DataSource", "Exporter", "Generator", "Item", "MODALITIES", "Metric",
+    "DataParams", "DataSource", "Exporter", "Generator", "Inference", "Item", "MODALITIES", "Metric",
     "MetricContext", "NoParams", "PLUGIN_API_VERSION", "Pipeline", "PluginError",
-    "PostProcessor", "QualityGateError", "RunDir", "UsageError", "atomic_path", "atomic_write", "get_registry", "hookimpl",
+    "PostProcessor", "QualityGateError", "RunDir", "UsageError", "atomic_path", "atomic_write", "get_registry", "hookimpl", "hookspec",
+    "progress_reporting", "report_progress",
     "cancellation", "check_cancelled", "sample_seed", "sha256_file", "split_indices", "torch_generator", "write_bytes",
     "write_json", "write_text",
 ]

@@ -20,6 +20,8 @@ and ``aigc plugins list`` load every plugin and must stay fast.
 import pluggy
 
 hookspec = pluggy.HookspecMarker("aigc")
+#: What a plugin marks its hook implementations with (also ``aigc_core.hookimpl``).
+hookimpl = pluggy.HookimplMarker("aigc")
 
 
 @hookspec

@@ -42,7 +42,7 @@ HOOKS = {
     "exporter": "aigc_register_exporters",
 }
 
-hookimpl = pluggy.HookimplMarker("aigc")
+from .hookspecs import hookimpl  # noqa: E402,F401 - beside hookspec; this old import path keeps working
 
 _registry: Registry | None = None
 

@@ -223,7 +223,7 @@ def register_fake_text(registry: Any = None) -> None:
     registry.plugins.setdefault("fake-text", info)
 
 
-def fake_text_run(run_dir: str | Path, name: str = "fake-text") -> Path:
+def fake_text_run(run_dir: str | Path, name: str = "fake-text", generate: str = "{num_samples: 2}") -> Path:
     """A run directory for the fake text generator (it has nothing to train), written through ``RunDir``."""
     from aigc_core import RunDir
 
@@ -232,6 +232,6 @@ def fake_text_run(run_dir: str | Path, name: str = "fake-text") -> Path:
     if rundir.state() == "run":
         rundir.clear()
     rundir.create(f"name: {name}\nseed: 0\ndata: {{source: fake-text-source}}\ngenerator: {{name: fake-text}}\n"
-                  "generate: {num_samples: 2}\n", {"name": name, "modality": "text"})
+                  f"generate: {generate}\n", {"name": name, "modality": "text"})
     rundir.save_model(lambda directory: (Path(directory) / "fake.json").write_text('{"fake": true}\n'))
     return rundir.path
