@@ -103,7 +103,8 @@ counters = _Counters()
 
 def _fake_classes():
     # Imported lazily: the bases pull in torch and Lightning.
-    from aigc_core import Cancelled, Content, DataParams, DataSource, Generator, Item, check_cancelled, sample_seed
+    from aigc_core import (Cancelled, Content, DataParams, DataSource, Generator, Item, check_cancelled,
+                           report_progress, sample_seed)
 
     @dataclass
     class FakeTextParams:
@@ -138,6 +139,7 @@ def _fake_classes():
             # steps with a cancellation check between them, as a real decoding loop checks per token.
             deadline = time.monotonic() + delay_s
             while (left := deadline - time.monotonic()) > 0:
+                report_progress(round((delay_s - left) * 1000), round(delay_s * 1000))  # milliseconds waited
                 if not ignore_cancel:
                     try:
                         check_cancelled()

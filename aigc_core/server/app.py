@@ -172,6 +172,15 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
     async def show_model(name: str) -> dict:
         return get_model(name).describe()
 
+    @app.get("/v1/models/{name}/progress", tags=["generate"],
+             summary="Progress of the generation the model's worker is on (steps the generator reported)")
+    async def progress(name: str) -> dict:
+        get_model(name)
+        batcher = batchers[name]
+        done_total = batcher.progress
+        return {"busy": batcher.busy_since is not None, "queued": len(batcher.pending),
+                "done": done_total[0] if done_total else None, "total": done_total[1] if done_total else None}
+
     @app.post("/v1/models/{name}/generate", tags=["generate"], summary="Generate items",
               responses={200: {"content": {"application/json": {}, "image/png": {}, "audio/wav": {},
                                            "text/plain": {}, "application/zip": {}}},

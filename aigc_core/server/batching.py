@@ -83,6 +83,8 @@ class Batcher:
         self._task: asyncio.Task | None = None
         self.batch_time_s = 0.05  # running estimate for Retry-After
         self.stats = {"calls": 0, "requests": 0, "samples": 0}
+        #: ``(done, total)`` the generator last reported for the call on the worker; None when idle.
+        self.progress: tuple[int, int] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -252,8 +254,15 @@ class Batcher:
 
     def _generate(self, n: int, seed: int, options: dict) -> tuple[Content, float]:
         started = time.perf_counter()
-        with self.model.lock:
-            content = self.model.inference.generate(n, seed, **options)
+
+        def report(done: int, total: int) -> None:
+            self.progress = (done, total)  # one tuple, replaced whole: the event loop reads it as is
+
+        try:
+            with self.model.lock:
+                content = self.model.inference.generate(n, seed, progress=report, **options)
+        finally:
+            self.progress = None
         self.stats["samples"] += n
         return content, time.perf_counter() - started
 
