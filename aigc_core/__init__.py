@@ -30,6 +30,10 @@ _LAZY = {
     "split_indices": "aigc_core.components",
     "Pipeline": "aigc_core.pipeline",
     "Inference": "aigc_core.inference",
+    # shared helpers plugins use (numpy): one implementation, imported on first use
+    "frechet_distance": "aigc_core.frechet",
+    "make_grid": "aigc_core.imaging",
+    "png_bytes": "aigc_core.imaging",
 }
 
 
@@ -49,7 +53,7 @@ __all__ = [
     "Interrupted",
     "DataParams", "DataSource", "Exporter", "Generator", "Inference", "Item", "MODALITIES", "Metric",
     "MetricContext", "NoParams", "PLUGIN_API_VERSION", "Pipeline", "PluginError",
-    "PostProcessor", "QualityGateError", "RunDir", "UsageError", "atomic_path", "atomic_write", "get_registry", "hookimpl", "hookspec",
+    "PostProcessor", "QualityGateError", "RunDir", "UsageError", "atomic_path", "atomic_write", "frechet_distance", "get_registry", "hookimpl", "hookspec", "make_grid", "png_bytes",
     "progress_reporting", "report_progress",
     "cancellation", "check_cancelled", "sample_seed", "sha256_file", "split_indices", "torch_generator", "write_bytes",
     "write_json", "write_text",

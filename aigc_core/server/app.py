@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import AigcError, ConfigError
 from . import encoding
-from .batching import Batcher, Job, QueueFull, _seeds
+from .batching import Batcher, Job, QueueFull, fresh_seeds
 from .models import RequestError, ServedModel, load_models
 from .security import APIKeyMiddleware, BodyLimitMiddleware, HostCheckMiddleware
 from .settings import ServerSettings, is_loopback
@@ -242,7 +242,7 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
             raise RequestError(422, f"model {name!r} ({model.inference.generator_name}) does not stream; use /generate", "model")
         check_seed(body.seed)
         options = model.validated_options(body.options, settings)
-        seed = body.seed if body.seed is not None else _seeds.randrange(2**31)
+        seed = body.seed if body.seed is not None else fresh_seeds.randrange(2**31)
         with streams_lock:
             if active_streams[name] >= settings.max_streams:
                 raise QueueFull(max(1, int(settings.timeout_s // 10)))

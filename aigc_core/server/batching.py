@@ -32,7 +32,7 @@ from ..cancel import CancelToken, cancellation
 from ..content import Content
 from .models import RequestError, ServedModel
 
-_seeds = random.SystemRandom()
+fresh_seeds = random.SystemRandom()
 
 
 class QueueFull(Exception):
@@ -228,7 +228,7 @@ class Batcher:
     def _run_group(self, group: list[Job], outcomes: dict[int, Any]) -> None:
         seed = group[0].seed
         if seed is None:
-            used_seed = _seeds.randrange(2**31)
+            used_seed = fresh_seeds.randrange(2**31)
             slices, start = [], 0
             for job in group:
                 slices.append((start, start + job.n))

@@ -32,7 +32,7 @@ import torchaudio.transforms as T
 from torch import nn
 
 from aigc_core import ConfigError, MetricContext, Metric, atomic_path
-from aigc_core.frechet import frechet_distance
+from aigc_core import frechet_distance
 
 from .features import default_n_fft
 from .model import split_tensors

@@ -373,7 +373,7 @@ class VAE(Generator):
         return Content("image", items)
 
     def _grid(self, rows: list[torch.Tensor], seed: int, mode: str, extra: list[dict]) -> Content:
-        from aigc_core.imaging import make_grid
+        from aigc_core import make_grid
 
         items, frames = [], []
         for r, row in enumerate(rows):
