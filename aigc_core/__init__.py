@@ -12,6 +12,7 @@ from .atomic import atomic_path, atomic_write, sha256_file, write_bytes, write_j
 from .base import Component, Exporter, Metric, MetricContext, NoParams, PostProcessor
 from .cancel import Cancelled, CancelToken, cancellation, check_cancelled
 from .content import MODALITIES, Content, Item
+from .modalities import known_modalities
 from .errors import AigcError, CheckpointError, ConfigError, DataError, Interrupted, PluginError, QualityGateError, UsageError
 from .hookspecs import hookimpl, hookspec
 from .plugins import get_registry
@@ -53,7 +54,7 @@ __all__ = [
     "Interrupted",
     "DataParams", "DataSource", "Exporter", "Generator", "Inference", "Item", "MODALITIES", "Metric",
     "MetricContext", "NoParams", "PLUGIN_API_VERSION", "Pipeline", "PluginError",
-    "PostProcessor", "QualityGateError", "RunDir", "UsageError", "atomic_path", "atomic_write", "frechet_distance", "get_registry", "hookimpl", "hookspec", "make_grid", "png_bytes",
+    "PostProcessor", "QualityGateError", "RunDir", "UsageError", "atomic_path", "atomic_write", "frechet_distance", "get_registry", "hookimpl", "hookspec", "known_modalities", "make_grid", "png_bytes",
     "progress_reporting", "report_progress",
     "cancellation", "check_cancelled", "sample_seed", "sha256_file", "split_indices", "torch_generator", "write_bytes",
     "write_json", "write_text",
