@@ -35,6 +35,9 @@ _LAZY = {
     "frechet_distance": "aigc_core.frechet",
     "make_grid": "aigc_core.imaging",
     "png_bytes": "aigc_core.imaging",
+    "cache_path": "aigc_core.classifier_cache",
+    "cached_model": "aigc_core.classifier_cache",
+    "data_identity": "aigc_core.classifier_cache",
 }
 
 
@@ -54,7 +57,7 @@ __all__ = [
     "Interrupted",
     "DataParams", "DataSource", "Exporter", "Generator", "Inference", "Item", "MODALITIES", "Metric",
     "MetricContext", "NoParams", "PLUGIN_API_VERSION", "Pipeline", "PluginError",
-    "PostProcessor", "QualityGateError", "RunDir", "UsageError", "atomic_path", "atomic_write", "frechet_distance", "get_registry", "hookimpl", "hookspec", "known_modalities", "make_grid", "png_bytes",
+    "PostProcessor", "QualityGateError", "RunDir", "UsageError", "atomic_path", "atomic_write", "cache_path", "cached_model", "data_identity", "frechet_distance", "get_registry", "hookimpl", "hookspec", "known_modalities", "make_grid", "png_bytes",
     "progress_reporting", "report_progress",
     "cancellation", "check_cancelled", "sample_seed", "sha256_file", "split_indices", "torch_generator", "write_bytes",
     "write_json", "write_text",
