@@ -17,7 +17,12 @@ held-out images in the same run:
         --config configs/gan-mnist.yaml --budget 300
 
 Prints one line per side and the ratios (goals on MNIST, 300 s: Fréchet <= 0.5 x textbook,
-recall >= 0.6 x its real floor). The sides run in parallel processes.
+recall >= 0.6 x its real floor). The sides run in parallel processes; each saves the 2,000 samples
+the metrics would draw, and the main process scores them all against real features computed once
+(generated vs the held-out val split, floor: MNIST's test file vs val; nobody trained on either).
+``--deadline-min`` also stops every side after that many wall-clock minutes, for a loaded machine
+where the CPU budget would not be reached in time: the CPU seconds each side got are printed.
+A ``data.batch_size`` override changes the classifier's cache key (it retrains once).
 """
 
 from __future__ import annotations
