@@ -179,7 +179,9 @@ def train_aigc(pipe, budget: float) -> tuple[object, int]:
         generator = pipe.fit(restart=True)
     finally:
         training.pl.Trainer = real_trainer
-    return generator, int(pipe.manifest()["training"]["global_step"])
+    # Lightning counts each of a GAN's two optimiser steps as a global step: report iterations
+    steps = getattr(generator, "iteration", None)
+    return generator, int(steps if steps is not None else pipe.manifest()["training"]["global_step"])
 
 
 def train_plain(pipe, budget: float) -> tuple[object, int]:
