@@ -17,7 +17,12 @@ held-out images in the same run:
         --config configs/gan-mnist.yaml --budget 300
 
 Prints one line per side and the ratios (goals on MNIST, 300 s: Fréchet <= 0.5 x textbook,
-recall >= 0.6 x its real floor). The sides run in parallel processes.
+recall >= 0.6 x its real floor). The sides run in parallel processes; each saves the 2,000 samples
+the metrics would draw, and the main process scores them all against real features computed once
+(generated vs the held-out val split, floor: MNIST's test file vs val; nobody trained on either).
+``--deadline-min`` also stops every side after that many wall-clock minutes, for a loaded machine
+where the CPU budget would not be reached in time: the CPU seconds each side got are printed.
+A ``data.batch_size`` override changes the classifier's cache key (it retrains once).
 """
 
 from __future__ import annotations
@@ -33,6 +38,12 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 SIDES = ("aigc", "plain", "textbook")
+_DEADLINE = float("inf")  # wall-clock time (time.time()) after which every side stops, spent or not
+
+
+def spent(start: float, budget: float) -> bool:
+    """A side's CPU-time budget is used up (or the run's wall-clock deadline has passed)."""
+    return time.process_time() - start >= budget or time.time() >= _DEADLINE
 
 
 def _pipeline(config: str, overrides: list[str], out: Path):
@@ -74,17 +85,73 @@ class _Sampler:
                                  for i in range(n)])
 
 
-def score(pipe, generator) -> dict:
+def _classifier(pipe):
+    """The metrics' own cached classifier (trained once, in the main process, before the sides start)."""
+    import torch
+
+    from aigc_core.base import MetricContext
+    from aigc_core.builtin.frechet import cached_classifier
+
+    torch.set_num_threads(1)
+    cache = Path(os.environ.get("AIGC_CACHE_DIR") or Path.home() / ".cache" / "aigc")
+    part = next(p for p in pipe.metrics if p.name == "frechet")
+    params = part.build().params
+    return cached_classifier(MetricContext(None, pipe.data_source(), None, cache, pipe.seed), params)[0], params
+
+
+def save_samples(pipe, generator, path: Path, n: int) -> None:
+    """The samples the metrics would draw (``generated_images``: seed + 1, eval mode), kept for scoring."""
+    import numpy as np
+
     from aigc_core import Content
     from aigc_core.base import MetricContext
+    from aigc_core.builtin.frechet import generated_images
 
-    cache = Path(os.environ.get("AIGC_CACHE_DIR") or Path.home() / ".cache" / "aigc")
+    ctx = MetricContext(generator, pipe.data_source(), Content("image", []), Path("."), pipe.seed)
+    x, y = generated_images(ctx, n)
+    np.savez(path, images=x.numpy(), labels=(y.numpy() if y is not None else np.zeros(0, np.int64)))
+
+
+def score_all(pipe, classifier, paths: dict[str, Path], k: int = 3) -> dict[str, dict]:
+    """Every side scored the way the ``frechet`` and ``image-diversity`` metrics score a run, against
+    real features computed once: generated vs the held-out val split, floor = MNIST test vs val."""
+    import numpy as np
+    import torch
+
+    from aigc_core.builtin.frechet import tensors
+    from aigc_core.builtin.image_diversity import _mean, intra_class_ratios, manifold_scores
+    from aigc_core.frechet import frechet_distance
+
+    net, params = classifier
+    source = pipe.data_source()
+    x_val, y_val = tensors(source.split("val"))
+    x_test, y_test = tensors(source.split("test"))
+    n = min(params.num_samples, len(x_val), len(x_test))
+    f_val = torch.from_numpy(net.features(x_val[:n]))
+    f_test = torch.from_numpy(net.features(x_test[:n]))
+    y_val, y_test = y_val[:n], y_test[:n]
+    floor = manifold_scores(f_val, f_test, k)
+    floor_fd = frechet_distance(f_test.numpy(), f_val.numpy())
+    floor_icd = _mean(intra_class_ratios(f_test, y_test, f_val, y_val).values())
     out = {}
-    for part in pipe.metrics:
-        if part.name not in ("frechet", "image-diversity"):
-            continue
-        ctx = MetricContext(generator, pipe.data_source(), Content("image", []), cache, pipe.seed)
-        out.update(part.build().compute(ctx))
+    for side, path in paths.items():
+        saved = np.load(path)
+        f_gen = torch.from_numpy(net.features(torch.from_numpy(saved["images"][:n])))
+        y_gen = torch.from_numpy(saved["labels"][:n]) if len(saved["labels"]) else None
+        if y_gen is None:  # unconditional: the classes as the classifier sees them (as image-diversity does)
+            with torch.no_grad():
+                y_gen = net.head(f_gen).argmax(1)
+        m = manifold_scores(f_val, f_gen, k)
+        out[side] = {
+            "fd_generated": round(frechet_distance(f_gen.numpy(), f_val.numpy()), 3),
+            "fd_real_floor": round(floor_fd, 3),
+            "precision": round(m["precision"], 4), "recall": round(m["recall"], 4),
+            "recall_real_floor": round(floor["recall"], 4),
+            "coverage": round(m["coverage"], 4), "coverage_real_floor": round(floor["coverage"], 4),
+            "intra_class_diversity": round(_mean(intra_class_ratios(f_gen, y_gen, f_val, y_val).values()), 4),
+            "intra_class_diversity_real_floor": round(floor_icd, 4),
+            "num_samples": n,
+        }
     return out
 
 
@@ -98,7 +165,7 @@ def train_aigc(pipe, budget: float) -> tuple[object, int]:
             self.start = time.process_time()
 
         def on_train_batch_end(self, trainer, *args):
-            if time.process_time() - self.start >= budget:
+            if spent(self.start, budget):
                 trainer.should_stop = True
 
     real_trainer = training.pl.Trainer
@@ -112,7 +179,9 @@ def train_aigc(pipe, budget: float) -> tuple[object, int]:
         generator = pipe.fit(restart=True)
     finally:
         training.pl.Trainer = real_trainer
-    return generator, int(pipe.manifest()["training"]["global_step"])
+    # Lightning counts each of a GAN's two optimiser steps as a global step: report iterations
+    steps = getattr(generator, "iteration", None)
+    return generator, int(steps if steps is not None else pipe.manifest()["training"]["global_step"])
 
 
 def train_plain(pipe, budget: float) -> tuple[object, int]:
@@ -128,7 +197,7 @@ def train_plain(pipe, budget: float) -> tuple[object, int]:
     opt_d = torch.optim.Adam(D.parameters(), lr=p.lr_d, betas=(p.beta1, p.beta2))
     loader = torch.utils.data.DataLoader(source.split("train"), batch_size=source.params.batch_size, shuffle=True)
     steps, start = 0, time.process_time()
-    while time.process_time() - start < budget:
+    while not spent(start, budget):
         for x, y in loader:
             x = x * 2 - 1
             y = y if model.num_classes else None
@@ -155,7 +224,7 @@ def train_plain(pipe, budget: float) -> tuple[object, int]:
                         e.lerp_(q, 1 - decay)
                     for e, q in zip(ema.buffers(), G.buffers()):
                         e.copy_(q)
-            if time.process_time() - start >= budget:
+            if spent(start, budget):
                 break
     return model, steps
 
@@ -207,9 +276,9 @@ def train_textbook(pipe, budget: float) -> tuple[object, int]:
     G, D = textbook_nets(channels, size)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    loader = torch.utils.data.DataLoader(source.split("train"), batch_size=source.params.batch_size, shuffle=True)
+    loader = torch.utils.data.DataLoader(source.split("train"), batch_size=128, shuffle=True)
     steps, start = 0, time.process_time()
-    while time.process_time() - start < budget:
+    while not spent(start, budget):
         for x, _ in loader:
             x = x * 2 - 1
             n = x.shape[0]
@@ -224,29 +293,31 @@ def train_textbook(pipe, budget: float) -> tuple[object, int]:
             loss_g.backward()
             opt_g.step()
             steps += 1
-            if time.process_time() - start >= budget:
+            if spent(start, budget):
                 break
     return _Sampler(G, 100, 0), steps
 
 
-def run_side(side: str, config: str, overrides: list[str], budget: float, out: str, queue) -> None:
+def run_side(side: str, config: str, overrides: list[str], budget: float, out: str, num_samples: int,
+             deadline: float, queue) -> None:
     import torch
 
     torch.set_num_threads(1)
+    global _DEADLINE
+    _DEADLINE = deadline
     pipe = _pipeline(config, overrides, Path(out) / side)
     pipe.data_source()  # loading the data is not training
     cpu0, wall0 = time.process_time(), time.perf_counter()
     generator, steps = {"aigc": train_aigc, "plain": train_plain, "textbook": train_textbook}[side](pipe, budget)
     result = {"side": side, "steps": steps, "train_cpu_s": round(time.process_time() - cpu0, 1),
               "train_wall_s": round(time.perf_counter() - wall0, 1)}
-    result.update(score(pipe, generator))
-    if side != "textbook":
-        from aigc_core.imaging import make_grid, to_uint8_hwc
-        from PIL import Image
+    save_samples(pipe, generator, Path(out) / f"{side}_samples.npz", num_samples)
+    from aigc_core.imaging import make_grid, to_uint8_hwc
+    from PIL import Image
 
-        items = generator.generate(100, seed=1).items
-        Image.fromarray(to_uint8_hwc(make_grid([i.data for i in items], nrow=10, padding=2)).squeeze()).save(
-            Path(out) / f"{side}_grid.png")
+    items = generator.generate(100, seed=1).items
+    Image.fromarray(to_uint8_hwc(make_grid([i.data for i in items], nrow=10, padding=2)).squeeze()).save(
+        Path(out) / f"{side}_grid.png")
     queue.put(result)
 
 
@@ -254,30 +325,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/gan-mnist.yaml")
     parser.add_argument("--budget", type=float, default=300.0, help="CPU seconds of training per side")
+    parser.add_argument("--deadline-min", type=float, default=0.0,
+                        help="also stop every side this many wall-clock minutes after the start (0: none); "
+                             "the CPU seconds each side got are printed")
     parser.add_argument("--sides", default=",".join(SIDES))
-    parser.add_argument("--out", default=None, help="keep runs and grids here (default: a temporary folder)")
+    parser.add_argument("--out", default=None, help="keep runs, samples and grids here (default: a temporary folder)")
     parser.add_argument("overrides", nargs="*", help="config overrides for the aigc and plain sides")
     args = parser.parse_args()
     sides = [s for s in args.sides.split(",") if s]
+    deadline = time.time() + 60 * args.deadline_min if args.deadline_min > 0 else float("inf")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
         out.mkdir(parents=True, exist_ok=True)
-        # the metrics' classifier is trained once, here, before the sides share it from the cache
-        import torch
-
-        torch.set_num_threads(1)
         pipe = _pipeline(args.config, args.overrides, out / "classifier")
-        from aigc_core.base import MetricContext
-        from aigc_core.builtin.frechet import cached_classifier
-
-        for part in pipe.metrics:
-            if part.name == "frechet":
-                cache = Path(os.environ.get("AIGC_CACHE_DIR") or Path.home() / ".cache" / "aigc")
-                cached_classifier(MetricContext(None, pipe.data_source(), None, cache, pipe.seed), part.build().params)
+        classifier = _classifier(pipe)  # trained here once (or read from the cache) before the sides share it
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()
-        procs = [ctx.Process(target=run_side, args=(s, args.config, args.overrides, args.budget, str(out), queue))
-                 for s in sides]
+        procs = [ctx.Process(target=run_side, args=(s, args.config, args.overrides, args.budget, str(out),
+                                                    classifier[1].num_samples, deadline, queue)) for s in sides]
         for p in procs:
             p.start()
         results = {}
@@ -286,11 +351,21 @@ def main() -> None:
             results[r["side"]] = r
         for p in procs:
             p.join()
+        for side, scores in score_all(pipe, classifier, {s: out / f"{s}_samples.npz" for s in sides}).items():
+            results[side].update(scores)
+    load = os.getloadavg()
+    print(f"budget: {args.budget:g} s of CPU time (time.process_time) per side, 1 torch thread each, "
+          f"sides in parallel; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
+          f"on {os.cpu_count()} cores")
     keys = ("steps", "train_cpu_s", "train_wall_s", "fd_generated", "fd_real_floor", "precision", "recall",
-            "recall_real_floor", "intra_class_diversity", "intra_class_diversity_real_floor")
+            "recall_real_floor", "coverage", "intra_class_diversity", "intra_class_diversity_real_floor")
     for side in sides:
         r = results[side]
         print(f"{side:9s} " + " ".join(f"{k}={r.get(k)}" for k in keys))
+    for side in sides:
+        r = results[side]
+        print(f"{side:9s} Frechet / real floor = {r['fd_generated'] / r['fd_real_floor']:.2f}; "
+              f"recall / real floor = {r['recall'] / r['recall_real_floor']:.3f}")
     if "aigc" in results and "textbook" in results:
         a, t = results["aigc"], results["textbook"]
         print(f"Frechet aigc / textbook = {a['fd_generated'] / t['fd_generated']:.3f} (goal <= 0.5); "

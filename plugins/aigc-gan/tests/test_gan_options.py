@@ -105,3 +105,29 @@ def test_truncation_shrinks_the_spread_and_keeps_seeding():
     assert low.std(0).mean() < 0.6 * full.std(0).mean()
     again = np.stack([i.data for i in model.generate(20, seed=3, label=2, truncation=0.2)])
     assert np.array_equal(low, again)
+
+
+def test_class_norm_puts_per_class_gain_and_shift_in_every_generator_norm():
+    from aigc_gan.model import ClassBatchNorm
+
+    model = make(conditional=True, class_norm=True)
+    norms = [m for m in model.G.modules() if isinstance(m, ClassBatchNorm)]
+    assert len(norms) == 2  # a 16-pixel generator: the projection and the 4-to-8 stage (the last stage has none)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) and m.affine for m in model.G.modules())
+    # one class's shift moves only that class's images: the label reaches the layer
+    model.G.eval()
+    z = torch.randn(4, model.params.latent)
+    y = torch.tensor([0, 0, 1, 1])
+    before = model.G(z, y)
+    with torch.no_grad():
+        norms[-1].shift.weight[1] += 1.0
+    after = model.G(z, y)
+    assert torch.equal(before[:2], after[:2]) and not torch.allclose(before[2:], after[2:])
+    logs = train_steps(model)
+    assert np.isfinite(logs["loss_d"]) and np.isfinite(logs["loss_g"])
+    # unconditional models have no class to look up: plain batch norm, as before
+    assert not any(isinstance(m, ClassBatchNorm) for m in make(class_norm=True).G.modules())
+    # the sampling artifact carries the class tables and loads into a fresh model
+    fresh = make(conditional=True, class_norm=True)
+    fresh.load_artifact_state(model.artifact_state())
+    assert torch.equal(fresh.G.project[1].gain.weight, model.G_ema.project[1].gain.weight)
