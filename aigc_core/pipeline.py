@@ -12,7 +12,6 @@ Data flows one way: data source -> generator.fit -> generate -> post-processors 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import platform
@@ -128,7 +127,7 @@ class Pipeline:
         gen_section = raw.get("generate") or {}
         if not isinstance(gen_section, Mapping):
             raise ConfigError("generate", f"expected a mapping, got {gen_section!r}")
-        own = {f.name for f in dataclasses.fields(cfg.GenerateSection)}
+        own = set(cfg.GenerateSection.model_fields)
         self.generate_section = cfg.build_params(
             cfg.GenerateSection, {k: v for k, v in gen_section.items() if k in own}, "generate"
         )
@@ -351,13 +350,13 @@ class Pipeline:
         if seed is None:
             seed = self.generate_section.seed if self.generate_section.seed is not None else self.seed
         check_seed(seed)
-        merged = {**dataclasses.asdict(self.generate_options), **options}
+        merged = {**self.generate_options.model_dump(), **options}
         opts = self.validate_options(merged)
         extra = {}
         if getattr(self.generator, "wants_data_source", False):
             # a generator that reads held-out data (reconstructions) gets the source lazily
             extra["data_source"] = self.data_source
-        content = self.generator.generate(n, seed=seed, **dataclasses.asdict(opts), **extra)
+        content = self.generator.generate(n, seed=seed, **opts.model_dump(), **extra)
         return self.stamp(content, seed)
 
     def stamp(self, content: Content, seed: int) -> Content:

@@ -250,7 +250,7 @@ def generate_sharded(pipe: Any, n: int, out: Path, *, seed: int | None = None, o
     out = Path(out)
     if seed is None:
         seed = pipe.generate_section.seed if pipe.generate_section.seed is not None else pipe.seed
-    opts = dataclasses.asdict(pipe.validate_options({**dataclasses.asdict(pipe.generate_options), **(options or {})}))
+    opts = pipe.validate_options({**pipe.generate_options.model_dump(), **(options or {})}).model_dump()
     generator = pipe.generator
     params = inspect.signature(generator.generate).parameters
     if "start" not in params:

@@ -57,7 +57,7 @@ def test_check_ok_and_errors_exit_2_with_one_line(tmp_path, capsys):
     assert code == 0 and out.startswith("ok: tiny-gan (image)")
     for override, needle in [
         ("generator.name=dcgun", "generator.name: unknown generator 'dcgun'; did you mean 'dcgan'?"),
-        ("generator.latent_dim=abc", "generator.latent_dim: expected int or null, got 'abc'"),
+        ("generator.latent_dim=abc", "generator.latent_dim: expected an integer or null, got 'abc'"),
         ("generator.latnt_dim=3", "generator.latnt_dim: unknown key; did you mean 'latent_dim'?"),
         ("postprocess.0.name=redact-pii", "post-processor 'redact-pii' accepts text, not image"),
     ]:

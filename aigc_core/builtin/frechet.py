@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,27 +17,18 @@ from torch import nn
 from aigc_core.atomic import atomic_path
 from aigc_core.base import Metric, MetricContext
 from aigc_core.frechet import frechet_distance
+from aigc_core.params import Field, Params
 
 
-@dataclass
-class ClassifierParams:
+class ClassifierParams(Params):
     """What every metric in the classifier's feature space shares; equal values share one cached classifier."""
 
-    num_samples: int = 1000  # at most this many images on each side
-    feature_dim: int = 64  # width of the classifier's feature layer (the Fréchet space)
-    classifier_epochs: int = 8  # epochs of classifier training (cached per data set)
-    batch_size: int = 128  # batch size of classifier training
-
-    def validate(self) -> None:
-        if self.num_samples < 10:
-            raise ValueError("num_samples: must be at least 10")
-        if self.feature_dim < 2:
-            raise ValueError("feature_dim: must be at least 2")
-        if self.classifier_epochs < 0:
-            raise ValueError("classifier_epochs: must be 0 or more")
+    num_samples: int = Field(1000, ge=10, description="at most this many images on each side")
+    feature_dim: int = Field(64, ge=2, description="width of the classifier's feature layer (the Fréchet space)")
+    classifier_epochs: int = Field(8, ge=0, description="epochs of classifier training (cached per data set)")
+    batch_size: int = Field(128, description="batch size of classifier training")
 
 
-@dataclass
 class FrechetParams(ClassifierParams):
     pass
 
@@ -98,7 +88,7 @@ def cached_classifier(ctx: MetricContext, p: ClassifierParams) -> tuple[FeatureN
     info = source.info
     classifier = {"feature_dim": p.feature_dim, "classifier_epochs": p.classifier_epochs, "batch_size": p.batch_size}
     key = hashlib.sha256(json.dumps(
-        {"source": type(source).component_name, "data": asdict(source.params), "seed": source.seed,
+        {"source": type(source).component_name, "data": source.params.model_dump(), "seed": source.seed,
          "classifier": classifier, "shape": info["shape"], "v": 2},
         sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = Path(ctx.cache_dir) / "frechet" / f"{key}.safetensors"

@@ -161,6 +161,4 @@ def _generate_sharded(pipe, args: argparse.Namespace, options: dict) -> int:
 
 
 def _asdict(obj) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(obj)
+    return obj.model_dump()
