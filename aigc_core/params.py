@@ -36,11 +36,12 @@ class Params(BaseModel):
     """Base of every component's ``Params`` and ``GenerateOptions``.
 
     Unknown keys are errors; a number given where text is expected becomes text; NaN and
-    infinities are refused; ``true``/``false`` never stand in for numbers, nor numbers for them.
+    infinities are refused; ``true``/``false`` never stand in for numbers, nor numbers for them;
+    defaults are checked like given values, so a default that breaks its own bounds is caught.
     """
 
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, allow_inf_nan=False,
-                              protected_namespaces=(), validate_assignment=False)
+                              protected_namespaces=(), validate_default=True)
 
     @field_validator("*", mode="before")
     @classmethod

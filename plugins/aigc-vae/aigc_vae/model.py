@@ -77,6 +77,12 @@ class VAEOptions(Params):
     split: Literal["test", "val", "train"] = Field("test", description="reconstructions: the images to reconstruct")
     batch_size: int = Field(64, ge=1, description="samples are decoded in blocks of this size; the same size gives the same bytes")
 
+    @model_validator(mode="after")
+    def _both_ends(self) -> "VAEOptions":
+        if (self.a is None) != (self.b is None):
+            raise ParamError("b" if self.b is None else "a", "give both a and b (two image files), or neither")
+        return self
+
 
 def fixed_binarize(x: torch.Tensor, seed: int, offset: int = 0) -> torch.Tensor:
     """Stochastic binarisation that depends on (seed, position) only: held-out scores are stable."""
@@ -86,12 +92,6 @@ def fixed_binarize(x: torch.Tensor, seed: int, offset: int = 0) -> torch.Tensor:
         g.manual_seed(sample_seed(seed, offset + i))
         out[i] = (torch.rand(x.shape[1:], generator=g) < x[i].cpu()).to(x.dtype)
     return out
-
-    @model_validator(mode="after")
-    def _both_ends(self) -> "VAEOptions":
-        if (self.a is None) != (self.b is None):
-            raise ParamError("b" if self.b is None else "a", "give both a and b (two image files), or neither")
-        return self
 
 
 class VAE(Generator):
