@@ -96,6 +96,8 @@ class GenerateSection(Params):
 
 
 class OutputConfig(Params):
+    """Where the run directory is and which exporter writes the generated content."""
+
     dir: str = Field("runs/${name}", description="the run directory")
     exporter: Optional[str] = Field(None, description="exporter name (default: the one named after the modality)")
 

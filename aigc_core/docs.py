@@ -130,13 +130,14 @@ def _table(cls: type, prefix: str) -> list[str]:
     rows = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
     for f in fields:
         default = "required" if f["required"] else _default(f["default"])
-        cells = [f"`{prefix}.{f['name']}`", f["type"], default, f["help"]]
+        kind = f"{f['type']} ({f['bounds']})" if f["bounds"] else f["type"]
+        cells = [f"`{prefix}.{f['name']}`", kind, default, f["help"]]
         rows.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return rows + [""]
 
 
 def _section_doc(cls: type) -> str:
-    doc = inspect.getdoc(cls) or ""
+    doc = cls.__dict__.get("__doc__") or ""  # its own, not its base's
     return doc.split("\n\n")[0].replace("\n", " ").replace("``", "`")
 
 

@@ -233,9 +233,21 @@ def describe_params(cls: type) -> list[dict]:
 
 def describe_schema(schema: Mapping) -> list[dict]:
     required = set(schema.get("required", ()))
-    return [{"name": name, "type": schema_type(prop, schema), "default": prop.get("default"),
+    return [{"name": name, "type": schema_type(prop, schema), "bounds": schema_bounds(prop),
+             "default": prop.get("default"),
              "required": name in required, "help": prop.get("description", "")}
             for name, prop in schema.get("properties", {}).items()]
+
+
+def schema_bounds(prop: Mapping) -> str:
+    """A JSON Schema property's bounds in symbols: ``>= 1``, ``> 0, <= 1``, ``multiple of 8``."""
+    marks = (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"),
+             ("multipleOf", "multiple of"), ("minLength", "length >="), ("minItems", "items >="))
+    for member in [prop] + list(prop.get("anyOf", ())):
+        found = [f"{mark} {member[key]}" for key, mark in marks if key in member]
+        if found:
+            return ", ".join(found)
+    return ""
 
 
 def schema_type(prop: Mapping, root: Mapping | None = None) -> str:

@@ -43,6 +43,30 @@ def test_plugins_list_json_shape(capsys):
     assert "builtin" not in {p["name"] for p in json.loads(out)}
 
 
+def test_plugins_list_json_matches_its_documented_shape(capsys):
+    """docs/writing-plugins.md documents the JSON; every key it shows is there, and no other, and
+    every kind is one of the stable identifiers it lists."""
+    import re
+
+    from aigc_testutil import ROOT
+
+    doc = (ROOT / "docs" / "writing-plugins.md").read_text()
+    section = doc.split("## Machine-readable output: `aigc plugins list --json`")[1]
+    example = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))
+    kinds = ["data-source", "generator", "post-processor", "metric", "exporter"]
+    assert "`, `".join(kinds) in section
+    code, out, _ = cli(capsys, "plugins", "list", "--json", "--all")
+    plugins = json.loads(out)
+    assert all(set(p) == set(example[0]) for p in plugins)
+    components = [c for p in plugins for c in p["components"]]
+    assert all(set(c) == set(example[0]["components"][0]) for c in components)
+    assert {c["kind"] for c in components} == set(kinds)  # the built-in plugin alone has all five
+    code, out, _ = cli(capsys, "plugins", "info", "dcgan", "--json")
+    details = json.loads(out)["components"][0]
+    assert details["params"]["properties"]["latent_dim"]["description"]
+    assert details["generate_options"]["properties"]["truncation"]["exclusiveMinimum"] == 0
+
+
 def test_plugins_info_shows_parameters(capsys):
     code, out, _ = cli(capsys, "plugins", "info", "dcgan")
     assert code == 0

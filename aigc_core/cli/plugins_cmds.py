@@ -128,7 +128,8 @@ def cmd_info(args: argparse.Namespace) -> int:
                 print(f"  {section.replace('_', ' ')}:")
             for f in rows:
                 default = "required" if f["required"] else f"default {f['default']!r}"
-                print(f"    {f['name']}: {f['type']} ({default}){'  ' + f['help'] if f['help'] else ''}")
+                kind = f"{f['type']} {f['bounds']}" if f["bounds"] else f["type"]
+                print(f"    {f['name']}: {kind} ({default}){'  ' + f['help'] if f['help'] else ''}")
     return 0
 
 
