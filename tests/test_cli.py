@@ -9,7 +9,8 @@ import pytest
 
 from aigc_testutil import cli, run_aigc, tiny_gan_config, write_yaml
 
-HEAVY = ("torch", "pytorch_lightning", "lightning", "transformers", "torchaudio")
+#: pydantic too: its import alone is about a third of `aigc plugins list` (typed parameters load lazily)
+HEAVY = ("torch", "pytorch_lightning", "lightning", "transformers", "torchaudio", "pydantic")
 
 
 @pytest.mark.parametrize("args", [["--help"], ["plugins", "list"], ["plugins", "list", "--json", "--all"]])
