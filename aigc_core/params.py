@@ -12,7 +12,6 @@ import costs about a third of ``aigc plugins list``.
 from __future__ import annotations
 
 import difflib
-import types
 import typing
 from typing import Any, Mapping, Sequence
 
@@ -47,18 +46,14 @@ class Params(BaseModel):
     @classmethod
     def _booleans_are_booleans(cls, value: Any, info: Any) -> Any:
         annotation = cls.model_fields[info.field_name].annotation
-        wants_bool = _bare(annotation) is bool
-        if (wants_bool and not isinstance(value, (bool, type(None)))) or (
-                isinstance(value, bool) and _bare(annotation) in (int, float)):
-            raise ValueError(f"expected {_expected(annotation)}, got {value!r}")
+        wants = _plain(annotation)
+        if wants in (bool, int, float) and value is not None and (wants is bool) != isinstance(value, bool):
+            raise ValueError(f"expected {_expected(wants.__name__, annotation)}, got {value!r}")
         return value
 
 
 class NoParams(Params):
     """Parameters of a component that takes none."""
-
-
-# --------------------------------------------------------------------------------------------
 
 
 def is_params_class(cls: Any) -> bool:
@@ -67,148 +62,108 @@ def is_params_class(cls: Any) -> bool:
 
 def build_params(cls: type, values: Mapping | None, prefix: str, ignore: Sequence[str] = ()) -> Any:
     """An instance of ``cls`` from ``values``; an error is one line naming ``prefix.key``."""
-    if values is None:
-        values = {}
-    if not isinstance(values, Mapping):
+    if not isinstance(values, (Mapping, type(None))):
         raise ConfigError(prefix, f"expected a mapping of parameters, got {values!r}")
     if not is_params_class(cls):
-        raise ConfigError(prefix, f"{getattr(cls, '__qualname__', cls)!r} declares its parameters as a "
-                                  f"{'dataclass' if hasattr(cls, '__dataclass_fields__') else 'plain class'}; "
-                                  "plugin API 2 wants a subclass of aigc_core.Params (see docs/writing-plugins.md)")
-    data = {k: v for k, v in values.items() if k not in ignore}
+        raise ConfigError(prefix, f"{cls!r} declares its parameters as a dataclass; plugin API 2 wants a "
+                                  "subclass of aigc_core.Params (see docs/writing-plugins.md)")
     try:
-        return cls.model_validate(data)
+        return cls.model_validate({k: v for k, v in (values or {}).items() if k not in ignore})
     except ValidationError as exc:
         key, message = explain(cls, exc.errors()[0])
         raise ConfigError(_join(prefix, key), message) from None
 
 
+#: What a value looks like, by the first word of pydantic's error type (``int_parsing``...).
+EXPECTED = {"int": "an integer", "float": "a number", "bool": "true or false", "string": "a string",
+            "list": "a list", "tuple": "a list", "dict": "a mapping", "model": "a mapping"}
+#: Messages for the other constraints, filled from the error's context.
+MESSAGES = {"multiple_of": "must be a multiple of {multiple_of}", "finite_number": "must be a finite number",
+            "too_short": "must hold at least {min_length} item(s)", "too_long": "must hold at most {max_length} item(s)",
+            "string_too_short": "must hold at least {min_length} character(s)",
+            "string_too_long": "must hold at most {max_length} character(s)"}
+
+
 def explain(cls: type, error: Mapping) -> tuple[str, str]:
     """The key (relative to ``cls``) and aigc's message for one pydantic error."""
-    key, model, annotation, field, tagged = _walk(cls, error["loc"])
+    key, model, field, annotation = _locate(cls, error["loc"])
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
-    cause = ctx.get("error")
-    if isinstance(cause, ParamError):
-        return _join(key, cause.key), str(cause)
+    if isinstance(ctx.get("error"), ParamError):
+        return _join(key, ctx["error"].key), str(ctx["error"])
+    if "error" in ctx:  # a validator's ValueError: its message is the message
+        return key, str(ctx["error"])
     if kind in ("extra_forbidden", "invalid_key"):
-        fields = list(model.model_fields) if model is not None else []
-        name = key.rpartition(".")[2]
-        close = difflib.get_close_matches(name, fields, n=1)
+        fields = list(model.model_fields)
+        close = difflib.get_close_matches(key.rpartition(".")[2], fields, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return key, f"unknown key{hint} (valid keys: {', '.join(fields) or 'none'})"
     if kind == "missing":
         return key, "missing required value"
-    if kind in ("value_error", "assertion_error"):
-        return key, str(cause) if cause is not None else error["msg"]
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        return key, "must be " + _range(field.metadata if field is not None and not tagged else [ctx])
-    if kind in ("too_short", "string_too_short"):
-        return key, f"must hold at least {ctx.get('min_length')} {'character' if 'string' in kind else 'item'}(s)"
-    if kind in ("too_long", "string_too_long"):
-        return key, f"must hold at most {ctx.get('max_length')} {'character' if 'string' in kind else 'item'}(s)"
-    if kind == "multiple_of":
-        return key, f"must be a multiple of {ctx['multiple_of']}, got {value!r}"
-    if kind == "finite_number":
-        return key, f"must be a finite number, got {value!r}"
-    if kind == "literal_error":
-        allowed = [str(a) for a in typing.get_args(_bare(annotation))] if not tagged else []
-        close = difflib.get_close_matches(str(value), allowed, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return key, f"expected {_expected(annotation)}, got {value!r}{hint}"
-    return key, f"expected {_expected(annotation)}, got {value!r}"
+        return key, "must be " + _range(field.metadata if field is not None else [ctx])
+    if kind in MESSAGES:
+        return key, MESSAGES[kind].format(**ctx) + f", got {value!r}"
+    allowed = [str(a) for a in typing.get_args(_plain(annotation))] if kind == "literal_error" else []
+    close = difflib.get_close_matches(str(value), allowed, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return key, f"expected {_expected(kind.split('_')[0], annotation)}, got {value!r}{hint}"
 
 
-def _walk(cls: type, loc: Sequence) -> tuple[str, Any, Any, Any, bool]:
+def _locate(cls: type, loc: Sequence) -> tuple[str, Any, Any, Any]:
     """Follow an error's location through nested models: the key as the user writes it, the
-    innermost model, the annotation and the field at the end, and whether a union member was
-    tried (its tag in the location is pydantic's, not the user's)."""
-    key, model, annotation, field, tagged = "", cls, None, None, False
+    innermost model, and the field and the annotation at the end (a list's item annotation for an
+    index; a location part that names no field is a union member's tag, which the user never wrote)."""
+    key, model, field, annotation = "", cls, None, None
     for part in loc:
-        field = None
         if model is not None and isinstance(part, str) and part in model.model_fields:
-            key = _join(key, part)
             field = model.model_fields[part]
-            annotation = field.annotation
-        elif model is not None and annotation is None:  # an unknown key
-            key = _join(key, str(part))
-            break
+            key, annotation = _join(key, part), field.annotation
+        elif model is not None:  # an unknown key
+            return _join(key, str(part)), model, None, None
         elif isinstance(part, int):
-            key += f"[{part}]"
-            args = typing.get_args(_bare(annotation))
-            annotation = args[0] if args else Any
-        elif typing.get_origin(_bare(annotation)) is dict:
-            key = _join(key, str(part))
-            annotation = Any
+            key, field = f"{key}[{part}]", None
+            annotation = (typing.get_args(_plain(annotation)) or (None,))[0]
         else:
-            tagged = True
             continue
-        inner = _bare(annotation)
-        model = inner if is_params_class(inner) else None
-        if model is not None:
-            annotation = None
-    return key, model, annotation if annotation is not None else model, field, tagged
+        model = _plain(annotation) if is_params_class(_plain(annotation)) else None
+    return key, model, field, annotation
+
+
+def _join(prefix: str, key: str) -> str:
+    return prefix + key if not prefix or not key or key.startswith("[") else f"{prefix}.{key}"
+
+
+def _plain(tp: Any) -> Any:
+    """``tp`` without ``Annotated`` and ``| None``."""
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return _plain(args[0]) if len(args) == 1 and type(None) in typing.get_args(tp) else tp
+
+
+def _expected(kind: str, annotation: Any) -> str:
+    plain = _plain(annotation)
+    text = ("one of " + ", ".join(map(repr, typing.get_args(plain))) if typing.get_origin(plain) is typing.Literal
+            else EXPECTED.get(kind, "a valid value"))
+    return text + (" or null" if type(None) in typing.get_args(annotation) else "")
 
 
 def _range(constraints: Sequence) -> str:
     """Bounds in words: ``at least 1``, ``0 or more``, ``in (0, 1]``."""
-    low = high = None
+    b = {}
     for c in constraints:
-        get = c.get if isinstance(c, Mapping) else lambda name: getattr(c, name, None)
-        for name, side in (("ge", "["), ("gt", "(")):
-            if get(name) is not None:
-                low = (side, get(name))
-        for name, side in (("le", "]"), ("lt", ")")):
-            if get(name) is not None:
-                high = (side, get(name))
+        for name in ("ge", "gt", "le", "lt"):
+            if (c.get(name) if isinstance(c, Mapping) else getattr(c, name, None)) is not None:
+                b[name] = c.get(name) if isinstance(c, Mapping) else getattr(c, name)
+    low = ("[", b["ge"]) if "ge" in b else ("(", b["gt"]) if "gt" in b else None
+    high = (b["le"], "]") if "le" in b else (b["lt"], ")") if "lt" in b else None
     if low and high:
-        return f"in {low[0]}{low[1]}, {high[1]}{high[0]}"
-    if low:
-        if low[0] == "(":
-            return "positive" if low[1] == 0 else f"greater than {low[1]}"
+        return f"in {low[0]}{low[1]}, {high[0]}{high[1]}"
+    if low and low[0] == "[":
         return "0 or more" if low[1] == 0 else f"at least {low[1]}"
-    if high:
-        return f"at most {high[1]}" if high[0] == "]" else f"less than {high[1]}"
-    return "in range"
-
-
-def _join(prefix: str, key: str) -> str:
-    if not key:
-        return prefix
-    if not prefix:
-        return key
-    return prefix + key if key.startswith("[") else f"{prefix}.{key}"
-
-
-_UNIONS = (typing.Union, types.UnionType)
-
-
-def _bare(tp: Any) -> Any:
-    """``tp`` without ``| None`` and ``Annotated``."""
-    while typing.get_origin(tp) is typing.Annotated:
-        tp = typing.get_args(tp)[0]
-    if typing.get_origin(tp) in _UNIONS:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return _bare(args[0])
-    return tp
-
-
-def _expected(tp: Any) -> str:
-    """What a value of annotation ``tp`` looks like, in words."""
-    nullable = typing.get_origin(tp) in _UNIONS and type(None) in typing.get_args(tp)
-    tp = _bare(tp)
-    origin = typing.get_origin(tp)
-    if origin in _UNIONS:
-        text = " or ".join(_expected(a) for a in typing.get_args(tp) if a is not type(None))
-    elif origin is typing.Literal:
-        text = "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    elif origin in (list, tuple, Sequence) or tp in (list, tuple):
-        text = "a list"
-    elif origin is dict or tp is dict or is_params_class(tp):
-        text = "a mapping"
-    else:
-        text = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, "a value")
-    return text + (" or null" if nullable else "")
+    if low:
+        return "positive" if low[1] == 0 else f"greater than {low[1]}"
+    return f"at most {high[0]}" if high[1] == "]" else f"less than {high[0]}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,55 +172,43 @@ def _expected(tp: Any) -> str:
 
 def json_schema(cls: type, defaults: Mapping | None = None) -> dict:
     """The JSON Schema of ``cls``, with ``defaults`` (a run's configured values) as defaults."""
-    if not is_params_class(cls):
-        return {"type": "object", "properties": {}}
     schema = cls.model_json_schema()
     for name, value in (defaults or {}).items():
-        if name in schema.get("properties", {}):
-            schema["properties"][name]["default"] = value
+        schema["properties"][name]["default"] = value
     return schema
 
 
 def describe_params(cls: type) -> list[dict]:
-    """One row per parameter (name, type, default, required, help), read from the JSON Schema."""
     return describe_schema(json_schema(cls))
 
 
 def describe_schema(schema: Mapping) -> list[dict]:
-    required = set(schema.get("required", ()))
+    """One row per parameter (name, type, bounds, default, required, help) of a JSON Schema."""
     return [{"name": name, "type": schema_type(prop, schema), "bounds": schema_bounds(prop),
-             "default": prop.get("default"),
-             "required": name in required, "help": prop.get("description", "")}
-            for name, prop in schema.get("properties", {}).items()]
+             "default": prop.get("default"), "required": name in schema.get("required", ()),
+             "help": prop.get("description", "")} for name, prop in schema.get("properties", {}).items()]
 
 
 def schema_bounds(prop: Mapping) -> str:
-    """A JSON Schema property's bounds in symbols: ``>= 1``, ``> 0, <= 1``, ``multiple of 8``."""
-    marks = (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"),
-             ("multipleOf", "multiple of"), ("minLength", "length >="), ("minItems", "items >="))
-    for member in [prop] + list(prop.get("anyOf", ())):
-        found = [f"{mark} {member[key]}" for key, mark in marks if key in member]
-        if found:
+    """A property's bounds in symbols: ``>= 1``, ``> 0, <= 1``, ``multiple of 8``."""
+    marks = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<",
+             "multipleOf": "multiple of", "minLength": "length >=", "minItems": "items >="}
+    for member in [prop, *prop.get("anyOf", ())]:
+        if found := [f"{mark} {member[key]}" for key, mark in marks.items() if key in member]:
             return ", ".join(found)
     return ""
 
 
-def schema_type(prop: Mapping, root: Mapping | None = None) -> str:
-    """A JSON Schema property's type in a few words: ``int``, ``str or null``, ``'a' | 'b'``..."""
-    if "$ref" in prop and root is not None:
-        prop = root.get("$defs", {}).get(prop["$ref"].rpartition("/")[2], {})
-        return "mapping" if prop.get("type") == "object" else schema_type(prop, root)
-    if "enum" in prop:
-        return " | ".join(repr(v) for v in prop["enum"])
-    if "const" in prop:
-        return repr(prop["const"])
+def schema_type(prop: Mapping, root: Mapping) -> str:
+    """A property's type in a few words: ``int``, ``str or null``, ``'a' | 'b'``, ``list of int``."""
+    if "$ref" in prop:
+        return "mapping"
+    if "enum" in prop or "const" in prop:
+        return " | ".join(map(repr, prop.get("enum", [prop.get("const")])))
     if "anyOf" in prop:
         parts = [schema_type(p, root) for p in prop["anyOf"]]
-        nullable = "null" in parts
-        return " or ".join([p for p in parts if p != "null"] + (["null"] if nullable else []))
+        return " or ".join([p for p in parts if p != "null"] + ["null"] * ("null" in parts))
     names = {"integer": "int", "number": "float", "string": "str", "boolean": "bool", "array": "list",
              "object": "mapping", "null": "null"}
-    kind = prop.get("type")
-    if kind == "array" and prop.get("items", {}).get("type") in names:
-        return f"list of {names[prop['items']['type']]}"
-    return names.get(kind, "any") if isinstance(kind, str) else "any"
+    items = prop.get("items", {}).get("type")
+    return f"list of {names[items]}" if items in names else names.get(prop.get("type"), "any")
