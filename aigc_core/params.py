@@ -100,7 +100,7 @@ def explain(cls: type, error: Mapping) -> tuple[str, str]:
     if kind == "missing":
         return key, "missing required value"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        return key, "must be " + _range(field.metadata if field is not None else [ctx])
+        return key, "must be " + _range([ctx, *(field.metadata if field is not None else ())])
     if kind in MESSAGES:
         return key, MESSAGES[kind].format(**ctx) + f", got {value!r}"
     allowed = [str(a) for a in typing.get_args(_plain(annotation))] if kind == "literal_error" else []
