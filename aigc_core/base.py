@@ -44,6 +44,26 @@ class MetricContext:
     seed: int
     run_dir: Path | None = None
     extra: dict = field(default_factory=dict)
+    #: The run's ``aigc_core.Inference``: what ``generate`` goes through (None for a bare generator).
+    inference: Any = None
+
+    def generate(self, n: int, seed: int, **options: Any) -> Content:
+        """``n`` fresh samples as the run makes them (its configured options, stamped), in eval mode.
+
+        Not post-processed: a metric scores the generator, and post-processors may add derived
+        items (grids) or drop some. Without an ``inference`` the bare generator is asked.
+        """
+        generator = self.inference.generator if self.inference is not None else self.generator
+        was_training = getattr(generator, "training", False)
+        if was_training:
+            generator.eval()
+        try:
+            if self.inference is not None:
+                return self.inference.generate(n, seed, **options)
+            return generator.generate(n, seed=seed, **options)
+        finally:
+            if was_training:
+                generator.train(True)
 
 
 class Metric(Component):

@@ -36,6 +36,8 @@ class ServedModel:
     #: JSON Schema of the generation options; each default is what a request without it gets.
     options: dict
     can_stream: bool
+    #: The one path from a request to content (defaults + options + seed -> generate -> stamp).
+    inference: Any = None
     #: Held while the generator runs: batches and stream steps take turns on one model.
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -59,9 +61,8 @@ class ServedModel:
         if not isinstance(options, Mapping):
             raise RequestError(422, "options: expected a JSON object", "options")
         check_option_limits(options, settings)
-        merged = {**self.pipe.generate_options.model_dump(), **options}
         try:
-            opts = self.pipe.validate_options(merged, "options").model_dump()
+            opts = self.inference.options(options, "options")
         except ConfigError as exc:
             raise RequestError(422, str(exc), exc.key) from None
         check_option_limits({key: opts[key] for key in options if key in opts}, settings)
@@ -116,7 +117,8 @@ def load_models(specs: Sequence[str | Path], loader: Any = None) -> dict[str, Se
             pipe=pipe,
             modality=pipe.modality,
             options=json_schema(pipe.gen.cls.GenerateOptions, pipe.generate_options.model_dump(mode="json")),
-            can_stream=callable(getattr(pipe.generator, "stream", None)),
+            can_stream=pipe.inference.streams,
+            inference=pipe.inference,
         )
     if not models:
         raise UsageError("no run directories to serve")

@@ -52,6 +52,8 @@ class MelVAEParams(Params):
     griffin_lim_iters: int = Field(32, ge=1, description="Griffin-Lim iterations when turning spectrograms back into sound")
     kl_weight: float = Field(4.0, ge=0, description="at 1 the latent carried the class and prior samples lost it (docs/benchmarks.md)")
     kl_warmup_steps: int = Field(300, ge=0, description="the KL weight ramps up from 0, so early steps learn to reconstruct")
+    prior: Literal["standard", "class"] = Field("standard", description=(
+        "sample z from N(0, I), or from a Gaussian per class fitted to the training clips' codes after training"))
     lr: float = Field(1e-3, gt=0, description="learning rate (Adam)")
     vocoder: Optional[str] = Field(None, description="a finished mel-vocoder run directory (e.g. runs/vocoder-fsdd); none: Griffin-Lim")
 
@@ -117,6 +119,7 @@ class Decoder(nn.Module):
 
 class MelVAE(Generator):
     modality = "audio"
+    shards = True
     Params = MelVAEParams
     GenerateOptions = MelVAEOptions
 
@@ -139,6 +142,9 @@ class MelVAE(Generator):
         self.decoder = Decoder(params.channels, params.latent, grid, self.num_classes)
         # the training set's log-mel mean and spread: fitted preprocessing, saved with the weights
         self.register_buffer("norm", torch.tensor([0.0, 1.0]))
+        # the prior samples are drawn from: mean and Cholesky factor per class (N(0, I) until fitted)
+        self.register_buffer("prior_mean", torch.zeros(self.num_classes, params.latent))
+        self.register_buffer("prior_scale", torch.eye(params.latent).repeat(self.num_classes, 1, 1))
         # a vocoder recorded in the checkpoint's info is rebuilt here; its weights come with the state
         self.vocoder: VocoderNet | None = None
         if info.get("vocoder"):
@@ -231,6 +237,40 @@ class MelVAE(Generator):
         rec, kl, n = self._losses(batch)
         self.log("val_loss", rec + self.params.kl_weight * kl, batch_size=n)
 
+    def on_fit_end(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if self.params.prior == "class" and datamodule is not None:
+            waves, labels = split_tensors(datamodule.split("train"))
+            self.fit_class_prior(waves, labels)
+
+    @torch.no_grad()
+    def fit_class_prior(self, waves: torch.Tensor, labels: torch.Tensor) -> None:
+        """Why: with a KL weight low enough for sharp spectrograms, the codes of real clips do not
+        fill N(0, I) and prior samples land where the decoder never learnt (the blur, the wrong
+        digits). A Gaussian per class fitted to the training clips' codes (mixture mean and
+        covariance of their posteriors) puts samples where the decoder was trained instead."""
+        was_training = self.training
+        self.eval()
+        mus, variances = [], []
+        for lo in range(0, len(waves), 64):
+            y = labels[lo:lo + 64].clamp(0, self.num_classes - 1).to(self.device)
+            mu, logvar = self.encoder(self.encode_input(waves[lo:lo + 64].to(self.device)), y)
+            mus.append(mu.double().cpu())
+            variances.append(logvar.double().exp().cpu())
+        self.train(was_training)
+        mu, var = torch.cat(mus), torch.cat(variances)
+        labels = labels.clamp(0, self.num_classes - 1)
+        eye = torch.eye(mu.shape[1], dtype=torch.float64)
+        for k in range(self.num_classes):
+            rows = labels == k
+            if int(rows.sum()) < 2:
+                continue  # too few clips of this class to fit: keep N(0, I)
+            m = mu[rows].mean(0)
+            centred = mu[rows] - m
+            cov = centred.T @ centred / (len(centred) - 1) + torch.diag(var[rows].mean(0)) + 1e-4 * eye
+            self.prior_mean[k] = m.float().to(self.prior_mean.device)
+            self.prior_scale[k] = torch.linalg.cholesky(cov).float().to(self.prior_scale.device)
+
     def configure_optimizers(self):
         return torch.optim.Adam(list(self.encoder.parameters()) + list(self.decoder.parameters()), lr=self.params.lr)
 
@@ -269,10 +309,11 @@ class MelVAE(Generator):
                 hi = min(n, lo + batch_size)
                 idx = torch.arange(start + lo, start + hi)
                 labels = torch.full_like(idx, fixed) if fixed is not None else idx % self.num_classes
-                z = self.latents(hi - lo, seed, start + lo).to(self.device) * temperature
+                y = labels.to(self.device)
+                eps = self.latents(hi - lo, seed, start + lo).to(self.device) * temperature
+                z = self.prior_mean[y] + (self.prior_scale[y] @ eps.unsqueeze(-1)).squeeze(-1)
                 # one clip at a time through the decoder: batched convolutions may round differently,
                 # and Griffin-Lim would amplify that into different bytes on another shard layout
-                y = labels.to(self.device)
                 mel = torch.cat([self.decoder(z[i:i + 1], y[i:i + 1]) for i in range(len(z))]).float()
                 waves = self.to_wave(mel).cpu().numpy()
                 for j, wave in enumerate(waves):
@@ -289,6 +330,10 @@ class MelVAE(Generator):
         return Content("audio", items)
 
     def load_artifact_state(self, state: dict[str, torch.Tensor]) -> None:
+        state = dict(state)
+        # a checkpoint from before the fitted prior samples N(0, I), as it did then
+        state.setdefault("prior_mean", torch.zeros_like(self.prior_mean))
+        state.setdefault("prior_scale", torch.eye(self.params.latent).repeat(self.num_classes, 1, 1))
         try:
             self.load_state_dict(state, strict=True)
         except RuntimeError as exc:
