@@ -1,7 +1,8 @@
 """aigc: from raw data to finished content in one configured pipeline.
 
 The public API for plugins and users. Names that need torch (``DataSource``, ``Generator``,
-``DataParams``) are imported on first access, so ``import aigc_core`` stays light.
+``DataParams``) or pydantic (``Params``, ``Field``, the component bases) are imported on first
+access, so ``import aigc_core`` and plugin discovery stay light.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from .atomic import atomic_path, atomic_write, sha256_file, write_bytes, write_json, write_text
-from .base import Component, Exporter, Metric, MetricContext, NoParams, PostProcessor
 from .cancel import Cancelled, CancelToken, cancellation, check_cancelled
 from .content import MODALITIES, Content, Item
 from .modalities import known_modalities
@@ -22,7 +22,7 @@ from .seeding import sample_seed, torch_generator
 
 __version__ = "0.1.0"
 #: The plugin API this core provides; plugins declare the major version they target.
-PLUGIN_API_VERSION = "1.0"
+PLUGIN_API_VERSION = "2.0"
 
 _LAZY = {
     "DataSource": "aigc_core.components",
@@ -30,6 +30,17 @@ _LAZY = {
     "DataParams": "aigc_core.components",
     "split_indices": "aigc_core.components",
     "Pipeline": "aigc_core.pipeline",
+    "Component": "aigc_core.base",
+    "Exporter": "aigc_core.base",
+    "Metric": "aigc_core.base",
+    "MetricContext": "aigc_core.base",
+    "PostProcessor": "aigc_core.base",
+    "NoParams": "aigc_core.params",
+    "Params": "aigc_core.params",
+    "ParamError": "aigc_core.params",
+    "Field": "aigc_core.params",
+    "field_validator": "aigc_core.params",
+    "model_validator": "aigc_core.params",
     "Inference": "aigc_core.inference",
     # shared helpers plugins use (numpy): one implementation, imported on first use
     "frechet_distance": "aigc_core.frechet",
@@ -56,7 +67,8 @@ __all__ = [
     "AigcError", "CancelToken", "Cancelled", "CheckpointError", "Component", "ConfigError", "Content", "DataError",
     "Interrupted",
     "DataParams", "DataSource", "Exporter", "Generator", "Inference", "Item", "MODALITIES", "Metric",
-    "MetricContext", "NoParams", "PLUGIN_API_VERSION", "Pipeline", "PluginError",
+    "MetricContext", "NoParams", "PLUGIN_API_VERSION", "ParamError", "Params", "Pipeline", "PluginError",
+    "Field", "field_validator", "model_validator",
     "PostProcessor", "QualityGateError", "RunDir", "UsageError", "atomic_path", "atomic_write", "cache_path", "cached_model", "data_identity", "frechet_distance", "get_registry", "hookimpl", "hookspec", "known_modalities", "make_grid", "png_bytes",
     "progress_reporting", "report_progress",
     "cancellation", "check_cancelled", "sample_seed", "sha256_file", "split_indices", "torch_generator", "write_bytes",

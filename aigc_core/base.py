@@ -1,7 +1,8 @@
 """Component bases that need no torch: post-processors, metrics, exporters.
 
 Generators and data sources are Lightning classes and live in ``aigc_core.components``, which
-is imported only when a pipeline builds one.
+is imported only when a pipeline builds one. This module imports pydantic (``aigc_core.params``),
+so plugin discovery does not import it either: ``aigc_core`` exports these names lazily.
 """
 
 from __future__ import annotations
@@ -11,15 +12,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .content import Content
-
-
-@dataclass
-class NoParams:
-    """Parameters of a component that takes none."""
+from .params import NoParams
 
 
 class Component:
-    """Common ground of every component: a ``Params`` dataclass validated from the config."""
+    """Common ground of every component: a ``Params`` model (``aigc_core.Params``) validated from the config."""
 
     Params: ClassVar[type] = NoParams
     #: Set by the registry when the component is built from a config.

@@ -6,39 +6,30 @@ Imported only when a pipeline builds a component, never at discovery: it pulls i
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .base import NoParams
+from .params import Field, NoParams, Params
 from .content import Content
 from .errors import CheckpointError
 
 
-@dataclass
-class DataParams:
+#: A held-out share; a subclass that changes the default keeps the bounds by keeping the type.
+HeldOut = Annotated[float, Field(ge=0, lt=0.5)]
+
+
+class DataParams(Params):
     """Parameters every data source shares; a source's own ``Params`` subclasses this."""
 
-    batch_size: int = 64  # items per training batch
-    num_workers: int = 0  # DataLoader worker processes
-    val_fraction: float = 0.1  # share held out for validation (deterministic for a seed)
-    test_fraction: float = 0.1  # share held out for testing and metrics
-    limit: int | None = None  # keep at most this many items (fast tests, quick looks)
-
-    def validate(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError("batch_size: must be at least 1")
-        if self.num_workers < 0:
-            raise ValueError("num_workers: must be 0 or more")
-        for key in ("val_fraction", "test_fraction"):
-            if not 0.0 <= getattr(self, key) < 0.5:
-                raise ValueError(f"{key}: must be in [0, 0.5)")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError("limit: must be at least 1")
+    batch_size: int = Field(64, ge=1, description="items per training batch")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    val_fraction: HeldOut = Field(0.1, description="share held out for validation (deterministic for a seed)")
+    test_fraction: HeldOut = Field(0.1, description="share held out for testing and metrics")
+    limit: int | None = Field(None, ge=1, description="keep at most this many items (fast tests, quick looks)")
 
 
 def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int):
@@ -255,8 +246,8 @@ class Generator(pl.LightningModule):
 
 
 def _jsonable(value: Any) -> Any:
-    if is_dataclass(value):
-        return asdict(value)
+    if isinstance(value, Params):
+        return value.model_dump()
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -1,8 +1,9 @@
 """Reference docs generated from the code, so they cannot drift from it.
 
 * ``docs/hooks.md`` from the docstrings in ``aigc_core.hookspecs``;
-* ``docs/configuration.md`` from the parameter dataclasses of every bundled component (the
-  built-in plugin and the plugins under ``plugins/``), with each field's ``metadata["help"]``.
+* ``docs/configuration.md`` from the JSON Schema of the parameter models of every bundled
+  component (the built-in plugin and the plugins under ``plugins/``): the same schema the web
+  form and ``aigc plugins info`` show.
 
 ``python -m aigc_core.docs`` rewrites both; ``python -m aigc_core.docs --check`` exits 1 naming
 each stale file. Tests run the check, so a change to a hook or a parameter without regenerating
@@ -12,7 +13,6 @@ the docs fails CI.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import inspect
 import sys
 import tomllib
@@ -122,7 +122,7 @@ def _default(value: Any) -> str:
 
 
 def _table(cls: type, prefix: str) -> list[str]:
-    from .config import describe_params
+    from .params import describe_params
 
     fields = describe_params(cls)
     if not fields:
@@ -130,14 +130,14 @@ def _table(cls: type, prefix: str) -> list[str]:
     rows = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
     for f in fields:
         default = "required" if f["required"] else _default(f["default"])
-        help_text = (f["help"] or "").replace("|", "\\|").replace("\n", " ")
-        kind = f["type"].replace("|", "\\|")
-        rows.append(f"| `{prefix}.{f['name']}` | {kind} | {default} | {help_text} |")
+        kind = f"{f['type']} ({f['bounds']})" if f["bounds"] else f["type"]
+        cells = [f"`{prefix}.{f['name']}`", kind, default, f["help"]]
+        rows.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return rows + [""]
 
 
 def _section_doc(cls: type) -> str:
-    doc = inspect.getdoc(cls) or ""
+    doc = cls.__dict__.get("__doc__") or ""  # its own, not its base's
     return doc.split("\n\n")[0].replace("\n", " ").replace("``", "`")
 
 
@@ -160,7 +160,9 @@ def configuration_markdown(root: Path = ROOT, registry: Any = None) -> str:
     missing = sorted(set(bundled) - {p.distribution for p in plugins.values()})
     if missing:
         raise RuntimeError(f"bundled plugins not installed, cannot document them: {', '.join(missing)}")
-    out = [HEADER.format(source="the Params dataclasses of the core and of plugins/*"),
+    from .params import is_params_class
+
+    out = [HEADER.format(source="the Params models of the core and of plugins/*"),
            "# Configuration reference\n\n",
            "A pipeline is one YAML file (see `configs/`); `key=value` arguments override any key "
            "(`aigc run configs/quickstart.yaml train.max_epochs=5`). Every key of the core and of every "
@@ -188,7 +190,7 @@ def configuration_markdown(root: Path = ROOT, registry: Any = None) -> str:
                 continue  # exporters take no parameters from the config
             out.append("\n".join(_table(cls.Params, prefix)) + "\n")
             options = getattr(cls, "GenerateOptions", None)
-            if kind == "generator" and options is not None and dataclasses.is_dataclass(options):
+            if kind == "generator" and is_params_class(options):
                 out.append("Generation options:\n\n" + "\n".join(_table(options, "generate")) + "\n")
     return "".join(out).rstrip() + "\n"
 

@@ -48,7 +48,7 @@ def aigc_register_data_sources(register):
     """Register data sources: where raw content of one modality comes from.
 
     A data source is a subclass of ``aigc_core.DataSource`` (a ``LightningDataModule``) with a
-    ``Params`` dataclass. It yields raw content and knows nothing of models: images as float CHW
+    ``Params`` model (a subclass of ``aigc_core.Params``). It yields raw content and knows nothing of models: images as float CHW
     in [0, 1], text as ``str``, audio as mono float waveforms with a sample rate.
 
     Example::
@@ -65,7 +65,8 @@ def aigc_register_generators(register):
     """Register generators: models that learn from a data source and make new content.
 
     A generator is a subclass of ``aigc_core.Generator`` (a ``LightningModule``) with a ``Params``
-    dataclass for its architecture and a ``GenerateOptions`` dataclass for ``generate``'s options.
+    model for its architecture and a ``GenerateOptions`` model for ``generate``'s options (both
+    subclasses of ``aigc_core.Params``, pydantic models).
     It owns its preprocessing, training step and checkpoint, and implements
     ``generate(n, seed=..., **options) -> Content`` deterministically for a given seed.
 
@@ -82,7 +83,7 @@ def aigc_register_generators(register):
 def aigc_register_postprocessors(register):
     """Register post-processors: steps that change or drop generated items.
 
-    A post-processor is a subclass of ``aigc_core.PostProcessor`` with a ``Params`` dataclass and
+    A post-processor is a subclass of ``aigc_core.PostProcessor`` with a ``Params`` model and
     ``__call__(content) -> Content``. It may change items (denoise, normalise loudness, redact) or
     drop them (quality gates, with ``content.drop(item, by, reason)``). ``modality`` lists what
     it accepts; ``aigc check`` refuses a pipeline that feeds it anything else.
@@ -100,7 +101,7 @@ def aigc_register_postprocessors(register):
 def aigc_register_metrics(register):
     """Register metrics: scores of a trained generator against held-out real data.
 
-    A metric is a subclass of ``aigc_core.Metric`` with a ``Params`` dataclass and
+    A metric is a subclass of ``aigc_core.Metric`` with a ``Params`` model and
     ``compute(context) -> dict[str, float]``; ``context`` is an ``aigc_core.MetricContext``
     giving the generator, the data source, the generated content and a cache directory.
     Metrics run offline: nothing may be downloaded.
@@ -117,7 +118,7 @@ def aigc_register_metrics(register):
 def aigc_register_exporters(register):
     """Register exporters: writers of finished content to files (PNG, WAV, TXT...).
 
-    An exporter is a subclass of ``aigc_core.Exporter`` with a ``Params`` dataclass and
+    An exporter is a subclass of ``aigc_core.Exporter`` with a ``Params`` model and
     ``export(content, directory) -> list[Path]``. It must write each file under a temporary
     name and rename it (``aigc_core.atomic_write``). A pipeline uses ``output.exporter`` or, by
     default, the exporter registered under the modality's own name (``image``, ``text``, ``audio``).

@@ -14,7 +14,6 @@ config into components and hands each stage what it needs; no stage calls back i
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import platform
@@ -133,7 +132,7 @@ class Pipeline:
         gen_section = raw.get("generate") or {}
         if not isinstance(gen_section, Mapping):
             raise ConfigError("generate", f"expected a mapping, got {gen_section!r}")
-        own = {f.name for f in dataclasses.fields(cfg.GenerateSection)}
+        own = set(cfg.GenerateSection.model_fields)
         self.generate_section = cfg.build_params(
             cfg.GenerateSection, {k: v for k, v in gen_section.items() if k in own}, "generate"
         )

@@ -4,12 +4,37 @@ A plugin declares the version it targets with an entry point in the group ``aigc
 is its plugin name and whose value points here::
 
     [project.entry-points."aigc.api"]
-    my-plugin = "aigc_core.plugin_api:v1"
+    my-plugin = "aigc_core.plugin_api:v2"
 
 That value is a valid entry-point object reference, so every packaging tool accepts it, and the
 core reads the major version from the text alone: a plugin built for another major version is
 reported and skipped before any of its code is imported.
+
+Version 2 changed one thing: parameters. A component's ``Params`` (and a generator's
+``GenerateOptions``) are pydantic models, subclasses of ``aigc_core.Params``, instead of
+dataclasses with a ``validate()`` method; their JSON Schema drives the config checks, the web
+form, ``aigc plugins info`` and the docs.
 """
 
-#: Major version 1 of the hooks in ``aigc_core.hookspecs`` and the bases plugins subclass.
+#: Major version 1: parameters were dataclasses with ``validate()``. No longer loaded.
 v1 = "1.0"
+#: Major version 2 of the hooks in ``aigc_core.hookspecs`` and the bases plugins subclass.
+v2 = "2.0"
+
+#: What the author of a version-1 plugin changes to reach version 2, in one line.
+FROM_V1 = (
+    "make each Params and GenerateOptions a subclass of aigc_core.Params instead of a @dataclass; "
+    "write each field as `name: type = Field(default, description=\"...\")` (the trailing comment becomes "
+    "the description); replace validate() by Field bounds (ge=, gt=, le=, lt=, min_length=) and, for checks "
+    "across fields, a @model_validator(mode=\"after\") raising aigc_core.ParamError(\"key\", \"message\"); "
+    "use params.model_dump() where dataclasses.asdict(params) was; then declare "
+    "\"aigc_core.plugin_api:v2\" in [project.entry-points.\"aigc.api\"] (docs/writing-plugins.md)"
+)
+
+
+def dataclass_params(cls: type) -> str | None:
+    """The attribute of component class ``cls`` still declared as a version-1 dataclass, if any."""
+    for attr in ("Params", "GenerateOptions"):
+        if hasattr(getattr(cls, attr, None), "__dataclass_fields__"):
+            return attr
+    return None

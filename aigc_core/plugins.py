@@ -226,6 +226,7 @@ def _api_problem(ep: Any, dist: str) -> str | None:
     nothing is assumed to target the current version.
     """
     from . import PLUGIN_API_VERSION
+    from .plugin_api import FROM_V1
 
     if ep.dist is None:
         return None
@@ -242,6 +243,9 @@ def _api_problem(ep: Any, dist: str) -> str | None:
             f"entry-point group {API_GROUP!r}; expected \"aigc_core.plugin_api:v<major>\"; skipped"
         )
     major = match.group(1)
+    if major == "1":
+        return (f"plugin {ep.name!r} (distribution {dist}) targets aigc plugin API 1; this aigc-core provides "
+                f"{PLUGIN_API_VERSION}, skipped. To update it: {FROM_V1}")
     if major != PLUGIN_API_VERSION.split(".")[0]:
         return (
             f"plugin {ep.name!r} (distribution {dist}) targets aigc plugin API {major}.x, "

@@ -13,8 +13,18 @@ from typing import Any, Sequence
 
 from .modalities import add_modality, known_modalities
 from .errors import ConfigError, PluginError
+from .plugin_api import FROM_V1, dataclass_params
 
 KINDS = ("data_source", "generator", "postprocessor", "metric", "exporter")
+#: Stable identifiers of the kinds in machine-readable output (``aigc plugins list --json``).
+KIND_IDS = {
+    "data_source": "data-source",
+    "generator": "generator",
+    "postprocessor": "post-processor",
+    "metric": "metric",
+    "exporter": "exporter",
+}
+#: The kinds in prose (messages).
 KIND_LABELS = {
     "data_source": "data source",
     "generator": "generator",
@@ -52,12 +62,16 @@ class ComponentInfo:
                     f"cannot be loaded from {target!r}: {type(exc).__name__}: {exc}"
                 ) from exc
             target = obj
+        stale = dataclass_params(target)
+        if stale:
+            raise PluginError(f"{KIND_LABELS[self.kind]} {self.name!r} of plugin {self.plugin!r} declares "
+                              f"{stale} as a dataclass (plugin API 1); to update it: {FROM_V1}")
         target.component_name = self.name
         return target
 
     def as_dict(self) -> dict:
         return {
-            "kind": KIND_LABELS[self.kind],
+            "kind": KIND_IDS[self.kind],
             "name": self.name,
             "modality": self.modality,
             "description": self.description,

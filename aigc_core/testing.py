@@ -10,7 +10,7 @@ component, each failing check and why, so a plugin author reads one message and 
 
 Checks, per kind (``GENERATOR_CHECKS`` and friends hold their names, to parametrize tests):
 
-* generators: declared modality, params dataclasses valid, one-batch training step, output
+* generators: declared modality, params models valid, one-batch training step, output
   types/shapes/ranges/dtypes, item metadata, same seed same output (and a sample does not depend
   on how many are made with it), empty input (``n=0``), checkpoint save and reload round trip;
 * post-processors: params, output per modality, drops recorded with a reason, deterministic,
@@ -24,7 +24,6 @@ This module imports torch and Lightning (generators need them); import it from t
 from __future__ import annotations
 
 import copy
-import dataclasses
 import inspect
 import json
 import math
@@ -35,7 +34,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .config import build_params, describe_params
+from .params import build_params, describe_params, is_params_class
 from .content import Content, Item
 from .modalities import known_modalities
 from .errors import AigcError, CheckpointError
@@ -121,8 +120,8 @@ class _Contract:
 
 
 def _check_params_class(params_cls: Any, what: str, values: Mapping | None) -> Any:
-    _require(dataclasses.is_dataclass(params_cls) and isinstance(params_cls, type),
-             f"{what} must be a dataclass, got {params_cls!r}")
+    _require(is_params_class(params_cls),
+             f"{what} must be a subclass of aigc_core.Params (plugin API 2), got {params_cls!r}")
     try:
         described = describe_params(params_cls)
     except Exception as exc:
@@ -133,7 +132,7 @@ def _check_params_class(params_cls: Any, what: str, values: Mapping | None) -> A
         hint = "" if values else " (give the kit valid values with params=...)"
         raise _Fail(f"{what} cannot be built from {dict(values or {})!r}: {exc}{hint}") from None
     # every value must survive a trip through a config file (plain types only)
-    plain = dataclasses.asdict(instance)
+    plain = instance.model_dump()
     try:
         json.dumps(plain)
     except (TypeError, ValueError) as exc:
@@ -261,9 +260,9 @@ class GeneratorContract(_Contract):
 
     def options(self) -> dict:
         opts = getattr(self.cls, "GenerateOptions", None)
-        if opts is None or not dataclasses.is_dataclass(opts):
+        if not is_params_class(opts):
             return dict(self.option_values)
-        return dataclasses.asdict(build_params(opts, self.option_values, "generate"))
+        return build_params(opts, self.option_values, "generate").model_dump()
 
     @property
     def model(self) -> Any:
@@ -292,9 +291,9 @@ class GeneratorContract(_Contract):
         _check_params_class(opts, "generate", self.option_values)
         signature = inspect.signature(self.cls.generate)
         takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
-        for field in dataclasses.fields(opts):
-            _require(takes_any or field.name in signature.parameters,
-                     f"GenerateOptions.{field.name} is not a keyword argument of generate(); "
+        for name in opts.model_fields:
+            _require(takes_any or name in signature.parameters,
+                     f"GenerateOptions.{name} is not a keyword argument of generate(); "
                      "the pipeline passes every option")
         for required in ("n", "seed"):
             _require(required in signature.parameters or takes_any,
@@ -496,7 +495,7 @@ class DataSourceContract(_Contract):
 
     def check_params(self) -> None:
         _check_params_class(self.cls.Params, "data", self.param_values)
-        names = {f.name for f in dataclasses.fields(self.cls.Params)}
+        names = set(self.cls.Params.model_fields) if is_params_class(self.cls.Params) else set()
         missing = {"batch_size", "num_workers", "limit"} - names
         _require(not missing, f"Params lacks {sorted(missing)}: subclass aigc_core.DataParams")
 

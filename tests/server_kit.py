@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from aigc_core import hookimpl
+from aigc_core import Field, Params, hookimpl
 from aigc_core.server.live import LiveServer  # noqa: F401 - re-exported for the tests
 
 # -- a tiny trained GAN -------------------------------------------------------------------
@@ -73,18 +72,11 @@ def tiny_text_run(run_dir: str | Path, name: str = "tiny-lm", steps: int = 2, vo
 WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "and", "runs", "far")
 
 
-@dataclass
-class FakeTextOptions:
+class FakeTextOptions(Params):
     prompt: str = ""
-    max_new_tokens: int = 8
-    delay_s: float = 0.0  # pause per piece, to make streams slow enough to cancel
-    ignore_cancel: bool = False  # behave like a generator that never calls check_cancelled()
-
-    def validate(self) -> None:
-        if not 1 <= self.max_new_tokens <= 10_000:
-            raise ValueError("max_new_tokens: must be between 1 and 10000")
-        if not 0.0 <= self.delay_s <= 3.0:
-            raise ValueError("delay_s: must be between 0 and 3")
+    max_new_tokens: int = Field(8, ge=1, le=10_000)
+    delay_s: float = Field(0.0, ge=0, le=3, description="pause per piece, to make streams slow enough to cancel")
+    ignore_cancel: bool = Field(False, description="behave like a generator that never calls check_cancelled()")
 
 
 class _Counters:
@@ -106,8 +98,7 @@ def _fake_classes():
     from aigc_core import (Cancelled, Content, DataParams, DataSource, Generator, Item, check_cancelled,
                            report_progress, sample_seed)
 
-    @dataclass
-    class FakeTextParams:
+    class FakeTextParams(Params):
         words: int = len(WORDS)
 
     class FakeTextSource(DataSource):

@@ -137,13 +137,13 @@ def test_loudness_limits_the_peak_instead_of_clipping():
 
 
 def test_lufs_target_above_zero_is_a_config_error_naming_the_key(capsys):
-    with pytest.raises(ConfigError, match=r"^postprocess\[1\]\.target_lufs: must be 0 LUFS or below"):
+    with pytest.raises(ConfigError, match=r"^postprocess\[1\]\.target_lufs: must be in \[-70, 0\]"):
         build_params(ap.LoudnessParams, {"target_lufs": 3}, "postprocess[1]")
     from aigc_core.cli import main
 
     assert main(["check", str(ROOT / "configs/audio-notes.yaml"), "postprocess.1.target_lufs=3"]) == 2
     err = capsys.readouterr().err
-    assert "postprocess[1].target_lufs: must be 0 LUFS or below" in err and "Traceback" not in err
+    assert "postprocess[1].target_lufs: must be in [-70, 0]" in err and "Traceback" not in err
 
 
 def test_peak_normalise_trim_and_fade():

@@ -9,7 +9,8 @@ import pytest
 
 from aigc_testutil import cli, run_aigc, tiny_gan_config, write_yaml
 
-HEAVY = ("torch", "pytorch_lightning", "lightning", "transformers", "torchaudio")
+#: pydantic too: its import alone is about a third of `aigc plugins list` (typed parameters load lazily)
+HEAVY = ("torch", "pytorch_lightning", "lightning", "transformers", "torchaudio", "pydantic")
 
 
 @pytest.mark.parametrize("args", [["--help"], ["plugins", "list"], ["plugins", "list", "--json", "--all"]])
@@ -43,6 +44,30 @@ def test_plugins_list_json_shape(capsys):
     assert "builtin" not in {p["name"] for p in json.loads(out)}
 
 
+def test_plugins_list_json_matches_its_documented_shape(capsys):
+    """docs/writing-plugins.md documents the JSON; every key it shows is there, and no other, and
+    every kind is one of the stable identifiers it lists."""
+    import re
+
+    from aigc_testutil import ROOT
+
+    doc = (ROOT / "docs" / "writing-plugins.md").read_text()
+    section = doc.split("## Machine-readable output: `aigc plugins list --json`")[1]
+    example = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))
+    kinds = ["data-source", "generator", "post-processor", "metric", "exporter"]
+    assert "`, `".join(kinds) in section
+    code, out, _ = cli(capsys, "plugins", "list", "--json", "--all")
+    plugins = json.loads(out)
+    assert all(set(p) == set(example[0]) for p in plugins)
+    components = [c for p in plugins for c in p["components"]]
+    assert all(set(c) == set(example[0]["components"][0]) for c in components)
+    assert {c["kind"] for c in components} == set(kinds)  # the built-in plugin alone has all five
+    code, out, _ = cli(capsys, "plugins", "info", "dcgan", "--json")
+    details = json.loads(out)["components"][0]
+    assert details["params"]["properties"]["latent_dim"]["description"]
+    assert details["generate_options"]["properties"]["truncation"]["exclusiveMinimum"] == 0
+
+
 def test_plugins_info_shows_parameters(capsys):
     code, out, _ = cli(capsys, "plugins", "info", "dcgan")
     assert code == 0
@@ -57,7 +82,7 @@ def test_check_ok_and_errors_exit_2_with_one_line(tmp_path, capsys):
     assert code == 0 and out.startswith("ok: tiny-gan (image)")
     for override, needle in [
         ("generator.name=dcgun", "generator.name: unknown generator 'dcgun'; did you mean 'dcgan'?"),
-        ("generator.latent_dim=abc", "generator.latent_dim: expected int or null, got 'abc'"),
+        ("generator.latent_dim=abc", "generator.latent_dim: expected an integer or null, got 'abc'"),
         ("generator.latnt_dim=3", "generator.latnt_dim: unknown key; did you mean 'latent_dim'?"),
         ("postprocess.0.name=redact-pii", "post-processor 'redact-pii' accepts text, not image"),
     ]:

@@ -2,34 +2,34 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 import pytest
 
-from aigc_core import ConfigError, Pipeline, UsageError
+from aigc_core import ConfigError, Field, ParamError, Params, Pipeline, UsageError, model_validator
 from aigc_core.config import build_params, describe_params, load_raw
 from aigc_testutil import tiny_gan_config
 
 
-@dataclass
-class Inner:
+class Inner(Params):
     depth: int = 2
 
 
-@dataclass
-class Sample:
-    width: int = 4
+class Sample(Params):
+    width: int = Field(4, ge=1, description="how wide")
     rate: float = 0.5
     name: Optional[str] = None
     mode: Literal["a", "b"] = "a"
-    sizes: list[int] = field(default_factory=lambda: [1, 2])
-    inner: Inner = field(default_factory=Inner)
+    sizes: list[int] = [1, 2]
+    inner: Inner = Inner()
     flag: bool = False
+    count: Optional[int] = None
 
-    def validate(self):
-        if self.width < 1:
-            raise ValueError("width: must be at least 1")
+    @model_validator(mode="after")
+    def _rate_below_width(self) -> "Sample":
+        if self.rate > self.width:
+            raise ParamError("rate", "must be at most width")
+        return self
 
 
 def test_build_params_converts_and_keeps_defaults():
@@ -49,6 +49,11 @@ def test_build_params_converts_and_keeps_defaults():
         ({"inner": {"dpth": 1}}, "gen.inner.dpth: unknown key; did you mean 'depth'?"),
         ({"width": 0}, "gen.width: must be at least 1"),
         ({"rate": 2.5j if False else [1]}, "gen.rate: expected a number"),
+        ({"rate": 9.0}, "gen.rate: must be at most width"),  # a model validator blames one key
+        ({"rate": float("nan")}, "gen.rate: must be a finite number"),
+        ({"width": True}, "gen.width: expected an integer, got True"),
+        ({"count": "x"}, "gen.count: expected an integer or null, got 'x'"),
+        ({"mode": "bb"}, "gen.mode: expected one of 'a', 'b', got 'bb'; did you mean 'b'?"),
     ],
 )
 def test_build_params_errors_name_the_full_key(values, message):
@@ -59,8 +64,7 @@ def test_build_params_errors_name_the_full_key(values, message):
 
 
 def test_missing_required_value_is_named():
-    @dataclass
-    class Needs:
+    class Needs(Params):
         path: str
 
     with pytest.raises(ConfigError, match=r"^data\.path: missing required value"):
@@ -72,6 +76,18 @@ def test_describe_params_lists_types_and_defaults():
     assert rows["width"]["type"] == "int" and rows["width"]["default"] == 4
     assert rows["name"]["type"] == "str or null"
     assert rows["sizes"]["default"] == [1, 2]
+    assert rows["width"]["help"] == "how wide" and rows["mode"]["type"] == "'a' | 'b'"
+
+
+def test_a_dataclass_is_refused_with_the_way_to_plugin_api_2():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Old:
+        size: int = 1
+
+    with pytest.raises(ConfigError, match=r"^generator: .*dataclass; plugin API 2 wants a subclass of aigc_core.Params"):
+        build_params(Old, {}, "generator")
 
 
 def test_overrides_interpolation_and_list_indices(tmp_path):
@@ -105,7 +121,7 @@ def test_bad_override_and_missing_file(tmp_path):
         ({"postprocess": [{"name": "dedupe"}]}, "postprocess[0].name: post-processor 'dedupe' accepts text, not image"),
         ({"postprocess": [{"name": "image-grid", "nrow": "many"}]}, "postprocess[0].nrow: expected an integer"),
         ({"metrics": [{"name": "nope"}]}, "metrics[0].name: unknown metric 'nope'"),
-        ({"generate": {"num_samples": 4, "label": "x"}}, "generate.label: expected int or null"),
+        ({"generate": {"num_samples": 4, "label": "x"}}, "generate.label: expected an integer or null"),
         ({"seed": "abc"}, "seed: expected an integer"),
         ({"name": "a/b"}, "name: expected a plain run name"),
     ],

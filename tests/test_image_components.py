@@ -60,7 +60,7 @@ def test_image_folder_classes_and_corrupt_files(tmp_path, capsys):
     strict = build_params(ImageFolder.Params, {"path": str(tmp_path), "on_corrupt": "fail"}, "data")
     with pytest.raises(DataError, match=r"broken\.png: unreadable image"):
         ImageFolder(strict).setup()
-    with pytest.raises(ConfigError, match=r"^data\.channels: must be 1"):
+    with pytest.raises(ConfigError, match=r"^data\.channels: expected one of 1, 3, got 2"):
         build_params(ImageFolder.Params, {"path": "x", "channels": 2}, "data")
 
 

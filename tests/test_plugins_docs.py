@@ -43,7 +43,7 @@ def test_hooks_reference_is_current():
 
 
 def test_configuration_reference_is_current():
-    """Every key of every bundled component, exactly as the dataclasses declare it today."""
+    """Every key of every bundled component, exactly as the Params models declare it today."""
     path = docs.ROOT / "docs" / "configuration.md"
     expected = docs.configuration_markdown()
     assert path.read_text() == expected, "docs/configuration.md is stale: run python -m aigc_core.docs"

@@ -79,22 +79,66 @@ def test_misspelt_hook_name_is_reported_with_a_suggestion(plugin_dir):
 def test_plugin_for_another_api_major_is_skipped_unimported(plugin_dir):
     fake_dist(plugin_dir, "aigc-future", "zz_future", """
         raise RuntimeError("imported although it targets another plugin API")
-    """, api="aigc_core.plugin_api:v2")
+    """, api="aigc_core.plugin_api:v3")
     registry = load_plugins()
     problem = next(p for p in registry.problems if "zz_future" in p)
-    assert "targets aigc plugin API 2.x" in problem and "provides 1.0" in problem and "skipped" in problem
+    assert "targets aigc plugin API 3.x" in problem and "provides 2.0" in problem and "skipped" in problem
     assert "zz_future" not in sys.modules
     assert "fine-step" in registry.names("postprocessor")
 
 
 def test_current_api_declaration_loads(plugin_dir):
-    fake_dist(plugin_dir, "aigc-now", "zz_now", GOOD.replace("fine-step", "now-step"), api="aigc_core.plugin_api:v1")
+    fake_dist(plugin_dir, "aigc-now", "zz_now", GOOD.replace("fine-step", "now-step"), api="aigc_core.plugin_api:v2")
     registry = load_plugins()
     assert not [p for p in registry.problems if "zz_now" in p]
     assert "now-step" in registry.names("postprocessor")
     import aigc_core.plugin_api
 
-    assert aigc_core.plugin_api.v1.split(".")[0] == "1"  # the declared reference really exists
+    assert aigc_core.plugin_api.v2.split(".")[0] == "2"  # the declared reference really exists
+
+
+def test_a_version_1_plugin_is_skipped_with_what_to_change(plugin_dir):
+    fake_dist(plugin_dir, "aigc-old", "zz_old", """
+        raise RuntimeError("imported although it targets plugin API 1")
+    """, api="aigc_core.plugin_api:v1")
+    registry = load_plugins()
+    problems = [p for p in registry.problems if "zz_old" in p]
+    assert len(problems) == 1 and "\n" not in problems[0]
+    problem = problems[0]
+    assert "(distribution aigc-old) targets aigc plugin API 1" in problem and "skipped" in problem
+    for change in ("subclass of aigc_core.Params instead of a @dataclass", "Field(default, description=",
+                   "replace validate() by Field bounds", "aigc_core.ParamError", "model_dump()",
+                   '"aigc_core.plugin_api:v2"'):
+        assert change in problem, change
+    assert "zz_old" not in sys.modules
+    assert "fine-step" in registry.names("postprocessor")
+
+
+def test_an_undeclared_plugin_with_dataclass_params_is_told_what_to_change(plugin_dir):
+    """A plugin that declares no API version loads, but its version-1 component is refused when
+    used, naming the component and the same changes."""
+    fake_dist(plugin_dir, "aigc-oldish", "zz_oldish", """
+        from dataclasses import dataclass
+
+        from aigc_core import hookimpl
+
+        @dataclass
+        class OldParams:
+            strength: float = 1.0
+
+        class Old:
+            Params = OldParams
+
+        @hookimpl
+        def aigc_register_postprocessors(register):
+            register("old-step", Old, modality="text", description="version 1")
+    """)
+    from aigc_core.errors import PluginError
+
+    registry = load_plugins()
+    with pytest.raises(PluginError, match=r"post-processor 'old-step' of plugin 'zz_oldish' declares Params as a "
+                                          r"dataclass \(plugin API 1\); to update it: make each Params"):
+        registry.get("postprocessor", "old-step", "postprocess[0].name").load()
 
 
 def test_unreadable_api_declaration_is_reported(plugin_dir):

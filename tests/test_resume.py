@@ -58,8 +58,8 @@ def test_keep_more_checkpoints(tmp_path):
 
 
 @pytest.mark.parametrize("key,value,message", [
-    ("checkpoint_every_n_steps", -1, "train.checkpoint_every_n_steps: must be 0 (off) or more"),
-    ("checkpoint_every_minutes", -0.5, "train.checkpoint_every_minutes: must be 0 (off) or more"),
+    ("checkpoint_every_n_steps", -1, "train.checkpoint_every_n_steps: must be 0 or more"),
+    ("checkpoint_every_minutes", -0.5, "train.checkpoint_every_minutes: must be 0 or more"),
     ("checkpoint_keep", 0, "train.checkpoint_keep: must be at least 1"),
 ])
 def test_bad_checkpoint_settings_are_one_line_usage_errors(tmp_path, capsys, key, value, message):

@@ -63,7 +63,7 @@ def test_rendered_package_is_complete(tmp_path, kind, modality):
     pyproject = tomllib.loads((target / "pyproject.toml").read_text())
     eps = pyproject["project"]["entry-points"]
     assert eps["aigc"] == {f"r-{modality}": f"aigc_r_{modality}.plugin"}
-    assert eps["aigc.api"] == {f"r-{modality}": "aigc_core.plugin_api:v1"}
+    assert eps["aigc.api"] == {f"r-{modality}": "aigc_core.plugin_api:v2"}
     assert not any(d.startswith("torch") for d in pyproject["project"]["dependencies"])
     for path in target.rglob("*.py"):
         compile(path.read_text(), str(path), "exec")
@@ -125,7 +125,7 @@ def test_new_plugins_install_list_and_pass_their_tests(tmp_path):
     assert listed["e2e-gen"]["components"][0] == {"kind": "generator", "name": "e2e-gen", "modality": "image",
                                                   "description": "E2eGen: a image generator for aigc"}
     assert listed["e2e-post"]["components"][0]["kind"] == "post-processor"
-    assert listed["e2e-src"]["components"][0]["kind"] == "data source"
+    assert listed["e2e-src"]["components"][0]["kind"] == "data-source"
     assert "warning" not in proc.stderr
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIGC_")}

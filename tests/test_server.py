@@ -56,13 +56,14 @@ def _png_pixels(b64: str) -> np.ndarray:
 # -- models and schema -------------------------------------------------------------------------
 
 
-def test_models_list_modality_and_options_from_the_dataclass(client):
+def test_models_list_modality_and_options_from_the_options_schema(client):
     body = client.get("/v1/models").json()
     models = {m["name"]: m for m in body["models"]}
     assert models[GAN]["modality"] == "image" and models[GAN]["stream"] is False
-    options = {o["name"]: o for o in models[GAN]["options"]}
-    assert options["use_ema"]["kind"] == "bool" and options["use_ema"]["default"] is True
-    assert options["label"]["kind"] == "int" and options["label"].get("nullable") is True
+    options = models[GAN]["options"]["properties"]  # the JSON Schema of DCGAN's GenerateOptions
+    assert options["use_ema"]["type"] == "boolean" and options["use_ema"]["default"] is True
+    assert {"type": "integer", "minimum": 0} in options["label"]["anyOf"] and {"type": "null"} in options["label"]["anyOf"]
+    assert options["truncation"]["exclusiveMinimum"] == 0 and options["truncation"]["description"]
     assert models[TEXT]["stream"] is True and models[TEXT]["modality"] == "text"
     assert body["limits"]["max_samples"] == 16
     paths = client.get("/openapi.json").json()["paths"]
@@ -335,7 +336,7 @@ def test_real_text_plugin_generates_and_streams(real_text_server):
     with httpx.Client(base_url=real_text_server.url, timeout=60) as c:
         model = c.get("/v1/models/tiny-lm").json()
         assert model["stream"] is True
-        assert {o["name"]: o for o in model["options"]}["prompts"]["kind"] == "list"
+        assert model["options"]["properties"]["prompts"]["type"] == "array"
         body = {"seed": 3, "options": {"prompts": ["The "], "max_new_tokens": 6, "temperature": 0}}
         reply = c.post("/v1/models/tiny-lm/generate", json={"n": 1, **body}).json()
         text = reply["items"][0]["text"]

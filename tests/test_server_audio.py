@@ -1,5 +1,5 @@
 """An audio model served with no server change: WAV out, the pipeline's own samples, options by
-the generator's dataclass. Skips naming aigc-audio when that plugin is not installed."""
+the generator's options model. Skips naming aigc-audio when that plugin is not installed."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_audio_model_serves_wavs_equal_to_the_pipeline(audio_run):
     app = create_app([audio_run], ServerSettings(batch_wait_ms=5))
     with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=60) as client:
         model = client.get("/v1/models").json()["models"][0]
-        assert model["modality"] == "audio" and "temperature" in {o["name"] for o in model["options"]}
+        assert model["modality"] == "audio" and "temperature" in model["options"]["properties"]
         body = client.post("/v1/models/notes/generate", json={"n": 2, "seed": 4}).json()
         again = client.post("/v1/models/notes/generate", json={"n": 2, "seed": 4}).json()
         bad = client.post("/v1/models/notes/generate", json={"n": 1, "options": {"temperature": "hot"}})

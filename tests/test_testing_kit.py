@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from aigc_core import Content, DataParams, DataSource, Generator, Item, PostProcessor, sample_seed
+from aigc_core import Content, DataParams, Field, Params, DataSource, Generator, Item, PostProcessor, sample_seed
 from aigc_core.testing import (ContractFailure, DataSourceContract, GeneratorContract, PostProcessorContract,
                                check_registrations, tiny_source)
 
 
-@dataclass
-class P:
+class P(Params):
     lr: float = 0.1
 
 
-@dataclass
-class O:
+class O(Params):
     scale: float = 1.0
 
 
@@ -149,13 +145,8 @@ def test_untrainable_generator_fails_train_step(image_source, tmp_path):
 
 
 def test_invalid_params_default_is_reported(image_source):
-    @dataclass
-    class Strict:
-        size: int = 0
-
-        def validate(self):
-            if self.size < 1:
-                raise ValueError("size: must be at least 1")
+    class Strict(Params):
+        size: int = Field(0, ge=1)
 
     class NeedsSize(Good):
         Params = Strict

@@ -1,5 +1,6 @@
 """The web page end to end in headless Chromium (Debian's package, driven by Playwright):
-open it, generate images and a streamed text, see them appear, with no network beyond loopback."""
+open it, generate images and a streamed text, see them appear, with no network beyond loopback;
+every bundled model generates with the form's defaults, and a model change clears old results."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import shutil
 
 import pytest
 
+from aigc_core import Pipeline, get_registry
 from aigc_core.server import ServerSettings, create_app
 from server_kit import LiveServer, fake_text_run, tiny_gan_run, tiny_text_run
 
@@ -21,12 +23,40 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+TRAIN = {"max_epochs": 1, "accelerator": "cpu", "progress_bar": False, "sample_every_n_epochs": 0}
+#: One tiny run per bundled generator besides dcgan and causal-lm (served by the helpers above),
+#: trained for one epoch at debug size; the generation settings are the run's, as a user's would be.
+TINY_RUNS = {
+    "vae": {"data": {"source": "sklearn-digits", "image_size": 8, "limit": 96, "batch_size": 32},
+            "generator": {"name": "vae", "size": "debug"}},
+    "ddpm": {"data": {"source": "sklearn-digits", "image_size": 8, "limit": 96, "batch_size": 32},
+             "generator": {"name": "ddpm", "size": "debug"}, "generate": {"num_inference_steps": 3, "batch_size": 4}},
+    "mel-vae": {"data": {"source": "synth-notes", "num_items": 24, "duration": 0.25, "sample_rate": 8000,
+                         "timbres": ["sine", "square"], "batch_size": 12},
+                "generator": {"name": "mel-vae", "size": "debug", "griffin_lim_iters": 4}},
+}
+
+
+def tiny_runs(base) -> list:
+    installed = get_registry().names("generator")
+    runs = []
+    for generator, config in TINY_RUNS.items():
+        if generator not in installed:
+            continue
+        out = base / f"page-{generator}"
+        if not (out / "manifest.json").is_file():
+            Pipeline.from_config({"name": f"tiny-{generator}", "seed": 0, "train": TRAIN, "metrics": [],
+                                  "output": {"dir": str(out)}, **config}).fit()
+        runs.append(out)
+    return runs
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     base = tmp_path_factory.getbasetemp()
     gan = tiny_gan_run(base / "server-gan", name="digits-gan")
     text = fake_text_run(base / "server-fake-text", name="fake-text")
-    runs = [gan, text] + [r for r in [tiny_text_run(base / "page-tiny-lm")] if r is not None]
+    runs = [gan, text] + [r for r in [tiny_text_run(base / "page-tiny-lm")] if r is not None] + tiny_runs(base)
     with LiveServer(create_app(runs, ServerSettings())) as server:
         yield server
 
@@ -102,6 +132,42 @@ def test_page_streams_from_the_real_text_plugin(page):
     text = page.text_content("#stream-output")
     assert text.startswith("Keyword") and len(text) > len("Keyword "), repr(text)  # untrained: any bytes after
     assert page.outside == []
+
+
+def _generate_with_defaults(page) -> None:
+    page.fill("#n", "2")
+    page.fill("#seed", "5")
+    page.click("#generate")
+    page.wait_for_function("!document.getElementById('generate').disabled")
+
+
+def test_every_served_model_generates_with_the_form_defaults(page):
+    """No field touched but the sample count and seed: whatever the form shows by default must be
+    a valid request (an empty optional text field once sent '' for the audio model's label)."""
+    names = page.eval_on_selector_all("#model option", "os => os.map(o => o.value)")
+    expected = {"digits-gan", "fake-text"} | {f"tiny-{g}" for g in TINY_RUNS if g in get_registry().names("generator")}
+    assert expected <= set(names), names
+    for name in names:
+        page.select_option("#model", name)
+        _generate_with_defaults(page)
+        error = page.text_content("#error") if page.is_visible("#error") else ""
+        assert not error, f"{name}: {error}"
+        produced = page.locator("#gallery figure").count() or len(page.text_content("#stream-output") or "")
+        assert produced, f"{name}: nothing shown (status: {page.text_content('#status')})"
+    assert page.outside == []
+
+
+def test_changing_the_model_clears_the_previous_results(page):
+    page.select_option("#model", "digits-gan")
+    _generate_with_defaults(page)
+    assert page.locator("#gallery img.sample").count() == 2
+    page.select_option("#model", "fake-text")
+    assert page.locator("#gallery figure").count() == 0
+    page.fill('[data-option="max_new_tokens"]', "0")  # an error, then a model change clears it too
+    page.click("#generate")
+    page.wait_for_selector("#error:not([hidden])")
+    page.select_option("#model", "digits-gan")
+    assert page.is_hidden("#error") and page.is_hidden("#stream-output")
 
 
 def test_page_shows_the_progress_the_generator_reports(page):

@@ -6,12 +6,12 @@ from a quiet setting. Loudness, resampling and denoising use torchaudio, importe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Literal
 
 import numpy as np
 
 from aigc_core.base import PostProcessor
+from aigc_core.params import Field, Params
 from aigc_core.content import Content, Item
 
 SILENCE_LUFS = -70.0  # BS.1770's absolute gate: below it there is nothing to normalise
@@ -43,18 +43,10 @@ def _db(x: float) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class LoudnessParams:
-    target_lufs: float = -23.0  # EBU R128's programme level
-    max_peak: float = 0.99  # after the gain, a peak above this is scaled down (no clipping)
-
-    def validate(self) -> None:
-        if self.target_lufs > 0:
-            raise ValueError(f"target_lufs: must be 0 LUFS or below (full scale is 0), got {self.target_lufs}")
-        if self.target_lufs < -70:
-            raise ValueError("target_lufs: must be above -70 LUFS (the silence gate)")
-        if not 0 < self.max_peak <= 1:
-            raise ValueError("max_peak: must be in (0, 1]")
+class LoudnessParams(Params):
+    target_lufs: float = Field(-23.0, ge=-70, le=0, description=(
+        "EBU R128's programme level is -23 (full scale is 0 LUFS, -70 the silence gate)"))
+    max_peak: float = Field(0.99, gt=0, le=1, description="after the gain, a peak above this is scaled down (no clipping)")
 
 
 def measure_lufs(wave: np.ndarray, rate: int) -> float:
@@ -92,15 +84,8 @@ class Loudness(PostProcessor):
         return _map(content, fn, "loudness")
 
 
-@dataclass
-class PeakNormaliseParams:
-    peak_db: float = -1.0  # dBFS
-
-    def validate(self) -> None:
-        if self.peak_db > 0:
-            raise ValueError("peak_db: must be 0 dBFS or below")
-        if self.peak_db < -60:
-            raise ValueError("peak_db: must be above -60 dBFS")
+class PeakNormaliseParams(Params):
+    peak_db: float = Field(-1.0, ge=-60, le=0, description="dBFS")
 
 
 class PeakNormalise(PostProcessor):
@@ -118,19 +103,10 @@ class PeakNormalise(PostProcessor):
         return _map(content, fn, "peak-normalise")
 
 
-@dataclass
-class TrimSilenceParams:
-    threshold_db: float = -40.0  # relative to the clip's loudest frame
-    frame_ms: float = 10.0  # analysis frame length in milliseconds
-    keep_ms: float = 20.0  # silence left at each end, so onsets are not clipped
-
-    def validate(self) -> None:
-        if self.threshold_db >= 0:
-            raise ValueError("threshold_db: must be below 0 (relative to the loudest frame)")
-        if self.frame_ms <= 0:
-            raise ValueError("frame_ms: must be positive")
-        if self.keep_ms < 0:
-            raise ValueError("keep_ms: must be 0 or more")
+class TrimSilenceParams(Params):
+    threshold_db: float = Field(-40.0, lt=0, description="relative to the clip's loudest frame")
+    frame_ms: float = Field(10.0, gt=0, description="analysis frame length in milliseconds")
+    keep_ms: float = Field(20.0, ge=0, description="silence left at each end, so onsets are not clipped")
 
 
 def frame_rms_db(wave: np.ndarray, frame: int) -> np.ndarray:
@@ -161,15 +137,10 @@ class TrimSilence(PostProcessor):
         return _map(content, fn, "trim-silence")
 
 
-@dataclass
-class FadeParams:
-    fade_in_ms: float = 5.0  # fade-in length in milliseconds
-    fade_out_ms: float = 20.0  # fade-out length in milliseconds
-    shape: Literal["linear", "cosine"] = "cosine"  # fade curve
-
-    def validate(self) -> None:
-        if self.fade_in_ms < 0 or self.fade_out_ms < 0:
-            raise ValueError("fade_in_ms: fades must be 0 ms or longer")
+class FadeParams(Params):
+    fade_in_ms: float = Field(5.0, ge=0, description="fade-in length in milliseconds")
+    fade_out_ms: float = Field(20.0, ge=0, description="fade-out length in milliseconds")
+    shape: Literal["linear", "cosine"] = Field("cosine", description="fade curve")
 
 
 class Fade(PostProcessor):
@@ -197,13 +168,8 @@ class Fade(PostProcessor):
         return _map(content, fn, "fade")
 
 
-@dataclass
-class ResampleParams:
-    sample_rate: int = 16000  # target sample rate (Hz)
-
-    def validate(self) -> None:
-        if not 1000 <= self.sample_rate <= 192000:
-            raise ValueError("sample_rate: must be between 1000 and 192000 Hz")
+class ResampleParams(Params):
+    sample_rate: int = Field(16000, ge=1000, le=192000, description="target sample rate (Hz)")
 
 
 class Resample(PostProcessor):
@@ -226,23 +192,13 @@ class Resample(PostProcessor):
         return _map(content, fn, "resample")
 
 
-@dataclass
-class SpectralGateParams:
-    threshold_db: float = 12.0  # bins less than this far above their noise floor are attenuated (the
-    # floor is a low percentile; Rayleigh-distributed noise stays within ~13 dB of its 20th percentile)
-    reduction_db: float = 20.0  # how far gated bins are turned down
-    noise_percentile: float = 20.0  # a bin's noise floor: this percentile of its level over time
-    n_fft: int | None = None  # default: about 32 ms
-
-    def validate(self) -> None:
-        if self.threshold_db < 0:
-            raise ValueError("threshold_db: must be 0 or more")
-        if self.reduction_db <= 0:
-            raise ValueError("reduction_db: must be positive")
-        if not 0 < self.noise_percentile < 100:
-            raise ValueError("noise_percentile: must be in (0, 100)")
-        if self.n_fft is not None and self.n_fft < 16:
-            raise ValueError("n_fft: must be at least 16")
+class SpectralGateParams(Params):
+    threshold_db: float = Field(12.0, ge=0, description=(
+        "bins less than this far above their noise floor are attenuated (the floor is a low percentile; "
+        "Rayleigh-distributed noise stays within ~13 dB of its 20th percentile)"))
+    reduction_db: float = Field(20.0, gt=0, description="how far gated bins are turned down")
+    noise_percentile: float = Field(20.0, gt=0, lt=100, description="a bin's noise floor: this percentile of its level over time")
+    n_fft: int | None = Field(None, ge=16, description="default: about 32 ms")
 
 
 class SpectralGate(PostProcessor):
@@ -282,19 +238,10 @@ class SpectralGate(PostProcessor):
         return _map(content, fn, "denoise")
 
 
-@dataclass
-class AudioQualityParams:
-    silence_dbfs: float = -50.0  # RMS below this is silent
-    max_clipped_fraction: float = 0.01  # more samples than this at full scale is clipped
-    clip_level: float = 0.999  # samples at or above this absolute level count as clipped
-
-    def validate(self) -> None:
-        if self.silence_dbfs >= 0:
-            raise ValueError("silence_dbfs: must be below 0 dBFS")
-        if not 0 <= self.max_clipped_fraction < 1:
-            raise ValueError("max_clipped_fraction: must be in [0, 1)")
-        if not 0 < self.clip_level <= 1:
-            raise ValueError("clip_level: must be in (0, 1]")
+class AudioQualityParams(Params):
+    silence_dbfs: float = Field(-50.0, lt=0, description="RMS below this is silent")
+    max_clipped_fraction: float = Field(0.01, ge=0, lt=1, description="more samples than this at full scale is clipped")
+    clip_level: float = Field(0.999, gt=0, le=1, description="samples at or above this absolute level count as clipped")
 
 
 class AudioQuality(PostProcessor):

@@ -9,15 +9,15 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 import torch
 
 from aigc_core.components import DataParams, InMemorySource, LabelledTensors
 from aigc_core.errors import DataError
+from aigc_core.params import Field, ParamError, model_validator
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
@@ -30,17 +30,13 @@ class WaveDataset(LabelledTensors):
         return self.data
 
 
-@dataclass
-class AudioParams(DataParams):
-    sample_rate: int = 16000  # clips are resampled to this rate (Hz)
-    duration: float = 1.0  # seconds; clips are cut or zero-padded to this length
+SampleRate = Annotated[int, Field(ge=1000, le=192000, description="clips are resampled to this rate (Hz)")]
+Duration = Annotated[float, Field(ge=0.05, le=60, description="seconds; clips are cut or zero-padded to this length")]
 
-    def validate(self) -> None:
-        super().validate()
-        if not 1000 <= self.sample_rate <= 192000:
-            raise ValueError("sample_rate: must be between 1000 and 192000 Hz")
-        if not 0.05 <= self.duration <= 60:
-            raise ValueError("duration: must be between 0.05 and 60 seconds")
+
+class AudioParams(DataParams):
+    sample_rate: SampleRate = 16000
+    duration: Duration = 1.0
 
     @property
     def num_samples(self) -> int:
@@ -82,25 +78,23 @@ class AudioSource(InMemorySource):
 # Files
 
 
-@dataclass
 class AudioFolderParams(AudioParams):
-    path: str = ""  # a folder; $VARS are expanded when the data is read
-    labels: Literal["folders", "pattern", "none"] = "folders"  # class labels from subfolders, from a file-name pattern, or none
-    label_pattern: str = r"^(?P<label>[^_]+)_"  # matched against the file name; FSDD: <digit>_<speaker>_<n>.wav
-    on_corrupt: Literal["skip", "fail"] = "skip"  # an unreadable or empty file: skip it with a warning, or stop
-    peak_normalise: bool = False  # scale each clip to peak 1 before cutting (recording levels vary)
+    path: str = Field(min_length=1, description="a folder of WAV/FLAC/OGG files; $VARS are expanded when the data is read")
+    labels: Literal["folders", "pattern", "none"] = Field("folders", description="class labels from subfolders, from a file-name pattern, or none")
+    label_pattern: str = Field(r"^(?P<label>[^_]+)_", description="matched against the file name; FSDD: <digit>_<speaker>_<n>.wav")
+    on_corrupt: Literal["skip", "fail"] = Field("skip", description="an unreadable or empty file: skip it with a warning, or stop")
+    peak_normalise: bool = Field(False, description="scale each clip to peak 1 before cutting (recording levels vary)")
 
-    def validate(self) -> None:
-        super().validate()
-        if not self.path:
-            raise ValueError("path: missing required value (a folder of WAV/FLAC/OGG files)")
+    @model_validator(mode="after")
+    def _pattern_has_a_group(self) -> "AudioFolderParams":
         if self.labels == "pattern":
             try:
                 compiled = re.compile(self.label_pattern)
             except re.error as exc:
-                raise ValueError(f"label_pattern: not a regular expression ({exc})") from None
+                raise ParamError("label_pattern", f"not a regular expression ({exc})") from None
             if "label" not in compiled.groupindex and compiled.groups < 1:
-                raise ValueError("label_pattern: needs a group, named 'label' or the first one")
+                raise ParamError("label_pattern", "needs a group, named 'label' or the first one")
+        return self
 
 
 def expand_path(raw: str, key: str = "data.path") -> Path:
@@ -206,32 +200,23 @@ def _natural(name: str):
 TIMBRES = ("sine", "square", "saw", "bell", "pluck")
 
 
-@dataclass
 class SynthNotesParams(AudioParams):
-    sample_rate: int = 8000
-    duration: float = 0.5
-    num_items: int = 600  # how many notes to synthesise
-    timbres: list[str] | None = None  # default: all of sine, square, saw, bell, pluck
-    min_pitch: int = 48  # MIDI note numbers
-    max_pitch: int = 72  # highest MIDI pitch drawn
-    noise: float = 0.003  # white-noise level, so silence is not digital zero
+    sample_rate: SampleRate = 8000
+    duration: Duration = 0.5
+    num_items: int = Field(600, ge=2, description="how many notes to synthesise")
+    timbres: list[Literal[TIMBRES]] | None = Field(None, min_length=1, description="default: all of " + ", ".join(TIMBRES))
+    min_pitch: int = Field(48, ge=0, le=120, description="lowest MIDI note number drawn")
+    max_pitch: int = Field(72, ge=0, le=120, description="highest MIDI note number drawn")
+    noise: float = Field(0.003, ge=0, lt=0.5, description="white-noise level, so silence is not digital zero")
 
-    def validate(self) -> None:
-        super().validate()
-        if self.num_items < 2:
-            raise ValueError("num_items: must be at least 2")
-        for t in self.timbres or ():
-            if t not in TIMBRES:
-                raise ValueError(f"timbres: unknown timbre {t!r} (known: {', '.join(TIMBRES)})")
-        if self.timbres is not None and len(set(self.timbres)) < 1:
-            raise ValueError("timbres: give at least one")
-        if not 0 <= self.min_pitch <= self.max_pitch <= 120:
-            raise ValueError("min_pitch: need 0 <= min_pitch <= max_pitch <= 120")
+    @model_validator(mode="after")
+    def _pitches_fit(self) -> "SynthNotesParams":
+        if self.min_pitch > self.max_pitch:
+            raise ParamError("min_pitch", f"must be at most max_pitch ({self.max_pitch})")
         nyquist_midi = 69 + 12 * np.log2(self.sample_rate / 2 / 440.0)
         if self.max_pitch >= nyquist_midi:
-            raise ValueError(f"max_pitch: note {self.max_pitch} is above the Nyquist frequency of {self.sample_rate} Hz")
-        if not 0 <= self.noise < 0.5:
-            raise ValueError("noise: must be in [0, 0.5)")
+            raise ParamError("max_pitch", f"note {self.max_pitch} is above the Nyquist frequency of {self.sample_rate} Hz")
+        return self
 
 
 def synth_note(timbre: str, freq: float, n: int, rate: int, rng: np.random.Generator,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import numpy as np
 from aigc_core.atomic import write_bytes, write_text
 from aigc_core.base import Exporter
 from aigc_core.content import Content, Item
+from aigc_core.params import Field, Params
 
 #: Item metadata that is processing history rather than provenance; written elsewhere or not at all.
 NOT_PROVENANCE = ("postprocess", "dropped")
@@ -66,18 +66,11 @@ class TextExporter(Exporter):
         return written
 
 
-@dataclass
-class WAVParams:
-    spectrograms: bool = True  # a readable spectrogram PNG (axes in s and Hz, dB colour bar) beside each WAV
-    contact_sheet: bool = True  # spectrograms.png of every clip, plus spectrograms_<label>.png per label
-    sheet_columns: int = 5  # spectrograms per row on a contact sheet
-    sheet_max_clips: int = 40  # at most this many clips on one contact sheet
-
-    def validate(self) -> None:
-        if self.sheet_columns < 1:
-            raise ValueError("sheet_columns: must be at least 1")
-        if self.sheet_max_clips < 1:
-            raise ValueError("sheet_max_clips: must be at least 1")
+class WAVParams(Params):
+    spectrograms: bool = Field(True, description="a readable spectrogram PNG (axes in s and Hz, dB colour bar) beside each WAV")
+    contact_sheet: bool = Field(True, description="spectrograms.png of every clip, plus spectrograms_<label>.png per label")
+    sheet_columns: int = Field(5, ge=1, description="spectrograms per row on a contact sheet")
+    sheet_max_clips: int = Field(40, ge=1, description="at most this many clips on one contact sheet")
 
 
 class WAVExporter(Exporter):

@@ -6,7 +6,6 @@ fits any image size and channel count, and is cached per data set so later runs 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -15,27 +14,18 @@ from torch import nn
 from aigc_core.base import Metric, MetricContext
 from aigc_core.classifier_cache import cache_path, cached_model, data_identity
 from aigc_core.frechet import frechet_distance
+from aigc_core.params import Field, Params
 
 
-@dataclass
-class ClassifierParams:
+class ClassifierParams(Params):
     """What every metric in the classifier's feature space shares; equal values share one cached classifier."""
 
-    num_samples: int = 1000  # at most this many images on each side
-    feature_dim: int = 64  # width of the classifier's feature layer (the Fréchet space)
-    classifier_epochs: int = 8  # epochs of classifier training (cached per data set)
-    batch_size: int = 128  # batch size of classifier training
-
-    def validate(self) -> None:
-        if self.num_samples < 10:
-            raise ValueError("num_samples: must be at least 10")
-        if self.feature_dim < 2:
-            raise ValueError("feature_dim: must be at least 2")
-        if self.classifier_epochs < 0:
-            raise ValueError("classifier_epochs: must be 0 or more")
+    num_samples: int = Field(1000, ge=10, description="at most this many images on each side")
+    feature_dim: int = Field(64, ge=2, description="width of the classifier's feature layer (the Fréchet space)")
+    classifier_epochs: int = Field(8, ge=0, description="epochs of classifier training (cached per data set)")
+    batch_size: int = Field(128, description="batch size of classifier training")
 
 
-@dataclass
 class FrechetParams(ClassifierParams):
     pass
 

@@ -16,7 +16,6 @@ at the training split, which the generator has seen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -24,21 +23,13 @@ import torch
 
 from aigc_core.base import Metric, MetricContext
 from aigc_core.builtin.frechet import ClassifierParams, cached_classifier, generated_images, tensors
+from aigc_core.params import Field
 
 
-@dataclass
 class DiversityParams(ClassifierParams):
-    k: int = 3  # neighbours that set each sample's manifold radius (precision, recall, density, coverage)
-    gate: Literal["warn", "fail", "off"] = "warn"  # collapse gate: warn loudly, fail the run, or off
-    gate_fraction: float = 0.5  # the gate trips when recall or intra-class diversity is below this share of its real floor
-
-    def validate(self) -> None:
-        if self.num_samples < 10:
-            raise ValueError("num_samples: must be at least 10")
-        if self.k < 1:
-            raise ValueError("k: must be at least 1")
-        if not 0.0 < self.gate_fraction <= 1.0:
-            raise ValueError("gate_fraction: must be in (0, 1]")
+    k: int = Field(3, ge=1, description="neighbours that set each sample's manifold radius (precision, recall, density, coverage)")
+    gate: Literal["warn", "fail", "off"] = Field("warn", description="collapse gate: warn loudly, fail the run, or off")
+    gate_fraction: float = Field(0.5, gt=0, le=1, description="the gate trips when recall or intra-class diversity is below this share of its real floor")
 
 
 def pairwise(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

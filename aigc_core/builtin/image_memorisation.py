@@ -10,27 +10,18 @@ both in the classifier's feature space (near-copies up to small shifts) and in p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from aigc_core.base import Metric, MetricContext
 from aigc_core.builtin.frechet import ClassifierParams, cached_classifier, generated_images, tensors
+from aigc_core.params import Field
 
 
-@dataclass
 class MemorisationParams(ClassifierParams):
-    quantile: float = 0.1  # threshold: this quantile of real test images' distances to their nearest training image
-    max_train: int = 10000  # compare against at most this many training images (a fixed, seeded subset)
-
-    def validate(self) -> None:
-        if self.num_samples < 10:
-            raise ValueError("num_samples: must be at least 10")
-        if not 0.0 < self.quantile < 1.0:
-            raise ValueError("quantile: must be in (0, 1)")
-        if self.max_train < 1:
-            raise ValueError("max_train: must be at least 1")
+    quantile: float = Field(0.1, gt=0, lt=1, description="threshold: this quantile of real test images' distances to their nearest training image")
+    max_train: int = Field(10000, ge=1, description="compare against at most this many training images (a fixed, seeded subset)")
 
 
 def nearest_distance(x: torch.Tensor, reference: torch.Tensor, chunk: int = 512) -> np.ndarray:

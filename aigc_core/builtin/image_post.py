@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal, Optional
 
 import numpy as np
@@ -10,6 +9,7 @@ import numpy as np
 from aigc_core.base import PostProcessor
 from aigc_core.content import Content, Item
 from aigc_core.imaging import from_uint8_hwc, make_grid, to_uint8_hwc
+from aigc_core.params import Field, ParamError, Params, field_validator, model_validator
 
 
 def _singles(content: Content):
@@ -39,17 +39,17 @@ def _unpil(img) -> np.ndarray:
     return from_uint8_hwc(np.asarray(img))
 
 
-@dataclass
-class DenoiseParams:
-    method: Literal["median", "gaussian"] = "median"  # median filter or Gaussian blur
-    size: int = 3  # median window (odd)
-    sigma: float = 0.8  # gaussian radius in pixels
+class DenoiseParams(Params):
+    method: Literal["median", "gaussian"] = Field("median", description="median filter or Gaussian blur")
+    size: int = Field(3, ge=1, description="median window (odd)")
+    sigma: float = Field(0.8, gt=0, description="gaussian radius in pixels")
 
-    def validate(self) -> None:
-        if self.size < 1 or self.size % 2 == 0:
-            raise ValueError("size: must be an odd number of at least 1")
-        if self.sigma <= 0:
-            raise ValueError("sigma: must be positive")
+    @field_validator("size")
+    @classmethod
+    def _odd(cls, size: int) -> int:
+        if size % 2 == 0:
+            raise ValueError(f"must be odd, got {size}")
+        return size
 
 
 class Denoise(PostProcessor):
@@ -63,17 +63,10 @@ class Denoise(PostProcessor):
         return _map(content, lambda a: _unpil(_pil(a).filter(flt)), "denoise", method=p.method)
 
 
-@dataclass
-class SharpenParams:
-    radius: float = 1.0  # unsharp-mask radius in pixels
-    percent: int = 80  # strength in percent
-    threshold: int = 2  # minimum brightness change to sharpen (0-255)
-
-    def validate(self) -> None:
-        if self.radius <= 0:
-            raise ValueError("radius: must be positive")
-        if self.percent < 0:
-            raise ValueError("percent: must be 0 or more")
+class SharpenParams(Params):
+    radius: float = Field(1.0, gt=0, description="unsharp-mask radius in pixels")
+    percent: int = Field(80, ge=0, description="strength in percent")
+    threshold: int = Field(2, description="minimum brightness change to sharpen (0-255)")
 
 
 class Sharpen(PostProcessor):
@@ -87,14 +80,15 @@ class Sharpen(PostProcessor):
         return _map(content, lambda a: _unpil(_pil(a).filter(flt)), "sharpen")
 
 
-@dataclass
-class ContrastParams:
-    low: float = 1.0  # percentile mapped to black
-    high: float = 99.0  # percentile mapped to white
+class ContrastParams(Params):
+    low: float = Field(1.0, ge=0, le=100, description="percentile mapped to black")
+    high: float = Field(99.0, ge=0, le=100, description="percentile mapped to white")
 
-    def validate(self) -> None:
-        if not 0 <= self.low < self.high <= 100:
-            raise ValueError("low: need 0 <= low < high <= 100")
+    @model_validator(mode="after")
+    def _ordered(self) -> "ContrastParams":
+        if self.low >= self.high:
+            raise ParamError("low", f"must be below high ({self.high})")
+        return self
 
 
 class Contrast(PostProcessor):
@@ -112,17 +106,16 @@ class Contrast(PostProcessor):
         return _map(content, stretch, "contrast")
 
 
-@dataclass
-class UpscaleParams:
-    size: Optional[int] = None  # target width and height in pixels (overrides factor)
-    factor: Optional[float] = 2.0  # scale factor when size is not set
-    method: Literal["bicubic", "lanczos"] = "lanczos"  # resampling filter
+class UpscaleParams(Params):
+    size: Optional[int] = Field(None, ge=1, le=4096, description="target width and height in pixels (overrides factor)")
+    factor: Optional[float] = Field(2.0, gt=0, le=16, description="scale factor when size is not set")
+    method: Literal["bicubic", "lanczos"] = Field("lanczos", description="resampling filter")
 
-    def validate(self) -> None:
-        if self.size is not None and not 1 <= self.size <= 4096:
-            raise ValueError("size: must be between 1 and 4096")
-        if self.size is None and (self.factor is None or not 0 < self.factor <= 16):
-            raise ValueError("factor: must be in (0, 16] when size is not set")
+    @model_validator(mode="after")
+    def _size_or_factor(self) -> "UpscaleParams":
+        if self.size is None and self.factor is None:
+            raise ParamError("factor", "must be set when size is not")
+        return self
 
 
 class Upscale(PostProcessor):
@@ -142,19 +135,10 @@ class Upscale(PostProcessor):
         return _map(content, resize, "upscale", method=p.method)
 
 
-@dataclass
-class ImageGridParams:
-    nrow: int = 8  # images per row
-    padding: int = 2  # pixels between images
-    max_images: int = 64  # at most this many images in the grid
-
-    def validate(self) -> None:
-        if self.nrow < 1:
-            raise ValueError("nrow: must be at least 1")
-        if self.padding < 0:
-            raise ValueError("padding: must be 0 or more")
-        if self.max_images < 1:
-            raise ValueError("max_images: must be at least 1")
+class ImageGridParams(Params):
+    nrow: int = Field(8, ge=1, description="images per row")
+    padding: int = Field(2, ge=0, description="pixels between images")
+    max_images: int = Field(64, ge=1, description="at most this many images in the grid")
 
 
 class ImageGrid(PostProcessor):

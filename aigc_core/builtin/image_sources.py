@@ -6,9 +6,8 @@ import gzip
 import os
 import struct
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 import torch
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 
 from aigc_core.components import DataParams, InMemorySource, LabelledTensors, split_indices
 from aigc_core.errors import DataError
+from aigc_core.params import Field
 
 
 class ImageTensorDataset(LabelledTensors):
@@ -38,14 +38,11 @@ def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-@dataclass
-class ImageParams(DataParams):
-    image_size: int = 32  # images are resized to image_size x image_size
+ImageSize = Annotated[int, Field(ge=4, le=1024, description="images are resized to image_size x image_size")]
 
-    def validate(self) -> None:
-        super().validate()
-        if not 4 <= self.image_size <= 1024:
-            raise ValueError("image_size: must be between 4 and 1024")
+
+class ImageParams(DataParams):
+    image_size: ImageSize = 32
 
 
 class ImageSource(InMemorySource):
@@ -90,18 +87,10 @@ class SklearnDigits(ImageSource):
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
-@dataclass
 class ImageFolderParams(ImageParams):
-    path: str = ""  # the folder; subfolders become classes
-    channels: int = 3  # 1 (grey) or 3 (RGB)
-    on_corrupt: Literal["skip", "fail"] = "skip"  # an unreadable file: skip it with a warning, or stop
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.path:
-            raise ValueError("path: missing required value (a folder of images)")
-        if self.channels not in (1, 3):
-            raise ValueError("channels: must be 1 (grey) or 3 (RGB)")
+    path: str = Field(min_length=1, description="the folder of images; subfolders become classes")
+    channels: Literal[1, 3] = Field(3, description="1 (grey) or 3 (RGB)")
+    on_corrupt: Literal["skip", "fail"] = Field("skip", description="an unreadable file: skip it with a warning, or stop")
 
 
 class ImageFolder(ImageSource):
@@ -150,11 +139,10 @@ MNIST_FILES = {
 }
 
 
-@dataclass
 class MNISTParams(ImageParams):
-    root: Optional[str] = None  # default: $AIGC_MNIST_DIR, else $AIGC_DATA_DIR/mnist, else data/mnist
-    image_size: int = 28  # MNIST's own size; dcgan needs 8/16/32/64
-    download: bool = False  # fetch with torchvision when absent (needs network and torchvision)
+    root: Optional[str] = Field(None, description="default: $AIGC_MNIST_DIR, else $AIGC_DATA_DIR/mnist, else data/mnist")
+    image_size: ImageSize = Field(28, description="MNIST's own size; dcgan needs 8/16/32/64")
+    download: bool = Field(False, description="fetch with torchvision when absent (needs network and torchvision)")
 
 
 def read_idx(path: Path) -> np.ndarray:

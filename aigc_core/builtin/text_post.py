@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 import unicodedata
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
 from aigc_core.base import PostProcessor
 from aigc_core.content import Content, Item
+from aigc_core.params import Field, ParamError, Params, model_validator
 
 
 def _note(item: Item, name: str, detail) -> Item:
@@ -27,11 +27,10 @@ def _note(item: Item, name: str, detail) -> Item:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class NormalizeParams:
-    form: Literal["NFC", "NFKC", "NFD", "NFKD", "none"] = "NFKC"  # Unicode normalisation form
-    collapse_whitespace: bool = True  # runs of spaces/tabs -> one space; 3+ newlines -> 2
-    strip: bool = True  # strip leading and trailing whitespace
+class NormalizeParams(Params):
+    form: Literal["NFC", "NFKC", "NFD", "NFKD", "none"] = Field("NFKC", description="Unicode normalisation form")
+    collapse_whitespace: bool = Field(True, description="runs of spaces/tabs -> one space; 3+ newlines -> 2")
+    strip: bool = Field(True, description="strip leading and trailing whitespace")
 
 
 _SPACES = re.compile(r"[^\S\n]+")
@@ -69,17 +68,10 @@ class Normalize(PostProcessor):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class DedupeParams:
-    near: bool = True  # also drop near-duplicates, not only exact ones
-    threshold: float = 0.9  # Jaccard similarity of character shingles that counts as "near"
-    shingle: int = 5  # characters per shingle for near-duplicate detection
-
-    def validate(self) -> None:
-        if not 0.0 < self.threshold <= 1.0:
-            raise ValueError("threshold: must be in (0, 1]")
-        if self.shingle < 1:
-            raise ValueError("shingle: must be at least 1")
+class DedupeParams(Params):
+    near: bool = Field(True, description="also drop near-duplicates, not only exact ones")
+    threshold: float = Field(0.9, gt=0, le=1, description="Jaccard similarity of character shingles that counts as \"near\"")
+    shingle: int = Field(5, ge=1, description="characters per shingle for near-duplicate detection")
 
 
 def _canonical(text: str) -> str:
@@ -130,20 +122,18 @@ class Dedupe(PostProcessor):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class LengthParams:
-    min_chars: int = 0  # drop texts shorter than this many characters
-    max_chars: Optional[int] = None  # drop texts longer than this many characters
-    min_words: int = 0  # drop texts with fewer words
-    max_words: Optional[int] = None  # drop texts with more words
+class LengthParams(Params):
+    min_chars: int = Field(0, ge=0, description="drop texts shorter than this many characters")
+    max_chars: Optional[int] = Field(None, description="drop texts longer than this many characters")
+    min_words: int = Field(0, ge=0, description="drop texts with fewer words")
+    max_words: Optional[int] = Field(None, description="drop texts with more words")
 
-    def validate(self) -> None:
-        for lo, hi in (("min_chars", "max_chars"), ("min_words", "max_words")):
-            if getattr(self, lo) < 0:
-                raise ValueError(f"{lo}: must be 0 or more")
-            top = getattr(self, hi)
-            if top is not None and top < getattr(self, lo):
-                raise ValueError(f"{hi}: must be at least {lo}")
+    @model_validator(mode="after")
+    def _ordered(self) -> "LengthParams":
+        for low, high in (("min_chars", "max_chars"), ("min_words", "max_words")):
+            if getattr(self, high) is not None and getattr(self, high) < getattr(self, low):
+                raise ParamError(high, f"must be at least {low} ({getattr(self, low)})")
+        return self
 
 
 class Length(PostProcessor):
@@ -173,24 +163,25 @@ class Length(PostProcessor):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class BlocklistParams:
-    path: Optional[str] = None  # one entry a line; "re:PATTERN" lines are regexes, "#" starts a comment
-    words: list[str] = field(default_factory=list)  # file of blocked words, one a line; lines starting re: are regular expressions
-    case_sensitive: bool = False  # match case exactly
+class BlocklistParams(Params):
+    path: Optional[str] = Field(None, description="one entry a line; \"re:PATTERN\" lines are regexes, \"#\" starts a comment")
+    words: list[str] = Field([], description="more entries given inline, in the same form")
+    case_sensitive: bool = Field(False, description="match case exactly")
 
-    def validate(self) -> None:
+    @model_validator(mode="after")
+    def _readable(self) -> "BlocklistParams":
         if not self.path and not self.words:
-            raise ValueError("path: give a blocklist file (or words)")
+            raise ParamError("path", "give a blocklist file (or words)")
         if self.path:
             p = Path(self.path).expanduser()
             if not p.is_file():
-                raise ValueError(f"path: no such file: {p}")
+                raise ParamError("path", f"no such file: {p}")
             try:
                 p.read_text(encoding="utf-8")
             except (UnicodeDecodeError, OSError) as exc:
-                raise ValueError(f"path: unreadable blocklist {p} ({exc})") from None
+                raise ParamError("path", f"unreadable blocklist {p} ({exc})") from None
         self.patterns()  # compiles every entry now, so a bad regex fails at check time
+        return self
 
     def patterns(self) -> list[tuple[str, re.Pattern]]:
         flags = 0 if self.case_sensitive else re.IGNORECASE
@@ -207,7 +198,7 @@ class BlocklistParams:
                 try:
                     out.append((entry, re.compile(entry[3:], flags)))
                 except re.error as exc:
-                    raise ValueError(f"path: bad regex at {where}: {exc}") from None
+                    raise ParamError("path", f"bad regex at {where}: {exc}") from None
             else:
                 out.append((entry, re.compile(r"(?<!\w)" + re.escape(entry) + r"(?!\w)", flags)))
         return out
@@ -233,13 +224,12 @@ class Blocklist(PostProcessor):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class RedactParams:
-    email: bool = True  # replace e-mail addresses by [EMAIL]
-    phone: bool = True  # replace phone numbers by [PHONE]
-    ip: bool = True  # replace IPv4/IPv6 addresses by [IP]
-    card: bool = True  # replace card-like numbers by [CARD]
-    luhn: bool = True  # only numbers passing the card checksum count as cards
+class RedactParams(Params):
+    email: bool = Field(True, description="replace e-mail addresses by [EMAIL]")
+    phone: bool = Field(True, description="replace phone numbers by [PHONE]")
+    ip: bool = Field(True, description="replace IPv4/IPv6 addresses by [IP]")
+    card: bool = Field(True, description="replace card-like numbers by [CARD]")
+    luhn: bool = Field(True, description="only numbers passing the card checksum count as cards")
 
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}")
@@ -299,20 +289,11 @@ class RedactPII(PostProcessor):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class RepetitionParams:
-    ngram: int = 3  # word n-grams (character n-grams of 10 for texts of few words)
-    max_repeated_ngrams: float = 0.5  # share of n-grams that repeat an earlier one
-    min_compression_ratio: float = 0.2  # zlib size / raw size below this means a loop
-    min_chars: int = 40  # shorter texts are too short to judge and pass
-
-    def validate(self) -> None:
-        if self.ngram < 1:
-            raise ValueError("ngram: must be at least 1")
-        if not 0.0 < self.max_repeated_ngrams <= 1.0:
-            raise ValueError("max_repeated_ngrams: must be in (0, 1]")
-        if not 0.0 <= self.min_compression_ratio < 1.0:
-            raise ValueError("min_compression_ratio: must be in [0, 1)")
+class RepetitionParams(Params):
+    ngram: int = Field(3, ge=1, description="word n-grams (character n-grams of 10 for texts of few words)")
+    max_repeated_ngrams: float = Field(0.5, gt=0, le=1, description="share of n-grams that repeat an earlier one")
+    min_compression_ratio: float = Field(0.2, ge=0, lt=1, description="zlib size / raw size below this means a loop")
+    min_chars: int = Field(40, description="shorter texts are too short to judge and pass")
 
 
 def repeated_ngram_share(text: str, n: int) -> float:

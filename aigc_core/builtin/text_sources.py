@@ -11,14 +11,14 @@ Two ways to split, because two kinds of corpus exist:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
 from torch.utils.data import Dataset
 
-from aigc_core.components import DataParams, DataSource, split_indices
+from aigc_core.components import DataParams, DataSource, HeldOut, split_indices
 from aigc_core.errors import DataError
+from aigc_core.params import Field, ParamError, model_validator
 
 TEXT_SUFFIXES = (".txt", ".md", ".rst", ".text")
 
@@ -44,17 +44,11 @@ class TextDataset(Dataset):
         return "\n".join(self.docs)
 
 
-@dataclass
 class TextParams(DataParams):
-    val_fraction: float = 0.1
-    test_fraction: float = 0.0
-    split_mode: Literal["contiguous", "shuffle"] = "contiguous"  # contiguous: cut the joined text in order; shuffle: split whole documents by seed
-    max_chars: Optional[int] = None  # cut the corpus to this many characters (fast tests)
-
-    def validate(self) -> None:
-        super().validate()
-        if self.max_chars is not None and self.max_chars < 1:
-            raise ValueError("max_chars: must be at least 1")
+    val_fraction: HeldOut = Field(0.1, description="share held out for validation")
+    test_fraction: HeldOut = Field(0.0, description="share held out for testing and metrics")
+    split_mode: Literal["contiguous", "shuffle"] = Field("contiguous", description="contiguous: cut the joined text in order; shuffle: split whole documents by seed")
+    max_chars: Optional[int] = Field(None, ge=1, description="cut the corpus to this many characters (fast tests)")
 
 
 class TextSource(DataSource):
@@ -131,17 +125,17 @@ def _slice(docs: list[str], lo: int, hi: int) -> list[str]:
     return out
 
 
-@dataclass
 class TextFilesParams(TextParams):
-    path: str = ""  # a .txt file, a folder of them, or a .jsonl file ($VARS expanded)
-    paths: list[str] = field(default_factory=list)  # several files or folders, read in order
-    field: Optional[str] = None  # JSONL files: the field holding the text
-    encoding: str = "utf-8"  # text encoding of the files
+    path: str = Field("", description="a .txt file, a folder of them, or a .jsonl file ($VARS expanded)")
+    paths: list[str] = Field([], description="several files or folders, read in order")
+    field: Optional[str] = Field(None, description="JSONL files: the field holding the text")
+    encoding: str = Field("utf-8", description="text encoding of the files")
 
-    def validate(self) -> None:
-        super().validate()
+    @model_validator(mode="after")
+    def _some_path(self) -> "TextFilesParams":
         if not self.path and not self.paths:
-            raise ValueError("path: missing required value (a .txt file, a folder of them, or a .jsonl file)")
+            raise ParamError("path", "missing required value (a .txt file, a folder of them, or a .jsonl file)")
+        return self
 
 
 class TextFiles(TextSource):

@@ -73,6 +73,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from ..plugins import get_registry
+    from ..registry import KIND_LABELS
 
     registry = get_registry()
     plugins = [p for p in registry.plugins.values() if args.all or not p.builtin]
@@ -85,23 +86,25 @@ def cmd_list(args: argparse.Namespace) -> int:
         label = " (built-in)" if p.builtin else ""
         print(f"{p.name} {p.version}{label}  [{p.distribution}]")
         for c in p.components:
-            print(f"  {c.as_dict()['kind']:<15} {c.name:<18} {c.modality:<12} {c.description}")
+            print(f"  {KIND_LABELS[c.kind]:<15} {c.name:<18} {c.modality:<12} {c.description}")
     return 0
 
 
 def component_details(info) -> dict:
-    from ..config import describe_params
+    """The component's entry of ``plugins list --json`` plus the JSON Schema of its parameters
+    (and, for a generator, of its generation options): the schema the web form and the docs use."""
+    from ..params import json_schema
 
     cls = info.load()
-    details = {**info.as_dict(), "plugin": info.plugin, "params": describe_params(cls.Params)}
-    options = getattr(cls, "GenerateOptions", None)
-    if options is not None and info.kind == "generator":
-        details["generate_options"] = describe_params(options)
+    details = {**info.as_dict(), "plugin": info.plugin, "params": json_schema(cls.Params)}
+    if info.kind == "generator":
+        details["generate_options"] = json_schema(cls.GenerateOptions)
     return details
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     from ..errors import UsageError
+    from ..params import describe_schema
     from ..plugins import get_registry
 
     registry = get_registry()
@@ -122,11 +125,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     for c in data["components"]:
         print(f"{c['kind']} {c['name']} ({c['modality']}, plugin {c['plugin']}): {c['description']}")
         for section in ("params", "generate_options"):
-            if c.get(section):
+            rows = describe_schema(c[section]) if section in c else []
+            if rows:
                 print(f"  {section.replace('_', ' ')}:")
-                for f in c[section]:
-                    default = "required" if f["required"] else f"default {f['default']!r}"
-                    print(f"    {f['name']}: {f['type']} ({default})")
+            for f in rows:
+                default = "required" if f["required"] else f"default {f['default']!r}"
+                kind = f"{f['type']} {f['bounds']}" if f["bounds"] else f["type"]
+                print(f"    {f['name']}: {kind} ({default}){'  ' + f['help'] if f['help'] else ''}")
     return 0
 
 

@@ -317,7 +317,7 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     # -- the web page (package data, nothing fetched from elsewhere) ------------------------
-    page = {"index.html": _static("index.html"), "app.js": _static("app.js"), "style.css": _static("style.css")}
+    page = {name: _static(name) for name in ("index.html", "app.js", "spectrogram.js", "style.css")}
 
     @app.get("/", include_in_schema=False)
     async def index():
@@ -326,6 +326,10 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
     @app.get("/static/app.js", include_in_schema=False)
     async def app_js():
         return Response(page["app.js"], media_type="text/javascript")
+
+    @app.get("/static/spectrogram.js", include_in_schema=False)
+    async def spectrogram_js():  # the audio results' spectrograms (index.html loads it before app.js)
+        return Response(page["spectrogram.js"], media_type="text/javascript")
 
     @app.get("/static/style.css", include_in_schema=False)
     async def style_css():

@@ -1,22 +1,19 @@
 """The served models: one loaded run each, its option schema, and request validation.
 
-The option schema comes from the generator's ``GenerateOptions`` dataclass (through
-``aigc_core.config.describe_params``), so a plugin gets a form on the web page and a
-documented API without a line of server code.
+The option schema is the JSON Schema of the generator's ``GenerateOptions`` model, with the
+run's configured options as defaults, so a plugin gets a form on the web page and a documented
+API without a line of server code.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import threading
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..config import describe_params
+from ..params import json_schema
 from ..errors import ConfigError, UsageError
 from .settings import ServerSettings
 
@@ -30,47 +27,14 @@ class RequestError(Exception):
         self.field = field
 
 
-def _kind(tp: Any) -> dict:
-    """A small, JSON-friendly description of an option's type for forms and clients."""
-    origin = typing.get_origin(tp)
-    if origin is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        inner = _kind(args[0]) if len(args) == 1 else {"kind": "any"}
-        return {**inner, "nullable": True}
-    if origin is typing.Literal:
-        return {"kind": "choice", "choices": list(typing.get_args(tp))}
-    if origin in (list, tuple, Sequence) or tp in (list, tuple):
-        args = typing.get_args(tp)
-        return {"kind": "list", "items": _kind(args[0])["kind"] if args else "any"}
-    if origin is dict or tp is dict:
-        return {"kind": "mapping"}
-    for t, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str")):
-        if tp is t:
-            return {"kind": name}
-    return {"kind": "any"}
-
-
-def option_schema(options_cls: type, defaults: Mapping | None = None) -> list[dict]:
-    """``defaults`` are the run's configured options: what a request without them gets."""
-    hints = typing.get_type_hints(options_cls) if dataclasses.is_dataclass(options_cls) else {}
-    out = []
-    for entry in describe_params(options_cls):
-        default = (defaults or {}).get(entry["name"], entry["default"])
-        try:
-            json.dumps(default)
-        except TypeError:
-            default = repr(default)
-        out.append({**entry, "default": default, **_kind(hints.get(entry["name"], Any))})
-    return out
-
-
 @dataclass
 class ServedModel:
     name: str
     run_dir: Path
     pipe: Any
     modality: str
-    options: list[dict]
+    #: JSON Schema of the generation options; each default is what a request without it gets.
+    options: dict
     can_stream: bool
     #: The one path from a request to content (defaults + options + seed -> generate -> stamp).
     inference: Any = None
@@ -152,7 +116,7 @@ def load_models(specs: Sequence[str | Path], loader: Any = None) -> dict[str, Se
             run_dir=run_dir,
             pipe=pipe,
             modality=pipe.modality,
-            options=option_schema(pipe.gen.cls.GenerateOptions, dataclasses.asdict(pipe.generate_options)),
+            options=json_schema(pipe.gen.cls.GenerateOptions, pipe.generate_options.model_dump(mode="json")),
             can_stream=pipe.inference.streams,
             inference=pipe.inference,
         )

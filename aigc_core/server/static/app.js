@@ -16,6 +16,23 @@ function showError(text) {
 
 function current() { return models.find((m) => m.name === $("model").value); }
 
+// One form field per property of the model's option schema (JSON Schema, from the generator's
+// GenerateOptions): its kind, whether null is allowed, its choices and its default.
+function fields(m) {
+  const schema = m.options || {};
+  const kinds = { integer: "int", number: "float", string: "str", boolean: "bool", array: "list", object: "mapping" };
+  return Object.entries(schema.properties || {}).map(([name, prop]) => {
+    const types = prop.anyOf || [prop];
+    const real = types.filter((t) => t.type !== "null");
+    const one = real.length === 1 ? real[0] : {};
+    const field = { name, default: prop.default === undefined ? null : prop.default, help: prop.description || "",
+                    nullable: types.some((t) => t.type === "null"), kind: kinds[one.type] || "any" };
+    if (one.enum) Object.assign(field, { kind: "choice", choices: one.enum });
+    if (one.items) field.items = kinds[one.items.type] || "any";
+    return field;
+  });
+}
+
 function fieldFor(opt) {
   const label = document.createElement("label");
   label.textContent = opt.name + " ";
@@ -71,7 +88,7 @@ function readOption(opt, input) {
   if (opt.kind === "bool") return input.checked;
   if (opt.kind === "choice") return JSON.parse(input.value);
   const raw = input.value;
-  if (raw.trim() === "" && opt.kind !== "str") return opt.nullable ? null : undefined;
+  if (raw.trim() === "" && (opt.kind !== "str" || opt.nullable)) return opt.nullable ? null : undefined;
   if (opt.kind === "int" || opt.kind === "float") return Number(raw);
   if (opt.kind === "str") return raw;
   if (opt.kind === "list") {
@@ -84,7 +101,7 @@ function readOption(opt, input) {
 function options() {
   const m = current();
   const out = {};
-  for (const opt of m.options) {
+  for (const opt of fields(m)) {
     const input = document.querySelector(`[data-option="${opt.name}"]`);
     const value = readOption(opt, input);
     if (value === undefined) continue;
@@ -93,12 +110,22 @@ function options() {
   return out;
 }
 
+function clearResults() {
+  $("gallery").replaceChildren();
+  $("stream-output").textContent = "";
+  $("stream-output").hidden = true;
+  delete $("stream-output").dataset.done;
+  showError("");
+}
+
 function renderModel() {
   const m = current();
   const box = $("options");
   box.replaceChildren(Object.assign(document.createElement("legend"), { textContent: "Options" }));
+  clearResults();  // the previous model's results do not belong under this one
   if (!m) return;
-  for (const opt of m.options) box.appendChild(fieldFor(opt));
+  setStatus(`${m.name} ready`);
+  for (const opt of fields(m)) box.appendChild(fieldFor(opt));
   $("model-info").textContent = `${m.modality} · ${m.generator}` +
     (m.postprocess.length ? ` · post-processing: ${m.postprocess.join(", ")}` : "");
   $("stream-label").hidden = !m.stream;
@@ -272,7 +299,7 @@ async function submit(event) {
 async function init() {
   $("form").addEventListener("submit", submit);
   $("stop").addEventListener("click", () => controller && controller.abort());
-  $("model").addEventListener("change", renderModel);
+  $("model").addEventListener("change", () => { if (controller) controller.abort(); renderModel(); });
   try {
     const resp = await fetch("v1/models");
     if (!resp.ok) throw new Error(await errorText(resp));

@@ -20,7 +20,6 @@ for the generator's neural vocoder and for Griffin-Lim, in the same call.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
@@ -29,29 +28,19 @@ import torchaudio.transforms as T
 from torch import nn
 
 from aigc_core import ConfigError, MetricContext, Metric, cache_path, cached_model, data_identity, frechet_distance
+from aigc_core import Field, Params
 
 from .features import default_n_fft
 from .model import split_tensors
 
 
-@dataclass
-class AudioClassifierParams:
-    num_samples: int = 500  # at most this many clips on each side
-    embedding_dim: int = 64  # width of the classifier's embedding (the Fréchet space)
-    classifier_epochs: int = 12  # epochs of classifier training (cached per data set)
-    batch_size: int = 64  # batch size of classifier training and scoring
-    temperature: float = 1.0  # passed to generate for the scored clips
-    classifier_split: Literal["val", "train"] = "val"  # train the classifier here; "train" is the generator's own (flattering)
-
-    def validate(self) -> None:
-        if self.num_samples < 10:
-            raise ValueError("num_samples: must be at least 10")
-        if self.embedding_dim < 2:
-            raise ValueError("embedding_dim: must be at least 2")
-        if self.classifier_epochs < 0:
-            raise ValueError("classifier_epochs: must be 0 or more")
-        if self.batch_size < 1:
-            raise ValueError("batch_size: must be at least 1")
+class AudioClassifierParams(Params):
+    num_samples: int = Field(500, ge=10, description="at most this many clips on each side")
+    embedding_dim: int = Field(64, ge=2, description="width of the classifier's embedding (the Fréchet space)")
+    classifier_epochs: int = Field(12, ge=0, description="epochs of classifier training (cached per data set)")
+    batch_size: int = Field(64, ge=1, description="batch size of classifier training and scoring")
+    temperature: float = Field(1.0, description="passed to generate for the scored clips")
+    classifier_split: Literal["val", "train"] = Field("val", description="train the classifier here; \"train\" is the generator's own (flattering)")
 
 
 class ClipClassifier(nn.Module):
@@ -130,7 +119,7 @@ class AudioClassifierScore(Metric):
         source = ctx.data
         info = source.info
         path = cache_path(ctx.cache_dir, "audio-classifier", {
-            **data_identity(source), "metric": {k: v for k, v in asdict(self.params).items() if k != "temperature"},
+            **data_identity(source), "metric": {k: v for k, v in self.params.model_dump().items() if k != "temperature"},
             "info": {k: info[k] for k in ("sample_rate", "num_samples", "classes")}, "v": 2})
 
         def train() -> ClipClassifier:
@@ -185,15 +174,10 @@ class AudioClassifierScore(Metric):
         return out
 
 
-@dataclass
-class VocoderFidelityParams:
-    num_clips: int = 100  # held-out clips re-synthesised (from the split below)
-    split: Literal["test", "val"] = "test"  # real clips neither the vocoder nor the generator trained on
-    stoi: bool = True  # also STOI (pystoi), over all clips joined end to end
-
-    def validate(self) -> None:
-        if self.num_clips < 1:
-            raise ValueError("num_clips: must be at least 1")
+class VocoderFidelityParams(Params):
+    num_clips: int = Field(100, ge=1, description="held-out clips re-synthesised (from the split below)")
+    split: Literal["test", "val"] = Field("test", description="real clips neither the vocoder nor the generator trained on")
+    stoi: bool = Field(True, description="also STOI (pystoi), over all clips joined end to end")
 
 
 class VocoderFidelity(Metric):

@@ -11,7 +11,6 @@ docs/audio.md argues why a VAE rather than a GAN.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Literal, Optional
 
 import numpy as np
@@ -20,12 +19,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, check_cancelled, sample_seed
+from aigc_core import Field, Params, field_validator
 
 from .features import MelFeatures, default_n_fft
 from .vocoder import VocoderNet, griffin_lim_notice, load_vocoder_run, saved_params
 
 SIZES = {"debug": (4, 8), "small": (16, 16), "base": (32, 32)}  # width, latent
-
 
 
 def split_tensors(dataset, limit: int | None = None):
@@ -41,45 +40,29 @@ def split_tensors(dataset, limit: int | None = None):
     labels = torch.as_tensor([int(y) for _, y in pairs], dtype=torch.long)
     return waves, labels
 
-@dataclass
-class MelVAEParams:
-    size: Literal["debug", "small", "base"] = "small"  # preset sizes; debug is for fast tests
-    latent_dim: Optional[int] = None  # default from size: 8 / 16 / 32
-    width: Optional[int] = None  # channels of the first convolution; default from size: 4 / 16 / 32
-    sample_rate: Optional[int] = None  # default: the data's; set it to insist on one
-    n_mels: int = 64  # mel bands of the spectrogram
-    n_fft: Optional[int] = None  # default: about 64 ms at the sample rate
-    hop_length: Optional[int] = None  # default: n_fft / 4
-    griffin_lim_iters: int = 32  # Griffin-Lim iterations when turning spectrograms back into sound
-    kl_weight: float = 4.0  # at 1 the latent carried the class and prior samples lost it (docs/benchmarks.md)
-    kl_warmup_steps: int = 300  # the KL weight ramps up from 0, so early steps learn to reconstruct
-    prior: Literal["standard", "class"] = "standard"  # sample z from N(0, I), or from a Gaussian per class fitted to the training clips' codes after training
-    lr: float = 1e-3  # learning rate (Adam)
-    vocoder: Optional[str] = None  # a finished mel-vocoder run directory (e.g. runs/vocoder-fsdd); none: Griffin-Lim
 
-    def validate(self) -> None:
-        if self.vocoder is not None and not str(self.vocoder).strip():
-            raise ValueError("vocoder: must name a mel-vocoder run directory, or be left out")
-        if self.latent_dim is not None and self.latent_dim < 1:
-            raise ValueError("latent_dim: must be at least 1")
-        if self.width is not None and self.width < 1:
-            raise ValueError("width: must be at least 1")
-        if self.sample_rate is not None and not 1000 <= self.sample_rate <= 192000:
-            raise ValueError("sample_rate: must be between 1000 and 192000 Hz")
-        if self.n_mels < 8 or self.n_mels % 8:
-            raise ValueError("n_mels: must be a multiple of 8, at least 8")
-        if self.n_fft is not None and self.n_fft < 16:
-            raise ValueError("n_fft: must be at least 16")
-        if self.hop_length is not None and self.hop_length < 1:
-            raise ValueError("hop_length: must be at least 1")
-        if self.griffin_lim_iters < 1:
-            raise ValueError("griffin_lim_iters: must be at least 1")
-        if self.kl_weight < 0:
-            raise ValueError("kl_weight: must be 0 or more")
-        if self.kl_warmup_steps < 0:
-            raise ValueError("kl_warmup_steps: must be 0 or more")
-        if self.lr <= 0:
-            raise ValueError("lr: must be positive")
+class MelVAEParams(Params):
+    size: Literal["debug", "small", "base"] = Field("small", description="preset sizes; debug is for fast tests")
+    latent_dim: Optional[int] = Field(None, ge=1, description="default from size: 8 / 16 / 32")
+    width: Optional[int] = Field(None, ge=1, description="channels of the first convolution; default from size: 4 / 16 / 32")
+    sample_rate: Optional[int] = Field(None, ge=1000, le=192000, description="default: the data's; set it to insist on one")
+    n_mels: int = Field(64, ge=8, multiple_of=8, description="mel bands of the spectrogram")
+    n_fft: Optional[int] = Field(None, ge=16, description="default: about 64 ms at the sample rate")
+    hop_length: Optional[int] = Field(None, ge=1, description="default: n_fft / 4")
+    griffin_lim_iters: int = Field(32, ge=1, description="Griffin-Lim iterations when turning spectrograms back into sound")
+    kl_weight: float = Field(4.0, ge=0, description="at 1 the latent carried the class and prior samples lost it (docs/benchmarks.md)")
+    kl_warmup_steps: int = Field(300, ge=0, description="the KL weight ramps up from 0, so early steps learn to reconstruct")
+    prior: Literal["standard", "class"] = Field("standard", description=(
+        "sample z from N(0, I), or from a Gaussian per class fitted to the training clips' codes after training"))
+    lr: float = Field(1e-3, gt=0, description="learning rate (Adam)")
+    vocoder: Optional[str] = Field(None, description="a finished mel-vocoder run directory (e.g. runs/vocoder-fsdd); none: Griffin-Lim")
+
+    @field_validator("vocoder")
+    @classmethod
+    def _names_a_run(cls, vocoder: Optional[str]) -> Optional[str]:
+        if vocoder is not None and not vocoder.strip():
+            raise ValueError("must name a mel-vocoder run directory, or be left out")
+        return vocoder
 
     @property
     def channels(self) -> int:
@@ -90,17 +73,10 @@ class MelVAEParams:
         return self.latent_dim or SIZES[self.size][1]
 
 
-@dataclass
-class MelVAEOptions:
-    label: Optional[str] = None  # a class name or index; default: cycle through the classes
-    temperature: float = 1.0  # scale of the prior's noise; below 1 trades variety for typicality
-    batch_size: int = 64  # clips generated per call of the decoder loop
-
-    def validate(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError("batch_size: must be at least 1")
-        if not 0.0 <= self.temperature <= 2.0:
-            raise ValueError("temperature: must be in [0, 2]")
+class MelVAEOptions(Params):
+    label: Optional[str] = Field(None, description="a class name or index; default: cycle through the classes")
+    temperature: float = Field(1.0, ge=0, le=2, description="scale of the prior's noise; below 1 trades variety for typicality")
+    batch_size: int = Field(64, ge=1, description="clips generated per call of the decoder loop")
 
 
 class Encoder(nn.Module):

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -41,6 +40,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, RunDir, UsageError
+from aigc_core import Field, ParamError, Params, model_validator
 
 from .features import MelFeatures, default_n_fft
 from .stft_distance import stft_distance
@@ -51,58 +51,34 @@ PERIODS = (2, 3, 5, 7, 11)
 MEL_KEYS = ("sample_rate", "n_mels", "n_fft", "hop_length")
 
 
-@dataclass
-class MelVocoderParams:
-    size: Literal["debug", "small", "base"] = "small"  # preset widths; debug is for fast tests
-    width: Optional[int] = None  # channels of the frame-rate body; default from size: 32 / 128 / 256
-    sample_rate: Optional[int] = None  # default: the data's; set it to insist on one
-    n_mels: int = 64  # mel bands; must match the spectrogram generator that will use this vocoder
-    n_fft: Optional[int] = None  # default: about 64 ms at the sample rate (as mel-vae)
-    hop_length: Optional[int] = None  # default: n_fft / 4 (as mel-vae)
-    segment_frames: int = 32  # mel frames per training crop (32 x 128 samples = 0.5 s at 8 kHz)
-    discriminator: Literal["mpd+msd", "mpd", "msd", "none"] = "mpd+msd"  # multi-period and/or multi-scale
-    gan_start_steps: int = 400  # steps on the STFT loss alone before the discriminators join
-    stft_weight: float = 10.0  # weight of the multi-resolution STFT distance
-    adversarial_weight: float = 1.0  # weight of the least-squares adversarial loss
-    feature_match_weight: float = 2.0  # weight of the discriminator feature-matching loss
-    lr: float = 1e-3  # learning rate of generator and discriminators (AdamW, betas 0.8 / 0.99)
-    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to zero over the planned steps
-    phase: Literal["advance", "direct"] = "advance"  # advance: per-bin advance summed over frames; direct: per frame
-    magnitude_weight: float = 0.0  # weight of an L1 log-magnitude loss on the predicted spectrum itself
-    griffin_lim_iters: int = 0  # at generation: Griffin-Lim iterations refining the net's phase (0: none)
+class MelVocoderParams(Params):
+    size: Literal["debug", "small", "base"] = Field("small", description="preset widths; debug is for fast tests")
+    width: Optional[int] = Field(None, ge=8, multiple_of=8, description="channels of the frame-rate body; default from size: 32 / 128 / 256")
+    sample_rate: Optional[int] = Field(None, ge=1000, le=192000, description="default: the data's; set it to insist on one")
+    n_mels: int = Field(64, ge=8, description="mel bands; must match the spectrogram generator that will use this vocoder")
+    n_fft: Optional[int] = Field(None, ge=16, description="default: about 64 ms at the sample rate (as mel-vae)")
+    hop_length: Optional[int] = Field(None, ge=2, description="default: n_fft / 4 (as mel-vae)")
+    segment_frames: int = Field(32, ge=2, description="mel frames per training crop (32 x 128 samples = 0.5 s at 8 kHz)")
+    discriminator: Literal["mpd+msd", "mpd", "msd", "none"] = Field("mpd+msd", description="multi-period and/or multi-scale")
+    gan_start_steps: int = Field(400, ge=0, description="steps on the STFT loss alone before the discriminators join")
+    stft_weight: float = Field(10.0, ge=0, description="weight of the multi-resolution STFT distance")
+    adversarial_weight: float = Field(1.0, ge=0, description="weight of the least-squares adversarial loss")
+    feature_match_weight: float = Field(2.0, ge=0, description="weight of the discriminator feature-matching loss")
+    lr: float = Field(1e-3, gt=0, description="learning rate of generator and discriminators (AdamW, betas 0.8 / 0.99)")
+    lr_schedule: Literal["constant", "cosine"] = Field("constant", description="cosine: decays to zero over the planned steps")
+    phase: Literal["advance", "direct"] = Field("advance", description="advance: per-bin advance summed over frames; direct: per frame")
+    magnitude_weight: float = Field(0.0, ge=0, description="weight of an L1 log-magnitude loss on the predicted spectrum itself")
+    griffin_lim_iters: int = Field(0, ge=0, description="at generation: Griffin-Lim iterations refining the net's phase (0: none)")
 
-    def validate(self) -> None:
-        if self.width is not None and (self.width < 8 or self.width % 8):
-            raise ValueError("width: must be a multiple of 8, at least 8")
-        if self.sample_rate is not None and not 1000 <= self.sample_rate <= 192000:
-            raise ValueError("sample_rate: must be between 1000 and 192000 Hz")
-        if self.n_mels < 8:
-            raise ValueError("n_mels: must be at least 8")
-        if self.n_fft is not None and self.n_fft < 16:
-            raise ValueError("n_fft: must be at least 16")
-        if self.hop_length is not None and self.hop_length < 2:
-            raise ValueError("hop_length: must be at least 2")
-        if self.segment_frames < 2:
-            raise ValueError("segment_frames: must be at least 2")
-        if self.gan_start_steps < 0:
-            raise ValueError("gan_start_steps: must be 0 or more")
-        for key in ("stft_weight", "adversarial_weight", "feature_match_weight", "magnitude_weight"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"{key}: must be 0 or more")
+    @model_validator(mode="after")
+    def _some_loss(self) -> "MelVocoderParams":
         if not (self.stft_weight or self.magnitude_weight):
-            raise ValueError("stft_weight: this or magnitude_weight must be above 0")
-        if self.griffin_lim_iters < 0:
-            raise ValueError("griffin_lim_iters: must be 0 or more")
-        if self.lr <= 0:
-            raise ValueError("lr: must be positive")
+            raise ParamError("stft_weight", "this or magnitude_weight must be above 0")
+        return self
 
 
-@dataclass
-class MelVocoderOptions:
-    split: Literal["test", "val", "train"] = "test"  # the real clips to re-synthesise from their own mels
-
-    def validate(self) -> None:
-        pass
+class MelVocoderOptions(Params):
+    split: Literal["test", "val", "train"] = Field("test", description="the real clips to re-synthesise from their own mels")
 
 
 class ConvNeXtBlock(nn.Module):
@@ -284,7 +260,7 @@ class MelVocoder(Generator):
     def __init__(self, params: MelVocoderParams, info: dict):
         rate = int(params.sample_rate or info["sample_rate"])
         n_fft = params.n_fft or default_n_fft(rate)
-        resolved = MelVocoderParams(**{**asdict(params), "sample_rate": rate, "n_fft": n_fft,
+        resolved = MelVocoderParams(**{**params.model_dump(), "sample_rate": rate, "n_fft": n_fft,
                                        "hop_length": params.hop_length or n_fft // 4})
         super().__init__(resolved, info)
         self.automatic_optimization = False
@@ -301,7 +277,7 @@ class MelVocoder(Generator):
         self.discriminators = (Discriminators(resolved.discriminator, disc_width)
                                if resolved.discriminator != "none" else None)
         # what a spectrogram generator needs to rebuild the net from model.json alone
-        self.info["vocoder_params"] = asdict(resolved)
+        self.info["vocoder_params"] = resolved.model_dump()
 
     @classmethod
     def build(cls, params: MelVocoderParams, source, workdir) -> "MelVocoder":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-from dataclasses import dataclass
 from typing import Callable, Literal, Optional
 
 import numpy as np
@@ -22,6 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, report_progress, sample_seed, torch_generator
+from aigc_core import Field, Params, field_validator
 
 #: size -> (channels per U-Net level, resnet layers per level, self-attention in the middle block)
 SIZES = {
@@ -36,35 +36,17 @@ NORM_GROUPS = 8
 SAMPLER_SETTINGS = {"timestep_spacing": "trailing", "thresholding": True, "sample_max_value": 1.0}
 
 
-@dataclass
-class DDPMParams:
-    size: Literal["debug", "small", "base"] = "small"  # preset U-Net: debug is for fast tests
-    base_channels: Optional[int] = None  # channels of the first level (doubling per level); default from size
-    conditional: bool = True  # learn per class when the data has labels (needed for guidance)
-    label_dropout: float = 0.1  # share of training labels replaced by the null class (classifier-free guidance)
-    num_train_timesteps: int = 1000  # noise levels of the forward process
-    beta_schedule: str = "squaredcos_cap_v2"  # noise schedule: linear, scaled_linear, squaredcos_cap_v2, sigmoid
-    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"  # what the U-Net predicts
-    ema_decay: float = 0.999  # 0 turns the EMA copy off
-    lr: float = 1e-3  # AdamW learning rate
-    weight_decay: float = 0.0  # AdamW weight decay
-
-    def validate(self) -> None:
-        if self.base_channels is not None and (self.base_channels < NORM_GROUPS or self.base_channels % NORM_GROUPS):
-            raise ValueError(f"base_channels: must be a positive multiple of {NORM_GROUPS}")
-        if not 0.0 <= self.label_dropout < 1.0:
-            raise ValueError("label_dropout: must be in [0, 1)")
-        if self.num_train_timesteps < 2:
-            raise ValueError("num_train_timesteps: must be at least 2")
-        if self.beta_schedule not in BETA_SCHEDULES:
-            raise ValueError(f"beta_schedule: unknown schedule {self.beta_schedule!r}; "
-                             f"known: {', '.join(BETA_SCHEDULES)}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError("ema_decay: must be in [0, 1)")
-        if self.lr <= 0:
-            raise ValueError("lr: must be positive")
-        if self.weight_decay < 0:
-            raise ValueError("weight_decay: must be 0 or more")
+class DDPMParams(Params):
+    size: Literal["debug", "small", "base"] = Field("small", description="preset U-Net: debug is for fast tests")
+    base_channels: Optional[int] = Field(None, ge=NORM_GROUPS, multiple_of=NORM_GROUPS, description="channels of the first level (doubling per level); default from size")
+    conditional: bool = Field(True, description="learn per class when the data has labels (needed for guidance)")
+    label_dropout: float = Field(0.1, ge=0, lt=1, description="share of training labels replaced by the null class (classifier-free guidance)")
+    num_train_timesteps: int = Field(1000, ge=2, description="noise levels of the forward process")
+    beta_schedule: Literal[BETA_SCHEDULES] = Field("squaredcos_cap_v2", description="noise schedule: linear, scaled_linear, squaredcos_cap_v2, sigmoid")
+    prediction_type: Literal["epsilon", "v_prediction"] = Field("epsilon", description="what the U-Net predicts")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="0 turns the EMA copy off")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
 
     @property
     def channels(self) -> tuple[int, ...]:
@@ -74,25 +56,19 @@ class DDPMParams:
         return tuple(self.base_channels * 2 ** i for i in range(len(preset)))
 
 
-@dataclass
-class DDPMOptions:
-    num_inference_steps: int = 25  # denoising steps: fewer is faster, more is finer
-    scheduler: str = "ddim"  # sampler: ddim, dpm-solver, ddpm, or a diffusers scheduler class name
-    guidance_scale: float = 2.0  # classifier-free guidance: 0 unconditional, 1 conditional, >1 stronger class
-    label: Optional[int] = None  # conditional models: the class of every sample (default: cycle through classes)
-    use_ema: bool = True  # sample with the EMA copy of the U-Net
-    batch_size: int = 16  # samples are denoised in aligned chunks of this size
+class DDPMOptions(Params):
+    num_inference_steps: int = Field(25, ge=1, description="denoising steps: fewer is faster, more is finer")
+    scheduler: str = Field("ddim", description="sampler: ddim, dpm-solver, ddpm, or a diffusers scheduler class name")
+    guidance_scale: float = Field(2.0, ge=0, description="classifier-free guidance: 0 unconditional, 1 conditional, >1 stronger class")
+    label: Optional[int] = Field(None, ge=0, description="conditional models: the class of every sample (default: cycle through classes)")
+    use_ema: bool = Field(True, description="sample with the EMA copy of the U-Net")
+    batch_size: int = Field(16, ge=1, description="samples are denoised in aligned chunks of this size")
 
-    def validate(self) -> None:
-        if self.num_inference_steps < 1:
-            raise ValueError("num_inference_steps: must be at least 1")
-        if self.guidance_scale < 0:
-            raise ValueError(f"guidance_scale: must be 0 or more, got {self.guidance_scale:g}")
-        if self.batch_size < 1:
-            raise ValueError("batch_size: must be at least 1")
-        if self.label is not None and self.label < 0:
-            raise ValueError("label: must be 0 or more")
-        scheduler_class(self.scheduler)
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, name: str) -> str:
+        scheduler_class(name)
+        return name
 
 
 def scheduler_class(name: str) -> type:
@@ -100,7 +76,7 @@ def scheduler_class(name: str) -> type:
     target = SCHEDULERS.get(name, name)
     known = ", ".join(SCHEDULERS)
     if not target.endswith("Scheduler") or not target.isidentifier():
-        raise ValueError(f"scheduler: unknown scheduler {name!r}; use {known} or a diffusers scheduler class name")
+        raise ValueError(f"unknown scheduler {name!r}; use {known} or a diffusers scheduler class name")
     import diffusers
 
     cls = getattr(diffusers, target, None)
@@ -199,7 +175,7 @@ class DDPM(Generator):
         try:
             cls = scheduler_class(name)
         except ValueError as exc:
-            raise ConfigError("generate.scheduler", str(exc).partition(": ")[2]) from None
+            raise ConfigError("generate.scheduler", str(exc)) from None
         if steps > self.params.num_train_timesteps:
             raise ConfigError("generate.num_inference_steps",
                               f"at most num_train_timesteps ({self.params.num_train_timesteps}), got {steps}")

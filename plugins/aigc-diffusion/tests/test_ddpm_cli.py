@@ -119,8 +119,8 @@ def test_server_exposes_the_step_count_and_serves_the_pipelines_images(ddpm_run)
     with LiveServer(create_app([f"digits-ddpm={ddpm_run}"], ServerSettings())) as live, \
             httpx.Client(base_url=live.url, timeout=60) as client:
         model = client.get("/v1/models/digits-ddpm").json()
-        opts = {o["name"]: o for o in model["options"]}
-        assert opts["num_inference_steps"]["kind"] == "int" and opts["num_inference_steps"]["default"] == 3
+        opts = model["options"]["properties"]
+        assert opts["num_inference_steps"]["type"] == "integer" and opts["num_inference_steps"]["default"] == 3
         assert opts["scheduler"]["default"] == "dpm-solver" and "guidance_scale" in opts
         body = {"n": 2, "seed": 4, "options": {"num_inference_steps": 2, "batch_size": 2}}
         items = client.post("/v1/models/digits-ddpm/generate", json=body).json()["items"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 from typing import Literal, Optional
 
 import numpy as np
@@ -19,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from aigc_core import ConfigError, Content, Generator, Item, check_cancelled, sample_seed
+from aigc_core import Field, Params, field_validator
 
 from .augment import augment
 
@@ -28,54 +28,40 @@ LOSSES = ("non-saturating", "hinge")
 AUGMENTATIONS = ("translation", "cutout", "color")
 
 
-@dataclass
-class DCGANParams:
-    size: Literal["debug", "small", "base"] = "base"  # preset widths: debug is for fast tests
-    latent_dim: Optional[int] = None  # default from size: 16 / 64 / 128
-    base_channels: Optional[int] = None  # default from size: 8 / 32 / 64
-    conditional: bool = False  # learn and sample per class (data labels)
-    spectral_norm: bool = False  # spectral normalisation in the discriminator instead of batch norm
-    ema_decay: float = 0.999  # 0 turns the EMA copy off
-    lr_g: float = 2e-4  # generator learning rate (Adam)
-    lr_d: float = 2e-4  # discriminator learning rate (Adam)
-    beta1: float = 0.5  # Adam beta1 (0.5 as in the DCGAN paper)
-    beta2: float = 0.999  # Adam beta2
-    label_smoothing: float = 0.0  # real targets become 1 - label_smoothing (non-saturating loss only)
-    loss: str = "non-saturating"  # adversarial loss: non-saturating (DCGAN's BCE) or hinge
-    r1_gamma: float = 0.0  # weight of the R1 gradient penalty on the discriminator at real images (0: off)
-    r1_every: int = 1  # apply R1 every this many steps, scaled up to match (lazy regularisation)
-    minibatch_std: bool = False  # the discriminator sees the batch's feature spread (against collapse)
-    augment: str = ""  # differentiable augmentation of what D sees, comma-separated: translation, cutout, color
-    class_norm: bool = False  # conditional models: per-class gain and shift in the generator's batch norms
+def _augmentations(augment: str) -> list[str]:
+    return [a.strip() for a in augment.split(",") if a.strip()]
 
-    def validate(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss: unknown loss {self.loss!r} (choose from {', '.join(LOSSES)})")
-        if self.r1_gamma < 0:
-            raise ValueError("r1_gamma: must be 0 or more")
-        if self.r1_every < 1:
-            raise ValueError("r1_every: must be at least 1")
-        unknown = [a for a in self.augmentations if a not in AUGMENTATIONS]
-        if unknown:
-            raise ValueError(f"augment: unknown augmentation {unknown[0]!r} (choose from {', '.join(AUGMENTATIONS)})")
-        if self.latent_dim is not None and self.latent_dim < 1:
-            raise ValueError("latent_dim: must be at least 1")
-        if self.base_channels is not None and self.base_channels < 1:
-            raise ValueError("base_channels: must be at least 1")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError("ema_decay: must be in [0, 1)")
-        for key in ("lr_g", "lr_d"):
-            if getattr(self, key) <= 0:
-                raise ValueError(f"{key}: must be positive")
-        for key in ("beta1", "beta2"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise ValueError(f"{key}: must be in [0, 1)")
-        if not 0.0 <= self.label_smoothing < 0.5:
-            raise ValueError("label_smoothing: must be in [0, 0.5)")
+
+class DCGANParams(Params):
+    size: Literal["debug", "small", "base"] = Field("base", description="preset widths: debug is for fast tests")
+    latent_dim: Optional[int] = Field(None, ge=1, description="default from size: 16 / 64 / 128")
+    base_channels: Optional[int] = Field(None, ge=1, description="default from size: 8 / 32 / 64")
+    conditional: bool = Field(False, description="learn and sample per class (data labels)")
+    spectral_norm: bool = Field(False, description="spectral normalisation in the discriminator instead of batch norm")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="0 turns the EMA copy off")
+    lr_g: float = Field(2e-4, gt=0, description="generator learning rate (Adam)")
+    lr_d: float = Field(2e-4, gt=0, description="discriminator learning rate (Adam)")
+    beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 (0.5 as in the DCGAN paper)")
+    beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="real targets become 1 - label_smoothing (non-saturating loss only)")
+    loss: Literal[LOSSES] = Field("non-saturating", description="adversarial loss: non-saturating (DCGAN's BCE) or hinge")
+    r1_gamma: float = Field(0.0, ge=0, description="weight of the R1 gradient penalty on the discriminator at real images (0: off)")
+    r1_every: int = Field(1, ge=1, description="apply R1 every this many steps, scaled up to match (lazy regularisation)")
+    minibatch_std: bool = Field(False, description="the discriminator sees the batch's feature spread (against collapse)")
+    augment: str = Field("", description="differentiable augmentation of what D sees, comma-separated: translation, cutout, color")
+    class_norm: bool = Field(False, description="conditional models: per-class gain and shift in the generator's batch norms")
 
     @property
     def augmentations(self) -> list[str]:
-        return [a.strip() for a in self.augment.split(",") if a.strip()]
+        return _augmentations(self.augment)
+
+    @field_validator("augment")
+    @classmethod
+    def _known_augmentations(cls, augment: str) -> str:
+        unknown = [a for a in _augmentations(augment) if a not in AUGMENTATIONS]
+        if unknown:
+            raise ValueError(f"unknown augmentation {unknown[0]!r} (choose from {', '.join(AUGMENTATIONS)})")
+        return augment
 
     @property
     def width(self) -> int:
@@ -86,20 +72,11 @@ class DCGANParams:
         return self.latent_dim or SIZES[self.size][1]
 
 
-@dataclass
-class DCGANOptions:
-    label: Optional[int] = None  # conditional models: the class of every sample (default: cycle through classes)
-    use_ema: bool = True  # sample from the EMA copy of the generator
-    batch_size: int = 64  # samples are computed in aligned chunks of this size
-    truncation: float = 1.0  # scale the latent by this (0, 1]: below 1 trades variety for typical-looking samples
-
-    def validate(self) -> None:
-        if not 0.0 < self.truncation <= 1.0:
-            raise ValueError("truncation: must be in (0, 1]")
-        if self.batch_size < 1:
-            raise ValueError("batch_size: must be at least 1")
-        if self.label is not None and self.label < 0:
-            raise ValueError("label: must be 0 or more")
+class DCGANOptions(Params):
+    label: Optional[int] = Field(None, ge=0, description="conditional models: the class of every sample (default: cycle through classes)")
+    use_ema: bool = Field(True, description="sample from the EMA copy of the generator")
+    batch_size: int = Field(64, ge=1, description="samples are computed in aligned chunks of this size")
+    truncation: float = Field(1.0, gt=0, le=1, description="scale the latent by this (0, 1]: below 1 trades variety for typical-looking samples")
 
 
 def _levels(size: int) -> int:

@@ -32,7 +32,7 @@ def train_steps(model, steps=2, n=8, seed=0):
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("loss", "wasserstein", r"^generator\.loss: unknown loss 'wasserstein' \(choose from non-saturating, hinge\)$"),
+    ("loss", "wasserstein", r"^generator\.loss: expected one of 'non-saturating', 'hinge', got 'wasserstein'$"),
     ("r1_gamma", -1.0, r"^generator\.r1_gamma: must be 0 or more$"),
     ("r1_every", 0, r"^generator\.r1_every: must be at least 1$"),
     ("augment", "translation,blur", r"^generator\.augment: unknown augmentation 'blur'"),

@@ -8,28 +8,21 @@ same total loss by the text's characters or UTF-8 bytes, so models with differen
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Literal, Optional
 
 import torch
 from torch.nn import functional as F
 
 from aigc_core import DataError, Metric, MetricContext
+from aigc_core import Field, Params
 
 from .data import TokenBlocks, encode_stream
 
 
-@dataclass
-class LikelihoodParams:
-    split: Literal["val", "test"] = "val"  # held-out split to score
-    batch_size: int = 32  # windows scored together
-    max_chars: Optional[int] = None  # score only the first this many characters (quick checks)
-
-    def validate(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError("batch_size: must be at least 1")
-        if self.max_chars is not None and self.max_chars < 1:
-            raise ValueError("max_chars: must be at least 1")
+class LikelihoodParams(Params):
+    split: Literal["val", "test"] = Field("val", description="held-out split to score")
+    batch_size: int = Field(32, ge=1, description="windows scored together")
+    max_chars: Optional[int] = Field(None, ge=1, description="score only the first this many characters (quick checks)")
 
 
 def held_out_loss(generator, docs: list[str], batch_size: int = 32) -> dict[str, float]:
@@ -88,13 +81,8 @@ class TextLikelihood(Metric):
         return {k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()}
 
 
-@dataclass
-class MemorisationParams:
-    span: int = 50  # characters copied verbatim that count as memorised
-
-    def validate(self) -> None:
-        if self.span < 8:
-            raise ValueError("span: must be at least 8 characters")
+class MemorisationParams(Params):
+    span: int = Field(50, ge=8, description="characters copied verbatim that count as memorised")
 
 
 def copied_spans(texts: list[str], training: str, span: int) -> list[bool]:

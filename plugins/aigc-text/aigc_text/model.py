@@ -13,14 +13,14 @@ import queue
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal, Optional
+from typing import Annotated, Iterator, Literal, Optional
 
 import torch
 from torch.nn import functional as F
 
 from aigc_core import AigcError, CheckpointError, ConfigError, Content, Generator, Item, check_cancelled, sample_seed
+from aigc_core import Field, ParamError, Params, model_validator
 
 from .data import TokenDataModule
 from .sampling import Decoder, Sampling
@@ -31,46 +31,32 @@ SIZES = {"debug": (2, 2, 32, 64), "small": (4, 4, 128, 128), "base": (6, 6, 384,
 TOKENIZER_DIR = "tokenizer"
 
 
-@dataclass
-class CausalLMParams:
-    size: Literal["debug", "small", "base"] = "small"  # preset sizes; debug is for fast tests
-    n_layer: Optional[int] = None  # transformer blocks (default from size)
-    n_head: Optional[int] = None  # attention heads (default from size)
-    n_embd: Optional[int] = None  # embedding width (default from size)
-    context: Optional[int] = None  # tokens the model sees at once
-    vocab_size: int = 2048  # of the trained BPE tokenizer; 257 is bytes plus end-of-text
-    dropout: float = 0.0  # dropout in attention and MLP
-    pretrained: Optional[str] = None  # a local model directory or a hub id, to fine-tune
-    tokenizer: Optional[str] = None  # a tokenizer directory to use instead of training one
-    tokenizer_max_chars: int = 20_000_000  # BPE is trained on at most this much of the training split
-    lr: float = 1e-3  # peak learning rate (AdamW)
-    min_lr: float = 1e-4  # learning rate at the end of the cosine schedule
-    warmup_steps: int = 100  # linear warm-up steps
-    schedule: Literal["cosine", "constant"] = "cosine"  # learning-rate schedule after warm-up
-    weight_decay: float = 0.1  # AdamW weight decay
-    beta1: float = 0.9  # AdamW beta1
-    beta2: float = 0.99  # AdamW beta2
+class CausalLMParams(Params):
+    size: Literal["debug", "small", "base"] = Field("small", description="preset sizes; debug is for fast tests")
+    n_layer: Optional[int] = Field(None, ge=1, description="transformer blocks (default from size)")
+    n_head: Optional[int] = Field(None, ge=1, description="attention heads (default from size)")
+    n_embd: Optional[int] = Field(None, ge=1, description="embedding width (default from size)")
+    context: Optional[int] = Field(None, ge=1, description="tokens the model sees at once")
+    vocab_size: int = Field(2048, ge=257, le=1_000_000, description="of the trained BPE tokenizer; 257 is bytes plus end-of-text")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout in attention and MLP")
+    pretrained: Optional[str] = Field(None, description="a local model directory or a hub id, to fine-tune")
+    tokenizer: Optional[str] = Field(None, description="a tokenizer directory to use instead of training one")
+    tokenizer_max_chars: int = Field(20_000_000, ge=1, description="BPE is trained on at most this much of the training split")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW)")
+    min_lr: float = Field(1e-4, ge=0, description="learning rate at the end of the cosine schedule")
+    warmup_steps: int = Field(100, ge=0, description="linear warm-up steps")
+    schedule: Literal["cosine", "constant"] = Field("cosine", description="learning-rate schedule after warm-up")
+    weight_decay: float = Field(0.1, description="AdamW weight decay")
+    beta1: float = Field(0.9, ge=0, lt=1, description="AdamW beta1")
+    beta2: float = Field(0.99, ge=0, lt=1, description="AdamW beta2")
 
-    def validate(self) -> None:
-        for key in ("n_layer", "n_head", "n_embd", "context"):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise ValueError(f"{key}: must be at least 1")
+    @model_validator(mode="after")
+    def _consistent(self) -> "CausalLMParams":
         if self.width % self.heads:
-            raise ValueError(f"n_embd: {self.width} is not divisible by n_head {self.heads}")
-        if not 257 <= self.vocab_size <= 1_000_000:
-            raise ValueError("vocab_size: must be between 257 (bytes + end-of-text) and 1000000")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("dropout: must be in [0, 1)")
-        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
-            raise ValueError("min_lr: need 0 <= min_lr <= lr and lr > 0")
-        if self.warmup_steps < 0:
-            raise ValueError("warmup_steps: must be 0 or more")
-        for key in ("beta1", "beta2"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise ValueError(f"{key}: must be in [0, 1)")
-        if self.tokenizer_max_chars < 1:
-            raise ValueError("tokenizer_max_chars: must be at least 1")
+            raise ParamError("n_embd", f"{self.width} is not divisible by n_head {self.heads}")
+        if self.min_lr > self.lr:
+            raise ParamError("min_lr", f"must be at most lr ({self.lr})")
+        return self
 
     @property
     def layers(self) -> int:
@@ -89,38 +75,17 @@ class CausalLMParams:
         return self.context or SIZES[self.size][3]
 
 
-@dataclass
-class TextOptions:
-    prompts: list[str] = field(default_factory=list)  # texts to continue (the CLI's --prompt); empty: unconditional
-    max_new_tokens: int = 128  # tokens generated per sample
-    temperature: float = 1.0  # 0 is greedy
-    top_k: int = 0  # 0 is off
-    top_p: float = 1.0  # nucleus sampling: keep the smallest set of tokens with this much probability, in (0, 1]
-    repetition_penalty: float = 1.0  # divide the logits of tokens already present (1: off)
-    num_return_sequences: Optional[int] = None  # per prompt; unset: n samples cycling through the prompts
-    stop: list[str] = field(default_factory=list)  # cut the text before the first of these
-    batch_size: int = 16  # rows decoded together
-    stream_timeout: float = 60.0  # seconds without a token before streaming gives up
-
-    def validate(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens: must be at least 1")
-        if self.temperature < 0:
-            raise ValueError("temperature: must be 0 (greedy) or more")
-        if self.top_k < 0:
-            raise ValueError("top_k: must be 0 (off) or more")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p: must be in (0, 1], got {self.top_p}")
-        if self.repetition_penalty <= 0:
-            raise ValueError("repetition_penalty: must be positive (1 is off)")
-        if self.num_return_sequences is not None and self.num_return_sequences < 1:
-            raise ValueError("num_return_sequences: must be at least 1")
-        if any(not s for s in self.stop):
-            raise ValueError("stop: stop strings must not be empty")
-        if self.batch_size < 1:
-            raise ValueError("batch_size: must be at least 1")
-        if self.stream_timeout <= 0:
-            raise ValueError("stream_timeout: must be positive")
+class TextOptions(Params):
+    prompts: list[str] = Field([], description="texts to continue (the CLI's --prompt); empty: unconditional")
+    max_new_tokens: int = Field(128, ge=1, description="tokens generated per sample")
+    temperature: float = Field(1.0, ge=0, description="0 is greedy")
+    top_k: int = Field(0, ge=0, description="0 is off")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling: keep the smallest set of tokens with this much probability, in (0, 1]")
+    repetition_penalty: float = Field(1.0, gt=0, description="divide the logits of tokens already present (1: off)")
+    num_return_sequences: Optional[int] = Field(None, ge=1, description="per prompt; unset: n samples cycling through the prompts")
+    stop: list[Annotated[str, Field(min_length=1)]] = Field([], description="cut the text before the first of these")
+    batch_size: int = Field(16, ge=1, description="rows decoded together")
+    stream_timeout: float = Field(60.0, gt=0, description="seconds without a token before streaming gives up")
 
 
 def _gpt2(params: CausalLMParams, tokenizer):

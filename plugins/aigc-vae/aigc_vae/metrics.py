@@ -13,30 +13,21 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from typing import Literal, Optional
 
 import torch
 
 from aigc_core import AigcError, Metric, MetricContext
+from aigc_core import Field, Params
 
 from .likelihoods import log_prob, mean_image
 
 
-@dataclass
-class VAELikelihoodParams:
-    k: int = 200  # importance samples per image for the NLL
-    split: Literal["test", "val"] = "test"  # held-out split to score
-    num_images: Optional[int] = None  # score at most this many held-out images (all by default)
-    batch_size: int = 256  # images scored together
-
-    def validate(self) -> None:
-        if self.k < 1:
-            raise ValueError("k: must be at least 1")
-        if self.num_images is not None and self.num_images < 1:
-            raise ValueError("num_images: must be at least 1")
-        if self.batch_size < 1:
-            raise ValueError("batch_size: must be at least 1")
+class VAELikelihoodParams(Params):
+    k: int = Field(200, ge=1, description="importance samples per image for the NLL")
+    split: Literal["test", "val"] = Field("test", description="held-out split to score")
+    num_images: Optional[int] = Field(None, ge=1, description="score at most this many held-out images (all by default)")
+    batch_size: int = Field(256, ge=1, description="images scored together")
 
 
 class VAELikelihood(Metric):

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal, Optional
+from typing import Annotated, Any, Callable, ClassVar, Literal, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
 from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, UsageError, check_cancelled, sample_seed
+from aigc_core import Field, ParamError, Params, model_validator
 
 from . import likelihoods as lk
 from .nets import Decoder, Encoder
@@ -30,46 +30,27 @@ MODES = ("samples", "reconstructions", "interpolation", "traversal")
 EVAL_BINARIZE_SEED = 1234
 
 
-@dataclass
-class VAEParams:
-    size: Literal["debug", "small", "base"] = "small"  # preset sizes; debug is for fast tests
-    latent_dim: Optional[int] = None  # default from size: 4 / 16 / 32
-    channels: Optional[list[int]] = None  # conv widths, one stride-2 level each; default from size
-    hidden_dim: Optional[int] = None  # fully connected units; default from size: 32 / 256 / 512
-    likelihood: Literal["bernoulli", "gaussian", "continuous-bernoulli"] = "bernoulli"  # decoder likelihood: bernoulli (binary data), gaussian, or continuous-bernoulli
-    binarize: Literal["none", "dynamic", "threshold"] = "none"  # bernoulli only; dynamic: resample every batch
-    gaussian_std: Optional[float] = None  # gaussian only; None learns one std for all pixels
-    beta: float = 1.0  # weight of the KL term (beta-VAE)
-    kl_warmup_steps: int = 0  # ramp beta linearly from 0 over this many optimiser steps
-    conditional: bool = False  # CVAE: encoder and decoder see the class label
-    lr: float = 1e-3  # learning rate (Adam)
-    weight_decay: float = 0.0  # Adam weight decay
+class VAEParams(Params):
+    size: Literal["debug", "small", "base"] = Field("small", description="preset sizes; debug is for fast tests")
+    latent_dim: Optional[int] = Field(None, ge=1, description="default from size: 4 / 16 / 32")
+    channels: Optional[list[Annotated[int, Field(ge=1)]]] = Field(None, min_length=1, description="conv widths, one stride-2 level each; default from size")
+    hidden_dim: Optional[int] = Field(None, ge=1, description="fully connected units; default from size: 32 / 256 / 512")
+    likelihood: Literal["bernoulli", "gaussian", "continuous-bernoulli"] = Field("bernoulli", description="decoder likelihood: bernoulli (binary data), gaussian, or continuous-bernoulli")
+    binarize: Literal["none", "dynamic", "threshold"] = Field("none", description="bernoulli only; dynamic: resample every batch")
+    gaussian_std: Optional[float] = Field(None, gt=0, description="gaussian only; None learns one std for all pixels")
+    beta: float = Field(1.0, ge=0, description="weight of the KL term (beta-VAE)")
+    kl_warmup_steps: int = Field(0, ge=0, description="ramp beta linearly from 0 over this many optimiser steps")
+    conditional: bool = Field(False, description="CVAE: encoder and decoder see the class label")
+    lr: float = Field(1e-3, gt=0, description="learning rate (Adam)")
+    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay")
 
-    def validate(self) -> None:
-        if self.latent_dim is not None and self.latent_dim < 1:
-            raise ValueError(f"latent_dim: must be at least 1, got {self.latent_dim}")
-        if self.channels is not None:
-            if not self.channels:
-                raise ValueError("channels: needs at least one level")
-            if any(c < 1 for c in self.channels):
-                raise ValueError(f"channels: every width must be at least 1, got {self.channels}")
-        if self.hidden_dim is not None and self.hidden_dim < 1:
-            raise ValueError(f"hidden_dim: must be at least 1, got {self.hidden_dim}")
-        if not (self.beta >= 0 and math.isfinite(self.beta)):
-            raise ValueError(f"beta: must be 0 or more, got {self.beta}")
-        if self.kl_warmup_steps < 0:
-            raise ValueError("kl_warmup_steps: must be 0 or more")
-        if not self.lr > 0:
-            raise ValueError("lr: must be positive")
-        if self.weight_decay < 0:
-            raise ValueError("weight_decay: must be 0 or more")
+    @model_validator(mode="after")
+    def _likelihood_settings(self) -> "VAEParams":
         if self.binarize != "none" and self.likelihood != "bernoulli":
-            raise ValueError(f"binarize: binarised data needs likelihood 'bernoulli', not {self.likelihood!r}")
-        if self.gaussian_std is not None:
-            if self.likelihood != "gaussian":
-                raise ValueError("gaussian_std: only used with likelihood 'gaussian'")
-            if not self.gaussian_std > 0:
-                raise ValueError("gaussian_std: must be positive")
+            raise ParamError("binarize", f"binarised data needs likelihood 'bernoulli', not {self.likelihood!r}")
+        if self.gaussian_std is not None and self.likelihood != "gaussian":
+            raise ParamError("gaussian_std", "only used with likelihood 'gaussian'")
+        return self
 
     @property
     def widths(self) -> list[int]:
@@ -84,34 +65,23 @@ class VAEParams:
         return self.hidden_dim or SIZES[self.size][2]
 
 
-@dataclass
-class VAEOptions:
-    mode: Literal["samples", "reconstructions", "interpolation", "traversal"] = "samples"  # samples, reconstructions of held-out images, an interpolation grid, or a traversal grid
-    label: Optional[int] = None  # conditional models: the class of every item (default: cycle through classes)
-    temperature: float = 1.0  # scale of the prior's std when sampling latents
-    steps: int = 8  # interpolation and traversal: images per row
-    a: Optional[str] = None  # interpolation between two image files (PNG...) instead of random latents
-    b: Optional[str] = None  # interpolation: image file to end at (with a)
-    dim: int = 0  # traversal: the latent dimension that varies
-    span: float = 3.0  # traversal: from -span to +span prior standard deviations
-    split: Literal["test", "val", "train"] = "test"  # reconstructions: the images to reconstruct
-    batch_size: int = 64  # samples are decoded in blocks of this size; the same size gives the same bytes
+class VAEOptions(Params):
+    mode: Literal["samples", "reconstructions", "interpolation", "traversal"] = Field("samples", description="samples, reconstructions of held-out images, an interpolation grid, or a traversal grid")
+    label: Optional[int] = Field(None, ge=0, description="conditional models: the class of every item (default: cycle through classes)")
+    temperature: float = Field(1.0, gt=0, description="scale of the prior's std when sampling latents")
+    steps: int = Field(8, ge=2, description="interpolation and traversal: images per row")
+    a: Optional[str] = Field(None, description="interpolation between two image files (PNG...) instead of random latents")
+    b: Optional[str] = Field(None, description="interpolation: image file to end at (with a)")
+    dim: int = Field(0, ge=0, description="traversal: the latent dimension that varies")
+    span: float = Field(3.0, gt=0, description="traversal: from -span to +span prior standard deviations")
+    split: Literal["test", "val", "train"] = Field("test", description="reconstructions: the images to reconstruct")
+    batch_size: int = Field(64, ge=1, description="samples are decoded in blocks of this size; the same size gives the same bytes")
 
-    def validate(self) -> None:
-        if self.steps < 2:
-            raise ValueError("steps: must be at least 2")
-        if not self.temperature > 0:
-            raise ValueError("temperature: must be positive")
-        if not self.span > 0:
-            raise ValueError("span: must be positive")
-        if self.dim < 0:
-            raise ValueError("dim: must be 0 or more")
-        if self.batch_size < 1:
-            raise ValueError("batch_size: must be at least 1")
-        if self.label is not None and self.label < 0:
-            raise ValueError("label: must be 0 or more")
+    @model_validator(mode="after")
+    def _both_ends(self) -> "VAEOptions":
         if (self.a is None) != (self.b is None):
-            raise ValueError(f"{'b' if self.b is None else 'a'}: give both a and b (two image files), or neither")
+            raise ParamError("b" if self.b is None else "a", "give both a and b (two image files), or neither")
+        return self
 
 
 def fixed_binarize(x: torch.Tensor, seed: int, offset: int = 0) -> torch.Tensor:
@@ -414,7 +384,7 @@ class VAE(Generator):
         files = super().save_artifact(directory)
         meta = Path(directory) / "model.json"
         data = json.loads(meta.read_text())
-        data.update({"generator": "vae", "params": asdict(self.params)})
+        data.update({"generator": "vae", "params": self.params.model_dump()})
         meta.write_text(json.dumps(data, indent=2, default=str))
         return files
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from aigc_core import DataSource, get_registry
+from aigc_core import Params
 from aigc_core.cli import main
 from aigc_core.imaging import png_bytes, read_png_text
 from aigc_core.registry import PluginInfo
@@ -108,8 +108,7 @@ def test_bad_generator_parameters(capsys, override, key):
     assert err.startswith(f"aigc: error: {key}: must be") and err.count("\n") == 1
 
 
-@dataclass
-class _TextParams:
+class _TextParams(Params):
     batch_size: int = 8
 
 
