@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from .content import Content
 
@@ -38,7 +38,10 @@ class PostProcessor(Component):
 
 @dataclass
 class MetricContext:
-    """What a metric may look at. ``data`` is set up for fit; ``cache_dir`` survives runs."""
+    """What a metric may look at. ``data`` is set up for fit; ``cache_dir`` survives runs.
+    ``sample(n, seed)`` makes content as the run's ``generate:`` section would (its options:
+    steps, guidance, temperature...), so a score describes what the user actually generates;
+    without it, metrics fall back to the generator's defaults."""
 
     generator: Any
     data: Any
@@ -47,6 +50,7 @@ class MetricContext:
     seed: int
     run_dir: Path | None = None
     extra: dict = field(default_factory=dict)
+    sample: Callable[[int, int], Content] | None = None
 
 
 class Metric(Component):

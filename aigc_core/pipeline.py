@@ -397,7 +397,8 @@ class Pipeline:
         results = {}
         cache = Path(os.environ.get("AIGC_CACHE_DIR") or Path.home() / ".cache" / "aigc")
         for part in self.metrics:
-            context = MetricContext(self.generator, self.data_source(), content, cache, self.seed, self.run_dir)
+            context = MetricContext(self.generator, self.data_source(), content, cache, self.seed, self.run_dir,
+                                    sample=lambda n, seed: self.generate(n, seed=seed))
             results[part.name] = part.build().compute(context)
         for line in gate_warnings(results):
             print(f"WARNING: {line}", file=sys.stderr)

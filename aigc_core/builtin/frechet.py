@@ -121,11 +121,15 @@ def cached_classifier(ctx: MetricContext, p: ClassifierParams) -> tuple[FeatureN
 
 
 def generated_images(ctx: MetricContext, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``n`` fresh samples (seed ``ctx.seed + 1``, eval mode) and their intended labels, if any."""
+    """``n`` fresh samples (seed ``ctx.seed + 1``, eval mode) and their intended labels, if any,
+    made with the run's generate options when the context carries them."""
     was_training = ctx.generator.training
     ctx.generator.eval()
     try:
-        generated = ctx.generator.generate(n, seed=ctx.seed + 1)
+        if ctx.sample is not None:
+            generated = ctx.sample(n, ctx.seed + 1)
+        else:
+            generated = ctx.generator.generate(n, seed=ctx.seed + 1)
     finally:
         ctx.generator.train(was_training)
     x = torch.from_numpy(np.stack([np.asarray(i.data, np.float32) for i in generated.items]))
