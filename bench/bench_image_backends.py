@@ -92,7 +92,7 @@ def sampling_speed(generator, n: int, **options) -> tuple[float, float]:
     return n / (time.perf_counter() - w0), n / (time.process_time() - c0)
 
 
-def untrained(backend: str, shape: list[int]):
+def untrained(backend: str, shape: list[int], **overrides):
     """A backend's generator as the benchmark builds it, with its initial weights: sampling costs
     the same whatever the weights are."""
     from aigc_core import get_registry
@@ -100,7 +100,7 @@ def untrained(backend: str, shape: list[int]):
 
     generator, _ = sections(backend)
     cls = get_registry().get("generator", backend, "generator.name").load()
-    params = build_params(cls.Params, {k: v for k, v in generator.items() if k != "name"}, "generator")
+    params = build_params(cls.Params, {**{k: v for k, v in generator.items() if k != "name"}, **overrides}, "generator")
     return cls(params, {"shape": shape, "num_classes": 10}).eval()
 
 
@@ -113,6 +113,11 @@ def speed_only(n: int, step_counts: list[int], threads: int) -> None:
     for k, scale in [(k, 1.0) for k in step_counts] + [(25, 2.0)]:
         rows.append((f"ddpm 28x28, ddim {k} steps, guidance {scale:g}",
                      *sampling_speed(ddpm, n, num_inference_steps=k, scheduler="ddim", guidance_scale=scale, batch_size=n)))
+    # the previous small U-Net, (16, 32, 64): what the leaner (8, 16, 32) one is measured against
+    wide = untrained("ddpm", [1, 28, 28], base_channels=16)
+    for scale in (1.0, 2.0):
+        rows.append((f"ddpm 28x28 base_channels 16 (previous small), ddim 25 steps, guidance {scale:g}",
+                     *sampling_speed(wide, n, num_inference_steps=25, scheduler="ddim", guidance_scale=scale, batch_size=n)))
     again = sampling_speed(untrained("dcgan", [1, 32, 32]), n, batch_size=n)  # the load may have changed
     rows.append(("dcgan 32x32 (reference, again)", *again))
     print(f"\n{n} images per measurement, batch {n}, {threads} torch thread(s)")
