@@ -81,7 +81,9 @@ def aigc_register_metrics(register):
 
     A metric is a subclass of ``aigc_core.Metric`` with a ``Params`` dataclass and
     ``compute(context) -> dict[str, float]``; ``context`` is an ``aigc_core.MetricContext``
-    giving the generator, the data source, the generated content and a cache directory.
+    giving the generator, the data source, the generated content, a cache directory and
+    ``sample(n, seed)``, which generates with the run's ``generate:`` options (use it rather than
+    ``generator.generate`` so that a score describes what the config generates).
     Metrics run offline: nothing may be downloaded.
 
     Example::

@@ -2,7 +2,7 @@
 sampling speed.
 
     AIGC_DATA_DIR=../shared/data OMP_NUM_THREADS=1 nice -n 10 \\
-        python bench/bench_image_backends.py --budget-cpu-min 4 [--metrics frechet,precision-recall,...]
+        python bench/bench_image_backends.py --budget-cpu-min 5 [--metrics frechet,image-diversity]
 
 Each backend trains on MNIST (32x32, so that the DCGAN fits) in stages that resume from the
 last checkpoint, until its budget of CPU time (``time.process_time`` of the training, with
