@@ -12,8 +12,11 @@ from .atomic import atomic_path, atomic_write, sha256_file, write_bytes, write_j
 from .base import Component, Exporter, Metric, MetricContext, NoParams, PostProcessor
 from .cancel import Cancelled, CancelToken, cancellation, check_cancelled
 from .content import MODALITIES, Content, Item
+from .modalities import known_modalities
 from .errors import AigcError, CheckpointError, ConfigError, DataError, Interrupted, PluginError, QualityGateError, UsageError
-from .plugins import get_registry, hookimpl
+from .hookspecs import hookimpl, hookspec
+from .plugins import get_registry
+from .progress import progress_reporting, report_progress
 from .rundir import RunDir
 from .seeding import sample_seed, torch_generator
 
@@ -27,6 +30,14 @@ _LAZY = {
     "DataParams": "aigc_core.components",
     "split_indices": "aigc_core.components",
     "Pipeline": "aigc_core.pipeline",
+    "Inference": "aigc_core.inference",
+    # shared helpers plugins use (numpy): one implementation, imported on first use
+    "frechet_distance": "aigc_core.frechet",
+    "make_grid": "aigc_core.imaging",
+    "png_bytes": "aigc_core.imaging",
+    "cache_path": "aigc_core.classifier_cache",
+    "cached_model": "aigc_core.classifier_cache",
+    "data_identity": "aigc_core.classifier_cache",
 }
 
 
@@ -44,9 +55,10 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AigcError", "CancelToken", "Cancelled", "CheckpointError", "Component", "ConfigError", "Content", "DataError",
     "Interrupted",
-    "DataParams", "DataSource", "Exporter", "Generator", "Item", "MODALITIES", "Metric",
+    "DataParams", "DataSource", "Exporter", "Generator", "Inference", "Item", "MODALITIES", "Metric",
     "MetricContext", "NoParams", "PLUGIN_API_VERSION", "Pipeline", "PluginError",
-    "PostProcessor", "QualityGateError", "RunDir", "UsageError", "atomic_path", "atomic_write", "get_registry", "hookimpl",
+    "PostProcessor", "QualityGateError", "RunDir", "UsageError", "atomic_path", "atomic_write", "cache_path", "cached_model", "data_identity", "frechet_distance", "get_registry", "hookimpl", "hookspec", "known_modalities", "make_grid", "png_bytes",
+    "progress_reporting", "report_progress",
     "cancellation", "check_cancelled", "sample_seed", "sha256_file", "split_indices", "torch_generator", "write_bytes",
     "write_json", "write_text",
 ]

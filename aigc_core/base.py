@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from .content import Content
 
@@ -38,10 +38,7 @@ class PostProcessor(Component):
 
 @dataclass
 class MetricContext:
-    """What a metric may look at. ``data`` is set up for fit; ``cache_dir`` survives runs.
-    ``sample(n, seed)`` makes content as the run's ``generate:`` section would (its options:
-    steps, guidance, temperature...), so a score describes what the user actually generates;
-    without it, metrics fall back to the generator's defaults."""
+    """What a metric may look at. ``data`` is set up for fit; ``cache_dir`` survives runs."""
 
     generator: Any
     data: Any
@@ -50,7 +47,26 @@ class MetricContext:
     seed: int
     run_dir: Path | None = None
     extra: dict = field(default_factory=dict)
-    sample: Callable[[int, int], Content] | None = None
+    #: The run's ``aigc_core.Inference``: what ``generate`` goes through (None for a bare generator).
+    inference: Any = None
+
+    def generate(self, n: int, seed: int, **options: Any) -> Content:
+        """``n`` fresh samples as the run makes them (its configured options, stamped), in eval mode.
+
+        Not post-processed: a metric scores the generator, and post-processors may add derived
+        items (grids) or drop some. Without an ``inference`` the bare generator is asked.
+        """
+        generator = self.inference.generator if self.inference is not None else self.generator
+        was_training = getattr(generator, "training", False)
+        if was_training:
+            generator.eval()
+        try:
+            if self.inference is not None:
+                return self.inference.generate(n, seed, **options)
+            return generator.generate(n, seed=seed, **options)
+        finally:
+            if was_training:
+                generator.train(True)
 
 
 class Metric(Component):

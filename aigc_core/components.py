@@ -172,9 +172,17 @@ class Generator(pl.LightningModule):
     Params: ClassVar[type] = NoParams
     GenerateOptions: ClassVar[type] = NoParams
     component_name: ClassVar[str] = ""
-    #: True: ``Pipeline.generate`` passes ``data_source=`` (a callable returning the set-up data
-    #: source) to ``generate``, for generators that work from held-out data (reconstructions).
-    wants_data_source: ClassVar[bool] = False
+
+    # -- what this generator can do: declared, so callers never probe its signature ---------------
+    #: ``stream(seed=..., **options) -> Iterator[str]`` yields pieces of text as they are made
+    #: (``aigc generate --stream``, the server's ``/stream`` endpoint).
+    streams: ClassVar[bool] = False
+    #: ``generate(n, seed=..., start=K)`` makes samples ``K .. K+n-1`` of the seed's sequence, the
+    #: same bytes as one big call (``aigc generate --devices``, sharded).
+    shards: ClassVar[bool] = False
+    #: ``generate`` receives ``data_source=`` (a callable returning the set-up data source), for
+    #: generators that work from held-out data (reconstructions, vocoding real spectrograms).
+    reads_data: ClassVar[bool] = False
 
     def __init__(self, params: Any, info: dict):
         super().__init__()
@@ -193,6 +201,8 @@ class Generator(pl.LightningModule):
 
     # -- generation -----------------------------------------------------------------------
     def generate(self, n: int, seed: int = 0, **options: Any) -> Content:  # pragma: no cover
+        """``n`` items; same seed, same items. Steps may report ``aigc_core.report_progress(done, total)``
+        and check ``aigc_core.check_cancelled()``; ``start=``/``data_source=`` come only as declared above."""
         raise NotImplementedError
 
     # -- artifacts ------------------------------------------------------------------------

@@ -16,7 +16,10 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
-MODALITIES = ("image", "text", "audio")
+from .modalities import BUILTIN, known_modalities
+
+#: The core's modalities; plugins may add more (``aigc_core.known_modalities()`` lists all).
+MODALITIES = tuple(BUILTIN)
 
 
 @dataclass
@@ -34,8 +37,8 @@ class Content:
     dropped: list[Item] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.modality not in MODALITIES:
-            raise ValueError(f"unknown modality {self.modality!r}; expected one of {MODALITIES}")
+        if self.modality not in known_modalities():
+            raise ValueError(f"unknown modality {self.modality!r}; expected one of {known_modalities()}")
 
     def __len__(self) -> int:
         return len(self.items)

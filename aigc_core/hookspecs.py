@@ -9,7 +9,8 @@ plugin calls it once per component it provides::
 * ``name`` -- the name configs use (``generator: {name: dcgan}``); lowercase, dashes allowed.
 * ``target`` -- the component class, or better a ``"package.module:ClassName"`` string, so that
   discovery imports nothing heavy: the module is imported only when a pipeline uses it.
-* ``modality`` -- ``"image"``, ``"text"`` or ``"audio"``; for post-processors, metrics and
+* ``modality`` -- ``"image"``, ``"text"``, ``"audio"`` or one a plugin registered
+  (``aigc_register_modalities``); for post-processors, metrics and
   exporters a sequence of the modalities accepted is allowed too.
 * ``description`` -- one line shown by ``aigc plugins list`` and ``aigc plugins info``.
 
@@ -20,6 +21,26 @@ and ``aigc plugins list`` load every plugin and must stay fast.
 import pluggy
 
 hookspec = pluggy.HookspecMarker("aigc")
+#: What a plugin marks its hook implementations with (also ``aigc_core.hookimpl``).
+hookimpl = pluggy.HookimplMarker("aigc")
+
+
+@hookspec
+def aigc_register_modalities(register):
+    """Register modalities: kinds of content beyond the core's ``image``, ``text`` and ``audio``.
+
+    ``register(name, description="")``: ``name`` is lowercase letters, digits and dashes
+    (``"midi"``); ``description`` says what ``Item.data`` holds for it. Called before the
+    component hooks of every plugin, so components of any plugin may then use the modality. For
+    ``aigc run`` to write such content, register an exporter under the modality's name (the
+    default exporter of a modality is the one named like it).
+
+    Example::
+
+        @hookimpl
+        def aigc_register_modalities(register):
+            register("midi", description="list of (pitch, start_s, duration_s) tuples")
+    """
 
 
 @hookspec
@@ -81,9 +102,7 @@ def aigc_register_metrics(register):
 
     A metric is a subclass of ``aigc_core.Metric`` with a ``Params`` dataclass and
     ``compute(context) -> dict[str, float]``; ``context`` is an ``aigc_core.MetricContext``
-    giving the generator, the data source, the generated content, a cache directory and
-    ``sample(n, seed)``, which generates with the run's ``generate:`` options (use it rather than
-    ``generator.generate`` so that a score describes what the config generates).
+    giving the generator, the data source, the generated content and a cache directory.
     Metrics run offline: nothing may be downloaded.
 
     Example::

@@ -3,11 +3,13 @@
     pipe = Pipeline.from_config("configs/quickstart.yaml", overrides=["train.max_epochs=1"])
     run_dir = pipe.run()          # fit, generate, post-process, export, score
 
-    pipe = Pipeline.from_run_dir(run_dir)
-    content = pipe.generate(8, seed=1)
+    inference = Pipeline.from_run_dir(run_dir).inference   # or aigc_core.Inference.from_run_dir
+    content = inference.generate(8, seed=1)
 
-Data flows one way: data source -> generator.fit -> generate -> post-processors -> exporter
--> run directory (manifest.json). Nothing downstream reaches back upstream.
+Data flows one way: config -> data source -> training (``training.fit``, explicit inputs) -> run
+directory (``RunDir``: checkpoints, model, manifest) -> inference (``Inference``: defaults +
+options + seed -> generate -> stamp) -> post-processors -> exporter. This class resolves the
+config into components and hands each stage what it needs; no stage calls back into it.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from . import config as cfg
 from .atomic import sha256_file
 from .content import Content
 from .errors import AigcError, CheckpointError, ConfigError, QualityGateError, UsageError
+from .inference import Inference, check_num_samples, check_seed, options_dict
 from .plugins import get_registry
 from .ranks import launcher_rank
 from .registry import ComponentInfo, Registry
-from .rundir import CONFIG_FILE, EMPTY, MODEL_DIR, NEW, RUN, RunDir
-from .seeding import MAX_SEED, MAX_TRAIN_SEED
+from .rundir import EMPTY, MODEL_DIR, NEW, RUN, RunDir
+from .seeding import MAX_TRAIN_SEED
 #: Keys whose change does not make a different run: training can go on with more epochs.
 RESUMABLE_CHANGES = ("train.max_epochs", "train.max_steps", "train.progress_bar", "train.devices",
                      "train.accelerator", "train.strategy", "train.num_nodes", "train.checkpoint_every_n_epochs",
@@ -67,7 +70,9 @@ class Pipeline:
         self.rundir = RunDir(self.run_dir)
         self._source = None
         self._generator = None
-        self._checkpoint_sha = None
+        self._inference: Inference | None = None
+        #: sha256 over the model's files (``RunDir.model_fingerprint``), once trained or loaded.
+        self.fingerprint: str | None = None
         #: False on the extra processes of a distributed run: they train, then leave the rest to rank 0.
         self.is_global_zero = True
 
@@ -81,9 +86,9 @@ class Pipeline:
     def from_run_dir(cls, run_dir: str | Path, overrides: Sequence[str] = (), **kwargs: Any) -> "Pipeline":
         """A pipeline over a finished run: its config and its trained generator."""
         run_dir = Path(run_dir)
-        config_path = run_dir / CONFIG_FILE
+        config_path = RunDir(run_dir).config_path
         if not config_path.is_file():
-            raise UsageError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
+            raise UsageError(f"{run_dir}: not a run directory (no {config_path.name})")
         raw, written = cfg.load_config(config_path, overrides)
         pipe = cls(raw, run_dir=run_dir, written=written, **kwargs)
         pipe.load_generator()
@@ -264,17 +269,25 @@ class Pipeline:
 
     def fit(self, restart: bool = False):
         """Train the generator with Lightning; resumes from the run's last checkpoint if there is one."""
-        from .training import fit
+        from . import training
 
-        self.data_source()  # bad data fails here, before the run directory is touched
+        source = self.data_source()  # bad data fails here, before the run directory is touched
         self.check()  # so do settings Lightning refuses (an absent GPU, say)
         resumable = self.prepare_run_dir(restart=restart)
         started = time.perf_counter()
         from lightning_fabric.utilities.exceptions import MisconfigurationException
 
         try:
+            training.seed_everything(self.seed)  # before building: the weights are drawn from it
+            generator = self.gen.cls.build(self.gen.params, source, self.rundir.preprocess_dir)
+            samples_dir, exporter = self.rundir.samples_dir, self.exporter.build()
+
+            def preview(content: Content, stem: str) -> None:
+                training.write_preview(content, samples_dir, stem, exporter)
+
             try:
-                generator, summary = fit(self, resume=resumable)
+                summary = training.fit(source, generator, self.train, seed=self.seed, rundir=self.rundir,
+                                       resume=resumable, preview=preview)
             except MisconfigurationException as exc:  # a train setting this generator cannot take (clipping
                 text = str(exc).strip()                 # with manual optimisation): known only once it is built
                 raise ConfigError("train", text.splitlines()[0] if text else type(exc).__name__) from None
@@ -286,56 +299,42 @@ class Pipeline:
                     pass  # the first error is the one to report
             raise
         self._generator = generator
+        self._inference = None
         if summary.get("global_rank", 0) != 0:
             self.is_global_zero = False
             return generator
-        files = self._save_artifact(generator)
-        self._update_manifest(
-            training=summary,
-            checkpoint={"dir": MODEL_DIR, "files": files},
-            timings={"fit_s": round(time.perf_counter() - started, 3)},
-        )
+        files = self.rundir.save_model(generator.save_artifact)
+        self.fingerprint = self.rundir.model_fingerprint(files)
+        self._update_manifest(training=summary, timings={"fit_s": round(time.perf_counter() - started, 3)})
         return generator
 
     def _check_trainer(self) -> None:
         """Build (and drop) a Trainer from the train section: what Lightning refuses fails before any write."""
         import pytorch_lightning as pl
 
-        from .training import quiet_lightning
+        from .training import quiet_lightning, trainer_kwargs
 
         quiet_lightning()
-        t = self.train
-        kwargs = dict(max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
-                      strategy=t.strategy, num_nodes=t.num_nodes, precision=t.precision,
-                      accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
-                      check_val_every_n_epoch=t.check_val_every_n_epoch, deterministic=t.deterministic,
-                      logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-        for key in ("gradient_clip_val", "limit_train_batches", "limit_val_batches"):
-            if getattr(t, key) is not None:
-                kwargs[key] = getattr(t, key)
+        kwargs = dict(trainer_kwargs(self.train), logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False)
         try:
             pl.Trainer(**kwargs)
         except Exception as exc:  # Lightning's own checks: MisconfigurationException, ValueError...
             text = str(exc).strip()
             raise ConfigError("train", text.splitlines()[0] if text else type(exc).__name__) from None
 
-    def _save_artifact(self, generator) -> dict:
-        """Write the generator to model/ via a temporary directory swapped in by rename."""
-        files = self.rundir.replace_model(generator.save_artifact)
-        self._checkpoint_sha = _combined_hash(files)
-        return files
-
     def load_generator(self):
         """Load the trained generator from model/, verified against the manifest's sha256."""
-        model_dir = self.run_dir / MODEL_DIR
+        model_dir = self.rundir.model_dir
         if not model_dir.is_dir():
             raise CheckpointError(f"{self.run_dir}: no trained model here (missing {MODEL_DIR}/); run 'aigc run' first")
         recorded = self.rundir.verified_model_files()  # no record: refused, never loaded unverified
-        self._checkpoint_sha = _combined_hash(recorded)
+        self.fingerprint = self.rundir.model_fingerprint(recorded)
         generator_name = (self.manifest().get("config") or {}).get("generator", {}).get("name")
         if generator_name and generator_name != self.gen.name:
             raise CheckpointError(f"{model_dir}: holds a {generator_name!r} checkpoint, not {self.gen.name!r}")
         self._generator = self.gen.cls.load_artifact(model_dir, self.gen.params)
+        self._inference = None
         return self._generator
 
     @property
@@ -344,52 +343,29 @@ class Pipeline:
             self.load_generator()
         return self._generator
 
-    def generate(self, n: int | None = None, seed: int | None = None, **options: Any) -> Content:
-        """New content from the trained generator; same seed, same content."""
-        n = self.generate_section.num_samples if n is None else int(n)
-        check_num_samples(n)
-        if seed is None:
-            seed = self.generate_section.seed if self.generate_section.seed is not None else self.seed
-        check_seed(seed)
-        merged = {**dataclasses.asdict(self.generate_options), **options}
-        opts = self.validate_options(merged)
-        extra = {}
-        if getattr(self.generator, "wants_data_source", False):
-            # a generator that reads held-out data (reconstructions) gets the source lazily
-            extra["data_source"] = self.data_source
-        content = self.generator.generate(n, seed=seed, **dataclasses.asdict(opts), **extra)
-        return self.stamp(content, seed)
+    @property
+    def inference(self) -> Inference:
+        """The trained generator with this config's defaults, post-processors and exporter."""
+        if self._inference is None:
+            section = self.generate_section
+            self._inference = Inference(
+                self.generator, generator_name=self.gen.name, run_name=self.name, modality=self.modality,
+                validate_options=self.validate_options, defaults=options_dict(self.generate_options),
+                num_samples=section.num_samples, seed=section.seed if section.seed is not None else self.seed,
+                fingerprint=self.fingerprint, postprocessors=self.postprocessors, exporter=self.exporter,
+                data_source=self.data_source, run_dir=self.run_dir, config=self.raw,
+            )
+        return self._inference
 
-    def stamp(self, content: Content, seed: int) -> Content:
-        """Add provenance that only the pipeline knows to every item."""
-        for index, item in enumerate(content.items):
-            item.meta.setdefault("index", index)
-            item.meta.setdefault("seed", seed)
-            item.meta["generator"] = self.gen.name
-            item.meta["run"] = self.name
-            if self._checkpoint_sha:
-                item.meta["checkpoint_sha256"] = self._checkpoint_sha
-        return content
+    def generate(self, n: int | None = None, seed: int | None = None, **options: Any) -> Content:
+        """New content from the trained generator; same seed, same content (see ``Inference.generate``)."""
+        return self.inference.generate(n, seed, **options)
 
     def postprocess(self, content: Content) -> Content:
-        for part in self.postprocessors:
-            processor = part.build()
-            before = content.modality
-            content = processor(content)
-            if not isinstance(content, Content) or content.modality != before:
-                raise AigcError(f"{part.key} ({part.name}) returned something other than {before} Content")
-        return content
+        return self.inference.postprocess(content)
 
     def export(self, content: Content, out_dir: str | Path | None = None) -> list[Path]:
-        out = Path(out_dir) if out_dir is not None else self.run_dir / "outputs"
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise AigcError(f"{out}: cannot create output directory ({exc.strerror or exc})") from None
-        try:
-            return self.exporter.build().export(content, out)
-        except OSError as exc:
-            raise AigcError(f"{out}: writing outputs failed ({exc.strerror or exc}); earlier files are intact") from None
+        return self.inference.export(content, out_dir if out_dir is not None else self.rundir.outputs_dir)
 
     def score(self, content: Content) -> dict:
         from .base import MetricContext
@@ -398,7 +374,7 @@ class Pipeline:
         cache = Path(os.environ.get("AIGC_CACHE_DIR") or Path.home() / ".cache" / "aigc")
         for part in self.metrics:
             context = MetricContext(self.generator, self.data_source(), content, cache, self.seed, self.run_dir,
-                                    sample=lambda n, seed: self.generate(n, seed=seed))
+                                    inference=self.inference)
             results[part.name] = part.build().compute(context)
         for line in gate_warnings(results):
             print(f"WARNING: {line}", file=sys.stderr)
@@ -455,20 +431,6 @@ def gate_warnings(metrics: Mapping, only: str | None = None) -> list[str]:
     return lines
 
 
-def check_seed(seed: Any, what: str = "seed") -> int:
-    """Generation seeds: the same bounds as the server's."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise UsageError(f"{what}: must be an integer in [0, {MAX_SEED}], got {seed!r}")
-    return seed
-
-
-def check_num_samples(n: int) -> int:
-    if not 0 <= n <= cfg.MAX_NUM_SAMPLES:
-        raise UsageError(f"number of samples must be in [0, {cfg.MAX_NUM_SAMPLES}], got {n} "
-                         "(for more, use 'aigc generate --shard-size', which writes shards)")
-    return n
-
-
 def _training_subset(config: Mapping, seed: int | None) -> dict:
     keep = {k: config.get(k) for k in ("name", "seed", "data", "generator", "train")}
     keep["seed"] = seed if seed is not None else config.get("seed", 0)
@@ -484,15 +446,6 @@ def _unresolved_yaml(text: str) -> dict:
     except Exception:
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _combined_hash(files: Mapping[str, str]) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for rel in sorted(files):
-        h.update(f"{rel}:{files[rel]}\n".encode())
-    return h.hexdigest()
 
 
 def _to_yaml(data: Mapping) -> str:

@@ -7,8 +7,9 @@ import math
 from pathlib import Path
 
 from .atomic import atomic_path
+from .rundir import LOGS_DIR, LOSS_PLOT
 
-CSV_LOG = Path("logs") / "csv" / "metrics.csv"
+CSV_LOG = Path(LOGS_DIR) / "csv" / "metrics.csv"
 
 
 def read_losses(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -52,7 +53,7 @@ def plot_losses(run_dir: Path) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    out = Path(run_dir) / "loss.png"
+    out = Path(run_dir) / LOSS_PLOT
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)

@@ -40,9 +40,11 @@ HOOKS = {
     "postprocessor": "aigc_register_postprocessors",
     "metric": "aigc_register_metrics",
     "exporter": "aigc_register_exporters",
+    "modality": "aigc_register_modalities",
 }
+MODALITY = "modality"
 
-hookimpl = pluggy.HookimplMarker("aigc")
+from .hookspecs import hookimpl  # noqa: E402,F401 - beside hookspec; this old import path keeps working
 
 _registry: Registry | None = None
 
@@ -149,7 +151,7 @@ def load_plugins() -> Registry:
             pm.unregister(name)
             infos.pop(plugin_name, None)
 
-    for kind in KINDS:
+    for kind in (MODALITY, *KINDS):  # modalities first: any plugin's components may use them
         hook_name = HOOKS[kind]
         caller = getattr(pm.hook, hook_name)
         for impl in caller.get_hookimpls():
@@ -158,8 +160,10 @@ def load_plugins() -> Registry:
                 continue
             others = [p for n, p in pm.list_name_plugin() if n != impl.plugin_name]
             subset = pm.subset_hook_caller(hook_name, remove_plugins=others)
+            register = registry.modality_register_function(plugin) if kind == MODALITY \
+                else registry.register_function(kind, plugin)
             try:
-                subset(register=registry.register_function(kind, plugin))
+                subset(register=register)
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:

@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .content import MODALITIES
+from .modalities import add_modality, known_modalities
 from .errors import ConfigError, PluginError
 
 KINDS = ("data_source", "generator", "postprocessor", "metric", "exporter")
@@ -71,6 +71,8 @@ class PluginInfo:
     distribution: str
     builtin: bool = False
     components: list[ComponentInfo] = field(default_factory=list)
+    #: Modalities this plugin added (``aigc_register_modalities``).
+    modalities: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -95,15 +97,29 @@ class Registry:
 
         def register(name: str, target: Any, modality: str | Sequence[str] = (), description: str = ""):
             modalities = (modality,) if isinstance(modality, str) else tuple(modality)
-            bad = [m for m in modalities if m not in MODALITIES]
+            bad = [m for m in modalities if m not in known_modalities()]
             if not modalities or bad:
                 raise PluginError(
                     f"plugin {plugin.name!r} registered {KIND_LABELS[kind]} {name!r} with modality "
-                    f"{modality!r}; expected one or more of {', '.join(MODALITIES)}"
+                    f"{modality!r}; expected one or more of {', '.join(known_modalities())} "
+                    "(a plugin adds a modality with the aigc_register_modalities hook)"
                 )
             info = ComponentInfo(kind, name, target, modalities, plugin.name, description)
             self._add(info)
             plugin.components.append(info)
+
+        return register
+
+    def modality_register_function(self, plugin: PluginInfo):
+        """The ``register`` callable an ``aigc_register_modalities`` implementation receives."""
+
+        def register(name: str, description: str = ""):
+            try:
+                add_modality(name, description)
+            except ValueError as exc:
+                raise PluginError(f"plugin {plugin.name!r}: {exc}") from None
+            if name not in plugin.modalities:
+                plugin.modalities.append(name)
 
         return register
 

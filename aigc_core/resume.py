@@ -30,8 +30,9 @@ from pytorch_lightning.callbacks import Callback
 from torch.utils.data import BatchSampler
 
 from .errors import Interrupted
+from .rundir import CHECKPOINT_DIR, CHECKPOINT_FILE
 
-LAST = "last.ckpt"
+LAST = CHECKPOINT_FILE
 #: Where aigc's own part of a Lightning checkpoint lives.
 STATE_KEY = "aigc_resume"
 _KEPT = re.compile(r"^step(\d+)\.ckpt$")
@@ -199,7 +200,7 @@ class RunCheckpoints(Callback):
                  every_minutes: float = 5.0, keep: int = 1, stop: StopSignals | None = None,
                  clock: Callable[[], float] | None = None):
         self.run_dir = Path(run_dir)
-        self.dir = self.run_dir / "checkpoints"
+        self.dir = self.run_dir / CHECKPOINT_DIR
         self.io = io
         self.every_n_epochs = int(every_n_epochs)
         self.every_n_steps = int(every_n_steps)
@@ -237,7 +238,7 @@ class RunCheckpoints(Callback):
             "epoch": int(entry.get("epoch", checkpoint.get("epoch", 0))),
             "batch": int(entry.get("batch", 0)),
             "step": int(checkpoint.get("global_step", 0)),
-            "checkpoint": f"checkpoints/{LAST}",
+            "checkpoint": f"{CHECKPOINT_DIR}/{LAST}",
         }
         self._restore = entry if entry.get("batch") else None
         if trainer.is_global_zero:

@@ -32,11 +32,17 @@ CONFIG_FILE = "config.yaml"
 MANIFEST_FILE = "manifest.json"
 MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoints"
+#: The checkpoint a resume starts from, inside ``CHECKPOINT_DIR``.
+CHECKPOINT_FILE = "last.ckpt"
 OUTPUTS_DIR = "outputs"
 SAMPLES_DIR = "samples"
 LOGS_DIR = "logs"
 PREPROCESS_DIR = "preprocess"
 LOSS_PLOT = "loss.png"
+GENERATED_DIR = "generated"
+#: The manifest's keys that this module reads and writes for others.
+CHECKPOINT_KEY = "checkpoint"  # the model artifact: {"dir": "model", "files": {name: sha256}}
+CHECKPOINTS_KEY = "checkpoints"  # Lightning checkpoints: {name: {"sha256", "accept": [...]}}
 #: What aigc creates in a run; written into the manifest as ``"owns"`` (a trailing "/" marks a
 #: directory aigc created and fills). Exported files are listed one by one under ``"outputs"``.
 OWNED = (CONFIG_FILE, MANIFEST_FILE, LOSS_PLOT, f"{CHECKPOINT_DIR}/", f"{LOGS_DIR}/", f"{SAMPLES_DIR}/",
@@ -110,6 +116,15 @@ class RunDir:
     @property
     def preprocess_dir(self) -> Path:
         return self.path / PREPROCESS_DIR
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.path / LOGS_DIR
+
+    @property
+    def generated_dir(self) -> Path:
+        """Where ``aigc generate`` writes without ``--out``."""
+        return self.path / GENERATED_DIR
 
     # -- what the directory is ------------------------------------------------------------------
     def state(self) -> str:
@@ -272,6 +287,54 @@ class RunDir:
         except OSError:
             pass
 
+    # -- Lightning checkpoints: the sha256 values under which each may be loaded ----------------
+    def checkpoint_name(self, path: str | Path) -> str:
+        """``path``'s name inside ``checkpoints/`` (its bare name when it lies elsewhere)."""
+        path = Path(path)
+        try:
+            return str(path.resolve().relative_to(self.checkpoint_dir.resolve()))
+        except ValueError:
+            return path.name
+
+    def checkpoint_records(self) -> dict[str, dict]:
+        table = self.manifest().get(CHECKPOINTS_KEY)
+        return {k: v for k, v in table.items() if isinstance(v, dict)} if isinstance(table, dict) else {}
+
+    def record_checkpoint(self, name: str, accept: list[str] | None) -> None:
+        """Set (or with ``accept=None`` drop) the sha256 values under which checkpoint ``name`` may be loaded."""
+        manifest = self.manifest()
+        table = manifest.get(CHECKPOINTS_KEY)
+        table = dict(table) if isinstance(table, dict) else {}
+        if accept is None:
+            table.pop(name, None)
+        else:
+            table[name] = {"sha256": accept[-1], "accept": list(accept)}
+        manifest[CHECKPOINTS_KEY] = table
+        write_json(self.manifest_path, manifest)  # as it was: no format marker added to a bare directory
+
+    def verify_checkpoint(self, path: str | Path) -> str:
+        """The file's sha256 if the manifest vouches for it; otherwise a CheckpointError.
+
+        A kill between writing a checkpoint and recording it cannot cause a false alarm: the
+        manifest accepts both the old and the new digest while the rename is in flight.
+        """
+        from .errors import CheckpointError
+
+        path = Path(path)
+        entry = self.checkpoint_records().get(self.checkpoint_name(path))
+        if entry is None:
+            raise CheckpointError(
+                f"{path}: refused: this checkpoint is not recorded in {self.manifest_path} (a foreign file?); "
+                "remove it or use --restart"
+            )
+        digest = sha256_file(path)
+        if digest not in (entry.get("accept") or [entry.get("sha256")]):
+            raise CheckpointError(
+                f"{path}: refused: corrupt, truncated or foreign checkpoint (sha256 differs from {MANIFEST_FILE}); "
+                "remove it or use --restart"
+            )
+        return digest
+
     # -- the model artifact -----------------------------------------------------------------------
     def replace_model(self, fill: Callable[[Path], None]) -> dict[str, str]:
         """Fill a temporary directory with ``fill(dir)`` and swap it in for ``model/``; returns file -> sha256."""
@@ -293,11 +356,27 @@ class RunDir:
             raise
         return files
 
+    def save_model(self, fill: Callable[[Path], None]) -> dict[str, str]:
+        """``replace_model`` and record its files and their sha256 in the manifest; returns the record."""
+        files = self.replace_model(fill)
+        self.update_manifest({CHECKPOINT_KEY: {"dir": MODEL_DIR, "files": files}})
+        return files
+
+    def model_fingerprint(self, files: Mapping[str, str] | None = None) -> str:
+        """One sha256 over the model's files: the ``checkpoint_sha256`` stamped on what it makes."""
+        import hashlib
+
+        files = self.recorded_model_files() if files is None else files
+        h = hashlib.sha256()
+        for rel in sorted(files):
+            h.update(f"{rel}:{files[rel]}\n".encode())
+        return h.hexdigest()
+
     def recorded_model_files(self) -> dict[str, str]:
         """The model files and their sha256 the manifest vouches for; refuses when there is no record."""
         from .errors import CheckpointError
 
-        record = self.manifest().get("checkpoint")
+        record = self.manifest().get(CHECKPOINT_KEY)
         files = record.get("files") if isinstance(record, dict) else None
         if not isinstance(files, dict) or not files or not all(isinstance(v, str) for v in files.values()):
             raise CheckpointError(

@@ -15,7 +15,6 @@ job leaves finished shards whole and a rerun skips them.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import os
 import re
@@ -31,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .atomic import sha256_file, write_json
 from .errors import AigcError, UsageError
+from .inference import Inference
 from .ranks import launcher_rank
 
 PLAN_FILE = "generation.json"
@@ -142,36 +142,32 @@ def _first(batch: list[int]) -> int:
 
 
 class ShardPredictor(pl.LightningModule):
-    """Wraps a trained generator so that one predict step makes one shard."""
+    """Wraps a trained generator so that one predict step makes one shard (through ``Inference``)."""
 
-    def __init__(self, generator: pl.LightningModule, plan: ShardPlan, seed: int, options: dict, extra: dict):
+    def __init__(self, inference: Inference, plan: ShardPlan, seed: int, options: dict):
         super().__init__()
-        self.generator = generator
+        self.generator = inference.generator  # a submodule: Lightning moves it to the device
+        self.inference = inference
         self.plan = plan
         self.seed = seed
         self.options = options
-        self.extra = extra
 
     def predict_step(self, batch: int, batch_idx: int) -> Any:
         shard = int(batch)
         if shard < 0:  # padding, so that no process has an empty loop (it would miss the final barrier)
             return None
         lo, hi = self.plan.bounds(shard)
-        content = self.generator.generate(hi - lo, seed=self.seed, start=lo, **self.options, **self.extra)
-        for j, item in enumerate(content.items):
-            item.meta["index"] = lo + j  # names and provenance use the global index, not the position
-        return shard, content
+        return shard, self.inference.generate(hi - lo, self.seed, start=lo, **self.options)
 
 
 class ShardWriter(BasePredictionWriter):
     """Post-processes and exports each shard as it is made; rank 0 writes the index at the end."""
 
-    def __init__(self, pipe: Any, out: Path, plan: ShardPlan, seed: int, resumed_from: dict | None = None):
+    def __init__(self, inference: Inference, out: Path, plan: ShardPlan, resumed_from: dict | None = None):
         super().__init__(write_interval="batch")
-        self.pipe = pipe
+        self.inference = inference
         self.out = out
         self.plan = plan
-        self.seed = seed
         self.resumed_from = resumed_from
         self.written: list[int] = []
 
@@ -179,11 +175,11 @@ class ShardWriter(BasePredictionWriter):
         if prediction is None:
             return
         shard, content = prediction
-        content = self.pipe.postprocess(self.pipe.stamp(content, self.seed))
+        content = self.inference.postprocess(content)
         final = self.out / ShardPlan.name(shard)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=self.out))
         try:
-            files = self.pipe.exporter.build().export(content, tmp)
+            files = self.inference.exporter.build().export(content, tmp)
             lo, hi = self.plan.bounds(shard)
             record = {"shard": shard, "start": lo, "stop": hi,
                       "files": {str(Path(p).relative_to(tmp)): sha256_file(p) for p in files}}
@@ -231,15 +227,15 @@ def resumed_from(plan: ShardPlan, pending: list[int]) -> dict | None:
     return {"shards_done": len(done), "samples_done": samples}
 
 
-def _settings(pipe: Any, n: int, seed: int, options: dict, shard_size: int) -> dict:
+def _settings(inference: Inference, n: int, seed: int, options: dict, shard_size: int) -> dict:
     return json.loads(json.dumps({
-        "n": n, "seed": seed, "shard_size": shard_size, "generator": pipe.gen.name, "options": options,
-        "checkpoint_sha256": pipe._checkpoint_sha, "postprocess": pipe.raw.get("postprocess") or [],
-        "exporter": pipe.exporter.name,
+        "n": n, "seed": seed, "shard_size": shard_size, "generator": inference.generator_name, "options": options,
+        "checkpoint_sha256": inference.fingerprint, "postprocess": inference.config.get("postprocess") or [],
+        "exporter": inference.exporter.name,
     }, default=str))
 
 
-def generate_sharded(pipe: Any, n: int, out: Path, *, seed: int | None = None, options: dict | None = None,
+def generate_sharded(inference: Inference, n: int, out: Path, *, seed: int | None = None, options: dict | None = None,
                      devices: int = 1, num_nodes: int = 1, accelerator: str = "cpu",
                      shard_size: int = DEFAULT_SHARD_SIZE, overwrite: bool = False) -> dict:
     """Make ``n`` samples into ``out`` in shards; returns a summary (``rank`` is 0 on the owner)."""
@@ -248,18 +244,14 @@ def generate_sharded(pipe: Any, n: int, out: Path, *, seed: int | None = None, o
     if devices < 1 or num_nodes < 1 or shard_size < 1:
         raise UsageError("--devices, --num-nodes and --shard-size must be at least 1")
     out = Path(out)
-    if seed is None:
-        seed = pipe.generate_section.seed if pipe.generate_section.seed is not None else pipe.seed
-    opts = dataclasses.asdict(pipe.validate_options({**dataclasses.asdict(pipe.generate_options), **(options or {})}))
-    generator = pipe.generator
-    params = inspect.signature(generator.generate).parameters
-    if "start" not in params:
-        raise UsageError(f"generator {pipe.gen.name!r} cannot make shards (its generate() takes no start=); "
-                         "run 'aigc generate' without --devices")
-    extra = {"data_source": pipe.data_source} if getattr(generator, "wants_data_source", False) else {}
+    seed = inference.resolve_seed(seed, "--seed")
+    opts = inference.options(options)
+    if not inference.shards:
+        raise UsageError(f"generator {inference.generator_name!r} cannot make shards (it does not declare "
+                         "shards = True); run 'aigc generate' without --devices")
 
     plan = ShardPlan(n, shard_size)
-    settings = _settings(pipe, n, seed, opts, shard_size)
+    settings = _settings(inference, n, seed, opts, shard_size)
     check_out(out, plan, overwrite)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -300,13 +292,13 @@ def generate_sharded(pipe: Any, n: int, out: Path, *, seed: int | None = None, o
 
     quiet_lightning()
     distributed = devices > 1 or num_nodes > 1
-    writer = ShardWriter(pipe, out, plan, seed, resumed)
+    writer = ShardWriter(inference, out, plan, resumed)
     trainer = pl.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes,
                          strategy="ddp" if distributed else "auto", logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False, callbacks=[writer])
     padding = [-1] * max(0, devices * num_nodes - len(pending))
     loader = DataLoader(_ShardIds(pending + padding), batch_size=1, shuffle=False, collate_fn=_first)
-    module = ShardPredictor(generator, plan, seed, opts, extra)
+    module = ShardPredictor(inference, plan, seed, opts)
     with torch.inference_mode():
         trainer.predict(module, dataloaders=loader, return_predictions=False)
     summary.update(rank=int(trainer.global_rank), written=len(writer.written), world_size=int(trainer.world_size))

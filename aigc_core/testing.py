@@ -36,7 +36,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from .config import build_params, describe_params
-from .content import MODALITIES, Content, Item
+from .content import Content, Item
+from .modalities import known_modalities
 from .errors import AigcError, CheckpointError
 
 GENERATOR_CHECKS = ("modality", "params", "train-step", "output", "metadata", "same-seed", "empty", "round-trip")
@@ -277,7 +278,7 @@ class GeneratorContract(_Contract):
     # -- checks ----------------------------------------------------------------------------------
     def check_modality(self) -> None:
         declared = getattr(self.cls, "modality", "")
-        _require(declared in MODALITIES, f"class attribute modality is {declared!r}, expected one of {MODALITIES}")
+        _require(declared in known_modalities(), f"class attribute modality is {declared!r}, expected one of {known_modalities()}")
         if self.registered_modality is not None:
             _require(declared == self.registered_modality,
                      f"registered with modality {self.registered_modality!r} but the class says {declared!r}")
@@ -298,6 +299,12 @@ class GeneratorContract(_Contract):
         for required in ("n", "seed"):
             _require(required in signature.parameters or takes_any,
                      f"generate() must take {required!r} (generate(n, seed=..., **options))")
+        for flag, argument in (("shards", "start"), ("reads_data", "data_source")):
+            if getattr(self.cls, flag, False):
+                _require(argument in signature.parameters or takes_any,
+                         f"the class declares {flag} = True but generate() takes no {argument}=")
+        if getattr(self.cls, "streams", False):
+            _require(callable(getattr(self.cls, "stream", None)), "the class declares streams = True but has no stream()")
 
     def check_train_step(self) -> None:
         import pytorch_lightning as pl
@@ -495,7 +502,7 @@ class DataSourceContract(_Contract):
 
     def check_modality(self) -> None:
         modality = getattr(self.cls, "modality", "")
-        _require(modality in MODALITIES, f"class attribute modality is {modality!r}, expected one of {MODALITIES}")
+        _require(modality in known_modalities(), f"class attribute modality is {modality!r}, expected one of {known_modalities()}")
 
     def check_info(self) -> None:
         info = self.build().info
@@ -614,7 +621,7 @@ def check_registrations(plugin: Any) -> list[dict]:
         target = entry["target"]
         if not entry["description"]:
             failures[f"metadata {entry['name']}"] = f"{where} has no description (aigc plugins list shows it)"
-        bad = [m for m in entry["modalities"] if m not in MODALITIES]
+        bad = [m for m in entry["modalities"] if m not in known_modalities()]
         if bad or not entry["modalities"]:
             failures[f"modality {entry['name']}"] = f"{where} registered with modality {entry['modalities']}"
             continue

@@ -14,7 +14,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
@@ -25,9 +25,11 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from torch.utils.data import RandomSampler
 
-from .atomic import sha256_file, write_bytes, write_json, write_text
+from .atomic import write_bytes, write_text
+from .content import Content
 from .errors import AigcError, CheckpointError, Interrupted
 from .resume import RunCheckpoints, StopSignals, loaders_in
+from .rundir import CHECKPOINT_FILE, LOGS_DIR, RunDir
 
 PREVIEW = {"image": 64, "text": 4, "audio": 4}
 
@@ -51,26 +53,32 @@ def quiet_lightning() -> None:
 
 
 class SampleWriter(Callback):
-    """Writes a preview of generated content every few epochs, so progress can be seen."""
+    """Makes a preview every few epochs and hands it to ``preview(content, stem)``, so progress can be seen.
 
-    def __init__(self, pipeline: Any, every: int):
-        self.pipeline = pipeline
+    Training only produces the preview; where and how it is written is the caller's business, so
+    nothing here reaches back into the pipeline.
+    """
+
+    def __init__(self, preview: Callable[[Content, str], None] | None, every: int, seed: int):
+        self.preview = preview
         self.every = every
+        self.seed = int(seed)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if not self.every or (trainer.current_epoch + 1) % self.every or not trainer.is_global_zero:
+        if self.preview is None or not self.every or (trainer.current_epoch + 1) % self.every \
+                or not trainer.is_global_zero:
             return
         was_training = module.training
         module.eval()
         try:
-            content = module.generate(PREVIEW.get(module.modality, 4), seed=self.pipeline.seed)
+            content = module.generate(PREVIEW.get(module.modality, 4), seed=self.seed)
         finally:
             module.train(was_training)
-        write_preview(content, Path(self.pipeline.run_dir) / "samples", f"epoch_{trainer.current_epoch + 1:03d}",
-                      self.pipeline.exporter.build())
+        self.preview(content, f"epoch_{trainer.current_epoch + 1:03d}")
 
 
-def write_preview(content, directory: Path, stem: str, exporter) -> None:
+def write_preview(content: Content, directory: Path, stem: str, exporter) -> None:
+    """Images as one grid ``STEM.png``; other modalities through ``exporter`` into ``directory/STEM``."""
     if content.modality == "image":
         from .imaging import make_grid, png_bytes
 
@@ -112,58 +120,9 @@ class NonFiniteLoss(AigcError):
 # --------------------------------------------------------------------------------------------
 # Checkpoints that a kill cannot tear and a stranger cannot plant
 
-CHECKPOINTS_KEY = "checkpoints"
-
-
-def _manifest_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "manifest.json"
-
-
-def _read_manifest(run_dir: Path) -> dict:
-    try:
-        data = json.loads(_manifest_path(run_dir).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _record_checkpoint(run_dir: Path, name: str, accept: list[str] | None) -> None:
-    """Set (or with ``accept=None`` drop) the sha256 values under which ``name`` may be loaded."""
-    manifest = _read_manifest(run_dir)
-    table = manifest.get(CHECKPOINTS_KEY)
-    table = dict(table) if isinstance(table, dict) else {}
-    if accept is None:
-        table.pop(name, None)
-    else:
-        table[name] = {"sha256": accept[-1], "accept": accept}
-    manifest[CHECKPOINTS_KEY] = table
-    write_json(_manifest_path(run_dir), manifest)
-
-
 def verify_checkpoint(run_dir: Path, path: Path) -> str:
-    """The file's sha256 if manifest.json vouches for it; otherwise a CheckpointError.
-
-    A kill between writing a checkpoint and recording it cannot cause a false alarm: the manifest
-    accepts both the old and the new digest while the rename is in flight.
-    """
-    path = Path(path)
-    try:
-        name = str(path.resolve().relative_to(Path(run_dir).resolve() / "checkpoints"))
-    except ValueError:
-        name = path.name
-    entry = (_read_manifest(run_dir).get(CHECKPOINTS_KEY) or {}).get(name)
-    if not isinstance(entry, dict):
-        raise CheckpointError(
-            f"{path}: refused: this checkpoint is not recorded in {_manifest_path(run_dir)} (a foreign file?); "
-            "remove it or use --restart"
-        )
-    digest = sha256_file(path)
-    if digest not in (entry.get("accept") or [entry.get("sha256")]):
-        raise CheckpointError(
-            f"{path}: refused: corrupt, truncated or foreign checkpoint (sha256 differs from manifest.json); "
-            "remove it or use --restart"
-        )
-    return digest
+    """The file's sha256 if the run's manifest vouches for it; see ``RunDir.verify_checkpoint``."""
+    return RunDir(run_dir).verify_checkpoint(path)
 
 
 def _non_finite_tensor(state: dict) -> str | None:
@@ -182,15 +141,16 @@ class RunCheckpointIO(TorchCheckpointIO):
     pickled objects.
     """
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path | RunDir):
         super().__init__()
-        self.run_dir = Path(run_dir)
+        self.rundir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+        self.run_dir = self.rundir.path
         #: True: ``save_checkpoint`` only serialises; ``flush`` writes it (see resume.RunCheckpoints).
         self.defer = False
         self._held: tuple[Path, bytes] | None = None
 
     def _name(self, path) -> str:
-        return str(Path(path).resolve().relative_to((self.run_dir / "checkpoints").resolve()))
+        return str(Path(path).resolve().relative_to(self.rundir.checkpoint_dir.resolve()))
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options: Any = None) -> None:
         bad = _non_finite_tensor(checkpoint.get("state_dict") or {})
@@ -215,18 +175,18 @@ class RunCheckpointIO(TorchCheckpointIO):
     def _write(self, path: Path, data: bytes) -> None:
         digest = hashlib.sha256(data).hexdigest()
         name = self._name(path)
-        old = (_read_manifest(self.run_dir).get(CHECKPOINTS_KEY) or {}).get(name) or {}
+        old = self.rundir.checkpoint_records().get(name) or {}
         previous = [old["sha256"]] if path.is_file() and old.get("sha256") else []
-        _record_checkpoint(self.run_dir, name, previous + [digest])  # both digests valid while renaming
+        self.rundir.record_checkpoint(name, previous + [digest])  # both digests valid while renaming
         write_bytes(path, data)
-        _record_checkpoint(self.run_dir, name, [digest])
+        self.rundir.record_checkpoint(name, [digest])
 
     def keep_copy(self, source: Path, target: Path, keep: int) -> None:
         """Keep ``source`` also as ``target`` (a hard link: no second write), then drop all but the newest ``keep``."""
-        entry = (_read_manifest(self.run_dir).get(CHECKPOINTS_KEY) or {}).get(self._name(source)) or {}
+        entry = self.rundir.checkpoint_records().get(self._name(source)) or {}
         if not entry.get("sha256"):
             return
-        _record_checkpoint(self.run_dir, self._name(target), [entry["sha256"]])
+        self.rundir.record_checkpoint(self._name(target), [entry["sha256"]])
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)  # atomic's naming
         os.close(fd)
         tmp = Path(name)
@@ -239,18 +199,18 @@ class RunCheckpointIO(TorchCheckpointIO):
             os.replace(tmp, target)
         from .resume import kept_copies
 
-        names = list((_read_manifest(self.run_dir).get(CHECKPOINTS_KEY) or {}))
+        names = list(self.rundir.checkpoint_records())
         for _, name in kept_copies(names)[:-keep]:
-            self.remove_checkpoint(self.run_dir / "checkpoints" / name)
+            self.remove_checkpoint(self.rundir.checkpoint_dir / name)
 
     def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict:
-        verify_checkpoint(self.run_dir, Path(path))
+        self.rundir.verify_checkpoint(Path(path))
         return load_checkpoint_file(Path(path), map_location)
 
     def remove_checkpoint(self, path) -> None:
         name = self._name(path)
         Path(path).unlink(missing_ok=True)  # file first: a kill in between leaves a record without a file, harmless
-        _record_checkpoint(self.run_dir, name, None)
+        self.rundir.record_checkpoint(name, None)
 
 
 def load_checkpoint_file(path: Path, map_location: Any = None) -> dict:
@@ -409,48 +369,65 @@ def _strategy(name: Any, generator: pl.LightningModule) -> Any:
     return name
 
 
-def fit(pipe: Any, resume: bool) -> tuple[Any, dict]:
+def seed_everything(seed: int) -> None:
+    """Seed every random generator; call it before building the generator, whose weights it draws."""
     quiet_lightning()
-    t = pipe.train
-    pl.seed_everything(pipe.seed, workers=True, verbose=False)
-    run_dir = Path(pipe.run_dir)
-    source = pipe.data_source()
-    generator = pipe.gen.cls.build(pipe.gen.params, source, run_dir / "preprocess")
-    datamodule = generator.datamodule(source)
+    pl.seed_everything(seed, workers=True, verbose=False)
 
-    ckpt_dir = run_dir / "checkpoints"
-    last = ckpt_dir / "last.ckpt"
-    checkpoint_io = RunCheckpointIO(run_dir)
+
+def trainer_kwargs(train: Any) -> dict:
+    """The Trainer's arguments from the ``train`` section (``aigc check`` builds one from them too)."""
+    t = train
+    kwargs = dict(
+        max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
+        strategy=t.strategy, num_nodes=t.num_nodes, precision=t.precision,
+        accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch, deterministic=t.deterministic,
+    )
+    for key in ("gradient_clip_val", "limit_train_batches", "limit_val_batches"):
+        if getattr(t, key) is not None:
+            kwargs[key] = getattr(t, key)
+    return kwargs
+
+
+def fit(source: pl.LightningDataModule, generator: pl.LightningModule, train: Any, *, seed: int, rundir: RunDir,
+        resume: bool, preview: Callable[[Content, str], None] | None = None,
+        callbacks: Sequence[Callback] = ()) -> dict:
+    """Train ``generator`` on ``source`` with the ``train`` settings; checkpoints and logs go into ``rundir``.
+
+    Returns the training summary. ``resume``: continue from ``checkpoints/last.ckpt`` when it is
+    there (verified first). ``preview(content, stem)`` receives the previews made every
+    ``train.sample_every_n_epochs``; ``callbacks`` are added before aigc's checkpointing one.
+    """
+    quiet_lightning()
+    t = train
+    datamodule = generator.datamodule(source)
+    run_dir = rundir.path
+    last = rundir.checkpoint_dir / CHECKPOINT_FILE
+    checkpoint_io = RunCheckpointIO(rundir)
     stop = StopSignals()
     checkpoints = RunCheckpoints(run_dir, checkpoint_io, every_n_epochs=t.checkpoint_every_n_epochs,
                                  every_n_steps=t.checkpoint_every_n_steps, every_minutes=t.checkpoint_every_minutes,
                                  keep=t.checkpoint_keep, stop=stop, clock=_clock)
     callbacks = [
-        SampleWriter(pipe, t.sample_every_n_epochs),
+        SampleWriter(preview, t.sample_every_n_epochs, seed),
         NonFiniteLossGuard(),
-        EpochSeeder(pipe.seed),
+        EpochSeeder(seed),
+        *callbacks,
         checkpoints,  # last: what the others write at an epoch's end is on disk before the checkpoint
     ]
-    loggers = [ResumableCSVLogger(str(run_dir), name="logs", version="csv")]
+    loggers = [ResumableCSVLogger(str(run_dir), name=LOGS_DIR, version="csv")]
     try:
-        loggers.append(AtomicTensorBoardLogger(str(run_dir), name="logs", version="tb", default_hp_metric=False))
+        loggers.append(AtomicTensorBoardLogger(str(run_dir), name=LOGS_DIR, version="tb", default_hp_metric=False))
     except ModuleNotFoundError:
         pass
-    kwargs = dict(
-        max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
-        strategy=_strategy(t.strategy, generator), num_nodes=t.num_nodes, precision=t.precision,
-        accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
-        check_val_every_n_epoch=t.check_val_every_n_epoch, deterministic=t.deterministic,
+    kwargs = trainer_kwargs(t)
+    kwargs.update(
+        strategy=_strategy(t.strategy, generator),
         enable_progress_bar=t.progress_bar, enable_model_summary=False, enable_checkpointing=False,
         default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks,
         plugins=[checkpoint_io],
     )
-    if t.gradient_clip_val is not None:
-        kwargs["gradient_clip_val"] = t.gradient_clip_val
-    if t.limit_train_batches is not None:
-        kwargs["limit_train_batches"] = t.limit_train_batches
-    if t.limit_val_batches is not None:
-        kwargs["limit_val_batches"] = t.limit_val_batches
     try:
         trainer = pl.Trainer(**kwargs)
     except (ValueError, TypeError, RuntimeError) as exc:  # Lightning's own checks of the train section
@@ -459,7 +436,7 @@ def fit(pipe: Any, resume: bool) -> tuple[Any, dict]:
         raise ConfigError("train", str(exc).strip().splitlines()[0]) from None
     ckpt_path = None
     if resume and last.is_file():
-        verify_checkpoint(run_dir, last)  # before Lightning opens it at all
+        rundir.verify_checkpoint(last)  # before Lightning opens it at all
         ckpt_path = str(last)
     started = time.perf_counter()
     try:
@@ -479,7 +456,7 @@ def fit(pipe: Any, resume: bool) -> tuple[Any, dict]:
         if ckpt_path and isinstance(exc, (RuntimeError, KeyError)) and "state_dict" in str(exc):
             raise CheckpointError(f"{last}: does not fit this generator (a checkpoint of another model?)") from None
         raise
-    summary = {
+    return {
         "global_step": int(trainer.global_step),
         "epochs": int(trainer.current_epoch),
         "resumed_from": checkpoints.resumed_from,
@@ -490,7 +467,6 @@ def fit(pipe: Any, resume: bool) -> tuple[Any, dict]:
         "world_size": int(trainer.world_size),
         "global_rank": int(trainer.global_rank),
     }
-    return generator, summary
 
 
 def _is_unpickling_error(exc: BaseException) -> bool:

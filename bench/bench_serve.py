@@ -43,7 +43,8 @@ def free_port() -> int:
 
 
 def make_runs(work: Path) -> tuple[list[str], str]:
-    from aigc_core.server.testing import fake_text_run, tiny_gan_run, tiny_text_run
+    sys.path.insert(0, str(ROOT / "tests"))  # the test helpers: tiny runs and the fake text model
+    from server_kit import fake_text_run, tiny_gan_run, tiny_text_run
 
     specs = [f"gan={tiny_gan_run(work / 'gan')}"]
     text_dir = tiny_text_run(work / "text", name="text", steps=50, vocab_size=512, limit=200, max_chars=200_000)
@@ -85,7 +86,8 @@ class Server:
 SERVE_SNIPPET = """
 import os, sys
 if os.environ.get("AIGC_SERVE_FAKE_TEXT"):
-    from aigc_core.server.testing import register_fake_text
+    sys.path.insert(0, "tests")
+    from server_kit import register_fake_text
     register_fake_text()
 from aigc_core.cli import main
 sys.exit(main(["serve", *sys.argv[1:]]))

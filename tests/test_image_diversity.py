@@ -139,3 +139,27 @@ def test_manifold_scores_on_known_sets():
     assert same["precision"] > 0.8 and same["recall"] > 0.8
     assert point["precision"] > 0.9 and point["recall"] < 0.1  # all good, no variety
     assert far["precision"] == 0.0 and far["coverage"] == 0.0
+
+
+def test_classifier_cache_reuses_and_retrains_a_damaged_entry(tmp_path):
+    """``aigc_core.cached_model``, shared by the image metrics and the audio plugin's: a second ask
+    loads the saved weights without training; a torn file is removed and trained again."""
+    import torch
+
+    from aigc_core import cache_path, cached_model
+
+    trained = []
+
+    def train():
+        trained.append(1)
+        torch.manual_seed(len(trained))
+        return torch.nn.Linear(3, 2)
+
+    path = cache_path(tmp_path, "demo", {"source": "x", "v": 1})
+    assert path.parent == tmp_path / "demo" and path == cache_path(tmp_path, "demo", {"v": 1, "source": "x"})
+    first = cached_model(path, lambda: torch.nn.Linear(3, 2), train)
+    again = cached_model(path, lambda: torch.nn.Linear(3, 2), train)
+    assert len(trained) == 1 and torch.equal(first.weight, again.weight)
+    path.write_bytes(path.read_bytes()[:20])  # torn
+    cached_model(path, lambda: torch.nn.Linear(3, 2), train)
+    assert len(trained) == 2 and path.is_file()

@@ -149,3 +149,45 @@ def test_help_and_list_import_no_heavy_library(argv):
         builtin = [p for p in listing if p["builtin"]]
         assert builtin and builtin[0]["name"] == "builtin"
         assert any(c["name"] == "sklearn-digits" for c in builtin[0]["components"])
+
+
+def test_a_plugin_adds_a_modality_that_any_plugin_may_use(plugin_dir):
+    """Modalities are registrable: ``zz_a_uses`` loads before ``zz_midi`` yet may use its modality,
+    because every plugin's modalities are registered before any component."""
+    from aigc_core import Content, known_modalities
+
+    fake_dist(plugin_dir, "aigc-a-uses", "zz_a_uses", """
+        from aigc_core import hookimpl
+
+        @hookimpl
+        def aigc_register_postprocessors(register):
+            register("quantise", "nowhere:Quantise", modality="midi", description="snaps notes to a grid")
+    """)
+    fake_dist(plugin_dir, "aigc-midi", "zz_midi", """
+        from aigc_core import hookimpl
+
+        @hookimpl
+        def aigc_register_modalities(register):
+            register("midi", description="list of (pitch, start_s, duration_s) tuples")
+    """)
+    registry = load_plugins()
+    assert [p for p in registry.problems if "zz_" in p] == []
+    assert "midi" in known_modalities() and registry.plugins["zz_midi"].modalities == ["midi"]
+    assert registry.get("postprocessor", "quantise", "postprocess[0].name", modality="midi").plugin == "zz_a_uses"
+    assert Content("midi", []).modality == "midi"
+    with pytest.raises(ValueError, match="unknown modality 'video'"):
+        Content("video", [])
+
+
+def test_a_bad_modality_name_is_reported_and_the_rest_load(plugin_dir):
+    fake_dist(plugin_dir, "aigc-badmod", "zz_badmod", """
+        from aigc_core import hookimpl
+
+        @hookimpl
+        def aigc_register_modalities(register):
+            register("Video Clips")
+    """)
+    registry = load_plugins()
+    problem = next(p for p in registry.problems if "zz_badmod" in p)
+    assert "aigc_register_modalities" in problem and "'Video Clips'" in problem and "lowercase" in problem
+    assert "fine-step" in registry.names("postprocessor")

@@ -12,7 +12,7 @@ import pytest
 
 from aigc_core import Pipeline, get_registry
 from aigc_core.server import ServerSettings, create_app
-from aigc_core.server.testing import LiveServer
+from aigc_core.server.live import LiveServer
 
 pytestmark = pytest.mark.skipif("mel-vae" not in get_registry().names("generator"),
                                 reason="the aigc-audio plugin (generator mel-vae) is not installed")

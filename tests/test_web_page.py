@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from aigc_core.server import ServerSettings, create_app
-from aigc_core.server.testing import LiveServer, fake_text_run, tiny_gan_run, tiny_text_run
+from server_kit import LiveServer, fake_text_run, tiny_gan_run, tiny_text_run
 
 CHROMIUM = os.environ.get("AIGC_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -101,4 +101,25 @@ def test_page_streams_from_the_real_text_plugin(page):
     page.wait_for_selector("#stream-output[data-done=true]")
     text = page.text_content("#stream-output")
     assert text.startswith("Keyword") and len(text) > len("Keyword "), repr(text)  # untrained: any bytes after
+    assert page.outside == []
+
+
+def test_page_shows_the_progress_the_generator_reports(page):
+    """A slow generation (the fake waits 1.5 s, reporting the milliseconds waited): the page shows a
+    progress bar that advances while the request runs, and hides it when the items arrive."""
+    page.select_option("#model", "fake-text")
+    page.uncheck("#stream")
+    page.fill('[data-option="max_new_tokens"]', "3")
+    page.fill('[data-option="delay_s"]', "1.5")
+    page.fill("#n", "1")
+    page.click("#generate")
+    page.wait_for_selector("#progress:not([hidden])")
+    first = int(page.get_attribute("#progress", "data-done"))
+    page.wait_for_function(f"Number(document.querySelector('#progress').dataset.done) > {first}")
+    assert "steps" in page.text_content("#status") and page.get_attribute("#progress", "max") == "1500"
+    page.wait_for_selector("#gallery .item, #gallery pre, #gallery *")
+    page.wait_for_selector("#progress[hidden]", state="attached")
+    assert "seed" in page.text_content("#status")
+    page.fill('[data-option="delay_s"]', "0")
+    page.check("#stream")
     assert page.outside == []

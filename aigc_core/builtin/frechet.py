@@ -6,17 +6,14 @@ fits any image size and channel count, and is cached per data set so later runs 
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from aigc_core.atomic import atomic_path
 from aigc_core.base import Metric, MetricContext
+from aigc_core.classifier_cache import cache_path, cached_model, data_identity
 from aigc_core.frechet import frechet_distance
 
 
@@ -91,29 +88,20 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, p: Frec
 
 
 def cached_classifier(ctx: MetricContext, p: ClassifierParams) -> tuple[FeatureNet, float]:
-    """The data set's classifier, trained once and cached; with its test accuracy."""
-    from safetensors.torch import load_file, save_file
-
+    """The data set's classifier, trained once and cached (``aigc_core.cached_model``); with its test accuracy."""
     source = ctx.data
     info = source.info
     classifier = {"feature_dim": p.feature_dim, "classifier_epochs": p.classifier_epochs, "batch_size": p.batch_size}
-    key = hashlib.sha256(json.dumps(
-        {"source": type(source).component_name, "data": asdict(source.params), "seed": source.seed,
-         "classifier": classifier, "shape": info["shape"], "v": 2},
-        sort_keys=True, default=str).encode()).hexdigest()[:16]
-    path = Path(ctx.cache_dir) / "frechet" / f"{key}.safetensors"
+    path = cache_path(ctx.cache_dir, "frechet",
+                      {**data_identity(source), "classifier": classifier, "shape": info["shape"], "v": 2})
     net = FeatureNet(info["shape"][0], info["num_classes"], p.feature_dim)
     x_test, y_test = tensors(source.split("test"))
-    if path.is_file():
-        try:
-            net.load_state_dict(load_file(str(path)))
-        except Exception:
-            path.unlink(missing_ok=True)
-    if not path.is_file():
+
+    def train() -> FeatureNet:
         x, y = tensors(source.split("train"))
-        net = train_classifier(x, y, info["num_classes"], p, ctx.seed)
-        with atomic_path(path) as tmp:
-            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
+        return train_classifier(x, y, info["num_classes"], p, ctx.seed)
+
+    net = cached_model(path, lambda: net, train)
     net.eval()
     with torch.no_grad():
         accuracy = float((net(x_test).argmax(1) == y_test).float().mean()) if len(y_test) else float("nan")
@@ -121,17 +109,8 @@ def cached_classifier(ctx: MetricContext, p: ClassifierParams) -> tuple[FeatureN
 
 
 def generated_images(ctx: MetricContext, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``n`` fresh samples (seed ``ctx.seed + 1``, eval mode) and their intended labels, if any,
-    made with the run's generate options when the context carries them."""
-    was_training = ctx.generator.training
-    ctx.generator.eval()
-    try:
-        if ctx.sample is not None:
-            generated = ctx.sample(n, ctx.seed + 1)
-        else:
-            generated = ctx.generator.generate(n, seed=ctx.seed + 1)
-    finally:
-        ctx.generator.train(was_training)
+    """``n`` fresh samples (seed ``ctx.seed + 1``, eval mode) and their intended labels, if any."""
+    generated = ctx.generate(n, seed=ctx.seed + 1)
     x = torch.from_numpy(np.stack([np.asarray(i.data, np.float32) for i in generated.items]))
     labels = [i.meta.get("label") for i in generated.items]
     y = torch.as_tensor(labels) if all(v is not None for v in labels) else None

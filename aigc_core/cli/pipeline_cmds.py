@@ -105,38 +105,31 @@ def parse_options(items: list[str]) -> dict:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from ..errors import UsageError
-    from ..pipeline import Pipeline
-
-    from ..pipeline import check_seed
+    from ..inference import Inference, check_seed
+    from ..rundir import OutputDir, RunDir
 
     options = parse_options(args.options)
     if args.prompt:
         options["prompts"] = list(args.prompt)
     if args.seed is not None:
         check_seed(args.seed, "--seed")
-    pipe = Pipeline.from_run_dir(args.run_dir)
+    inference = Inference.from_run_dir(args.run_dir)
     if args.stream:
-        stream = getattr(pipe.generator, "stream", None)
-        if stream is None:
-            raise UsageError(f"generator {pipe.gen.name!r} does not stream; drop --stream")
-        opts = pipe.validate_options({**_asdict(pipe.generate_options), **options})
-        seed = args.seed if args.seed is not None else pipe.seed
-        for piece in stream(seed=seed, **_asdict(opts)):
+        if not inference.streams:
+            from ..errors import UsageError
+
+            raise UsageError(f"generator {inference.generator_name!r} does not stream; drop --stream")
+        for piece in inference.stream(args.seed, **options):
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
         return 0
+    out = Path(args.out) if args.out else RunDir(args.run_dir).generated_dir
     if any(v is not None for v in (args.devices, args.num_nodes, args.accelerator, args.shard_size)):
-        return _generate_sharded(pipe, args, options)
-    from ..rundir import OutputDir
-
-    out = Path(args.out) if args.out else Path(args.run_dir) / "generated"
+        return _generate_sharded(inference, args, options, out)
     target = OutputDir(out)
     target.check(args.overwrite)  # before any work: a refusal costs nothing
-    content = pipe.generate(args.num_samples, seed=args.seed, **options)
-    content = pipe.postprocess(content)
-    files = pipe.export(content, out)
+    content, files = inference(args.num_samples, args.seed, out=out, **options)
     target.remove_stale(files)
     target.record(files)
     print(f"wrote {len(files)} files", file=sys.stderr)
@@ -144,12 +137,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate_sharded(pipe, args: argparse.Namespace, options: dict) -> int:
+def _generate_sharded(inference, args: argparse.Namespace, options: dict, out: Path) -> int:
     from ..sharding import DEFAULT_SHARD_SIZE, generate_sharded
 
-    n = args.num_samples if args.num_samples is not None else pipe.generate_section.num_samples
-    out = Path(args.out) if args.out else Path(args.run_dir) / "generated"
-    summary = generate_sharded(pipe, n, out, seed=args.seed, options=options, devices=args.devices or 1,
+    n = args.num_samples if args.num_samples is not None else inference.num_samples
+    summary = generate_sharded(inference, n, out, seed=args.seed, options=options, devices=args.devices or 1,
                                num_nodes=args.num_nodes or 1, accelerator=args.accelerator or "cpu",
                                shard_size=args.shard_size or DEFAULT_SHARD_SIZE, overwrite=args.overwrite)
     if summary["rank"] != 0:  # the other processes of the job stay quiet
@@ -158,9 +150,3 @@ def _generate_sharded(pipe, args: argparse.Namespace, options: dict) -> int:
     print(f"wrote {summary['shards']} shards{skipped}", file=sys.stderr)
     print(out)
     return 0
-
-
-def _asdict(obj) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(obj)

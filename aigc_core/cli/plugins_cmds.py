@@ -36,7 +36,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", help="distribution name, e.g. aigc-sparkle")
     p.add_argument("--kind", default="generator", choices=("generator", "post-processor", "data-source"),
                    help="the component it provides (default: generator)")
-    p.add_argument("--modality", default="image", choices=("image", "text", "audio"),
+    from ..scaffold import MODALITIES as TEMPLATE_MODALITIES
+
+    p.add_argument("--modality", default="image", choices=TEMPLATE_MODALITIES,
                    help="the content it handles (default: image)")
     p.add_argument("--dir", help="where to write it (default: ./NAME); must be absent or empty")
     p.set_defaults(func=cmd_new)

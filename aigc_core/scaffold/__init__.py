@@ -18,6 +18,7 @@ from pathlib import Path
 from ..errors import UsageError
 
 KINDS = ("generator", "post-processor", "data-source")
+#: The modalities the templates cover (a plugin's own modality starts from the nearest one).
 MODALITIES = ("image", "text", "audio")
 
 #: A valid distribution name (PEP 508 / the core metadata spec).

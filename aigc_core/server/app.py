@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import AigcError, ConfigError
 from . import encoding
-from .batching import Batcher, Job, QueueFull, _seeds
+from .batching import Batcher, Job, QueueFull, fresh_seeds
 from .models import RequestError, ServedModel, load_models
 from .security import APIKeyMiddleware, BodyLimitMiddleware, HostCheckMiddleware
 from .settings import ServerSettings, is_loopback
@@ -172,6 +172,15 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
     async def show_model(name: str) -> dict:
         return get_model(name).describe()
 
+    @app.get("/v1/models/{name}/progress", tags=["generate"],
+             summary="Progress of the generation the model's worker is on (steps the generator reported)")
+    async def progress(name: str) -> dict:
+        get_model(name)
+        batcher = batchers[name]
+        done_total = batcher.progress
+        return {"busy": batcher.busy_since is not None, "queued": len(batcher.pending),
+                "done": done_total[0] if done_total else None, "total": done_total[1] if done_total else None}
+
     @app.post("/v1/models/{name}/generate", tags=["generate"], summary="Generate items",
               responses={200: {"content": {"application/json": {}, "image/png": {}, "audio/wav": {},
                                            "text/plain": {}, "application/zip": {}}},
@@ -230,10 +239,10 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
     async def stream(name: str, body: StreamRequest):
         model = get_model(name)
         if not model.can_stream:
-            raise RequestError(422, f"model {name!r} ({model.pipe.gen.name}) does not stream; use /generate", "model")
+            raise RequestError(422, f"model {name!r} ({model.inference.generator_name}) does not stream; use /generate", "model")
         check_seed(body.seed)
         options = model.validated_options(body.options, settings)
-        seed = body.seed if body.seed is not None else _seeds.randrange(2**31)
+        seed = body.seed if body.seed is not None else fresh_seeds.randrange(2**31)
         with streams_lock:
             if active_streams[name] >= settings.max_streams:
                 raise QueueFull(max(1, int(settings.timeout_s // 10)))
@@ -251,7 +260,7 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
         def produce() -> None:
             pieces = None
             try:
-                pieces = iter(model.pipe.generator.stream(seed=seed, **options))
+                pieces = iter(model.inference.stream(seed, **options))
                 end = object()
                 while not stop.is_set():
                     with model.lock:  # one step at a time: batches for others go on between steps

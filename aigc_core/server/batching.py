@@ -32,7 +32,7 @@ from ..cancel import CancelToken, cancellation
 from ..content import Content
 from .models import RequestError, ServedModel
 
-_seeds = random.SystemRandom()
+fresh_seeds = random.SystemRandom()
 
 
 class QueueFull(Exception):
@@ -83,6 +83,8 @@ class Batcher:
         self._task: asyncio.Task | None = None
         self.batch_time_s = 0.05  # running estimate for Retry-After
         self.stats = {"calls": 0, "requests": 0, "samples": 0}
+        #: ``(done, total)`` the generator last reported for the call on the worker; None when idle.
+        self.progress: tuple[int, int] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -226,7 +228,7 @@ class Batcher:
     def _run_group(self, group: list[Job], outcomes: dict[int, Any]) -> None:
         seed = group[0].seed
         if seed is None:
-            used_seed = _seeds.randrange(2**31)
+            used_seed = fresh_seeds.randrange(2**31)
             slices, start = [], 0
             for job in group:
                 slices.append((start, start + job.n))
@@ -245,15 +247,22 @@ class Batcher:
             part = Content(content.modality, [_copy(item) for item in content.items[lo:hi]])
             try:
                 if job.postprocess:
-                    part = self.model.pipe.postprocess(part)
+                    part = self.model.inference.postprocess(part)
                 outcomes[id(job)] = Result(part, used_seed, total, generate_s)
             except Exception as exc:
                 outcomes[id(job)] = exc
 
     def _generate(self, n: int, seed: int, options: dict) -> tuple[Content, float]:
         started = time.perf_counter()
-        with self.model.lock:
-            content = self.model.pipe.generate(n, seed=seed, **options)
+
+        def report(done: int, total: int) -> None:
+            self.progress = (done, total)  # one tuple, replaced whole: the event loop reads it as is
+
+        try:
+            with self.model.lock:
+                content = self.model.inference.generate(n, seed, progress=report, **options)
+        finally:
+            self.progress = None
         self.stats["samples"] += n
         return content, time.perf_counter() - started
 

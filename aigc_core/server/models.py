@@ -72,6 +72,8 @@ class ServedModel:
     modality: str
     options: list[dict]
     can_stream: bool
+    #: The one path from a request to content (defaults + options + seed -> generate -> stamp).
+    inference: Any = None
     #: Held while the generator runs: batches and stream steps take turns on one model.
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -95,9 +97,8 @@ class ServedModel:
         if not isinstance(options, Mapping):
             raise RequestError(422, "options: expected a JSON object", "options")
         check_option_limits(options, settings)
-        merged = {**dataclasses.asdict(self.pipe.generate_options), **options}
         try:
-            opts = dataclasses.asdict(self.pipe.validate_options(merged, "options"))
+            opts = self.inference.options(options, "options")
         except ConfigError as exc:
             raise RequestError(422, str(exc), exc.key) from None
         check_option_limits({key: opts[key] for key in options if key in opts}, settings)
@@ -152,7 +153,8 @@ def load_models(specs: Sequence[str | Path], loader: Any = None) -> dict[str, Se
             pipe=pipe,
             modality=pipe.modality,
             options=option_schema(pipe.gen.cls.GenerateOptions, dataclasses.asdict(pipe.generate_options)),
-            can_stream=callable(getattr(pipe.generator, "stream", None)),
+            can_stream=pipe.inference.streams,
+            inference=pipe.inference,
         )
     if not models:
         raise UsageError("no run directories to serve")

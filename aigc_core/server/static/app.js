@@ -177,10 +177,17 @@ async function generate() {
   const body = { n: Number($("n").value || 1), seed: seedValue(), options: options() };
   setStatus("generating…");
   const t0 = performance.now();
-  const resp = await fetch(`v1/models/${encodeURIComponent(m.name)}/generate`, {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-    signal: controller.signal,
-  });
+  const poll = setInterval(() => showProgress(m), 250);
+  let resp;
+  try {
+    resp = await fetch(`v1/models/${encodeURIComponent(m.name)}/generate`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      signal: controller.signal,
+    });
+  } finally {
+    clearInterval(poll);
+    $("progress").hidden = true;
+  }
   if (!resp.ok) throw new Error(await errorText(resp));
   const data = await resp.json();
   $("gallery").replaceChildren();
@@ -188,6 +195,21 @@ async function generate() {
   const dropped = data.dropped.length ? `, ${data.dropped.length} dropped by quality gates` : "";
   setStatus(`${data.items.length} ${m.modality} item(s), seed ${data.seed}${dropped}, ` +
             `${Math.round(performance.now() - t0)} ms`);
+}
+
+// The steps the generator reported for the call the model is on (diffusion steps, say).
+async function showProgress(m) {
+  try {
+    const resp = await fetch(`v1/models/${encodeURIComponent(m.name)}/progress`);
+    const p = await resp.json();
+    if (!resp.ok || p.total == null) return;
+    const bar = $("progress");
+    bar.max = p.total;
+    bar.value = p.done;
+    bar.hidden = false;
+    bar.dataset.done = p.done;
+    setStatus(`generating… ${p.done} of ${p.total} steps`);
+  } catch (e) { /* progress is a nicety: the request itself reports errors */ }
 }
 
 async function stream() {

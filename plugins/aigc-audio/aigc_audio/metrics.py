@@ -19,20 +19,16 @@ for the generator's neural vocoder and for Griffin-Lim, in the same call.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass
 from typing import Literal
-from pathlib import Path
 
 import numpy as np
 import torch
 import torchaudio.transforms as T
 from torch import nn
 
-from aigc_core import ConfigError, MetricContext, Metric, atomic_path
-from aigc_core.frechet import frechet_distance
+from aigc_core import ConfigError, MetricContext, Metric, cache_path, cached_model, data_identity, frechet_distance
 
 from .features import default_n_fft
 from .model import split_tensors
@@ -130,29 +126,20 @@ class AudioClassifierScore(Metric):
     Params = AudioClassifierParams
 
     def _classifier(self, ctx: MetricContext) -> ClipClassifier:
-        from safetensors.torch import load_file, save_file
-
+        """Trained on ``classifier_split`` once per data set and settings, cached (``aigc_core.cached_model``)."""
         source = ctx.data
         info = source.info
-        key = hashlib.sha256(json.dumps(
-            {"source": type(source).component_name, "data": asdict(source.params), "seed": source.seed,
-             "metric": {k: v for k, v in asdict(self.params).items() if k != "temperature"},
-             "info": {k: info[k] for k in ("sample_rate", "num_samples", "classes")}, "v": 2},
-            sort_keys=True, default=str).encode()).hexdigest()[:16]
-        path = Path(ctx.cache_dir) / "audio-classifier" / f"{key}.safetensors"
-        if path.is_file():
-            net = ClipClassifier(info["sample_rate"], info["num_classes"], self.params.embedding_dim)
-            try:
-                net.load_state_dict(load_file(str(path)))
-                return net.eval()
-            except Exception:  # a stale or damaged cache entry: train again
-                path.unlink(missing_ok=True)
-        train_waves, train_labels = split_tensors(source.split(self.params.classifier_split))
-        net = train_classifier(train_waves, train_labels, info["sample_rate"], info["num_classes"],
-                               self.params, ctx.seed)
-        with atomic_path(path) as tmp:
-            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
-        return net
+        path = cache_path(ctx.cache_dir, "audio-classifier", {
+            **data_identity(source), "metric": {k: v for k, v in asdict(self.params).items() if k != "temperature"},
+            "info": {k: info[k] for k in ("sample_rate", "num_samples", "classes")}, "v": 2})
+
+        def train() -> ClipClassifier:
+            waves, labels = split_tensors(source.split(self.params.classifier_split))
+            return train_classifier(waves, labels, info["sample_rate"], info["num_classes"], self.params, ctx.seed)
+
+        net = cached_model(path, lambda: ClipClassifier(info["sample_rate"], info["num_classes"],
+                                                        self.params.embedding_dim), train)
+        return net.eval()
 
     def compute(self, ctx: MetricContext) -> dict[str, float]:
         info = ctx.data.info
@@ -167,12 +154,7 @@ class AudioClassifierScore(Metric):
         n = min(self.params.num_samples, half)
         if n < 2:
             raise ValueError("audio-classifier: the test split needs at least four clips (data.test_fraction)")
-        was_training = gen.training
-        gen.eval()
-        try:
-            generated = gen.generate(n, seed=ctx.seed + 1, temperature=self.params.temperature)
-        finally:
-            gen.train(was_training)
+        generated = ctx.generate(n, seed=ctx.seed + 1, temperature=self.params.temperature)
         length = info["num_samples"]
         x_gen = torch.from_numpy(np.stack([_fit(np.asarray(i.data, np.float32), length) for i in generated.items]))
         asked = np.array([int(i.meta["label"]) for i in generated.items])

@@ -142,6 +142,7 @@ class Decoder(nn.Module):
 
 class MelVAE(Generator):
     modality = "audio"
+    shards = True
     Params = MelVAEParams
     GenerateOptions = MelVAEOptions
 

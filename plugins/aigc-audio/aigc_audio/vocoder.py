@@ -242,7 +242,8 @@ class MelVocoder(Generator):
     modality = "audio"
     Params = MelVocoderParams
     GenerateOptions = MelVocoderOptions
-    wants_data_source = True
+    shards = True
+    reads_data = True
 
     def __init__(self, params: MelVocoderParams, info: dict):
         rate = int(params.sample_rate or info["sample_rate"])
@@ -393,26 +394,26 @@ def load_vocoder_run(run_dir: str | Path, expected: dict, key: str = "generator.
     another sample rate or mel analysis than ``expected``. Returns the net and a provenance record."""
     from safetensors.torch import load_file
 
-    run = Path(run_dir)
-    manifest_path = run / "manifest.json"
+    run = RunDir(run_dir)
+    manifest_path = run.manifest_path
     if not manifest_path.is_file():
-        raise ConfigError(key, f"{run_dir}: not a run directory (no manifest.json); train one first, "
+        raise ConfigError(key, f"{run_dir}: not a run directory (no {manifest_path.name}); train one first, "
                           f"e.g. aigc run configs/vocoder-fsdd.yaml")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except ValueError as exc:
-        raise ConfigError(key, f"{manifest_path}: unreadable ({exc})") from None
+    manifest = run.manifest()
+    if not manifest:
+        raise ConfigError(key, f"{manifest_path}: unreadable (not a JSON object)")
     name = ((manifest.get("config") or {}).get("generator") or {}).get("name")
     if name != "mel-vocoder":
         raise ConfigError(key, f"{run_dir} holds a {name!r} run, not a mel-vocoder")
-    files = (manifest.get("checkpoint") or {}).get("files") or {}
-    if "model.safetensors" not in files:
+    if not (manifest.get("checkpoint") or {}).get("files"):
         raise ConfigError(key, f"{run_dir}: training has not finished (no model/ in its manifest)")
-    model_dir = run / "model"
+    model_dir = run.model_dir
     try:
-        RunDir(run).verified_model_files()
+        files = run.verified_model_files()
     except CheckpointError as exc:
         raise CheckpointError(f"{key}: {exc}") from None
+    if "model.safetensors" not in files:
+        raise ConfigError(key, f"{run_dir}: training has not finished (no model/ in its manifest)")
     try:
         saved = json.loads((model_dir / "model.json").read_text())["info"]["vocoder_params"]
     except (ValueError, KeyError) as exc:

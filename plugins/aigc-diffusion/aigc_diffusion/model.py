@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, sample_seed, torch_generator
+from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, report_progress, sample_seed, torch_generator
 
 #: size -> (channels per U-Net level, resnet layers per level, self-attention in the middle block).
 #: ``small`` is sized for CPUs: at 28x28 its convolutions cost ~17 M multiply-adds per image and
@@ -119,6 +119,7 @@ def unet_levels(size: str) -> int:
 
 class DDPM(Generator):
     modality = "image"
+    shards = True
     Params = DDPMParams
     GenerateOptions = DDPMOptions
 
@@ -264,8 +265,8 @@ class DDPM(Generator):
                 for s, t in enumerate(sampler.timesteps):
                     out = self.predict(net, sampler.scale_model_input(x, t), t, labels, guidance_scale)
                     x = sampler.step(out, t, x, generator=gens).prev_sample
-                    if progress is not None:
-                        progress(c * len(sampler.timesteps) + s + 1, len(chunks) * len(sampler.timesteps))
+                    (progress or report_progress)(c * len(sampler.timesteps) + s + 1,
+                                                  len(chunks) * len(sampler.timesteps))
                 images = ((x.float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0).numpy()
                 for j in range(batch_size):
                     index = lo + j

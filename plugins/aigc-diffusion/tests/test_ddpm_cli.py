@@ -115,7 +115,7 @@ def test_server_exposes_the_step_count_and_serves_the_pipelines_images(ddpm_run)
     from aigc_core import Pipeline
     from aigc_core.imaging import to_uint8_hwc
     from aigc_core.server import ServerSettings, create_app
-    from aigc_core.server.testing import LiveServer
+    from aigc_core.server.live import LiveServer
 
     with LiveServer(create_app([f"digits-ddpm={ddpm_run}"], ServerSettings())) as live, \
             httpx.Client(base_url=live.url, timeout=60) as client:

@@ -205,6 +205,7 @@ class DiscriminatorNet(nn.Module):
 
 class DCGAN(Generator):
     modality = "image"
+    shards = True
     Params = DCGANParams
     GenerateOptions = DCGANOptions
 

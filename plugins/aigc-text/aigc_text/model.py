@@ -160,6 +160,8 @@ def _check_vocab(tokenizer, model, error) -> None:
 
 class CausalLM(Generator):
     modality = "text"
+    streams = True
+    shards = True
     Params = CausalLMParams
     GenerateOptions = TextOptions
 

@@ -130,7 +130,8 @@ class VAE(Generator):
     GenerateOptions = VAEOptions
     #: Asks the pipeline to pass ``data_source`` (a callable returning the set-up source) to
     #: ``generate``: reconstructions need held-out images.
-    wants_data_source: ClassVar[bool] = True
+    shards = True
+    reads_data = True
 
     def __init__(self, params: VAEParams, info: dict):
         super().__init__(params, info)
@@ -372,7 +373,7 @@ class VAE(Generator):
         return Content("image", items)
 
     def _grid(self, rows: list[torch.Tensor], seed: int, mode: str, extra: list[dict]) -> Content:
-        from aigc_core.imaging import make_grid
+        from aigc_core import make_grid
 
         items, frames = [], []
         for r, row in enumerate(rows):

@@ -1,57 +1,21 @@
-"""Helpers for testing and benchmarking the server: a live uvicorn in a thread, a tiny trained
-GAN run, and a fake streaming text generator for when no text plugin is installed.
+"""Test helpers for the server: a tiny trained GAN run, a real tiny text run when aigc-text is
+installed, and a fake streaming text generator for when it is not.
 
-The fake is registered through a pluggy plugin object, the same way a real plugin is, so the
-server is exercised only through the public plugin contract.
+Test-only code, so it lives beside the tests, not in the product. The fake is registered through a
+pluggy plugin object, the same way a real plugin is, so the server is exercised only through the
+public plugin contract.
 """
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..plugins import hookimpl
-
-# -- a live server --------------------------------------------------------------------------
-
-
-class LiveServer:
-    """uvicorn on an ephemeral loopback port, in a daemon thread; a context manager."""
-
-    def __init__(self, app: Any, host: str = "127.0.0.1"):
-        """Configured as ``aigc serve`` configures uvicorn, from the app's own settings."""
-        import uvicorn
-
-        from .connections import uvicorn_config
-        from .settings import ServerSettings
-
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
-        self.url = f"http://{host}:{self.sock.getsockname()[1]}"
-        settings = getattr(getattr(app, "state", None), "settings", None) or ServerSettings()
-        config = uvicorn_config(app, settings, log_level="warning", timeout_graceful_shutdown=2)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> "LiveServer":
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
-
+from aigc_core import hookimpl
+from aigc_core.server.live import LiveServer  # noqa: F401 - re-exported for the tests
 
 # -- a tiny trained GAN -------------------------------------------------------------------
 
@@ -59,10 +23,12 @@ class LiveServer:
 def tiny_gan_run(run_dir: str | Path, name: str = "digits-gan") -> Path:
     """A DCGAN trained for one epoch on 200 digits at 8x8: seconds on a laptop CPU. Reused
     when ``run_dir`` already holds it, so several test modules can share one."""
-    from ..pipeline import Pipeline
+    from aigc_core import Pipeline
+
+    from aigc_core import RunDir
 
     run_dir = Path(run_dir)
-    if (run_dir / "manifest.json").is_file() and (run_dir / "model").is_dir():
+    if RunDir(run_dir).manifest_path.is_file() and RunDir(run_dir).model_dir.is_dir():
         return run_dir
     pipe = Pipeline.from_config({
         "name": name,
@@ -82,13 +48,15 @@ def tiny_text_run(run_dir: str | Path, name: str = "tiny-lm", steps: int = 2, vo
                   limit: int = 20, max_chars: int = 20_000) -> Path | None:
     """A real ``causal-lm`` (aigc-text) at debug size on the Python docs, or None when that plugin
     is not installed. Two steps leave it untrained, but every code path is the real one."""
-    from ..pipeline import Pipeline
-    from ..plugins import get_registry
+    from aigc_core import Pipeline
+    from aigc_core import get_registry
 
     if "causal-lm" not in get_registry().names("generator"):
         return None
+    from aigc_core import RunDir
+
     run_dir = Path(run_dir)
-    if (run_dir / "manifest.json").is_file() and (run_dir / "model").is_dir():
+    if RunDir(run_dir).manifest_path.is_file() and RunDir(run_dir).model_dir.is_dir():
         return run_dir
     Pipeline.from_config({
         "name": name, "seed": 0,
@@ -135,10 +103,8 @@ counters = _Counters()
 
 def _fake_classes():
     # Imported lazily: the bases pull in torch and Lightning.
-    from ..cancel import Cancelled, check_cancelled
-    from ..components import DataParams, DataSource, Generator
-    from ..content import Content, Item
-    from ..seeding import sample_seed
+    from aigc_core import (Cancelled, Content, DataParams, DataSource, Generator, Item, check_cancelled,
+                           report_progress, sample_seed)
 
     @dataclass
     class FakeTextParams:
@@ -154,6 +120,7 @@ def _fake_classes():
 
     class FakeText(Generator):
         modality = "text"
+        streams = True
         Params = FakeTextParams
         GenerateOptions = FakeTextOptions
 
@@ -172,6 +139,7 @@ def _fake_classes():
             # steps with a cancellation check between them, as a real decoding loop checks per token.
             deadline = time.monotonic() + delay_s
             while (left := deadline - time.monotonic()) > 0:
+                report_progress(round((delay_s - left) * 1000), round(delay_s * 1000))  # milliseconds waited
                 if not ignore_cancel:
                     try:
                         check_cancelled()
@@ -220,12 +188,12 @@ class FakeTextPlugin:
 
     @hookimpl
     def aigc_register_data_sources(self, register):
-        register("fake-text-source", "aigc_core.server.testing:FakeTextSource", modality="text",
+        register("fake-text-source", "server_kit:FakeTextSource", modality="text",
                  description="Test-only: no data")
 
     @hookimpl
     def aigc_register_generators(self, register):
-        register("fake-text", "aigc_core.server.testing:FakeText", modality="text",
+        register("fake-text", "server_kit:FakeText", modality="text",
                  description="Test-only: deterministic words, streams with an optional delay")
 
 
@@ -241,9 +209,9 @@ def register_fake_text(registry: Any = None) -> None:
     """Add the fake's components to ``registry`` (default: the process-wide one) through pluggy."""
     import pluggy
 
-    from .. import hookspecs
-    from ..plugins import HOOKS, get_registry
-    from ..registry import PluginInfo
+    from aigc_core import get_registry, hookspecs
+    from aigc_core.plugins import HOOKS
+    from aigc_core.registry import PluginInfo
 
     registry = registry or get_registry()
     if "fake-text" in registry.names("generator"):
@@ -257,21 +225,15 @@ def register_fake_text(registry: Any = None) -> None:
     registry.plugins.setdefault("fake-text", info)
 
 
-def fake_text_run(run_dir: str | Path, name: str = "fake-text") -> Path:
-    """A run directory for the fake text generator (it has nothing to train)."""
-    from ..atomic import write_json, write_text
+def fake_text_run(run_dir: str | Path, name: str = "fake-text", generate: str = "{num_samples: 2}") -> Path:
+    """A run directory for the fake text generator (it has nothing to train), written through ``RunDir``."""
+    from aigc_core import RunDir
 
     register_fake_text()
-    run_dir = Path(run_dir)
-    (run_dir / "model").mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "model" / "fake.json", '{"fake": true}\n')
-    write_text(run_dir / "config.yaml",
-               f"name: {name}\nseed: 0\ndata: {{source: fake-text-source}}\ngenerator: {{name: fake-text}}\n"
-               "generate: {num_samples: 2}\n")
-    from ..atomic import sha256_file
-    from ..rundir import FORMAT
-
-    write_json(run_dir / "manifest.json", {
-        "format": FORMAT, "name": name, "modality": "text",
-        "checkpoint": {"dir": "model", "files": {"fake.json": sha256_file(run_dir / "model" / "fake.json")}}})
-    return run_dir
+    rundir = RunDir(run_dir)
+    if rundir.state() == "run":
+        rundir.clear()
+    rundir.create(f"name: {name}\nseed: 0\ndata: {{source: fake-text-source}}\ngenerator: {{name: fake-text}}\n"
+                  f"generate: {generate}\n", {"name": name, "modality": "text"})
+    rundir.save_model(lambda directory: (Path(directory) / "fake.json").write_text('{"fake": true}\n'))
+    return rundir.path

@@ -1,0 +1,55 @@
+"""Classifiers trained on a data set once and cached, for metrics scored in their feature space.
+
+Fréchet distances, precision/recall and memorisation checks need a feature space; a classifier
+trained on the data set's own clips or images is offline and fits any size, and training it
+once per data set (cached under ``MetricContext.cache_dir``) keeps later runs fast. This module
+is that cache, written once for every such metric (the image metrics here, the audio plugin's):
+a key from the data set's identity and the classifier's settings, a load that falls back to
+training when the entry is stale or damaged, and an atomic save.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .atomic import atomic_path
+
+
+def data_identity(source: Any) -> dict:
+    """What makes one data set differ from another for a cached classifier: its component, parameters and seed."""
+    params = source.params
+    if is_dataclass(params):
+        params = asdict(params)
+    elif callable(getattr(params, "model_dump", None)):
+        params = params.model_dump()
+    return {"source": type(source).component_name, "data": params, "seed": source.seed}
+
+
+def cache_path(cache_dir: str | Path, folder: str, key: Mapping[str, Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(dict(key), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return Path(cache_dir) / folder / f"{digest}.safetensors"
+
+
+def cached_model(path: Path, build: Callable[[], Any], train: Callable[[], Any]) -> Any:
+    """The module cached at ``path`` (``build()`` given its saved weights), or ``train()``'s, saved there.
+
+    A stale or damaged entry (another architecture, a torn file) is removed and trained again.
+    """
+    from safetensors.torch import load_file, save_file
+
+    path = Path(path)
+    if path.is_file():
+        net = build()
+        try:
+            net.load_state_dict(load_file(str(path)))
+            return net
+        except Exception:  # noqa: BLE001 - any unreadable entry is retrained, never trusted
+            path.unlink(missing_ok=True)
+    net = train()
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    return net
