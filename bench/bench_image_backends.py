@@ -2,7 +2,7 @@
 sampling speed.
 
     AIGC_DATA_DIR=../shared/data OMP_NUM_THREADS=1 nice -n 10 \\
-        python bench/bench_image_backends.py --budget-cpu-min 4 [--metrics frechet,precision-recall,...]
+        python bench/bench_image_backends.py --budget-cpu-min 5 [--metrics frechet,image-diversity]
 
 Each backend trains on MNIST (32x32, so that the DCGAN fits) in stages that resume from the
 last checkpoint, until its budget of CPU time (``time.process_time`` of the training, with
@@ -30,27 +30,36 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-BACKENDS = {
-    "dcgan": {"name": "dcgan", "size": "small", "conditional": True},
-    "vae": {"name": "vae", "size": "small", "latent_dim": 16, "channels": [16, 32], "likelihood": "bernoulli",
-            "binarize": "dynamic", "conditional": True},
-    "ddpm": {"name": "ddpm", "size": "small", "conditional": True, "lr": 2e-3},
-}
+#: each backend as its MNIST config trains and samples it (generator and generate sections)
+CONFIGS = {"dcgan": "configs/gan-mnist.yaml", "vae": "configs/vae-mnist.yaml", "ddpm": "configs/diffusion-mnist.yaml"}
 
 
-def config(backend: str, out: Path, steps: int, metrics: list[str], metric_samples: int, guidance: float) -> dict:
+def sections(backend: str) -> tuple[dict, dict]:
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(OmegaConf.load(ROOT / CONFIGS[backend]), resolve=False)
+    generate = {k: v for k, v in (raw.get("generate") or {}).items() if k != "num_samples"}
+    return dict(raw["generator"]), generate
+
+
+def config(backend: str, out: Path, steps: int, metrics: list[str], metric_samples: int, guidance: float | None) -> dict:
     mnist = Path(os.environ["AIGC_DATA_DIR"]) / "mnist"
+    generator, generate = sections(backend)
+    if backend == "ddpm" and guidance is not None:
+        generate["guidance_scale"] = guidance
     return {
         "name": f"bench-{backend}", "seed": 0,
+        # 32x32 for every backend, so that the DCGAN fits; one batch size, so a step means the same
         "data": {"source": "mnist", "root": str(mnist), "image_size": 32, "batch_size": 64, "val_fraction": 0.02},
-        "generator": BACKENDS[backend],
+        "generator": generator,
         "train": {"max_steps": steps, "max_epochs": 1000, "accelerator": "cpu", "devices": 1, "progress_bar": False,
                   "sample_every_n_epochs": 0, "limit_val_batches": 0, "checkpoint_every_n_epochs": 1},
-        "generate": {"num_samples": 100, **({"guidance_scale": guidance} if backend == "ddpm" else {})},
+        # metrics sample with these options too (the run's generate: section)
+        "generate": {"num_samples": 100, **generate},
         "postprocess": [{"name": "image-grid", "nrow": 10, "max_images": 100}],
-        # frechet as in gan-mnist.yaml: two classifier epochs already give ~98% MNIST test accuracy
-        "metrics": [{"name": m, **({"num_samples": metric_samples, "classifier_epochs": 2} if m == "frechet" else {})}
-                    for m in metrics],
+        # two classifier epochs already give ~98% MNIST test accuracy (as in gan-mnist.yaml)
+        "metrics": [{"name": m, **({"num_samples": metric_samples, "classifier_epochs": 2}
+                                   if m in ("frechet", "image-diversity") else {})} for m in metrics],
         "output": {"dir": str(out / backend)},
     }
 
@@ -83,14 +92,15 @@ def sampling_speed(generator, n: int, **options) -> tuple[float, float]:
     return n / (time.perf_counter() - w0), n / (time.process_time() - c0)
 
 
-def untrained(backend: str, shape: list[int]):
+def untrained(backend: str, shape: list[int], **overrides):
     """A backend's generator as the benchmark builds it, with its initial weights: sampling costs
     the same whatever the weights are."""
     from aigc_core import get_registry
     from aigc_core.config import build_params
 
+    generator, _ = sections(backend)
     cls = get_registry().get("generator", backend, "generator.name").load()
-    params = build_params(cls.Params, {k: v for k, v in BACKENDS[backend].items() if k != "name"}, "generator")
+    params = build_params(cls.Params, {**{k: v for k, v in generator.items() if k != "name"}, **overrides}, "generator")
     return cls(params, {"shape": shape, "num_classes": 10}).eval()
 
 
@@ -103,6 +113,11 @@ def speed_only(n: int, step_counts: list[int], threads: int) -> None:
     for k, scale in [(k, 1.0) for k in step_counts] + [(25, 2.0)]:
         rows.append((f"ddpm 28x28, ddim {k} steps, guidance {scale:g}",
                      *sampling_speed(ddpm, n, num_inference_steps=k, scheduler="ddim", guidance_scale=scale, batch_size=n)))
+    # the previous small U-Net, (16, 32, 64): what the leaner (8, 16, 32) one is measured against
+    wide = untrained("ddpm", [1, 28, 28], base_channels=16)
+    for scale in (1.0, 2.0):
+        rows.append((f"ddpm 28x28 base_channels 16 (previous small), ddim 25 steps, guidance {scale:g}",
+                     *sampling_speed(wide, n, num_inference_steps=25, scheduler="ddim", guidance_scale=scale, batch_size=n)))
     again = sampling_speed(untrained("dcgan", [1, 32, 32]), n, batch_size=n)  # the load may have changed
     rows.append(("dcgan 32x32 (reference, again)", *again))
     print(f"\n{n} images per measurement, batch {n}, {threads} torch thread(s)")
@@ -115,12 +130,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget-cpu-min", type=float, default=3.0, help="CPU minutes of training per backend")
     parser.add_argument("--stage", type=int, default=50, help="the shortest training stage, in optimiser steps")
-    parser.add_argument("--guidance", type=float, default=2.0, help="the DDPM's guidance_scale in the grid")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="the DDPM's guidance_scale for grid and metrics (default: diffusion-mnist.yaml's)")
     parser.add_argument("--content-samples", type=int, default=0,
                         help="images generated with the run's options and handed to metrics that read them "
-                             "(frechet makes its own, with the generator's default options)")
+                             "(frechet and image-diversity make their own, with the same options)")
     parser.add_argument("--backends", default="ddpm,vae,dcgan")
-    parser.add_argument("--metrics", default="frechet", help="comma-separated metric names, the same for every backend")
+    parser.add_argument("--metrics", default="frechet,image-diversity", help="comma-separated metric names, the same for every backend")
     parser.add_argument("--metric-samples", type=int, default=200, help="generated images per metric (frechet)")
     parser.add_argument("--steps", default="10,25,50", help="DDIM step counts at which to time DDPM sampling")
     parser.add_argument("--speed-samples", type=int, default=32, help="images per speed measurement")
@@ -165,11 +181,7 @@ def main() -> None:
             speeds.append((f"{backend} 32x32", wall, cpu))
         print(speeds[-1], flush=True)
     if "ddpm" in args.backends:
-        from aigc_core.config import build_params
-        from aigc_diffusion.model import DDPM
-
-        params = build_params(DDPM.Params, {k: v for k, v in BACKENDS["ddpm"].items() if k != "name"}, "generator")
-        fresh = DDPM(params, {"shape": [1, 28, 28], "num_classes": 10}).eval()
+        fresh = untrained("ddpm", [1, 28, 28])
         for scale in (1.0, 2.0):
             wall, cpu = sampling_speed(fresh, args.speed_samples, num_inference_steps=25, scheduler="ddim",
                                        guidance_scale=scale, batch_size=args.speed_samples)

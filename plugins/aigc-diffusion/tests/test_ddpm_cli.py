@@ -16,7 +16,8 @@ from aigc_testutil import cli, run_aigc
 ROOT = Path(__file__).resolve().parents[3]
 TINY = ["generator.size=debug", "data.image_size=8", "data.limit=96", "data.batch_size=32", "train.max_epochs=1",
         "train.progress_bar=false", "metrics=[]", "generate.num_samples=4", "generate.num_inference_steps=3",
-        "generate.batch_size=4", "postprocess=[]"]
+        "generate.batch_size=4", "postprocess=[]",
+        "generate.scheduler=dpm-solver"]  # not the generator's default: the server must show the run's own
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +132,24 @@ def test_server_exposes_the_step_count_and_serves_the_pipelines_images(ddpm_run)
         with Image.open(io.BytesIO(base64.b64decode(item["data_base64"]))) as img:
             np.testing.assert_array_equal(np.asarray(img), to_uint8_hwc(ref.data))
         assert item["meta"]["num_inference_steps"] == 2
+
+
+def test_metrics_sample_with_the_runs_generate_options(ddpm_run, tmp_path, monkeypatch):
+    """A score must describe what the config generates: frechet's samples use its step count
+    and guidance, not the generator's defaults (25 steps, guidance 2)."""
+    from aigc_core import Content, Pipeline
+
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
+    pipe = Pipeline.from_run_dir(ddpm_run, ["generate.num_inference_steps=2", "generate.guidance_scale=0",
+                                            "metrics=[{name: frechet, num_samples: 10, classifier_epochs: 0}]"])
+    seen = []
+    real_generate = pipe.generator.generate
+
+    def spy(n, **options):
+        seen.append(options)
+        return real_generate(n, **options)
+
+    monkeypatch.setattr(pipe.generator, "generate", spy)
+    scores = pipe.score(Content("image", []))
+    assert scores["frechet"]["fd_generated"] > 0
+    assert [(o["num_inference_steps"], o["guidance_scale"]) for o in seen] == [(2, 0.0)]
