@@ -24,12 +24,12 @@ from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, re
 from aigc_core import Field, Params, field_validator
 
 #: size -> (channels per U-Net level, resnet layers per level, self-attention in the middle block).
-#: ``small`` is sized for CPUs: at 28x28 its convolutions cost ~17 M multiply-adds per image and
-#: pass, a quarter of (16, 32, 64) (70 M), which is what 25-step sampling at 20 images/s on two
-#: cores needs; self-attention runs only at the lowest resolution, where it costs next to nothing.
+#: ``base_channels: 8`` with ``small`` is the lean CPU net: (8, 16, 32) costs ~17 M multiply-adds per
+#: 28x28 image and pass against ~70 M, samples ~2.4x faster, but drew worse digits in the same CPU
+#: budget (docs/benchmarks.md), so it is an option, not the preset (which also keeps old runs loading).
 SIZES = {
     "debug": ((16, 32), 1, False),
-    "small": ((8, 16, 32), 1, True),
+    "small": ((16, 32, 64), 1, True),
     "base": ((64, 128, 256), 2, True),
 }
 #: short names for the schedulers people mean; any diffusers scheduler class name works too
