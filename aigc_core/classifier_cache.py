@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -22,9 +21,7 @@ from .atomic import atomic_path
 def data_identity(source: Any) -> dict:
     """What makes one data set differ from another for a cached classifier: its component, parameters and seed."""
     params = source.params
-    if is_dataclass(params):
-        params = asdict(params)
-    elif callable(getattr(params, "model_dump", None)):
+    if callable(getattr(params, "model_dump", None)):
         params = params.model_dump()
     return {"source": type(source).component_name, "data": params, "seed": source.seed}
 

@@ -17,7 +17,6 @@ the run directory (``RunDir``: the verified model and its fingerprint); it calls
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -29,9 +28,7 @@ from .seeding import MAX_SEED
 
 
 def options_dict(options: Any) -> dict:
-    """A validated options object as a plain dict (a dataclass or a pydantic model)."""
-    if dataclasses.is_dataclass(options):
-        return dataclasses.asdict(options)
+    """A validated options object (a pydantic model, or already a mapping) as a plain dict."""
     dump = getattr(options, "model_dump", None)
     return dict(dump()) if callable(dump) else dict(options)
 
