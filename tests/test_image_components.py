@@ -125,6 +125,9 @@ def test_image_grid_adds_one_item_and_keeps_singles():
     assert grid.data.shape == (1, 2 * 9 + 1, 2 * 9 + 1)
     again = ImageGrid(ImageGrid.Params())(content)
     assert len(again) == 5, "content already holding a grid gets no second one"
+    capped = ImageGrid(ImageGrid.Params(nrow=2, padding=1, max_images=2))(_images(5))
+    assert len(capped) == 6, "more singles than max_images still get a grid, of the first ones"
+    assert capped.items[-1].meta["indices"] == [0, 1] and capped.items[-1].data.shape == (1, 10, 19)
 
 
 def test_png_exporter_names_and_provenance(tmp_path):

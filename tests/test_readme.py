@@ -35,3 +35,20 @@ def test_ten_line_plugin_registers_and_runs(monkeypatch):
     processor = info.load()(info.load().Params(strength=0.5))
     out = processor(Content("image", [Item(np.zeros((1, 2, 2), np.float32), {"index": 0})]))
     assert np.allclose(out.items[0].data, 0.5) and out.items[0].meta == {"index": 0}
+
+
+def _subset_mismatches(shown, actual, path=""):
+    """Keys the README shows whose value differs from (or is missing in) the real config."""
+    if isinstance(shown, dict) and isinstance(actual, dict):
+        return [m for k, v in shown.items() for m in _subset_mismatches(v, actual.get(k), f"{path}.{k}".lstrip("."))]
+    return [] if shown == actual else [f"{path}: README {shown!r}, config {actual!r}"]
+
+
+def test_readme_pipeline_config_is_the_shipped_quickstart():
+    import yaml
+
+    block = README.split("## A pipeline config", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    shown = yaml.safe_load(block)
+    actual = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+    assert shown["generator"] and shown["metrics"]  # the block really parsed
+    assert _subset_mismatches(shown, actual) == []

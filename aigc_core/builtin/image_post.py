@@ -148,9 +148,10 @@ class ImageGrid(PostProcessor):
     Params = ImageGridParams
 
     def __call__(self, content: Content) -> Content:
-        singles = _singles(content)[: self.params.max_images]
-        if not singles or len(singles) < len(content.items):
+        singles = _singles(content)
+        if not singles or len(singles) < len(content.items):  # a grid is there already
             return content
+        singles = singles[: self.params.max_images]
         shape = np.asarray(singles[0].data).shape
         same = [i for i in singles if np.asarray(i.data).shape == shape]
         grid = make_grid([i.data for i in same], nrow=self.params.nrow, padding=self.params.padding)
