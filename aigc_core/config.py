@@ -7,11 +7,10 @@ path (``generator.latent_dim``) and, for a typo, the closest valid key.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
 
-from .errors import ConfigError, UsageError
+from .errors import ConfigError, UsageError, did_you_mean
 from .params import Field, ParamError, Params, build_params, describe_params, field_validator, model_validator
 from .seeding import MAX_SEED
 
@@ -125,24 +124,20 @@ def load_config(source: str | Path | Mapping, overrides: Sequence[str] = ()) -> 
     from omegaconf.errors import OmegaConfBaseException
 
     if isinstance(source, Mapping):
-        where = "config"
-        try:
-            cfg = OmegaConf.create(dict(source))
-        except OmegaConfBaseException as exc:
-            raise ConfigError("", f"invalid config: {_first_line(exc)}") from None
+        where, problem, load = "config", "invalid config", lambda: OmegaConf.create(dict(source))
     else:
         path = Path(source)
-        where = str(path)
+        where, problem, load = str(path), f"{path}: not valid YAML", lambda: OmegaConf.load(path)
         if path.is_dir():
             raise UsageError(f"{path}: is a directory; expected a pipeline YAML file")
         if not path.is_file():
             raise UsageError(f"{path}: no such config file")
-        try:
-            cfg = OmegaConf.load(path)
-        except Exception as exc:  # yaml.YAMLError and OmegaConf errors alike
-            raise ConfigError("", f"{path}: not valid YAML: {_first_line(exc)}") from None
-        if not isinstance(cfg, Mapping) and not OmegaConf.is_dict(cfg):
-            raise ConfigError("", f"{path}: the top level must be a mapping of keys")
+    try:
+        cfg = load()
+    except Exception as exc:  # yaml.YAMLError and OmegaConf errors alike
+        raise ConfigError("", f"{problem}: {_first_line(exc)}") from None
+    if not OmegaConf.is_dict(cfg):
+        raise ConfigError("", f"{where}: the top level must be a mapping of keys")
     for item in overrides:
         key, sep, value = item.partition("=")
         key = key.strip()
@@ -161,8 +156,6 @@ def load_config(source: str | Path | Mapping, overrides: Sequence[str] = ()) -> 
         raise ConfigError(str(key), f"cannot resolve ({where}): {_first_line(exc)}") from None
     except RecursionError:
         raise ConfigError("", f"cannot resolve ({where}): interpolations refer to each other in a loop") from None
-    if not isinstance(data, dict):
-        raise ConfigError("", f"{where}: the top level must be a mapping of keys")
     return data, redact_secrets(unresolved, data)
 
 
@@ -170,27 +163,22 @@ def redact_secrets(unresolved: Any, resolved: Any) -> Any:
     """``resolved``, with each interpolated value that holds an ``${oc.env:...}`` value kept unresolved."""
     secrets: set[str] = set()
 
-    def collect(u: Any, r: Any) -> None:
+    def walk(u: Any, r: Any, leaf: Callable[[Any, Any], Any]) -> Any:
         if isinstance(u, dict) and isinstance(r, dict):
-            for k in u:
-                collect(u[k], r.get(k))
-        elif isinstance(u, list) and isinstance(r, list):
-            for a, b in zip(u, r):
-                collect(a, b)
-        elif isinstance(u, str) and "oc.env" in u and r is not None and str(r):
+            return {k: walk(u.get(k), v, leaf) for k, v in r.items()}
+        if isinstance(u, list) and isinstance(r, list) and len(u) == len(r):
+            return [walk(a, b, leaf) for a, b in zip(u, r)]
+        return leaf(u, r)
+
+    def find(u: Any, r: Any) -> None:
+        if isinstance(u, str) and "oc.env" in u and r is not None and str(r):
             secrets.add(str(r))
 
-    def rewrite(u: Any, r: Any) -> Any:
-        if isinstance(u, dict) and isinstance(r, dict):
-            return {k: rewrite(u.get(k), v) for k, v in r.items()}
-        if isinstance(u, list) and isinstance(r, list) and len(u) == len(r):
-            return [rewrite(a, b) for a, b in zip(u, r)]
-        if isinstance(u, str) and "${" in u and r is not None and any(s in str(r) for s in secrets):
-            return u
-        return r
+    def keep(u: Any, r: Any) -> Any:
+        return u if isinstance(u, str) and "${" in u and r is not None and any(s in str(r) for s in secrets) else r
 
-    collect(unresolved, resolved)
-    return rewrite(unresolved, resolved) if secrets else resolved
+    walk(unresolved, resolved, find)
+    return walk(unresolved, resolved, keep) if secrets else resolved
 
 
 def _first_line(exc: BaseException) -> str:
@@ -201,8 +189,7 @@ def _first_line(exc: BaseException) -> str:
 def top_level_check(data: Mapping) -> None:
     for key in data:
         if key not in TOP_LEVEL:
-            close = difflib.get_close_matches(str(key), TOP_LEVEL, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, TOP_LEVEL)
             raise ConfigError(str(key), f"unknown top-level key{hint} (valid keys: {', '.join(TOP_LEVEL)})")
     if "name" not in data:
         raise ConfigError("name", "missing required value")
