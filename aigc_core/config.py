@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
 
-from .errors import ConfigError, UsageError, did_you_mean
+from .errors import ConfigError, UsageError, did_you_mean, first_line
 from .params import Field, ParamError, Params, build_params, describe_params, field_validator, model_validator
 from .seeding import MAX_SEED
 
@@ -135,7 +135,7 @@ def load_config(source: str | Path | Mapping, overrides: Sequence[str] = ()) -> 
     try:
         cfg = load()
     except Exception as exc:  # yaml.YAMLError and OmegaConf errors alike
-        raise ConfigError("", f"{problem}: {_first_line(exc)}") from None
+        raise ConfigError("", f"{problem}: {first_line(exc)}") from None
     if not OmegaConf.is_dict(cfg):
         raise ConfigError("", f"{where}: the top level must be a mapping of keys")
     for item in overrides:
@@ -147,13 +147,13 @@ def load_config(source: str | Path | Mapping, overrides: Sequence[str] = ()) -> 
             parsed = OmegaConf.to_container(OmegaConf.from_dotlist([f"v={value}"]), resolve=False)["v"]
             OmegaConf.update(cfg, key, parsed, merge=True, force_add=True)
         except Exception as exc:  # OmegaConf, the YAML parser of the value, type errors alike
-            raise ConfigError(key, f"bad override: {_first_line(exc)}") from None
+            raise ConfigError(key, f"bad override: {first_line(exc)}") from None
     try:
         data = OmegaConf.to_container(cfg, resolve=True)
         unresolved = OmegaConf.to_container(cfg, resolve=False)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", "") or ""
-        raise ConfigError(str(key), f"cannot resolve ({where}): {_first_line(exc)}") from None
+        raise ConfigError(str(key), f"cannot resolve ({where}): {first_line(exc)}") from None
     except RecursionError:
         raise ConfigError("", f"cannot resolve ({where}): interpolations refer to each other in a loop") from None
     return data, redact_secrets(unresolved, data)
@@ -179,11 +179,6 @@ def redact_secrets(unresolved: Any, resolved: Any) -> Any:
 
     walk(unresolved, resolved, find)
     return walk(unresolved, resolved, keep) if secrets else resolved
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def top_level_check(data: Mapping) -> None:

@@ -14,6 +14,12 @@ def did_you_mean(word: Any, choices: Iterable) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (or its type's name), for a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class AigcError(Exception):
     """A failure the user can understand from one line (exit 1)."""
 
