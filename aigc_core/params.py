@@ -14,6 +14,7 @@ from __future__ import annotations
 import typing
 from typing import Any, Mapping, Sequence
 
+from pydantic_core import PydanticCustomError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, did_you_mean
@@ -44,10 +45,9 @@ class Params(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _booleans_are_booleans(cls, value: Any, info: Any) -> Any:
-        annotation = cls.model_fields[info.field_name].annotation
-        wants = _plain(annotation)
+        wants = _plain(cls.model_fields[info.field_name].annotation)
         if wants in (bool, int, float) and value is not None and (wants is bool) != isinstance(value, bool):
-            raise ValueError(f"expected {_expected(wants.__name__, annotation)}, got {value!r}")
+            raise PydanticCustomError(f"{wants.__name__}_type", "pydantic would convert it; aigc refuses")
         return value
 
 
@@ -87,7 +87,7 @@ BOUNDS = {"ge": "at least", "gt": "greater than", "le": "at most", "lt": "less t
 
 def explain(cls: type, error: Mapping) -> tuple[str, str]:
     """The key (relative to ``cls``) and aigc's message for one pydantic error."""
-    key, model, annotation, metadata = _locate(cls, error["loc"])
+    key, model, annotation, bounds = _locate(cls, error["loc"])
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     if isinstance(ctx.get("error"), ParamError):
         return _join(key, ctx["error"].key), str(ctx["error"])
@@ -100,31 +100,35 @@ def explain(cls: type, error: Mapping) -> tuple[str, str]:
     if kind == "missing":
         return key, "missing required value"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        return key, "must be " + _range({**ctx, **{b: getattr(m, b) for m in metadata for b in BOUNDS
-                                                  if getattr(m, b, None) is not None}})
+        return key, "must be " + _range({**ctx, **bounds})
     if kind in MESSAGES:
         return key, MESSAGES[kind].format(**ctx) + f", got {value!r}"
-    choices = typing.get_args(_plain(annotation)) if kind == "literal_error" else ()
-    return key, f"expected {_expected(kind.split('_')[0], annotation)}, got {value!r}{did_you_mean(value, choices)}"
+    plain = _plain(annotation)
+    choices = typing.get_args(plain) if typing.get_origin(plain) is typing.Literal else ()
+    expected = ("one of " + ", ".join(map(repr, choices)) if choices
+                else EXPECTED.get(kind.split("_")[0], "a valid value"))
+    nullable = " or null" if type(None) in typing.get_args(annotation) else ""
+    return key, f"expected {expected}{nullable}, got {value!r}{did_you_mean(value, choices)}"
 
 
-def _locate(cls: type, loc: Sequence) -> tuple[str, Any, Any, Sequence]:
+def _locate(cls: type, loc: Sequence) -> tuple[str, Any, Any, dict]:
     """Follow an error's location through nested models: the key as the user writes it, the
-    innermost model, and the annotation and constraints at the end (a list item's for an index; a
+    innermost model, and the annotation and bounds at the end (a list item's for an index; a
     location part that names no field is a union member's tag, which the user never wrote)."""
-    key, model, annotation, metadata = "", cls, None, ()
+    key, model, annotation, bounds = "", cls, None, {}
     for part in loc:
         if model is not None and part not in model.model_fields:  # an unknown key
-            return _join(key, str(part)), model, None, ()
+            return _join(key, str(part)), model, None, {}
         if model is not None:
             field = model.model_fields[part]
-            key, annotation, metadata = _join(key, part), field.annotation, field.metadata
+            key, annotation = _join(key, part), field.annotation
+            bounds = {b: getattr(m, b) for m in field.metadata for b in BOUNDS if getattr(m, b, None) is not None}
         elif isinstance(part, int):
-            key, annotation, metadata = f"{key}[{part}]", (typing.get_args(_plain(annotation)) or (None,))[0], ()
+            key, annotation, bounds = f"{key}[{part}]", (typing.get_args(_plain(annotation)) or (None,))[0], {}
         else:
             continue
         model = _plain(annotation) if is_params_class(_plain(annotation)) else None
-    return key, model, annotation, metadata
+    return key, model, annotation, bounds
 
 
 def _join(prefix: str, key: str) -> str:
@@ -133,17 +137,10 @@ def _join(prefix: str, key: str) -> str:
 
 def _plain(tp: Any) -> Any:
     """``tp`` without ``Annotated`` and ``| None``."""
-    while typing.get_origin(tp) is typing.Annotated:
-        tp = typing.get_args(tp)[0]
     args = [a for a in typing.get_args(tp) if a is not type(None)]
-    return _plain(args[0]) if len(args) == 1 and type(None) in typing.get_args(tp) else tp
-
-
-def _expected(kind: str, annotation: Any) -> str:
-    plain = _plain(annotation)
-    text = ("one of " + ", ".join(map(repr, typing.get_args(plain))) if typing.get_origin(plain) is typing.Literal
-            else EXPECTED.get(kind, "a valid value"))
-    return text + (" or null" if type(None) in typing.get_args(annotation) else "")
+    if typing.get_origin(tp) is typing.Annotated or len(args) == 1 < len(typing.get_args(tp)):
+        return _plain(args[0])
+    return tp
 
 
 def _range(bounds: Mapping) -> str:
