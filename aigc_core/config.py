@@ -1,8 +1,5 @@
-"""Pipeline configuration: one OmegaConf YAML file plus ``key=value`` overrides.
-
-Each component declares its parameters as a pydantic model (``aigc_core.params``);
-``build_params`` turns the user's mapping into an instance, and every error names the full key
-path (``generator.latent_dim``) and, for a typo, the closest valid key.
+"""Pipeline configuration: one OmegaConf YAML file plus ``key=value`` overrides, and the core's
+own sections (``train``, ``generate``, ``output``); components' parameters are ``aigc_core.params``.
 """
 
 from __future__ import annotations
@@ -54,21 +51,13 @@ class TrainConfig(Params):
     deterministic: bool = Field(False, description="ask torch for deterministic kernels (slower)")
     progress_bar: bool = Field(True, description="show Lightning's progress bar")
 
-    @field_validator("precision", mode="before")
-    @classmethod
-    def _precision_as_text(cls, value: Any) -> Any:  # YAML reads ``precision: 32`` as a number
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
     @field_validator("devices", mode="before")
     @classmethod
-    def _device_ids(cls, value: Any) -> Any:
+    def _device_ids(cls, value: Any) -> Any:  # before pydantic, which would take True or "2" for a count
         ids = value if isinstance(value, list) else [value]
-        if value != "auto" and not all(isinstance(d, int) and not isinstance(d, bool) for d in ids):
-            raise ValueError(f"expected 'auto', a count or a list of ids, got {value!r}")
-        if isinstance(value, int) and not (value >= 1 or value == -1):
-            raise ValueError(f"must be at least 1 (or -1 for all), got {value}")
-        if isinstance(value, list) and (not value or min(value) < 0):
-            raise ValueError(f"a list of ids must be non-empty and hold integers >= 0, got {value!r}")
+        whole = bool(ids) and all(type(d) is int for d in ids)
+        if value != "auto" and not (whole and (min(ids) >= 0 if isinstance(value, list) else value >= 1 or value == -1)):
+            raise ValueError(f"expected 'auto', a count >= 1 (-1: all) or a non-empty list of ids >= 0, got {value!r}")
         return value
 
     @field_validator("limit_train_batches", "limit_val_batches")

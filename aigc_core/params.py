@@ -34,9 +34,10 @@ class ParamError(ValueError):
 class Params(BaseModel):
     """Base of every component's ``Params`` and ``GenerateOptions``.
 
-    Unknown keys are errors; a number given where text is expected becomes text; NaN and
-    infinities are refused; ``true``/``false`` never stand in for numbers, nor numbers for them;
-    defaults are checked like given values, so a default that breaks its own bounds is caught.
+    Unknown keys are errors; a number given where text is expected becomes text (YAML reads
+    ``precision: 32`` as a number); NaN and infinities are refused; ``true``/``false`` never stand
+    in for numbers, nor numbers for them; defaults are checked like given values, so a default that
+    breaks its own bounds is caught.
     """
 
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, allow_inf_nan=False,
@@ -44,10 +45,12 @@ class Params(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _booleans_are_booleans(cls, value: Any, info: Any) -> Any:
+    def _yaml_scalars(cls, value: Any, info: Any) -> Any:
         wants = _plain(cls.model_fields[info.field_name].annotation)
         if wants in (bool, int, float) and value is not None and (wants is bool) != isinstance(value, bool):
             raise PydanticCustomError(f"{wants.__name__}_type", "pydantic would convert it; aigc refuses")
+        if type(value) is int and typing.get_origin(wants) is typing.Literal and str(value) in typing.get_args(wants):
+            return str(value)  # coerce_numbers_to_str does not reach a Literal
         return value
 
 
@@ -89,10 +92,8 @@ def explain(cls: type, error: Mapping) -> tuple[str, str]:
     """The key (relative to ``cls``) and aigc's message for one pydantic error."""
     key, model, annotation, bounds = _locate(cls, error["loc"])
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
-    if isinstance(ctx.get("error"), ParamError):
-        return _join(key, ctx["error"].key), str(ctx["error"])
-    if "error" in ctx:  # a validator's ValueError: its message is the message
-        return key, str(ctx["error"])
+    if "error" in ctx:  # a validator's ValueError: its message is the message (a ParamError's names its key)
+        return _join(key, getattr(ctx["error"], "key", "")), str(ctx["error"])
     if kind in ("extra_forbidden", "invalid_key"):
         fields = list(model.model_fields)
         hint = did_you_mean(key.rpartition(".")[2], fields)
