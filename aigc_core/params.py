@@ -173,7 +173,7 @@ def describe_params(cls: type) -> list[dict]:
 
 def describe_schema(schema: Mapping) -> list[dict]:
     """One row per parameter (name, type, bounds, default, required, help) of a JSON Schema."""
-    return [{"name": name, "type": schema_type(prop, schema), "bounds": schema_bounds(prop),
+    return [{"name": name, "type": schema_type(prop), "bounds": schema_bounds(prop),
              "default": prop.get("default"), "required": name in schema.get("required", ()),
              "help": prop.get("description", "")} for name, prop in schema.get("properties", {}).items()]
 
@@ -188,15 +188,14 @@ def schema_bounds(prop: Mapping) -> str:
     return ""
 
 
-def schema_type(prop: Mapping, root: Mapping) -> str:
+def schema_type(prop: Mapping) -> str:
     """A property's type in a few words: ``int``, ``str or null``, ``'a' | 'b'``, ``list of int``."""
     if "$ref" in prop:
         return "mapping"
     if "enum" in prop or "const" in prop:
         return " | ".join(map(repr, prop.get("enum", [prop.get("const")])))
     if "anyOf" in prop:
-        parts = [schema_type(p, root) for p in prop["anyOf"]]
-        return " or ".join([p for p in parts if p != "null"] + ["null"] * ("null" in parts))
+        return " or ".join(schema_type(p) for p in prop["anyOf"])  # in the declared order: int or null
     names = {"integer": "int", "number": "float", "string": "str", "boolean": "bool", "array": "list",
              "object": "mapping", "null": "null"}
     items = prop.get("items", {}).get("type")

@@ -111,8 +111,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     plugin = registry.plugins.get(args.name)
     components = plugin.components if plugin else [c for c in registry.all_components() if c.name == args.name]
     if plugin is None and not components:
-        known = ", ".join(sorted(registry.plugins))
-        raise UsageError(f"no plugin or component named {args.name!r} (plugins: {known})")
+        raise UsageError(f"no plugin or component named {args.name!r} (plugins: {', '.join(sorted(registry.plugins))})")
     data = {**(plugin.as_dict() if plugin else {}), "components": [component_details(c) for c in components]}
     if args.json:
         print(json.dumps(data, indent=2, default=str))
