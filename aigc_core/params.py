@@ -113,11 +113,12 @@ def explain(cls: type, error: Mapping) -> tuple[str, str]:
 
 
 def _locate(cls: type, loc: Sequence) -> tuple[str, Any, Any, dict]:
-    """Follow an error's location through nested models: the key as the user writes it, the
-    innermost model, and the annotation and bounds at the end (a list item's for an index; a
-    location part that names no field is a union member's tag, which the user never wrote)."""
-    key, model, annotation, bounds = "", cls, None, {}
+    """Follow an error's location through nested models: the key as the user writes it, the model
+    an unknown key was given to, and the annotation and bounds at the end (a list item's for an
+    index; a location part that names no field is a union member's tag, which the user never wrote)."""
+    key, annotation, bounds = "", cls, {}
     for part in loc:
+        model = _plain(annotation) if is_params_class(_plain(annotation)) else None
         if model is not None and part not in model.model_fields:  # an unknown key
             return _join(key, str(part)), model, None, {}
         if model is not None:
@@ -126,10 +127,7 @@ def _locate(cls: type, loc: Sequence) -> tuple[str, Any, Any, dict]:
             bounds = {b: getattr(m, b) for m in field.metadata for b in BOUNDS if getattr(m, b, None) is not None}
         elif isinstance(part, int):
             key, annotation, bounds = f"{key}[{part}]", (typing.get_args(_plain(annotation)) or (None,))[0], {}
-        else:
-            continue
-        model = _plain(annotation) if is_params_class(_plain(annotation)) else None
-    return key, model, annotation, bounds
+    return key, None, annotation, bounds
 
 
 def _join(prefix: str, key: str) -> str:
