@@ -1,17 +1,13 @@
-"""Pipeline configuration: one OmegaConf YAML file plus ``key=value`` overrides.
-
-Each component declares its parameters as a pydantic model (``aigc_core.params``);
-``build_params`` turns the user's mapping into an instance, and every error names the full key
-path (``generator.latent_dim``) and, for a typo, the closest valid key.
+"""Pipeline configuration: one OmegaConf YAML file plus ``key=value`` overrides, and the core's
+own sections (``train``, ``generate``, ``output``); components' parameters are ``aigc_core.params``.
 """
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
 
-from .errors import ConfigError, UsageError
+from .errors import ConfigError, UsageError, did_you_mean, first_line
 from .params import Field, ParamError, Params, build_params, describe_params, field_validator, model_validator
 from .seeding import MAX_SEED
 
@@ -55,21 +51,13 @@ class TrainConfig(Params):
     deterministic: bool = Field(False, description="ask torch for deterministic kernels (slower)")
     progress_bar: bool = Field(True, description="show Lightning's progress bar")
 
-    @field_validator("precision", mode="before")
-    @classmethod
-    def _precision_as_text(cls, value: Any) -> Any:  # YAML reads ``precision: 32`` as a number
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
     @field_validator("devices", mode="before")
     @classmethod
-    def _device_ids(cls, value: Any) -> Any:
+    def _device_ids(cls, value: Any) -> Any:  # before pydantic, which would take True or "2" for a count
         ids = value if isinstance(value, list) else [value]
-        if value != "auto" and not all(isinstance(d, int) and not isinstance(d, bool) for d in ids):
-            raise ValueError(f"expected 'auto', a count or a list of ids, got {value!r}")
-        if isinstance(value, int) and not (value >= 1 or value == -1):
-            raise ValueError(f"must be at least 1 (or -1 for all), got {value}")
-        if isinstance(value, list) and (not value or min(value) < 0):
-            raise ValueError(f"a list of ids must be non-empty and hold integers >= 0, got {value!r}")
+        whole = bool(ids) and all(type(d) is int for d in ids)
+        if value != "auto" and not (whole and (min(ids) >= 0 if isinstance(value, list) else value >= 1 or value == -1)):
+            raise ValueError(f"expected 'auto', a count >= 1 (-1: all) or a non-empty list of ids >= 0, got {value!r}")
         return value
 
     @field_validator("limit_train_batches", "limit_val_batches")
@@ -125,24 +113,20 @@ def load_config(source: str | Path | Mapping, overrides: Sequence[str] = ()) -> 
     from omegaconf.errors import OmegaConfBaseException
 
     if isinstance(source, Mapping):
-        where = "config"
-        try:
-            cfg = OmegaConf.create(dict(source))
-        except OmegaConfBaseException as exc:
-            raise ConfigError("", f"invalid config: {_first_line(exc)}") from None
+        where, problem, load = "config", "invalid config", lambda: OmegaConf.create(dict(source))
     else:
         path = Path(source)
-        where = str(path)
+        where, problem, load = str(path), f"{path}: not valid YAML", lambda: OmegaConf.load(path)
         if path.is_dir():
             raise UsageError(f"{path}: is a directory; expected a pipeline YAML file")
         if not path.is_file():
             raise UsageError(f"{path}: no such config file")
-        try:
-            cfg = OmegaConf.load(path)
-        except Exception as exc:  # yaml.YAMLError and OmegaConf errors alike
-            raise ConfigError("", f"{path}: not valid YAML: {_first_line(exc)}") from None
-        if not isinstance(cfg, Mapping) and not OmegaConf.is_dict(cfg):
-            raise ConfigError("", f"{path}: the top level must be a mapping of keys")
+    try:
+        cfg = load()
+    except Exception as exc:  # yaml.YAMLError and OmegaConf errors alike
+        raise ConfigError("", f"{problem}: {first_line(exc)}") from None
+    if not OmegaConf.is_dict(cfg):
+        raise ConfigError("", f"{where}: the top level must be a mapping of keys")
     for item in overrides:
         key, sep, value = item.partition("=")
         key = key.strip()
@@ -152,17 +136,15 @@ def load_config(source: str | Path | Mapping, overrides: Sequence[str] = ()) -> 
             parsed = OmegaConf.to_container(OmegaConf.from_dotlist([f"v={value}"]), resolve=False)["v"]
             OmegaConf.update(cfg, key, parsed, merge=True, force_add=True)
         except Exception as exc:  # OmegaConf, the YAML parser of the value, type errors alike
-            raise ConfigError(key, f"bad override: {_first_line(exc)}") from None
+            raise ConfigError(key, f"bad override: {first_line(exc)}") from None
     try:
         data = OmegaConf.to_container(cfg, resolve=True)
         unresolved = OmegaConf.to_container(cfg, resolve=False)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", "") or ""
-        raise ConfigError(str(key), f"cannot resolve ({where}): {_first_line(exc)}") from None
+        raise ConfigError(str(key), f"cannot resolve ({where}): {first_line(exc)}") from None
     except RecursionError:
         raise ConfigError("", f"cannot resolve ({where}): interpolations refer to each other in a loop") from None
-    if not isinstance(data, dict):
-        raise ConfigError("", f"{where}: the top level must be a mapping of keys")
     return data, redact_secrets(unresolved, data)
 
 
@@ -170,39 +152,28 @@ def redact_secrets(unresolved: Any, resolved: Any) -> Any:
     """``resolved``, with each interpolated value that holds an ``${oc.env:...}`` value kept unresolved."""
     secrets: set[str] = set()
 
-    def collect(u: Any, r: Any) -> None:
+    def walk(u: Any, r: Any, leaf: Callable[[Any, Any], Any]) -> Any:
         if isinstance(u, dict) and isinstance(r, dict):
-            for k in u:
-                collect(u[k], r.get(k))
-        elif isinstance(u, list) and isinstance(r, list):
-            for a, b in zip(u, r):
-                collect(a, b)
-        elif isinstance(u, str) and "oc.env" in u and r is not None and str(r):
+            return {k: walk(u.get(k), v, leaf) for k, v in r.items()}
+        if isinstance(u, list) and isinstance(r, list) and len(u) == len(r):
+            return [walk(a, b, leaf) for a, b in zip(u, r)]
+        return leaf(u, r)
+
+    def find(u: Any, r: Any) -> None:
+        if isinstance(u, str) and "oc.env" in u and r is not None and str(r):
             secrets.add(str(r))
 
-    def rewrite(u: Any, r: Any) -> Any:
-        if isinstance(u, dict) and isinstance(r, dict):
-            return {k: rewrite(u.get(k), v) for k, v in r.items()}
-        if isinstance(u, list) and isinstance(r, list) and len(u) == len(r):
-            return [rewrite(a, b) for a, b in zip(u, r)]
-        if isinstance(u, str) and "${" in u and r is not None and any(s in str(r) for s in secrets):
-            return u
-        return r
+    def keep(u: Any, r: Any) -> Any:
+        return u if isinstance(u, str) and "${" in u and r is not None and any(s in str(r) for s in secrets) else r
 
-    collect(unresolved, resolved)
-    return rewrite(unresolved, resolved) if secrets else resolved
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    walk(unresolved, resolved, find)
+    return walk(unresolved, resolved, keep) if secrets else resolved
 
 
 def top_level_check(data: Mapping) -> None:
     for key in data:
         if key not in TOP_LEVEL:
-            close = difflib.get_close_matches(str(key), TOP_LEVEL, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, TOP_LEVEL)
             raise ConfigError(str(key), f"unknown top-level key{hint} (valid keys: {', '.join(TOP_LEVEL)})")
     if "name" not in data:
         raise ConfigError("name", "missing required value")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import sys
 import tomllib
 from pathlib import Path
@@ -112,13 +113,8 @@ def bundled_distributions(root: Path = ROOT) -> dict[str, str]:
 
 
 def _default(value: Any) -> str:
-    if value is None:
-        return "`null`"
-    if isinstance(value, bool):
-        return f"`{str(value).lower()}`"
-    if isinstance(value, str):
-        return f"`{value!r}`" if value else "`''`"
-    return f"`{value!r}`"
+    """Python's repr, but ``null``, ``true`` and ``false`` as YAML writes them."""
+    return f"`{json.dumps(value) if value is None or isinstance(value, bool) else repr(value)}`"
 
 
 def _table(cls: type, prefix: str) -> list[str]:
@@ -160,8 +156,6 @@ def configuration_markdown(root: Path = ROOT, registry: Any = None) -> str:
     missing = sorted(set(bundled) - {p.distribution for p in plugins.values()})
     if missing:
         raise RuntimeError(f"bundled plugins not installed, cannot document them: {', '.join(missing)}")
-    from .params import is_params_class
-
     out = [HEADER.format(source="the Params models of the core and of plugins/*"),
            "# Configuration reference\n\n",
            "A pipeline is one YAML file (see `configs/`); `key=value` arguments override any key "
@@ -185,13 +179,12 @@ def configuration_markdown(root: Path = ROOT, registry: Any = None) -> str:
             origin = "built-in" if plugin.builtin else f"plugin `{plugin.name}` ({plugin.distribution})"
             out.append(f"### `{info.name}` ({info.modality}; {origin})\n\n")
             if info.description:
-                out.append(f"{info.description}.\n\n" if not info.description.endswith(".") else f"{info.description}\n\n")
+                out.append(info.description.rstrip(".") + ".\n\n")
             if kind == "exporter":
                 continue  # exporters take no parameters from the config
             out.append("\n".join(_table(cls.Params, prefix)) + "\n")
-            options = getattr(cls, "GenerateOptions", None)
-            if kind == "generator" and is_params_class(options):
-                out.append("Generation options:\n\n" + "\n".join(_table(options, "generate")) + "\n")
+            if kind == "generator":
+                out.append("Generation options:\n\n" + "\n".join(_table(cls.GenerateOptions, "generate")) + "\n")
     return "".join(out).rstrip() + "\n"
 
 

@@ -4,6 +4,21 @@ Every error that reaches the CLI is one of these: the CLI prints ``str(err)`` on
 exits with ``err.exit_code``. Anything else is a bug and shows a traceback only with --debug.
 """
 
+import difflib
+from typing import Any, Iterable
+
+
+def did_you_mean(word: Any, choices: Iterable) -> str:
+    """``; did you mean 'x'?`` naming the closest of ``choices`` to ``word``, or nothing."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (or its type's name), for a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
 
 class AigcError(Exception):
     """A failure the user can understand from one line (exit 1)."""

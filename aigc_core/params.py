@@ -11,13 +11,13 @@ import costs about a third of ``aigc plugins list``.
 
 from __future__ import annotations
 
-import difflib
 import typing
 from typing import Any, Mapping, Sequence
 
+from pydantic_core import PydanticCustomError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 __all__ = ["Field", "NoParams", "ParamError", "Params", "build_params", "describe_params", "json_schema",
            "model_validator", "field_validator"]
@@ -34,9 +34,10 @@ class ParamError(ValueError):
 class Params(BaseModel):
     """Base of every component's ``Params`` and ``GenerateOptions``.
 
-    Unknown keys are errors; a number given where text is expected becomes text; NaN and
-    infinities are refused; ``true``/``false`` never stand in for numbers, nor numbers for them;
-    defaults are checked like given values, so a default that breaks its own bounds is caught.
+    Unknown keys are errors; a number given where text is expected becomes text (YAML reads
+    ``precision: 32`` as a number); NaN and infinities are refused; ``true``/``false`` never stand
+    in for numbers, nor numbers for them; defaults are checked like given values, so a default that
+    breaks its own bounds is caught.
     """
 
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, allow_inf_nan=False,
@@ -44,11 +45,12 @@ class Params(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _booleans_are_booleans(cls, value: Any, info: Any) -> Any:
-        annotation = cls.model_fields[info.field_name].annotation
-        wants = _plain(annotation)
+    def _yaml_scalars(cls, value: Any, info: Any) -> Any:
+        wants = _plain(cls.model_fields[info.field_name].annotation)
         if wants in (bool, int, float) and value is not None and (wants is bool) != isinstance(value, bool):
-            raise ValueError(f"expected {_expected(wants.__name__, annotation)}, got {value!r}")
+            raise PydanticCustomError(f"{wants.__name__}_type", "pydantic would convert it; aigc refuses")
+        if type(value) is int and typing.get_origin(wants) is typing.Literal and str(value) in typing.get_args(wants):
+            return str(value)  # coerce_numbers_to_str does not reach a Literal
         return value
 
 
@@ -62,13 +64,13 @@ def is_params_class(cls: Any) -> bool:
 
 def build_params(cls: type, values: Mapping | None, prefix: str, ignore: Sequence[str] = ()) -> Any:
     """An instance of ``cls`` from ``values``; an error is one line naming ``prefix.key``."""
-    if not isinstance(values, (Mapping, type(None))):
-        raise ConfigError(prefix, f"expected a mapping of parameters, got {values!r}")
     if not is_params_class(cls):
         raise ConfigError(prefix, f"{cls!r} declares its parameters as a dataclass; plugin API 2 wants a "
                                   "subclass of aigc_core.Params (see docs/writing-plugins.md)")
+    if isinstance(values, Mapping):
+        values = {k: v for k, v in values.items() if k not in ignore}
     try:
-        return cls.model_validate({k: v for k, v in (values or {}).items() if k not in ignore})
+        return cls.model_validate({} if values is None else values)
     except ValidationError as exc:
         key, message = explain(cls, exc.errors()[0])
         raise ConfigError(_join(prefix, key), message) from None
@@ -82,51 +84,50 @@ MESSAGES = {"multiple_of": "must be a multiple of {multiple_of}", "finite_number
             "too_short": "must hold at least {min_length} item(s)", "too_long": "must hold at most {max_length} item(s)",
             "string_too_short": "must hold at least {min_length} character(s)",
             "string_too_long": "must hold at most {max_length} character(s)"}
+#: A one-sided bound in words; a zero lower bound has its own.
+BOUNDS = {"ge": "at least", "gt": "greater than", "le": "at most", "lt": "less than"}
 
 
 def explain(cls: type, error: Mapping) -> tuple[str, str]:
     """The key (relative to ``cls``) and aigc's message for one pydantic error."""
-    key, model, field, annotation = _locate(cls, error["loc"])
+    key, model, annotation, bounds = _locate(cls, error["loc"])
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
-    if isinstance(ctx.get("error"), ParamError):
-        return _join(key, ctx["error"].key), str(ctx["error"])
-    if "error" in ctx:  # a validator's ValueError: its message is the message
-        return key, str(ctx["error"])
+    if "error" in ctx:  # a validator's ValueError: its message is the message (a ParamError's names its key)
+        return _join(key, getattr(ctx["error"], "key", "")), str(ctx["error"])
     if kind in ("extra_forbidden", "invalid_key"):
         fields = list(model.model_fields)
-        close = difflib.get_close_matches(key.rpartition(".")[2], fields, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(key.rpartition(".")[2], fields)
         return key, f"unknown key{hint} (valid keys: {', '.join(fields) or 'none'})"
     if kind == "missing":
         return key, "missing required value"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        return key, "must be " + _range([ctx, *(field.metadata if field is not None else ())])
+        return key, "must be " + _range({**ctx, **bounds})
     if kind in MESSAGES:
         return key, MESSAGES[kind].format(**ctx) + f", got {value!r}"
-    allowed = [str(a) for a in typing.get_args(_plain(annotation))] if kind == "literal_error" else []
-    close = difflib.get_close_matches(str(value), allowed, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return key, f"expected {_expected(kind.split('_')[0], annotation)}, got {value!r}{hint}"
+    plain = _plain(annotation)
+    choices = typing.get_args(plain) if typing.get_origin(plain) is typing.Literal else ()
+    expected = ("one of " + ", ".join(map(repr, choices)) if choices
+                else EXPECTED.get(kind.split("_")[0], "a valid value"))
+    nullable = " or null" if type(None) in typing.get_args(annotation) else ""
+    return key, f"expected {expected}{nullable}, got {value!r}{did_you_mean(value, choices)}"
 
 
-def _locate(cls: type, loc: Sequence) -> tuple[str, Any, Any, Any]:
-    """Follow an error's location through nested models: the key as the user writes it, the
-    innermost model, and the field and the annotation at the end (a list's item annotation for an
+def _locate(cls: type, loc: Sequence) -> tuple[str, Any, Any, dict]:
+    """Follow an error's location through nested models: the key as the user writes it, the model
+    an unknown key was given to, and the annotation and bounds at the end (a list item's for an
     index; a location part that names no field is a union member's tag, which the user never wrote)."""
-    key, model, field, annotation = "", cls, None, None
+    key, annotation, bounds = "", cls, {}
     for part in loc:
-        if model is not None and isinstance(part, str) and part in model.model_fields:
+        model = _plain(annotation) if is_params_class(_plain(annotation)) else None
+        if model is not None and part not in model.model_fields:  # an unknown key
+            return _join(key, str(part)), model, None, {}
+        if model is not None:
             field = model.model_fields[part]
             key, annotation = _join(key, part), field.annotation
-        elif model is not None:  # an unknown key
-            return _join(key, str(part)), model, None, None
+            bounds = {b: getattr(m, b) for m in field.metadata for b in BOUNDS if getattr(m, b, None) is not None}
         elif isinstance(part, int):
-            key, field = f"{key}[{part}]", None
-            annotation = (typing.get_args(_plain(annotation)) or (None,))[0]
-        else:
-            continue
-        model = _plain(annotation) if is_params_class(_plain(annotation)) else None
-    return key, model, field, annotation
+            key, annotation, bounds = f"{key}[{part}]", (typing.get_args(_plain(annotation)) or (None,))[0], {}
+    return key, None, annotation, bounds
 
 
 def _join(prefix: str, key: str) -> str:
@@ -135,35 +136,21 @@ def _join(prefix: str, key: str) -> str:
 
 def _plain(tp: Any) -> Any:
     """``tp`` without ``Annotated`` and ``| None``."""
-    while typing.get_origin(tp) is typing.Annotated:
-        tp = typing.get_args(tp)[0]
     args = [a for a in typing.get_args(tp) if a is not type(None)]
-    return _plain(args[0]) if len(args) == 1 and type(None) in typing.get_args(tp) else tp
+    if typing.get_origin(tp) is typing.Annotated or len(args) == 1 < len(typing.get_args(tp)):
+        return _plain(args[0])
+    return tp
 
 
-def _expected(kind: str, annotation: Any) -> str:
-    plain = _plain(annotation)
-    text = ("one of " + ", ".join(map(repr, typing.get_args(plain))) if typing.get_origin(plain) is typing.Literal
-            else EXPECTED.get(kind, "a valid value"))
-    return text + (" or null" if type(None) in typing.get_args(annotation) else "")
-
-
-def _range(constraints: Sequence) -> str:
+def _range(bounds: Mapping) -> str:
     """Bounds in words: ``at least 1``, ``0 or more``, ``in (0, 1]``."""
-    b = {}
-    for c in constraints:
-        for name in ("ge", "gt", "le", "lt"):
-            if (c.get(name) if isinstance(c, Mapping) else getattr(c, name, None)) is not None:
-                b[name] = c.get(name) if isinstance(c, Mapping) else getattr(c, name)
-    low = ("[", b["ge"]) if "ge" in b else ("(", b["gt"]) if "gt" in b else None
-    high = (b["le"], "]") if "le" in b else (b["lt"], ")") if "lt" in b else None
+    low = next((b for b in ("ge", "gt") if b in bounds), None)
+    high = next((b for b in ("le", "lt") if b in bounds), None)
     if low and high:
-        return f"in {low[0]}{low[1]}, {high[0]}{high[1]}"
-    if low and low[0] == "[":
-        return "0 or more" if low[1] == 0 else f"at least {low[1]}"
-    if low:
-        return "positive" if low[1] == 0 else f"greater than {low[1]}"
-    return f"at most {high[0]}" if high[1] == "]" else f"less than {high[0]}"
+        return f"in {'[' if low == 'ge' else '('}{bounds[low]}, {bounds[high]}{']' if high == 'le' else ')'}"
+    if low and bounds[low] == 0:
+        return "0 or more" if low == "ge" else "positive"
+    return f"{BOUNDS[low or high]} {bounds[low or high]}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,7 +171,7 @@ def describe_params(cls: type) -> list[dict]:
 
 def describe_schema(schema: Mapping) -> list[dict]:
     """One row per parameter (name, type, bounds, default, required, help) of a JSON Schema."""
-    return [{"name": name, "type": schema_type(prop, schema), "bounds": schema_bounds(prop),
+    return [{"name": name, "type": schema_type(prop), "bounds": schema_bounds(prop),
              "default": prop.get("default"), "required": name in schema.get("required", ()),
              "help": prop.get("description", "")} for name, prop in schema.get("properties", {}).items()]
 
@@ -199,15 +186,14 @@ def schema_bounds(prop: Mapping) -> str:
     return ""
 
 
-def schema_type(prop: Mapping, root: Mapping) -> str:
+def schema_type(prop: Mapping) -> str:
     """A property's type in a few words: ``int``, ``str or null``, ``'a' | 'b'``, ``list of int``."""
     if "$ref" in prop:
         return "mapping"
     if "enum" in prop or "const" in prop:
         return " | ".join(map(repr, prop.get("enum", [prop.get("const")])))
     if "anyOf" in prop:
-        parts = [schema_type(p, root) for p in prop["anyOf"]]
-        return " or ".join([p for p in parts if p != "null"] + ["null"] * ("null" in parts))
+        return " or ".join(schema_type(p) for p in prop["anyOf"])  # in the declared order: int or null
     names = {"integer": "int", "number": "float", "string": "str", "boolean": "bool", "array": "list",
              "object": "mapping", "null": "null"}
     items = prop.get("items", {}).get("type")

@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 from . import config as cfg
 from .atomic import sha256_file
 from .content import Content
-from .errors import AigcError, CheckpointError, ConfigError, QualityGateError, UsageError
+from .errors import AigcError, CheckpointError, ConfigError, QualityGateError, UsageError, first_line
 from .inference import Inference, check_num_samples, check_seed, options_dict
 from .plugins import get_registry
 from .ranks import launcher_rank
@@ -287,9 +287,9 @@ class Pipeline:
             try:
                 summary = training.fit(source, generator, self.train, seed=self.seed, rundir=self.rundir,
                                        resume=resumable, preview=preview)
-            except MisconfigurationException as exc:  # a train setting this generator cannot take (clipping
-                text = str(exc).strip()                 # with manual optimisation): known only once it is built
-                raise ConfigError("train", text.splitlines()[0] if text else type(exc).__name__) from None
+            except MisconfigurationException as exc:
+                # a train setting this generator cannot take (clipping with manual optimisation): known once it is built
+                raise ConfigError("train", first_line(exc)) from None
         except BaseException:
             if launcher_rank() == 0 and self._fresh_state:
                 try:
@@ -319,8 +319,7 @@ class Pipeline:
         try:
             pl.Trainer(**kwargs)
         except Exception as exc:  # Lightning's own checks: MisconfigurationException, ValueError...
-            text = str(exc).strip()
-            raise ConfigError("train", text.splitlines()[0] if text else type(exc).__name__) from None
+            raise ConfigError("train", first_line(exc)) from None
 
     def load_generator(self):
         """Load the trained generator from model/, verified against the manifest's sha256."""

@@ -15,7 +15,6 @@ skipped; the rest keep working. That includes a plugin raising ``SystemExit`` at
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 import re
@@ -27,7 +26,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import PluginError, did_you_mean
 from .registry import KINDS, PluginInfo, Registry
 
 ENTRY_POINT_GROUP = "aigc"
@@ -101,8 +100,7 @@ def load_plugins() -> Registry:
     if selected:
         known = {ep.name for ep in entry_points} | {ep.dist.name for ep in entry_points if ep.dist}
         for name in sorted(selected - known - {BUILTIN_NAME}):
-            close = difflib.get_close_matches(name, sorted(known), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(name, sorted(known))
             registry.problems.append(f"AIGC_LOAD_PLUGINS names {name!r}, which is not an installed plugin{hint} "
                                      f"(installed: {', '.join(sorted(known)) or 'none'})")
     for ep in entry_points:
@@ -196,9 +194,7 @@ def _hook_problems(pm: pluggy.PluginManager, module: Any) -> list[str]:
         if spec is None:
             if opts.get("optionalhook"):
                 continue
-            close = difflib.get_close_matches(hook_name, list(HOOKS.values()), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(f"implements unknown hook {hook_name!r}{hint}")
+            problems.append(f"implements unknown hook {hook_name!r}{did_you_mean(hook_name, HOOKS.values())}")
             continue
         try:
             params = inspect.signature(func).parameters

@@ -6,13 +6,12 @@ imports none of their code beyond the hook module.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from .modalities import add_modality, known_modalities
-from .errors import ConfigError, PluginError
+from .errors import ConfigError, PluginError, did_you_mean
 from .plugin_api import FROM_V1, dataclass_params
 
 KINDS = ("data_source", "generator", "postprocessor", "metric", "exporter")
@@ -188,8 +187,7 @@ class Registry:
             )
         if not entries:
             known = self.names(kind)
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(name, known)
             listing = ", ".join(known) if known else "none installed"
             raise ConfigError(key, f"unknown {label} {name!r}{hint} (known: {listing})")
         if modality is None:

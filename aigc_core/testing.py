@@ -37,7 +37,7 @@ import numpy as np
 from .params import build_params, describe_params, is_params_class
 from .content import Content, Item
 from .modalities import known_modalities
-from .errors import AigcError, CheckpointError
+from .errors import AigcError, CheckpointError, first_line
 
 GENERATOR_CHECKS = ("modality", "params", "train-step", "output", "metadata", "same-seed", "empty", "round-trip")
 POSTPROCESSOR_CHECKS = ("params", "output", "metadata", "drops", "deterministic", "no-mutation", "empty")
@@ -111,7 +111,7 @@ class _Contract:
         except ContractFailure:
             raise
         except Exception as exc:  # the component raised: that is the failure of this check
-            return f"raised {type(exc).__name__}: {_first_line(exc)}"
+            return f"raised {type(exc).__name__}: {first_line(exc)}"
         return None
 
 
@@ -125,7 +125,7 @@ def _check_params_class(params_cls: Any, what: str, values: Mapping | None) -> A
     try:
         described = describe_params(params_cls)
     except Exception as exc:
-        raise _Fail(f"{what} cannot be described: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise _Fail(f"{what} cannot be described: {type(exc).__name__}: {first_line(exc)}") from None
     try:
         instance = build_params(params_cls, values or {}, what)
     except AigcError as exc:
@@ -396,7 +396,7 @@ class GeneratorContract(_Contract):
             pass
         except Exception as exc:
             raise _Fail(f"load_artifact() of an empty directory raised {type(exc).__name__} "
-                        f"({_first_line(exc)}), expected aigc_core.CheckpointError naming the file") from None
+                        f"({first_line(exc)}), expected aigc_core.CheckpointError naming the file") from None
         else:
             raise _Fail("load_artifact() of an empty directory succeeded; it must raise CheckpointError")
 
@@ -722,9 +722,6 @@ def _tiny_items(modality: str, n: int, seed: int, info: Mapping) -> list:
     raise ValueError(f"unknown modality {modality!r}")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 # ---------------------------------------------------------------------------------------------
 # Resuming inside an epoch

@@ -27,7 +27,7 @@ from torch.utils.data import RandomSampler
 
 from .atomic import write_bytes, write_text
 from .content import Content
-from .errors import AigcError, CheckpointError, Interrupted
+from .errors import AigcError, CheckpointError, Interrupted, first_line
 from .resume import RunCheckpoints, StopSignals, loaders_in
 from .rundir import CHECKPOINT_FILE, LOGS_DIR, RunDir
 
@@ -218,11 +218,9 @@ def load_checkpoint_file(path: Path, map_location: Any = None) -> dict:
     try:
         checkpoint = torch.load(path, map_location=map_location or "cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors ({first})") from None
+        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors ({first_line(exc)})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({first})") from None
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({first_line(exc)})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a Lightning checkpoint of this project (no state_dict)")
     return checkpoint

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from aigc_core.components import DataParams, InMemorySource, LabelledTensors
-from aigc_core.errors import DataError
+from aigc_core.errors import DataError, first_line
 from aigc_core.params import Field, ParamError, model_validator
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -158,7 +158,7 @@ class AudioFolder(AudioSource):
             try:
                 wave, rate = read_mono(path)
             except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as exc:
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                reason = first_line(exc)
                 if p.on_corrupt == "fail":
                     raise DataError(f"{path}: unreadable audio ({reason}); set data.on_corrupt=skip to skip it") from None
                 print(f"aigc: warning: skipping unreadable audio {path} ({reason})", file=sys.stderr)

@@ -26,10 +26,6 @@ class ClassifierParams(Params):
     batch_size: int = Field(128, description="batch size of classifier training")
 
 
-class FrechetParams(ClassifierParams):
-    pass
-
-
 class FeatureNet(nn.Module):
     def __init__(self, channels: int, num_classes: int, feature_dim: int):
         super().__init__()
@@ -58,7 +54,7 @@ def tensors(dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(xs), torch.as_tensor(ys)
 
 
-def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, p: FrechetParams, seed: int) -> FeatureNet:
+def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, p: ClassifierParams, seed: int) -> FeatureNet:
     g = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -108,7 +104,7 @@ def generated_images(ctx: MetricContext, n: int) -> tuple[torch.Tensor, torch.Te
 
 
 class FrechetDistance(Metric):
-    Params = FrechetParams
+    Params = ClassifierParams
 
     def compute(self, ctx: MetricContext) -> dict[str, float]:
         net, accuracy = cached_classifier(ctx, self.params)

@@ -172,28 +172,23 @@ class BlocklistParams(Params):
     def _readable(self) -> "BlocklistParams":
         if not self.path and not self.words:
             raise ParamError("path", "give a blocklist file (or words)")
-        if self.path:
-            p = Path(self.path).expanduser()
-            if not p.is_file():
-                raise ParamError("path", f"no such file: {p}")
-            try:
-                p.read_text(encoding="utf-8")
-            except (UnicodeDecodeError, OSError) as exc:
-                raise ParamError("path", f"unreadable blocklist {p} ({exc})") from None
-        self.patterns()  # compiles every entry now, so a bad regex fails at check time
+        self.patterns()  # reads the file and compiles every entry now, so a bad file or regex fails at check time
         return self
 
     def patterns(self) -> list[tuple[str, re.Pattern]]:
         flags = 0 if self.case_sensitive else re.IGNORECASE
-        entries: list[tuple[str, int | None]] = [(w, None) for w in self.words]
+        entries = [(word, "words") for word in self.words]
         if self.path:
-            lines = Path(self.path).expanduser().read_text(encoding="utf-8").splitlines()
-            entries += [(line.strip(), n) for n, line in enumerate(lines, 1)]
+            p = Path(self.path).expanduser()
+            try:
+                lines = p.read_text(encoding="utf-8").splitlines()
+            except (UnicodeDecodeError, OSError) as exc:
+                raise ParamError("path", f"unreadable blocklist {p} ({exc})" if p.is_file() else f"no such file: {p}") from None
+            entries += [(line.strip(), f"{self.path}:{n}") for n, line in enumerate(lines, 1)]
         out = []
-        for entry, line in entries:
+        for entry, where in entries:
             if not entry or entry.startswith("#"):
                 continue
-            where = f"{self.path}:{line}" if line else "words"
             if entry.startswith("re:"):
                 try:
                     out.append((entry, re.compile(entry[3:], flags)))

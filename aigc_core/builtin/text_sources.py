@@ -45,7 +45,6 @@ class TextDataset(Dataset):
 
 
 class TextParams(DataParams):
-    val_fraction: HeldOut = Field(0.1, description="share held out for validation")
     test_fraction: HeldOut = Field(0.0, description="share held out for testing and metrics")
     split_mode: Literal["contiguous", "shuffle"] = Field("contiguous", description="contiguous: cut the joined text in order; shuffle: split whole documents by seed")
     max_chars: Optional[int] = Field(None, ge=1, description="cut the corpus to this many characters (fast tests)")

@@ -109,14 +109,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     registry = get_registry()
     plugin = registry.plugins.get(args.name)
-    if plugin is not None:
-        data = {**plugin.as_dict(), "components": [component_details(c) for c in plugin.components]}
-    else:
-        matches = [c for c in registry.all_components() if c.name == args.name]
-        if not matches:
-            known = ", ".join(sorted(registry.plugins))
-            raise UsageError(f"no plugin or component named {args.name!r} (plugins: {known})")
-        data = {"components": [component_details(c) for c in matches]}
+    components = plugin.components if plugin else [c for c in registry.all_components() if c.name == args.name]
+    if plugin is None and not components:
+        raise UsageError(f"no plugin or component named {args.name!r} (plugins: {', '.join(sorted(registry.plugins))})")
+    data = {**(plugin.as_dict() if plugin else {}), "components": [component_details(c) for c in components]}
     if args.json:
         print(json.dumps(data, indent=2, default=str))
         return 0
@@ -125,7 +121,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     for c in data["components"]:
         print(f"{c['kind']} {c['name']} ({c['modality']}, plugin {c['plugin']}): {c['description']}")
         for section in ("params", "generate_options"):
-            rows = describe_schema(c[section]) if section in c else []
+            rows = describe_schema(c.get(section, {}))
             if rows:
                 print(f"  {section.replace('_', ' ')}:")
             for f in rows:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import AigcError, ConfigError
+from ..errors import AigcError, ConfigError, first_line
 from . import encoding
 from .batching import Batcher, Job, QueueFull, fresh_seeds
 from .models import RequestError, ServedModel, load_models
@@ -52,11 +52,6 @@ class StreamRequest(BaseModel):
 
 def _static(name: str) -> str:
     return resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: ServerSettings | None = None) -> FastAPI:
@@ -210,10 +205,10 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
         except RequestError:
             raise
         except AigcError as exc:
-            raise RequestError(500, f"generation failed: {_one_line(exc)}") from None
+            raise RequestError(500, f"generation failed: {first_line(exc)}") from None
         except Exception as exc:
             log.exception("generation failed for model %s", name)
-            raise RequestError(500, f"generation failed: {type(exc).__name__}: {_one_line(exc)}") from None
+            raise RequestError(500, f"generation failed: {type(exc).__name__}: {first_line(exc)}") from None
         content = result.content
         summary = {"model": name, "modality": content.modality, "seed": result.seed}
         if body.output == "files":
@@ -269,7 +264,7 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
                         break
                     post("piece", str(piece))
             except Exception as exc:
-                log.warning("stream of model %s failed: %s", name, _one_line(exc))
+                log.warning("stream of model %s failed: %s", name, first_line(exc))
                 post("error", exc)
             finally:
                 close = getattr(pieces, "close", None)
@@ -304,7 +299,7 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
                         count += 1
                         yield _sse("piece", {"text": value})
                     elif kind == "error":
-                        err = str(value) if isinstance(value, ConfigError) else _one_line(value)
+                        err = str(value) if isinstance(value, ConfigError) else first_line(value)
                         yield _sse("error", {"error": f"generation failed: {err}"})
                         return
                     else:

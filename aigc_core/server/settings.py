@@ -12,7 +12,7 @@ from ..errors import UsageError
 DEFAULT_KEY_ENV = "AIGC_API_KEY"
 
 #: Caps on generation options that plugins commonly name; they bound the work one request can
-#: ask for (the option dataclasses only say what is valid, not what a shared server affords).
+#: ask for (the options models only say what is valid, not what a shared server affords).
 DEFAULT_OPTION_CAPS = {
     "max_new_tokens": 1024,
     "max_tokens": 1024,
