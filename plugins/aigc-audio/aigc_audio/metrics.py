@@ -31,7 +31,7 @@ from aigc_core import ConfigError, MetricContext, Metric, cache_path, cached_mod
 from aigc_core import Field, Params
 
 from .features import default_n_fft
-from .model import split_tensors
+from .mel_base import split_tensors
 
 
 class AudioClassifierParams(Params):
