@@ -48,7 +48,8 @@ class MelDiffusionParams(MelParams):
     label_dropout: float = Field(0.1, ge=0, lt=1, description="share of training labels replaced by the null class (classifier-free guidance)")
     num_train_timesteps: int = Field(1000, ge=2, description="noise levels of the forward process")
     beta_schedule: Literal[denoiser.BETA_SCHEDULES] = Field("squaredcos_cap_v2", description="noise schedule: linear, scaled_linear, squaredcos_cap_v2, sigmoid")
-    prediction_type: Literal["epsilon", "v_prediction"] = Field("epsilon", description="what the U-Net predicts")
+    prediction_type: Literal["epsilon", "v_prediction"] = Field("v_prediction", description=(
+        "what the U-Net predicts; with epsilon, samples lost the spectrogram's mean level (docs/audio.md)"))
     ema_decay: float = Field(0.999, ge=0, lt=1, description="0 turns the EMA copy off")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")

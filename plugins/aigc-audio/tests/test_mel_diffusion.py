@@ -1,8 +1,9 @@
 """mel-diffusion through the real pipeline: one tiny run (debug U-Net, synth notes) per module.
 
-Class content is read off the clip itself: the "square" notes carry odd harmonics up the
-spectrum, the "sine" notes one line, so the share of energy above the note's fundamental band
-tells the two apart without a trained classifier.
+Class content is read off the clip itself: a "square" note spreads its energy over odd
+harmonics up the spectrum, a "sine" note holds it in one mel band, so the entropy of each loud
+frame's energy over the mel bands tells the two apart without a trained classifier (real test
+notes: about 0.8 for sines, 1.3 for squares; an untrained model's noise: about 2.9).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from aigc_audio.mel_base import split_tensors
 FAST = {"num_inference_steps": 4, "batch_size": 4}
 
 
-def config(out: Path, epochs: int = 12, **generator) -> dict:
+def config(out: Path, epochs: int = 40, **generator) -> dict:
     return {
         "name": "mel-diffusion-tiny",
         "seed": 0,
@@ -63,11 +64,14 @@ def losses(run_dir: Path) -> list[float]:
         return [float(r["loss"]) for r in csv.DictReader(f) if r.get("loss")]
 
 
-def upper_share(wave: np.ndarray, rate: int = 8000) -> float:
-    """Share of spectral energy above 1 kHz: high for square notes (odd harmonics), low for sines."""
-    spectrum = np.abs(np.fft.rfft(wave)) ** 2
-    freqs = np.fft.rfftfreq(len(wave), 1 / rate)
-    return float(spectrum[freqs > 1000].sum() / max(spectrum.sum(), 1e-12))
+def band_spread(gen, waves) -> float:
+    """Median over clips of the entropy of the loud frames' energy across mel bands."""
+    mel = gen.features.log_mel(torch.as_tensor(np.stack(waves)))
+    p = torch.softmax(mel, dim=1)
+    entropy = -(p * p.clamp_min(1e-12).log()).sum(1)
+    loudness = mel.logsumexp(1)
+    loud = (loudness > loudness.amax(1, keepdim=True) - 3).float()
+    return float(((entropy * loud).sum(1) / loud.sum(1)).median())
 
 
 def test_loss_falls_on_a_tiny_synthetic_set(run):
@@ -87,9 +91,9 @@ def test_loss_falls_on_a_tiny_synthetic_set(run):
 
 def test_guidance_makes_clips_follow_their_label(run):
     gen = run[0].generator
-    sine = [upper_share(i.data) for i in gen.generate(8, seed=3, label="sine", guidance_scale=3.0, **FAST)]
-    square = [upper_share(i.data) for i in gen.generate(8, seed=3, label="square", guidance_scale=3.0, **FAST)]
-    assert np.median(square) > 2 * np.median(sine), (sine, square)
+    sine = band_spread(gen, [i.data for i in gen.generate(8, seed=3, label="sine", guidance_scale=3.0, **FAST)])
+    square = band_spread(gen, [i.data for i in gen.generate(8, seed=3, label="square", guidance_scale=3.0, **FAST)])
+    assert square > sine + 0.3 and sine < 2.0, (sine, square)
     # guidance 0 is the unconditional model: the asked label no longer changes a clip
     a = gen.generate(2, seed=3, label="sine", guidance_scale=0.0, **FAST)
     b = gen.generate(2, seed=3, label="square", guidance_scale=0.0, **FAST)
