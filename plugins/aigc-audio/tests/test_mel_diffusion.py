@@ -9,6 +9,7 @@ notes: about 0.8 for sines, 1.3 for squares; an untrained model's noise: about 2
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -126,11 +127,16 @@ def test_save_and_load_round_trip_gives_the_same_clips(run):
         MelDiffusion.load_artifact(run_dir / "model", params)
 
 
-def test_without_a_vocoder_griffin_lim_with_a_one_line_notice(base, capfd):
-    run_dir = Pipeline.from_config(config(base / "notice", epochs=1)).run()
+def test_without_a_vocoder_griffin_lim_with_a_one_line_notice_and_the_honest_metric(base, capfd):
+    cfg = config(base / "notice", epochs=1)
+    cfg["metrics"] = [{"name": "audio-classifier", "num_samples": 10, "classifier_epochs": 1}]
+    run_dir = Pipeline.from_config(cfg).run()
     notices = [line for line in capfd.readouterr().err.splitlines() if "Griffin-Lim" in line]
     assert len(notices) == 1 and "mel-diffusion" in notices[0] and "generator.vocoder" in notices[0]
     assert len(list((run_dir / "outputs").glob("*.wav"))) == 2
+    # the metric scores a generator without a temperature option (it passes that only to the VAE)
+    scores = json.loads((run_dir / "manifest.json").read_text())["metrics"]["audio-classifier"]
+    assert 0.0 <= scores["accuracy_generated"] <= 1.0 and np.isfinite(scores["fd_generated"])
 
 
 @pytest.mark.parametrize("values,key", [
