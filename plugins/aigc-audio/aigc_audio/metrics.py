@@ -31,7 +31,7 @@ from aigc_core import ConfigError, MetricContext, Metric, cache_path, cached_mod
 from aigc_core import Field, Params
 
 from .features import default_n_fft
-from .model import split_tensors
+from .mel_base import split_tensors
 
 
 class AudioClassifierParams(Params):
@@ -39,7 +39,7 @@ class AudioClassifierParams(Params):
     embedding_dim: int = Field(64, ge=2, description="width of the classifier's embedding (the Fréchet space)")
     classifier_epochs: int = Field(12, ge=0, description="epochs of classifier training (cached per data set)")
     batch_size: int = Field(64, ge=1, description="batch size of classifier training and scoring")
-    temperature: float = Field(1.0, description="passed to generate for the scored clips")
+    temperature: float = Field(1.0, description="passed to generate for the scored clips (generators with that option)")
     classifier_split: Literal["val", "train"] = Field("val", description="train the classifier here; \"train\" is the generator's own (flattering)")
 
 
@@ -143,7 +143,9 @@ class AudioClassifierScore(Metric):
         n = min(self.params.num_samples, half)
         if n < 2:
             raise ValueError("audio-classifier: the test split needs at least four clips (data.test_fraction)")
-        generated = ctx.generate(n, seed=ctx.seed + 1, temperature=self.params.temperature)
+        # temperature is a VAE's option; a diffusion model has none and samples with its run's options
+        extra = {"temperature": self.params.temperature} if "temperature" in gen.GenerateOptions.model_fields else {}
+        generated = ctx.generate(n, seed=ctx.seed + 1, **extra)
         length = info["num_samples"]
         x_gen = torch.from_numpy(np.stack([_fit(np.asarray(i.data, np.float32), length) for i in generated.items]))
         asked = np.array([int(i.meta["label"]) for i in generated.items])

@@ -10,59 +10,29 @@ docs/audio.md argues why a VAE rather than a GAN.
 
 from __future__ import annotations
 
-import math
 from typing import Literal, Optional
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, check_cancelled, sample_seed
-from aigc_core import Field, Params, field_validator
+from aigc_core import CheckpointError, Content, check_cancelled, sample_seed
+from aigc_core import Field, Params
 
-from .features import MelFeatures, default_n_fft
-from .vocoder import VocoderNet, griffin_lim_notice, load_vocoder_run, saved_params
+from .mel_base import MelGenerator, MelParams, split_tensors  # noqa: F401 (split_tensors: imported from here too)
 
 SIZES = {"debug": (4, 8), "small": (16, 16), "base": (32, 32)}  # width, latent
 
 
-def split_tensors(dataset, limit: int | None = None):
-    """Waveforms and labels of a split as two tensors, from any audio source: the core's sources
-    hold them as ``waves``/``labels``; others are read item by item (``(waveform, label)``)."""
-    if hasattr(dataset, "waves") and hasattr(dataset, "labels"):
-        return dataset.waves[:limit], dataset.labels[:limit]
-    count = len(dataset) if limit is None else min(limit, len(dataset))
-    pairs = [dataset[i] for i in range(count)]
-    if not pairs:
-        return torch.zeros(0, 0), torch.zeros(0, dtype=torch.long)
-    waves = torch.stack([torch.as_tensor(w, dtype=torch.float32) for w, _ in pairs])
-    labels = torch.as_tensor([int(y) for _, y in pairs], dtype=torch.long)
-    return waves, labels
-
-
-class MelVAEParams(Params):
+class MelVAEParams(MelParams):
     size: Literal["debug", "small", "base"] = Field("small", description="preset sizes; debug is for fast tests")
     latent_dim: Optional[int] = Field(None, ge=1, description="default from size: 8 / 16 / 32")
     width: Optional[int] = Field(None, ge=1, description="channels of the first convolution; default from size: 4 / 16 / 32")
-    sample_rate: Optional[int] = Field(None, ge=1000, le=192000, description="default: the data's; set it to insist on one")
-    n_mels: int = Field(64, ge=8, multiple_of=8, description="mel bands of the spectrogram")
-    n_fft: Optional[int] = Field(None, ge=16, description="default: about 64 ms at the sample rate")
-    hop_length: Optional[int] = Field(None, ge=1, description="default: n_fft / 4")
-    griffin_lim_iters: int = Field(32, ge=1, description="Griffin-Lim iterations when turning spectrograms back into sound")
     kl_weight: float = Field(4.0, ge=0, description="at 1 the latent carried the class and prior samples lost it (docs/benchmarks.md)")
     kl_warmup_steps: int = Field(300, ge=0, description="the KL weight ramps up from 0, so early steps learn to reconstruct")
     prior: Literal["standard", "class"] = Field("standard", description=(
         "sample z from N(0, I), or from a Gaussian per class fitted to the training clips' codes after training"))
     lr: float = Field(1e-3, gt=0, description="learning rate (Adam)")
-    vocoder: Optional[str] = Field(None, description="a finished mel-vocoder run directory (e.g. runs/vocoder-fsdd); none: Griffin-Lim")
-
-    @field_validator("vocoder")
-    @classmethod
-    def _names_a_run(cls, vocoder: Optional[str]) -> Optional[str]:
-        if vocoder is not None and not vocoder.strip():
-            raise ValueError("must name a mel-vocoder run directory, or be left out")
-        return vocoder
 
     @property
     def channels(self) -> int:
@@ -117,97 +87,24 @@ class Decoder(nn.Module):
         return self.body(h)
 
 
-class MelVAE(Generator):
-    modality = "audio"
-    shards = True
+class MelVAE(MelGenerator):
+    generator_name = "mel-vae"
+    frame_multiple = 8  # three stride-2 convolutions
     Params = MelVAEParams
     GenerateOptions = MelVAEOptions
 
     def __init__(self, params: MelVAEParams, info: dict):
         super().__init__(params, info)
-        self.sample_rate = int(info["sample_rate"])
-        self.num_samples = int(info["num_samples"])
-        self.classes = [str(c) for c in (info.get("classes") or ["all"])]
-        self.num_classes = max(1, int(info.get("num_classes") or 1))
-        n_fft = params.n_fft or default_n_fft(self.sample_rate)
-        hop = params.hop_length or n_fft // 4
-        try:
-            self.features = MelFeatures(self.sample_rate, params.n_mels, n_fft, hop, params.griffin_lim_iters)
-        except ValueError as exc:
-            raise ConfigError("generator." + str(exc).split(":")[0], str(exc).split(": ", 1)[1]) from None
-        self.frames = self.features.frames(self.num_samples)
-        self.padded_frames = int(math.ceil(self.frames / 8) * 8)
         grid = (params.n_mels // 8, self.padded_frames // 8)
         self.encoder = Encoder(params.channels, params.latent, grid, self.num_classes)
         self.decoder = Decoder(params.channels, params.latent, grid, self.num_classes)
-        # the training set's log-mel mean and spread: fitted preprocessing, saved with the weights
-        self.register_buffer("norm", torch.tensor([0.0, 1.0]))
         # the prior samples are drawn from: mean and Cholesky factor per class (N(0, I) until fitted)
         self.register_buffer("prior_mean", torch.zeros(self.num_classes, params.latent))
         self.register_buffer("prior_scale", torch.eye(params.latent).repeat(self.num_classes, 1, 1))
-        # a vocoder recorded in the checkpoint's info is rebuilt here; its weights come with the state
-        self.vocoder: VocoderNet | None = None
-        if info.get("vocoder"):
-            self._set_vocoder(VocoderNet(saved_params(info["vocoder"]["params"])), info["vocoder"])
-        self._noticed = False
 
-    def mel_settings(self) -> dict:
-        return {"sample_rate": self.sample_rate, "n_mels": self.params.n_mels, "n_fft": self.features.n_fft,
-                "hop_length": self.features.hop_length}
-
-    def _set_vocoder(self, net: VocoderNet, record: dict) -> None:
-        for p in net.parameters():
-            p.requires_grad_(False)  # trained elsewhere; the VAE's optimiser never sees it
-        self.vocoder = net.eval()
-        self.info["vocoder"] = record
-
-    def attach_vocoder(self, run_dir: str) -> None:
-        """Load a finished mel-vocoder run (checked against this model's mel settings) and use it."""
-        net, record = load_vocoder_run(run_dir, self.mel_settings())
-        self._set_vocoder(net, record)
-
-    # -- construction -------------------------------------------------------------------------
-    @classmethod
-    def build(cls, params: MelVAEParams, source, workdir) -> "MelVAE":
-        info = source.info
-        if params.sample_rate is not None and params.sample_rate != info["sample_rate"]:
-            raise ConfigError("generator.sample_rate", f"is {params.sample_rate} Hz but the data source gives "
-                              f"{info['sample_rate']} Hz (set data.sample_rate to match)")
-        model = cls(params, info)
-        if params.vocoder:
-            model.attach_vocoder(params.vocoder)
-        waves, _ = split_tensors(source.split("train"), limit=512)
-        with torch.no_grad():
-            mel = model.features.log_mel(waves)
-        model.norm.copy_(torch.stack([mel.mean(), mel.std().clamp_min(1e-3)]))
-        return model
-
-    @classmethod
-    def load_artifact(cls, directory, params: MelVAEParams, info: dict | None = None) -> "MelVAE":
-        model = super().load_artifact(directory, params, info)
-        if params.vocoder and model.vocoder is None:
-            model.attach_vocoder(params.vocoder)  # a vocoder trained after this model: use it from now on
-        if params.sample_rate is not None and params.sample_rate != model.sample_rate:
-            raise ConfigError("generator.sample_rate", f"is {params.sample_rate} Hz but the checkpoint in "
-                              f"{directory} was trained at {model.sample_rate} Hz")
-        return model
-
-    # -- features -----------------------------------------------------------------------------
-    def encode_input(self, wave: torch.Tensor) -> torch.Tensor:
-        """(B, samples) waveform -> (B, 1, n_mels, padded frames) normalised log-mel."""
-        mel = (self.features.log_mel(wave) - self.norm[0]) / self.norm[1]
-        pad = self.padded_frames - mel.shape[-1]
-        mel = F.pad(mel, (0, pad), value=float(((math.log(1e-5)) - self.norm[0]) / self.norm[1]))
-        return mel.unsqueeze(1)
-
-    def to_wave(self, x: torch.Tensor) -> torch.Tensor:
-        mel = x[:, 0, :, : self.frames] * self.norm[1] + self.norm[0]
-        if self.vocoder is not None:
-            return self.vocoder.vocode(mel, self.num_samples)
-        if not self._noticed:
-            self._noticed = True
-            griffin_lim_notice("mel-vae")
-        return self.features.invert(mel, self.num_samples)
+    def normalisation(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """The training set's log-mel mean and spread."""
+        return torch.stack([log_mel.mean(), log_mel.std().clamp_min(1e-3)])
 
     # -- training -----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, y: torch.Tensor):
@@ -275,18 +172,6 @@ class MelVAE(Generator):
         return torch.optim.Adam(list(self.encoder.parameters()) + list(self.decoder.parameters()), lr=self.params.lr)
 
     # -- generation ---------------------------------------------------------------------------
-    def label_index(self, label) -> int:
-        """A class name, or failing that an index; anything else names the option at fault."""
-        text = str(label)
-        if text in self.classes:
-            return self.classes.index(text)
-        if isinstance(label, int) or text.lstrip("-").isdigit():
-            index = int(text)
-            if 0 <= index < self.num_classes:
-                return index
-        shown = ", ".join(self.classes[:12]) + (", ..." if len(self.classes) > 12 else "")
-        raise ConfigError("generate.label", f"{label!r} is not a class this model was trained on (classes: {shown})")
-
     def latents(self, n: int, seed: int, start: int = 0) -> torch.Tensor:
         """Sample i's noise depends on (seed, i) alone, so batching cannot change a sample."""
         out = torch.empty(n, self.params.latent)
@@ -302,7 +187,7 @@ class MelVAE(Generator):
         fixed = self.label_index(label) if label is not None else None
         was_training = self.training
         self.eval()
-        items: list[Item] = []
+        items = []
         try:
             for lo in range(0, n, batch_size):
                 check_cancelled()  # a server that gave up on this request stops it here
@@ -316,15 +201,7 @@ class MelVAE(Generator):
                 # and Griffin-Lim would amplify that into different bytes on another shard layout
                 mel = torch.cat([self.decoder(z[i:i + 1], y[i:i + 1]) for i in range(len(z))]).float()
                 waves = self.to_wave(mel).cpu().numpy()
-                for j, wave in enumerate(waves):
-                    wave = np.nan_to_num(wave.astype(np.float32))
-                    peak = float(np.abs(wave).max())
-                    if peak > 0.99:  # keep the promise of [-1, 1] without clipping
-                        wave = wave * np.float32(0.99 / peak)
-                    k = int(labels[j])
-                    meta = {"index": start + lo + j, "seed": seed, "sample_seed": sample_seed(seed, start + lo + j),
-                            "sample_rate": self.sample_rate, "label": k, "class": self.classes[k]}
-                    items.append(Item(wave, meta))
+                items += [self.clip_item(wave, start + lo + j, seed, int(labels[j])) for j, wave in enumerate(waves)]
         finally:
             self.train(was_training)
         return Content("audio", items)
@@ -339,6 +216,3 @@ class MelVAE(Generator):
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
             raise CheckpointError(f"checkpoint does not fit this mel-vae (size, n_mels, n_fft or classes differ): {first}") from None
-
-    def neural_vocoder(self) -> VocoderNet | None:
-        return self.vocoder

@@ -5,6 +5,8 @@ from aigc_core import hookimpl
 def aigc_register_generators(register):
     register("mel-vae", "aigc_audio.model:MelVAE", modality="audio",
              description="Class-conditional VAE of log-mel spectrograms, vocoded by a trained mel-vocoder or Griffin-Lim")
+    register("mel-diffusion", "aigc_audio.diffusion:MelDiffusion", modality="audio",
+             description="Class-conditional diffusion (diffusers U-Net) of log-mel spectrograms: guidance, DDIM/DPM-Solver, EMA")
     register("mel-vocoder", "aigc_audio.vocoder:MelVocoder", modality="audio",
              description="HiFi-GAN-style neural vocoder (log-mel to waveform) for spectrogram generators")
 

@@ -281,7 +281,7 @@ class MelVocoder(Generator):
 
     @classmethod
     def build(cls, params: MelVocoderParams, source, workdir) -> "MelVocoder":
-        from .model import split_tensors
+        from .mel_base import split_tensors
 
         info = source.info
         if params.sample_rate is not None and params.sample_rate != info["sample_rate"]:
@@ -404,7 +404,7 @@ class MelVocoder(Generator):
     @torch.no_grad()
     def generate(self, n: int, seed: int = 0, split: str = "test", data_source=None, start: int = 0) -> Content:
         """Re-synthesis of real clips from their own mel spectrograms: what a vocoder alone can make."""
-        from .model import split_tensors
+        from .mel_base import split_tensors
 
         if data_source is None:  # a preview during training: the Trainer's data
             data_source = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None

@@ -1,10 +1,11 @@
-"""MelVAE against the aigc contract, through the core's test-kit (as every plugin does)."""
+"""MelVAE and MelDiffusion against the aigc contract, through the core's test-kit (as every plugin does)."""
 
 import pytest
 
 from aigc_core.testing import GENERATOR_CHECKS, GeneratorContract, check_registrations
 
 import aigc_audio.plugin
+from aigc_audio.diffusion import MelDiffusion
 from aigc_audio.model import MelVAE
 
 
@@ -32,3 +33,15 @@ def test_registrations():
 @pytest.mark.parametrize("check", GENERATOR_CHECKS)
 def test_contract(contract, check):
     contract.check(check)
+
+
+@pytest.fixture(scope="module")
+def diffusion_contract(tmp_path_factory):
+    return GeneratorContract(MelDiffusion, synth_notes(), params={"size": "debug", "griffin_lim_iters": 4},
+                             options={"num_inference_steps": 3, "batch_size": 4},
+                             workdir=tmp_path_factory.mktemp("mel-diffusion-contract"), modality="audio")
+
+
+@pytest.mark.parametrize("check", GENERATOR_CHECKS)
+def test_mel_diffusion_contract(diffusion_contract, check):
+    diffusion_contract.check(check)

@@ -8,20 +8,23 @@ image in ``num_inference_steps`` steps, with the EMA copy of the U-Net.
 
 Everything random in sampling (the starting noise and the noise that stochastic schedulers add
 at each step) comes from one ``torch.Generator`` per sample seeded with ``sample_seed(seed, i)``.
+The diffusion itself (U-Net, loss, EMA, guided sampling loop) is ``aigc_diffusion.denoiser``,
+shared with spectrogram generators; this module adds what is particular to images.
 """
 
 from __future__ import annotations
 
 import copy
-import inspect
 from typing import Callable, Literal, Optional
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
-from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, report_progress, sample_seed, torch_generator
+from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, sample_seed
 from aigc_core import Field, Params, field_validator
+
+from . import denoiser
+from .denoiser import BETA_SCHEDULES, NORM_GROUPS, SCHEDULERS, scheduler_class  # noqa: F401 (names users import)
 
 #: size -> (channels per U-Net level, resnet layers per level, self-attention in the middle block).
 #: ``base_channels: 8`` with ``small`` is the lean CPU net: (8, 16, 32) costs ~17 M multiply-adds per
@@ -32,11 +35,6 @@ SIZES = {
     "small": ((16, 32, 64), 1, True),
     "base": ((64, 128, 256), 2, True),
 }
-#: short names for the schedulers people mean; any diffusers scheduler class name works too
-SCHEDULERS = {"ddim": "DDIMScheduler", "dpm-solver": "DPMSolverMultistepScheduler", "ddpm": "DDPMScheduler"}
-BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
-NORM_GROUPS = 8
-SAMPLER_SETTINGS = {"timestep_spacing": "trailing", "thresholding": True, "sample_max_value": 1.0}
 
 
 class DDPMParams(Params):
@@ -74,21 +72,6 @@ class DDPMOptions(Params):
         return name
 
 
-def scheduler_class(name: str) -> type:
-    """The diffusers scheduler called ``name`` (a short name or a class name), or ValueError."""
-    target = SCHEDULERS.get(name, name)
-    known = ", ".join(SCHEDULERS)
-    if not target.endswith("Scheduler") or not target.isidentifier():
-        raise ValueError(f"unknown scheduler {name!r}; use {known} or a diffusers scheduler class name")
-    import diffusers
-
-    cls = getattr(diffusers, target, None)
-    if not isinstance(cls, type) or not hasattr(cls, "from_config"):
-        raise ValueError(f"scheduler: diffusers {diffusers.__version__} has no scheduler {name!r}; "
-                         f"use {known} or a diffusers scheduler class name")
-    return cls
-
-
 def unet_levels(size: str) -> int:
     return len(SIZES[size][0])
 
@@ -101,30 +84,18 @@ class DDPM(Generator):
 
     def __init__(self, params: DDPMParams, info: dict):
         super().__init__(params, info)
-        from diffusers import DDPMScheduler, UNet2DModel
-
         channels, height, width = info["shape"]
-        levels = unet_levels(params.size)
-        step = 2 ** (levels - 1)  # the U-Net halves the image levels-1 times and must double back exactly
+        step = denoiser.side_multiple(unet_levels(params.size))
         if height % step or width % step:
             raise ConfigError("data.image_size", f"ddpm size {params.size!r} needs image sides divisible by {step}, "
                                                  f"got {height}x{width}")
         classes = int(info.get("num_classes") or 0)
         self.num_classes = classes if params.conditional and classes > 1 else 0
         _, layers, attention = SIZES[params.size]
-        widths = params.channels
-        self.unet = UNet2DModel(
-            sample_size=(height, width), in_channels=channels, out_channels=channels,
-            block_out_channels=widths, layers_per_block=layers, norm_num_groups=NORM_GROUPS,
-            down_block_types=("DownBlock2D",) * levels, up_block_types=("UpBlock2D",) * levels,
-            add_attention=attention, attention_head_dim=8,
-            # one embedding more than classes: the null class that guidance contrasts with
-            num_class_embeds=self.num_classes + 1 if self.num_classes else None,
-        )
+        self.unet = denoiser.build_unet((channels, height, width), params.channels, layers, attention, self.num_classes)
         self.unet_ema = copy.deepcopy(self.unet).requires_grad_(False) if params.ema_decay > 0 else None
-        self.noise_scheduler = DDPMScheduler(num_train_timesteps=params.num_train_timesteps,
-                                             beta_schedule=params.beta_schedule,
-                                             prediction_type=params.prediction_type, clip_sample=True)
+        self.noise_scheduler = denoiser.noise_schedule(params.num_train_timesteps, params.beta_schedule,
+                                                       params.prediction_type)
 
     # -- training -----------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -133,21 +104,10 @@ class DDPM(Generator):
     def diffusion_loss(self, x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator | None = None,
                        drop: float = 0.0) -> torch.Tensor:
         """Noise-prediction loss of a batch in [0, 1], at random noise levels."""
-        x = x * 2.0 - 1.0  # the model's own scale: data in [0, 1], diffusion in [-1, 1]
-        n = x.shape[0]
-        noise = torch.randn(x.shape, generator=generator).to(x)
-        t = torch.randint(0, self.params.num_train_timesteps, (n,), generator=generator).to(x.device)
-        labels = None
-        if self.num_classes:
-            labels = y.long()
-            if drop > 0:
-                dropped = torch.rand(n, generator=generator).to(x.device) < drop
-                labels = torch.where(dropped, torch.full_like(labels, self.num_classes), labels)
-        noisy = self.noise_scheduler.add_noise(x, noise, t)
-        pred = self.unet(noisy, t, class_labels=labels).sample
-        target = noise if self.params.prediction_type == "epsilon" else \
-            self.noise_scheduler.get_velocity(x, noise, t)
-        return F.mse_loss(pred, target)
+        labels = y.long() if self.num_classes else None
+        # the model's own scale: data in [0, 1], diffusion in [-1, 1]
+        return denoiser.denoising_loss(self.unet, self.noise_scheduler, x * 2.0 - 1.0, labels, self.num_classes,
+                                       generator=generator, drop=drop)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -156,7 +116,7 @@ class DDPM(Generator):
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        self._update_ema()
+        denoiser.update_ema(self.unet_ema, self.unet, self.params.ema_decay, self.global_step)
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
@@ -164,57 +124,17 @@ class DDPM(Generator):
         g = torch.Generator().manual_seed(batch_idx)
         self.log("val_loss", self.diffusion_loss(x, y, generator=g), batch_size=x.shape[0])
 
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        if self.unet_ema is None:
-            return
-        # warm start: early on the EMA follows closely, so short runs still sample well
-        decay = min(self.params.ema_decay, (1 + self.global_step) / (10 + self.global_step))
-        for ema_p, p in zip(self.unet_ema.parameters(), self.unet.parameters()):
-            ema_p.lerp_(p, 1.0 - decay)
-
     # -- generation ---------------------------------------------------------------------------
     def make_scheduler(self, name: str, steps: int):
-        try:
-            cls = scheduler_class(name)
-        except ValueError as exc:
-            raise ConfigError("generate.scheduler", str(exc)) from None
-        if steps > self.params.num_train_timesteps:
-            raise ConfigError("generate.num_inference_steps",
-                              f"at most num_train_timesteps ({self.params.num_train_timesteps}), got {steps}")
-        compatible = {c.__name__ for c in self.noise_scheduler.compatibles} | {"DDPMScheduler"}
-        if cls.__name__ not in compatible:
-            raise ConfigError("generate.scheduler", f"{cls.__name__} cannot sample a DDPM-trained model; "
-                                                    f"compatible: {', '.join(sorted(compatible))}")
-        accepted = inspect.signature(cls.__init__).parameters
-        # "trailing" starts sampling at the last (pure-noise) level, which few-step samplers
-        # otherwise skip (grey, washed-out images); thresholding at 1 keeps a sampler's estimate
-        # of the clean image inside the data's range [-1, 1], as DDPM's clip_sample does
-        overrides = {k: v for k, v in SAMPLER_SETTINGS.items() if k in accepted}
-        scheduler = cls.from_config(self.noise_scheduler.config, **overrides)
-        scheduler.set_timesteps(steps)
-        return scheduler
-
-    def predict(self, net, x: torch.Tensor, t, labels: torch.Tensor | None, guidance_scale: float) -> torch.Tensor:
-        """The U-Net's output, pushed away from the unconditional one by ``guidance_scale``."""
-        if labels is None or guidance_scale == 1.0:
-            return net(x, t, class_labels=labels).sample
-        null = torch.full_like(labels, self.num_classes)
-        if guidance_scale == 0.0:
-            return net(x, t, class_labels=null).sample
-        both = net(torch.cat([x, x]), t, class_labels=torch.cat([labels, null])).sample
-        cond, uncond = both.chunk(2)
-        return uncond + guidance_scale * (cond - uncond)
+        return denoiser.make_sampler(self.noise_scheduler, name, steps)
 
     @torch.no_grad()
     def generate(self, n: int, seed: int = 0, num_inference_steps: int = 25, scheduler: str = "ddim",
                  guidance_scale: float = 2.0, label: Optional[int] = None, use_ema: bool = True,
                  batch_size: int = 16, start: int = 0,
                  progress: Optional[Callable[[int, int], None]] = None) -> Content:
-        """Samples ``start .. start+n-1``. Work is done in chunks aligned to multiples of
-        ``batch_size`` and padded to full size, so a sample's bytes never depend on ``n``,
-        ``start`` or how a sharded job split the range (convolution kernels differ by batch shape).
-        ``progress(done, total)`` is called after every denoising step, for callers that show it."""
+        """Samples ``start .. start+n-1``; a sample's bytes depend on ``seed`` and its index alone
+        (``denoiser.sample_chunks``). ``progress(done, total)`` is called after every denoising step."""
         if label is not None and (not self.num_classes or label >= self.num_classes):
             classes = self.num_classes or "no"
             raise ConfigError("generate.label", f"label {label} is not a class this model was trained on ({classes} classes)")
@@ -222,27 +142,16 @@ class DDPM(Generator):
         net = self.unet_ema if (use_ema and self.unet_ema is not None) else self.unet
         was_training = net.training
         net.eval()
-        shape = tuple(self.info["shape"])
         end = start + n
-        first = (start // batch_size) * batch_size
-        chunks = list(range(first, end, batch_size))
+        conditioned = self.num_classes and guidance_scale > 0
+        labels_of = None
+        if self.num_classes:
+            labels_of = (lambda idx: torch.full_like(idx, label)) if label is not None else (lambda idx: idx % self.num_classes)
         items: list[Item] = []
         try:
-            for c, lo in enumerate(chunks):
-                sampler = self.make_scheduler(scheduler, num_inference_steps)  # multistep samplers keep state
-                gens = [torch_generator(seed, i) for i in range(lo, lo + batch_size)]
-                x = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(self.device)
-                x = x * sampler.init_noise_sigma
-                labels = None
-                conditioned = self.num_classes and guidance_scale > 0
-                if self.num_classes:
-                    idx = torch.arange(lo, lo + batch_size)
-                    labels = (torch.full_like(idx, label) if label is not None else idx % self.num_classes).to(self.device)
-                for s, t in enumerate(sampler.timesteps):
-                    out = self.predict(net, sampler.scale_model_input(x, t), t, labels, guidance_scale)
-                    x = sampler.step(out, t, x, generator=gens).prev_sample
-                    (progress or report_progress)(c * len(sampler.timesteps) + s + 1,
-                                                  len(chunks) * len(sampler.timesteps))
+            for lo, x, labels in denoiser.sample_chunks(
+                    net, self.noise_scheduler, tuple(self.info["shape"]), seed, start, n, batch_size, scheduler,
+                    num_inference_steps, guidance_scale, labels_of, self.num_classes, self.device, progress):
                 images = ((x.float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0).numpy()
                 for j in range(batch_size):
                     index = lo + j
