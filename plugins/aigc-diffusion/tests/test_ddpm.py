@@ -150,7 +150,8 @@ def test_more_steps_than_noise_levels_and_incompatible_scheduler_are_config_erro
         model.generate(1, seed=0, num_inference_steps=2, scheduler="FlowMatchEulerDiscreteScheduler")
 
 
-@pytest.mark.parametrize("size,shape", [("debug", (1, 8, 8)), ("debug", (3, 16, 12)), ("small", (1, 28, 28))])
+@pytest.mark.parametrize("size,shape", [("debug", (1, 8, 8)), ("debug", (3, 16, 12)), ("small", (1, 28, 28)),
+                                        ("fast", (1, 28, 28)), ("fast", (1, 16, 16))])
 def test_any_image_shape_the_unet_takes(size, shape):
     content = make(shape, size=size).generate(2, seed=0, num_inference_steps=2, batch_size=2)
     for item in content:
@@ -158,7 +159,8 @@ def test_any_image_shape_the_unet_takes(size, shape):
         assert 0.0 <= item.data.min() and item.data.max() <= 1.0
 
 
-@pytest.mark.parametrize("size,shape,step", [("small", (1, 10, 10), 4), ("debug", (1, 7, 7), 2), ("base", (3, 30, 28), 4)])
+@pytest.mark.parametrize("size,shape,step", [("small", (1, 10, 10), 4), ("debug", (1, 7, 7), 2), ("base", (3, 30, 28), 4),
+                                                  ("fast", (1, 14, 14), 4)])
 def test_image_size_the_unet_cannot_take_names_the_key(size, shape, step):
     with pytest.raises(ConfigError, match=rf"^data\.image_size: ddpm size '{size}' needs image sides divisible by {step}"):
         make(shape, size=size)
@@ -172,6 +174,25 @@ def test_image_size_the_unet_cannot_take_names_the_key(size, shape, step):
 def test_bad_params_name_the_key(values, key):
     with pytest.raises(ConfigError, match=rf"^{key}: "):
         build_params(DDPM.Params, values, "generator")
+
+
+def test_presets_keep_their_channels_and_refuse_each_others_artifacts(tmp_path):
+    """A run records only ``size`` (and ``base_channels``), so a preset's channels are part of every
+    saved run: ``small`` must stay (16, 32, 64) for old runs to load; ``fast`` narrows the middle level."""
+    small, fast = make((1, 16, 16), classes=10, size="small"), make((1, 16, 16), classes=10, size="fast")
+    assert tuple(small.unet.config.block_out_channels) == (16, 32, 64)
+    assert tuple(fast.unet.config.block_out_channels) == (16, 16, 32)
+    assert sum(p.numel() for p in fast.unet.parameters()) < 0.5 * sum(p.numel() for p in small.unet.parameters())
+    # base_channels scales a preset; with small it is still the lean (8, 16, 32) net
+    assert tuple(make((1, 16, 16), size="small", base_channels=8).unet.config.block_out_channels) == (8, 16, 32)
+    assert tuple(make((1, 16, 16), size="fast", base_channels=32).unet.config.block_out_channels) == (32, 32, 64)
+    small.save_artifact(tmp_path / "small")
+    params = {"size": "small"}
+    reloaded = DDPM.load_artifact(tmp_path / "small", build_params(DDPM.Params, params, "generator"))
+    run = dict(num_inference_steps=2, batch_size=2)
+    assert reloaded.generate(2, seed=0, **run).items[1].data.tobytes() == small.generate(2, seed=0, **run).items[1].data.tobytes()
+    with pytest.raises(CheckpointError, match="does not fit this ddpm"):
+        DDPM.load_artifact(tmp_path / "small", build_params(DDPM.Params, {"size": "fast"}, "generator"))
 
 
 def test_artifact_holds_the_ema_weights_and_refuses_foreign_ones(tmp_path):
