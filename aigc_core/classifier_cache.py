@@ -18,12 +18,17 @@ from typing import Any, Callable, Mapping
 from .atomic import atomic_path
 
 
+#: Data parameters that change how items are batched, not which items there are.
+LOADING_ONLY = ("batch_size", "num_workers")
+
+
 def data_identity(source: Any) -> dict:
-    """What makes one data set differ from another for a cached classifier: its component, parameters and seed."""
-    params = source.params
-    if callable(getattr(params, "model_dump", None)):
-        params = params.model_dump()
-    return {"source": type(source).component_name, "data": params, "seed": source.seed}
+    """What makes one data set differ from another for a cached classifier: its component, parameters
+    and seed. How it is batched does not count: a run that only changes ``data.batch_size`` reuses the
+    classifier rather than training an identical one again."""
+    params = source.params.model_dump()
+    data = {k: v for k, v in params.items() if k not in LOADING_ONLY}
+    return {"source": type(source).component_name, "data": data, "seed": source.seed}
 
 
 def cache_path(cache_dir: str | Path, folder: str, key: Mapping[str, Any]) -> Path:

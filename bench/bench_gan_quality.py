@@ -22,7 +22,6 @@ the metrics would draw, and the main process scores them all against real featur
 (generated vs the held-out val split, floor: MNIST's test file vs val; nobody trained on either).
 ``--deadline-min`` also stops every side after that many wall-clock minutes, for a loaded machine
 where the CPU budget would not be reached in time: the CPU seconds each side got are printed.
-A ``data.batch_size`` override changes the classifier's cache key (it retrains once).
 """
 
 from __future__ import annotations

@@ -163,3 +163,17 @@ def test_classifier_cache_reuses_and_retrains_a_damaged_entry(tmp_path):
     path.write_bytes(path.read_bytes()[:20])  # torn
     cached_model(path, lambda: torch.nn.Linear(3, 2), train)
     assert len(trained) == 2 and path.is_file()
+
+
+def test_classifier_cache_key_ignores_batching_but_not_content():
+    """A run that only changes ``data.batch_size`` reuses the cached classifier; a different split
+    of the same data set is another data set and trains its own."""
+    from aigc_core import data_identity
+    from aigc_core.builtin.image_sources import SklearnDigits
+
+    def identity(**params):
+        return data_identity(SklearnDigits(build_params(SklearnDigits.Params, {"image_size": 8, **params}, "data"), seed=0))
+
+    assert identity(batch_size=16, num_workers=1) == identity(batch_size=128)
+    assert identity(val_fraction=0.2) != identity(val_fraction=0.1)
+    assert identity() != data_identity(SklearnDigits(build_params(SklearnDigits.Params, {"image_size": 8}, "data"), seed=1))
