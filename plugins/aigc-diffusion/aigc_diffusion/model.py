@@ -27,9 +27,10 @@ from aigc_core import Field, Params, field_validator
 #: Most of a CPU's sampling time goes to the full- and half-resolution levels (16-channel
 #: convolutions are the slowest per multiply-add), so ``fast`` narrows the half-resolution level:
 #: (16, 16, 32) costs ~29 M multiply-adds per 28x28 image and pass against ~70 M for ``small`` and
-#: samples ~1.2-1.8x faster (with the load), but its digits scored ~10-15% higher Fréchet distances; ``small`` stays
-#: what the configs use and keeps its channels, so its runs keep loading. ``base_channels: 8`` with
-#: ``small`` is the lean (8, 16, 32) net: ~2x faster again, clearly worse digits (docs/benchmarks.md).
+#: samples ~1.2-1.8x faster (the figure moves with the load), but its digits scored ~13% higher
+#: Fréchet distances; ``small`` stays what the configs use and keeps its channels, so its runs
+#: keep loading. ``base_channels: 8`` with ``small`` is the lean (8, 16, 32) net: ~2.4x faster
+#: than ``small``, clearly worse digits (docs/benchmarks.md).
 SIZES = {
     "debug": ((16, 32), 1, False),
     "fast": ((16, 16, 32), 1, True),
