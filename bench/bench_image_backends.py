@@ -104,20 +104,29 @@ def untrained(backend: str, shape: list[int], **overrides):
     return cls(params, {"shape": shape, "num_classes": 10}).eval()
 
 
-def speed_only(n: int, step_counts: list[int], threads: int) -> None:
+def ddpm_variant(spec: str) -> tuple[str, dict]:
+    """``SIZE`` or ``SIZE/BASE_CHANNELS`` (``small/8`` is the lean U-Net) -> label and overrides."""
+    size, _, base = spec.partition("/")
+    overrides = {"size": size, **({"base_channels": int(base)} if base else {})}
+    return f"size {size}" + (f" base_channels {base}" if base else ""), overrides
+
+
+def speed_only(n: int, step_counts: list[int], threads: int, variants: list[str]) -> None:
     rows = []
     ref = sampling_speed(untrained("dcgan", [1, 32, 32]), n, batch_size=n)
     rows.append(("dcgan 32x32 (reference)", *ref))
     rows.append(("vae 28x28", *sampling_speed(untrained("vae", [1, 28, 28]), n, batch_size=n)))
-    ddpm = untrained("ddpm", [1, 28, 28])
-    for k, scale in [(k, 1.0) for k in step_counts] + [(25, 2.0)]:
-        rows.append((f"ddpm 28x28, ddim {k} steps, guidance {scale:g}",
-                     *sampling_speed(ddpm, n, num_inference_steps=k, scheduler="ddim", guidance_scale=scale, batch_size=n)))
-    # the lean U-Net, (8, 16, 32), measured against the `small` preset (16, 32, 64) above
-    lean = untrained("ddpm", [1, 28, 28], base_channels=8)
-    for scale in (1.0, 2.0):
-        rows.append((f"ddpm 28x28 base_channels 8 (lean), ddim 25 steps, guidance {scale:g}",
-                     *sampling_speed(lean, n, num_inference_steps=25, scheduler="ddim", guidance_scale=scale, batch_size=n)))
+    config_size = sections("ddpm")[0].get("size", "small")
+    for v, spec in enumerate(variants or [config_size]):
+        label, overrides = ddpm_variant(spec)
+        ddpm = untrained("ddpm", [1, 28, 28], **overrides)
+        which = " (diffusion-mnist.yaml)" if spec == config_size else ""
+        # every step count for the first variant; the others at the target's 25 steps
+        counts = step_counts if v == 0 else [25]
+        for k, scale in [(k, 1.0) for k in counts] + [(25, 2.0)]:
+            rows.append((f"ddpm 28x28 {label}{which}, ddim {k} steps, guidance {scale:g}",
+                         *sampling_speed(ddpm, n, num_inference_steps=k, scheduler="ddim", guidance_scale=scale,
+                                         batch_size=n)))
     again = sampling_speed(untrained("dcgan", [1, 32, 32]), n, batch_size=n)  # the load may have changed
     rows.append(("dcgan 32x32 (reference, again)", *again))
     print(f"\n{n} images per measurement, batch {n}, {threads} torch thread(s)")
@@ -140,6 +149,9 @@ def main() -> None:
     parser.add_argument("--metric-samples", type=int, default=200, help="generated images per metric (frechet)")
     parser.add_argument("--steps", default="10,25,50", help="DDIM step counts at which to time DDPM sampling")
     parser.add_argument("--speed-samples", type=int, default=32, help="images per speed measurement")
+    parser.add_argument("--ddpm-sizes", default="",
+                        help="--speed-only: DDPM U-Nets to time, comma-separated SIZE or SIZE/BASE_CHANNELS "
+                             "(default: diffusion-mnist.yaml's size)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (fixed, so CPU time compares)")
     parser.add_argument("--out", default="/tmp/bench-image-backends")
     parser.add_argument("--speed-only", action="store_true",
@@ -152,7 +164,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     if args.speed_only:
-        speed_only(args.speed_samples, [int(s) for s in args.steps.split(",")], args.threads)
+        speed_only(args.speed_samples, [int(s) for s in args.steps.split(",")], args.threads,
+                   [v for v in args.ddpm_sizes.split(",") if v])
         return
     out = Path(args.out)
     metrics = [m for m in args.metrics.split(",") if m]

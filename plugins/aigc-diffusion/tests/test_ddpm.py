@@ -86,6 +86,26 @@ def test_guidance_makes_samples_follow_their_class(trained):
     assert conditional >= unguided, (unguided, conditional)
 
 
+def test_guidance_is_one_batched_pass_equal_to_the_two_pass_formula(trained):
+    """Guidance costs one U-Net call on 2n images, not two calls: same numbers as uncond + s * (cond - uncond)."""
+    calls = []
+    net = trained.unet_ema
+    handle = net.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    try:
+        g = torch.Generator().manual_seed(0)
+        x, t = torch.randn(4, 1, 8, 8, generator=g), torch.tensor(500)
+        labels = torch.tensor([0, 1, 0, 1])
+        with torch.no_grad():
+            guided = trained.predict(net, x, t, labels, 3.0)
+            assert calls == [8]
+            cond = net(x, t, class_labels=labels).sample
+            uncond = net(x, t, class_labels=torch.full_like(labels, trained.num_classes)).sample
+    finally:
+        handle.remove()
+    assert not torch.allclose(cond, uncond, atol=1e-3)  # the labels matter, so the formula is tested
+    torch.testing.assert_close(guided, uncond + 3.0 * (cond - uncond), rtol=1e-4, atol=1e-5)
+
+
 def test_samples_vary_within_a_class(trained):
     content = trained.generate(16, seed=4, label=1, num_inference_steps=20, batch_size=16)
     brightest = {int(np.argmax(i.data[0].sum(0))) for i in content}
@@ -150,7 +170,8 @@ def test_more_steps_than_noise_levels_and_incompatible_scheduler_are_config_erro
         model.generate(1, seed=0, num_inference_steps=2, scheduler="FlowMatchEulerDiscreteScheduler")
 
 
-@pytest.mark.parametrize("size,shape", [("debug", (1, 8, 8)), ("debug", (3, 16, 12)), ("small", (1, 28, 28))])
+@pytest.mark.parametrize("size,shape", [("debug", (1, 8, 8)), ("debug", (3, 16, 12)), ("small", (1, 28, 28)),
+                                        ("fast", (1, 28, 28)), ("fast", (1, 16, 16))])
 def test_any_image_shape_the_unet_takes(size, shape):
     content = make(shape, size=size).generate(2, seed=0, num_inference_steps=2, batch_size=2)
     for item in content:
@@ -158,7 +179,8 @@ def test_any_image_shape_the_unet_takes(size, shape):
         assert 0.0 <= item.data.min() and item.data.max() <= 1.0
 
 
-@pytest.mark.parametrize("size,shape,step", [("small", (1, 10, 10), 4), ("debug", (1, 7, 7), 2), ("base", (3, 30, 28), 4)])
+@pytest.mark.parametrize("size,shape,step", [("small", (1, 10, 10), 4), ("debug", (1, 7, 7), 2), ("base", (3, 30, 28), 4),
+                                                  ("fast", (1, 14, 14), 4)])
 def test_image_size_the_unet_cannot_take_names_the_key(size, shape, step):
     with pytest.raises(ConfigError, match=rf"^data\.image_size: ddpm size '{size}' needs image sides divisible by {step}"):
         make(shape, size=size)
@@ -172,6 +194,25 @@ def test_image_size_the_unet_cannot_take_names_the_key(size, shape, step):
 def test_bad_params_name_the_key(values, key):
     with pytest.raises(ConfigError, match=rf"^{key}: "):
         build_params(DDPM.Params, values, "generator")
+
+
+def test_presets_keep_their_channels_and_refuse_each_others_artifacts(tmp_path):
+    """A run records only ``size`` (and ``base_channels``), so a preset's channels are part of every
+    saved run: ``small`` must stay (16, 32, 64) for old runs to load; ``fast`` narrows the middle level."""
+    small, fast = make((1, 16, 16), classes=10, size="small"), make((1, 16, 16), classes=10, size="fast")
+    assert tuple(small.unet.config.block_out_channels) == (16, 32, 64)
+    assert tuple(fast.unet.config.block_out_channels) == (16, 16, 32)
+    assert sum(p.numel() for p in fast.unet.parameters()) < 0.5 * sum(p.numel() for p in small.unet.parameters())
+    # base_channels scales a preset; with small it is still the lean (8, 16, 32) net
+    assert tuple(make((1, 16, 16), size="small", base_channels=8).unet.config.block_out_channels) == (8, 16, 32)
+    assert tuple(make((1, 16, 16), size="fast", base_channels=32).unet.config.block_out_channels) == (32, 32, 64)
+    small.save_artifact(tmp_path / "small")
+    params = {"size": "small"}
+    reloaded = DDPM.load_artifact(tmp_path / "small", build_params(DDPM.Params, params, "generator"))
+    run = dict(num_inference_steps=2, batch_size=2)
+    assert reloaded.generate(2, seed=0, **run).items[1].data.tobytes() == small.generate(2, seed=0, **run).items[1].data.tobytes()
+    with pytest.raises(CheckpointError, match="does not fit this ddpm"):
+        DDPM.load_artifact(tmp_path / "small", build_params(DDPM.Params, {"size": "fast"}, "generator"))
 
 
 def test_artifact_holds_the_ema_weights_and_refuses_foreign_ones(tmp_path):
