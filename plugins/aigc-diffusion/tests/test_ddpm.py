@@ -15,6 +15,7 @@ import torch
 from aigc_core import CheckpointError, ConfigError
 from aigc_core.config import build_params
 from aigc_diffusion.model import DDPM
+from aigc_diffusion import denoiser
 
 
 def make(shape=(1, 8, 8), classes=2, **params):
@@ -96,7 +97,7 @@ def test_guidance_is_one_batched_pass_equal_to_the_two_pass_formula(trained):
         x, t = torch.randn(4, 1, 8, 8, generator=g), torch.tensor(500)
         labels = torch.tensor([0, 1, 0, 1])
         with torch.no_grad():
-            guided = trained.predict(net, x, t, labels, 3.0)
+            guided = denoiser.guided(net, x, t, labels, trained.num_classes, 3.0)
             assert calls == [8]
             cond = net(x, t, class_labels=labels).sample
             uncond = net(x, t, class_labels=torch.full_like(labels, trained.num_classes)).sample
