@@ -54,6 +54,13 @@ class MelParams(Params):
         return vocoder
 
 
+def check_sample_rate(asked: int | None, info: dict) -> None:
+    """A generator that names a sample rate must get it from its data: resampling is the source's job."""
+    if asked is not None and asked != info["sample_rate"]:
+        raise ConfigError("generator.sample_rate", f"is {asked} Hz but the data source gives "
+                          f"{info['sample_rate']} Hz (set data.sample_rate to match)")
+
+
 class MelGenerator(Generator):
     """Subclasses set ``generator_name`` (for the Griffin-Lim notice), ``frame_multiple`` (frames are
     padded up to it), and ``normalisation(log_mel)`` (the ``norm`` buffer: offset and scale)."""
@@ -115,9 +122,7 @@ class MelGenerator(Generator):
     @classmethod
     def build(cls, params: MelParams, source, workdir) -> "MelGenerator":
         info = source.info
-        if params.sample_rate is not None and params.sample_rate != info["sample_rate"]:
-            raise ConfigError("generator.sample_rate", f"is {params.sample_rate} Hz but the data source gives "
-                              f"{info['sample_rate']} Hz (set data.sample_rate to match)")
+        check_sample_rate(params.sample_rate, info)
         model = cls(params, info)
         if params.vocoder:
             model.attach_vocoder(params.vocoder)

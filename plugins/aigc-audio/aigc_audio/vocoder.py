@@ -281,12 +281,10 @@ class MelVocoder(Generator):
 
     @classmethod
     def build(cls, params: MelVocoderParams, source, workdir) -> "MelVocoder":
-        from .mel_base import split_tensors
+        from .mel_base import check_sample_rate, split_tensors
 
         info = source.info
-        if params.sample_rate is not None and params.sample_rate != info["sample_rate"]:
-            raise ConfigError("generator.sample_rate", f"is {params.sample_rate} Hz but the data source gives "
-                              f"{info['sample_rate']} Hz (set data.sample_rate to match)")
+        check_sample_rate(params.sample_rate, info)
         model = cls(params, info)
         waves, _ = split_tensors(source.split("train"), limit=512)
         with torch.no_grad():

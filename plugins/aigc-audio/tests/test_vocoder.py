@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -55,14 +54,10 @@ def vae_config(out: Path, vocoder: Path | None, rate: int = RATE, **generator) -
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     path = tmp_path_factory.mktemp("vocoder")
-    old = os.environ.get("AIGC_CACHE_DIR")
-    os.environ["AIGC_CACHE_DIR"] = str(path / "cache")
-    torch.manual_seed(0)
-    yield path
-    if old is None:
-        os.environ.pop("AIGC_CACHE_DIR", None)
-    else:
-        os.environ["AIGC_CACHE_DIR"] = old
+    with pytest.MonkeyPatch.context() as env:  # a private classifier cache for this module
+        env.setenv("AIGC_CACHE_DIR", str(path / "cache"))
+        torch.manual_seed(0)
+        yield path
 
 
 @pytest.fixture(scope="module")
