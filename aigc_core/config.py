@@ -5,14 +5,15 @@ own sections (``train``, ``generate``, ``output``); components' parameters are `
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
+from typing import Annotated, Any, Callable, Literal, Mapping, Sequence
+
+from pydantic import AfterValidator, BeforeValidator
 
 from .errors import ConfigError, UsageError, did_you_mean, first_line
-from .params import Field, ParamError, Params, build_params, describe_params, field_validator, model_validator
+from .params import Field, ParamError, Params, build_params, model_validator
 from .seeding import MAX_SEED
 
-__all__ = ["GenerateSection", "OutputConfig", "TrainConfig", "build_params", "describe_params", "load_config",
-           "load_raw", "top_level_check"]
+__all__ = ["GenerateSection", "OutputConfig", "TrainConfig", "build_params", "load_config", "top_level_check"]
 
 #: Items one ``aigc run`` or unsharded ``aigc generate`` holds in memory at once.
 MAX_NUM_SAMPLES = 100_000
@@ -21,24 +22,39 @@ PRECISIONS = ("transformer-engine", "transformer-engine-float16", "16-true", "16
               "32-true", "64-true", "64", "32", "16", "bf16")
 
 
+def _device_ids(value: Any) -> Any:  # before pydantic, which would take True or "2" for a count
+    ids = value if isinstance(value, list) else [value]
+    whole = bool(ids) and all(type(d) is int for d in ids)
+    if value != "auto" and not (whole and (min(ids) >= 0 if isinstance(value, list) else value >= 1 or value == -1)):
+        raise ValueError(f"expected 'auto', a count >= 1 (-1: all) or a non-empty list of ids >= 0, got {value!r}")
+    return value
+
+
+def _fraction_or_count(value: float | None) -> float | None:
+    if value is not None and value > 1 and not value.is_integer():
+        raise ValueError(f"expected a fraction in [0, 1] or a whole count of batches, got {value}")
+    return value
+
+
+Devices = Annotated[Literal["auto"] | int | list[int], BeforeValidator(_device_ids)]
+Batches = Annotated[float | None, Field(ge=0), AfterValidator(_fraction_or_count)]
+
+
 class TrainConfig(Params):
     """Passed to Lightning's Trainer (``accelerator``, ``devices``, ``strategy``... as Lightning names them)."""
 
     max_epochs: int = Field(10, description="passes over the training split")
     max_steps: int = Field(-1, ge=-1, description="stop after this many optimiser steps (-1: no limit)")
     accelerator: str = Field("auto", description="cpu, gpu, mps or auto (Lightning's names)")
-    devices: Union[Literal["auto"], int, list[int]] = Field(
-        "auto", description="auto, a count (-1: all), or a list of device ids")
+    devices: Devices = Field("auto", description="auto, a count (-1: all), or a list of device ids")
     strategy: str = Field("auto", description="auto, ddp, ddp_spawn, fsdp... (Lightning's names)")
     num_nodes: int = Field(1, ge=1, description="machines in a multi-node run (see docs/distributed.md)")
     precision: Literal[PRECISIONS] = Field("32-true", description="32-true, bf16-mixed (GPUs), 16-mixed...")
-    gradient_clip_val: Optional[float] = Field(None, ge=0, description="clip gradient norm (automatic optimisation only)")
+    gradient_clip_val: float | None = Field(None, ge=0, description="clip gradient norm (automatic optimisation only)")
     accumulate_grad_batches: int = Field(1, ge=1, description="batches per optimiser step")
     log_every_n_steps: int = Field(10, ge=1, description="how often losses reach the CSV/TensorBoard logs")
-    limit_train_batches: Optional[float] = Field(
-        None, ge=0, description="a fraction (<= 1.0) or a count of batches per epoch")
-    limit_val_batches: Optional[float] = Field(
-        None, ge=0, description="the same for validation; 0 turns validation off")
+    limit_train_batches: Batches = Field(None, description="a fraction (<= 1.0) or a count of batches per epoch")
+    limit_val_batches: Batches = Field(None, description="the same for validation; 0 turns validation off")
     check_val_every_n_epoch: int = Field(1, ge=1, description="validate every n epochs")
     checkpoint_every_n_epochs: int = Field(
         0, ge=0, description="write checkpoints/last.ckpt at the end of every n-th epoch (0: off)")
@@ -50,22 +66,6 @@ class TrainConfig(Params):
     sample_every_n_epochs: int = Field(5, ge=0, description="write a preview to samples/ every n epochs (0: never)")
     deterministic: bool = Field(False, description="ask torch for deterministic kernels (slower)")
     progress_bar: bool = Field(True, description="show Lightning's progress bar")
-
-    @field_validator("devices", mode="before")
-    @classmethod
-    def _device_ids(cls, value: Any) -> Any:  # before pydantic, which would take True or "2" for a count
-        ids = value if isinstance(value, list) else [value]
-        whole = bool(ids) and all(type(d) is int for d in ids)
-        if value != "auto" and not (whole and (min(ids) >= 0 if isinstance(value, list) else value >= 1 or value == -1)):
-            raise ValueError(f"expected 'auto', a count >= 1 (-1: all) or a non-empty list of ids >= 0, got {value!r}")
-        return value
-
-    @field_validator("limit_train_batches", "limit_val_batches")
-    @classmethod
-    def _fraction_or_count(cls, value: Optional[float]) -> Optional[float]:
-        if value is not None and value > 1 and not value.is_integer():
-            raise ValueError(f"expected a fraction in [0, 1] or a whole count of batches, got {value}")
-        return value
 
     @model_validator(mode="after")
     def _some_training(self) -> "TrainConfig":
@@ -79,7 +79,7 @@ class GenerateSection(Params):
 
     num_samples: int = Field(16, ge=0, le=MAX_NUM_SAMPLES, description=(
         "items generated at the end of `aigc run` (for more, use `aigc generate --shard-size`)"))
-    seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="generation seed (default: the top-level seed)")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="generation seed (default: the top-level seed)")
     batch_size: int = Field(64, ge=1, description="items generated per forward pass")
 
 
@@ -87,7 +87,7 @@ class OutputConfig(Params):
     """Where the run directory is and which exporter writes the generated content."""
 
     dir: str = Field("runs/${name}", description="the run directory")
-    exporter: Optional[str] = Field(None, description="exporter name (default: the one named after the modality)")
+    exporter: str | None = Field(None, description="exporter name (default: the one named after the modality)")
 
 
 TOP_LEVEL = ("name", "seed", "data", "generator", "train", "generate", "postprocess", "metrics", "output")
@@ -95,11 +95,6 @@ TOP_LEVEL = ("name", "seed", "data", "generator", "train", "generate", "postproc
 
 # --------------------------------------------------------------------------------------------
 # Loading
-
-
-def load_raw(source: str | Path | Mapping, overrides: Sequence[str] = ()) -> dict:
-    """Read YAML (or take a mapping), apply dotlist overrides, resolve interpolations."""
-    return load_config(source, overrides)[0]
 
 
 def load_config(source: str | Path | Mapping, overrides: Sequence[str] = ()) -> tuple[dict, dict]:

@@ -7,7 +7,8 @@ from typing import Literal, Optional
 import pytest
 
 from aigc_core import ConfigError, Field, ParamError, Params, Pipeline, UsageError, model_validator
-from aigc_core.config import build_params, describe_params, load_raw
+from aigc_core.config import build_params, load_config
+from aigc_core.params import describe_params
 from aigc_testutil import tiny_gan_config
 
 
@@ -91,8 +92,8 @@ def test_a_dataclass_is_refused_with_the_way_to_plugin_api_2():
 
 
 def test_overrides_interpolation_and_list_indices(tmp_path):
-    raw = load_raw(tiny_gan_config(tmp_path / "r") | {"output": {"dir": "runs/${name}"}},
-                   ["generator.size=small", "postprocess.0.nrow=4", "seed=9"])
+    raw, _ = load_config(tiny_gan_config(tmp_path / "r") | {"output": {"dir": "runs/${name}"}},
+                         ["generator.size=small", "postprocess.0.nrow=4", "seed=9"])
     assert raw["generator"]["size"] == "small"
     assert raw["postprocess"][0]["nrow"] == 4
     assert raw["seed"] == 9
@@ -101,13 +102,13 @@ def test_overrides_interpolation_and_list_indices(tmp_path):
 
 def test_bad_override_and_missing_file(tmp_path):
     with pytest.raises(UsageError, match="expected key=value"):
-        load_raw({"name": "x"}, ["novalue"])
+        load_config({"name": "x"}, ["novalue"])
     with pytest.raises(UsageError, match="no such config file"):
-        load_raw(tmp_path / "absent.yaml")
+        load_config(tmp_path / "absent.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
-        load_raw(bad)
+        load_config(bad)
 
 
 @pytest.mark.parametrize(

@@ -183,9 +183,9 @@ def test_tiny_shakespeare_split_matches_nanogpt():
     path = Path(data or "") / "text" / "tinyshakespeare.txt"
     if not data or not path.is_file():
         pytest.skip("AIGC_DATA_DIR is not set to the shared data (text/tinyshakespeare.txt)")
-    from aigc_core.config import load_raw
+    from aigc_core.config import load_config
 
-    cfg = load_raw("configs/text-shakespeare.yaml")["data"]
+    cfg = load_config("configs/text-shakespeare.yaml")[0]["data"]
     assert Path(cfg["path"]).resolve() == path.resolve()  # the config finds it through AIGC_DATA_DIR
     src = files_source(path=str(path))
     text = path.read_text()
