@@ -118,23 +118,16 @@ def _default(value: Any) -> str:
 
 
 def _table(cls: type, prefix: str) -> list[str]:
-    from .params import describe_params
+    from .params import describe_schema, json_schema
 
-    fields = describe_params(cls)
-    if not fields:
-        return ["No parameters.", ""]
-    rows = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
+    fields = describe_schema(json_schema(cls))
+    rows = ["| key | type | default | description |", "| --- | --- | --- | --- |"] if fields else ["No parameters."]
     for f in fields:
         default = "required" if f["required"] else _default(f["default"])
         kind = f"{f['type']} ({f['bounds']})" if f["bounds"] else f["type"]
         cells = [f"`{prefix}.{f['name']}`", kind, default, f["help"]]
         rows.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return rows + [""]
-
-
-def _section_doc(cls: type) -> str:
-    doc = cls.__dict__.get("__doc__") or ""  # its own, not its base's
-    return doc.split("\n\n")[0].replace("\n", " ").replace("``", "`")
 
 
 SECTIONS = (
@@ -164,9 +157,9 @@ def configuration_markdown(root: Path = ROOT, registry: Any = None) -> str:
            "plugin. Unknown keys and wrong types are errors naming the full key.\n\n",
            "Top-level keys: " + ", ".join(f"`{k}`" for k in cfg.TOP_LEVEL) + ".\n\n",
            "## Core sections\n\n"]
-    core_sections = [("train", cfg.TrainConfig), ("generate", cfg.GenerateSection), ("output", cfg.OutputConfig)]
-    for key, cls in core_sections:
-        out.append(f"### `{key}`\n\n{_section_doc(cls)}\n\n")
+    for key, cls in (("train", cfg.TrainConfig), ("generate", cfg.GenerateSection), ("output", cfg.OutputConfig)):
+        intro = (cls.__doc__ or "").split("\n\n")[0].replace("\n", " ").replace("``", "`")
+        out.append(f"### `{key}`\n\n{intro}\n\n")
         out.append("\n".join(_table(cls, key)) + "\n")
     for kind, title, prefix, how in SECTIONS:
         components = [c for c in registry.components(kind) if c.plugin in plugins]

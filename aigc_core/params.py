@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError, did_you_mean
 
-__all__ = ["Field", "NoParams", "ParamError", "Params", "build_params", "describe_params", "json_schema",
+__all__ = ["Field", "NoParams", "ParamError", "Params", "build_params", "describe_schema", "json_schema",
            "model_validator", "field_validator"]
 
 
@@ -163,10 +163,6 @@ def json_schema(cls: type, defaults: Mapping | None = None) -> dict:
     for name, value in (defaults or {}).items():
         schema["properties"][name]["default"] = value
     return schema
-
-
-def describe_params(cls: type) -> list[dict]:
-    return describe_schema(json_schema(cls))
 
 
 def describe_schema(schema: Mapping) -> list[dict]:

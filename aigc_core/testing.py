@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .params import build_params, describe_params, is_params_class
+from .params import build_params, describe_schema, is_params_class, json_schema
 from .content import Content, Item
 from .modalities import known_modalities
 from .errors import AigcError, CheckpointError, first_line
@@ -123,7 +123,7 @@ def _check_params_class(params_cls: Any, what: str, values: Mapping | None) -> A
     _require(is_params_class(params_cls),
              f"{what} must be a subclass of aigc_core.Params (plugin API 2), got {params_cls!r}")
     try:
-        described = describe_params(params_cls)
+        described = describe_schema(json_schema(params_cls))
     except Exception as exc:
         raise _Fail(f"{what} cannot be described: {type(exc).__name__}: {first_line(exc)}") from None
     try:

@@ -8,7 +8,7 @@ import pytest
 
 from aigc_core import ConfigError, Field, ParamError, Params, Pipeline, UsageError, model_validator
 from aigc_core.config import build_params, load_config
-from aigc_core.params import describe_params
+from aigc_core.params import describe_schema, json_schema
 from aigc_testutil import tiny_gan_config
 
 
@@ -72,8 +72,8 @@ def test_missing_required_value_is_named():
         build_params(Needs, {}, "data")
 
 
-def test_describe_params_lists_types_and_defaults():
-    rows = {r["name"]: r for r in describe_params(Sample)}
+def test_describe_schema_lists_types_and_defaults():
+    rows = {r["name"]: r for r in describe_schema(json_schema(Sample))}
     assert rows["width"]["type"] == "int" and rows["width"]["default"] == 4
     assert rows["name"]["type"] == "str or null"
     assert rows["sizes"]["default"] == [1, 2]

@@ -187,15 +187,12 @@ class BlocklistParams(Params):
             entries += [(line.strip(), f"{self.path}:{n}") for n, line in enumerate(lines, 1)]
         out = []
         for entry, where in entries:
-            if not entry or entry.startswith("#"):
-                continue
-            if entry.startswith("re:"):
-                try:
-                    out.append((entry, re.compile(entry[3:], flags)))
+            if entry and not entry.startswith("#"):
+                regex = entry[3:] if entry.startswith("re:") else r"(?<!\w)" + re.escape(entry) + r"(?!\w)"
+                try:  # only a "re:" entry can fail: a word is escaped
+                    out.append((entry, re.compile(regex, flags)))
                 except re.error as exc:
                     raise ParamError("path", f"bad regex at {where}: {exc}") from None
-            else:
-                out.append((entry, re.compile(r"(?<!\w)" + re.escape(entry) + r"(?!\w)", flags)))
         return out
 
 
