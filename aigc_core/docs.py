@@ -117,7 +117,7 @@ def _default(value: Any) -> str:
     return f"`{json.dumps(value) if value is None or isinstance(value, bool) else repr(value)}`"
 
 
-def _table(cls: type, prefix: str) -> list[str]:
+def _table(cls: type, prefix: str) -> str:
     from .params import describe_schema, json_schema
 
     fields = describe_schema(json_schema(cls))
@@ -127,7 +127,7 @@ def _table(cls: type, prefix: str) -> list[str]:
         kind = f"{f['type']} ({f['bounds']})" if f["bounds"] else f["type"]
         cells = [f"`{prefix}.{f['name']}`", kind, default, f["help"]]
         rows.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
-    return rows + [""]
+    return "\n".join(rows) + "\n\n"
 
 
 SECTIONS = (
@@ -159,8 +159,7 @@ def configuration_markdown(root: Path = ROOT, registry: Any = None) -> str:
            "## Core sections\n\n"]
     for key, cls in (("train", cfg.TrainConfig), ("generate", cfg.GenerateSection), ("output", cfg.OutputConfig)):
         intro = (cls.__doc__ or "").split("\n\n")[0].replace("\n", " ").replace("``", "`")
-        out.append(f"### `{key}`\n\n{intro}\n\n")
-        out.append("\n".join(_table(cls, key)) + "\n")
+        out.append(f"### `{key}`\n\n{intro}\n\n{_table(cls, key)}")
     for kind, title, prefix, how in SECTIONS:
         components = [c for c in registry.components(kind) if c.plugin in plugins]
         if not components:
@@ -175,9 +174,9 @@ def configuration_markdown(root: Path = ROOT, registry: Any = None) -> str:
                 out.append(info.description.rstrip(".") + ".\n\n")
             if kind == "exporter":
                 continue  # exporters take no parameters from the config
-            out.append("\n".join(_table(cls.Params, prefix)) + "\n")
+            out.append(_table(cls.Params, prefix))
             if kind == "generator":
-                out.append("Generation options:\n\n" + "\n".join(_table(cls.GenerateOptions, "generate")) + "\n")
+                out.append("Generation options:\n\n" + _table(cls.GenerateOptions, "generate"))
     return "".join(out).rstrip() + "\n"
 
 

@@ -72,8 +72,7 @@ def build_params(cls: type, values: Mapping | None, prefix: str, ignore: Sequenc
     try:
         return cls.model_validate({} if values is None else values)
     except ValidationError as exc:
-        key, message = explain(cls, exc.errors()[0])
-        raise ConfigError(_join(prefix, key), message) from None
+        raise ConfigError(*explain(cls, exc.errors()[0], prefix)) from None
 
 
 #: What a value looks like, by the first word of pydantic's error type (``int_parsing``...).
@@ -88,9 +87,9 @@ MESSAGES = {"multiple_of": "must be a multiple of {multiple_of}", "finite_number
 BOUNDS = {"ge": "at least", "gt": "greater than", "le": "at most", "lt": "less than"}
 
 
-def explain(cls: type, error: Mapping) -> tuple[str, str]:
-    """The key (relative to ``cls``) and aigc's message for one pydantic error."""
-    key, model, annotation, bounds = _locate(cls, error["loc"])
+def explain(cls: type, error: Mapping, prefix: str = "") -> tuple[str, str]:
+    """The full key (``prefix`` is where ``cls`` sits in the config) and aigc's message for one pydantic error."""
+    key, model, annotation, bounds = _locate(cls, error["loc"], prefix)
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     if "error" in ctx:  # a validator's ValueError: its message is the message (a ParamError's names its key)
         return _join(key, getattr(ctx["error"], "key", "")), str(ctx["error"])
@@ -112,11 +111,11 @@ def explain(cls: type, error: Mapping) -> tuple[str, str]:
     return key, f"expected {expected}{nullable}, got {value!r}{did_you_mean(value, choices)}"
 
 
-def _locate(cls: type, loc: Sequence) -> tuple[str, Any, Any, dict]:
+def _locate(cls: type, loc: Sequence, key: str) -> tuple[str, Any, Any, dict]:
     """Follow an error's location through nested models: the key as the user writes it, the model
     an unknown key was given to, and the annotation and bounds at the end (a list item's for an
     index; a location part that names no field is a union member's tag, which the user never wrote)."""
-    key, annotation, bounds = "", cls, {}
+    annotation, bounds = cls, {}
     for part in loc:
         model = _plain(annotation) if is_params_class(_plain(annotation)) else None
         if model is not None and part not in model.model_fields:  # an unknown key

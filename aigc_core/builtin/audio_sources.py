@@ -213,8 +213,7 @@ class SynthNotesParams(AudioParams):
     def _pitches_fit(self) -> "SynthNotesParams":
         if self.min_pitch > self.max_pitch:
             raise ParamError("min_pitch", f"must be at most max_pitch ({self.max_pitch})")
-        nyquist_midi = 69 + 12 * np.log2(self.sample_rate / 2 / 440.0)
-        if self.max_pitch >= nyquist_midi:
+        if self.max_pitch >= 69 + 12 * np.log2(self.sample_rate / 2 / 440.0):  # the Nyquist frequency's MIDI note
             raise ParamError("max_pitch", f"note {self.max_pitch} is above the Nyquist frequency of {self.sample_rate} Hz")
         return self
 

@@ -96,10 +96,8 @@ def component_details(info) -> dict:
     from ..params import json_schema
 
     cls = info.load()
-    details = {**info.as_dict(), "plugin": info.plugin, "params": json_schema(cls.Params)}
-    if info.kind == "generator":
-        details["generate_options"] = json_schema(cls.GenerateOptions)
-    return details
+    options = {"generate_options": json_schema(cls.GenerateOptions)} if info.kind == "generator" else {}
+    return {**info.as_dict(), "plugin": info.plugin, "params": json_schema(cls.Params), **options}
 
 
 def cmd_info(args: argparse.Namespace) -> int:
