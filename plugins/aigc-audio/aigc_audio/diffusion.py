@@ -77,7 +77,7 @@ class MelDiffusionOptions(Params):
         return name
 
 
-class MelDiffusion(MelGenerator):
+class MelDiffusion(denoiser.DenoiserTraining, MelGenerator):
     generator_name = "mel-diffusion"
     Params = MelDiffusionParams
     GenerateOptions = MelDiffusionOptions
@@ -107,30 +107,13 @@ class MelDiffusion(MelGenerator):
         hi = max(hi, lo + 1.0)
         return torch.tensor([(hi + lo) / 2, (hi - lo) / 2])
 
-    # -- training -----------------------------------------------------------------------------
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.unet.parameters(), lr=self.params.lr, weight_decay=self.params.weight_decay)
-
+    # -- training (the Lightning hooks: denoiser.DenoiserTraining) -------------------------
     def diffusion_loss(self, wave: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator | None = None,
                        drop: float = 0.0) -> torch.Tensor:
         x = self.encode_input(wave).clamp(-1.0, 1.0)
         labels = y.long().clamp(0, self.conditioned - 1) if self.conditioned else None
         return denoiser.denoising_loss(self.unet, self.noise_scheduler, x, labels, self.conditioned,
                                        generator=generator, drop=drop)
-
-    def training_step(self, batch, batch_idx):
-        wave, y = batch
-        loss = self.diffusion_loss(wave, y, drop=self.params.label_dropout)
-        self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=wave.shape[0])
-        return loss
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        denoiser.update_ema(self.unet_ema, self.unet, self.params.ema_decay, self.global_step)
-
-    def validation_step(self, batch, batch_idx):
-        wave, y = batch
-        g = torch.Generator().manual_seed(batch_idx)  # fixed noise: the loss moves only when the model does
-        self.log("val_loss", self.diffusion_loss(wave, y, generator=g), batch_size=wave.shape[0])
 
     # -- generation ---------------------------------------------------------------------------
     @torch.no_grad()
