@@ -80,9 +80,11 @@ class PatchedUNet(nn.Module):
 
 
 def build_unet(shape: tuple[int, int, int], widths: tuple[int, ...], layers_per_block: int, attention: bool,
-               num_classes: int, patch: int = 1) -> nn.Module:
+               num_classes: int, patch: int = 1, film: bool = False) -> nn.Module:
     """A U-Net for (C, H, W) inputs; ``num_classes`` 0 is unconditional. The caller checks the
-    sides against ``side_multiple`` and names its own config key."""
+    sides against ``side_multiple`` and names its own config key. ``film``: the time and class
+    embedding scales and shifts each resnet's normalised features (adaptive group norm) instead
+    of only adding a bias per channel before a group norm that partly removes it again."""
     from diffusers import UNet2DModel
 
     channels, height, width = shape
@@ -93,6 +95,7 @@ def build_unet(shape: tuple[int, int, int], widths: tuple[int, ...], layers_per_
         block_out_channels=tuple(widths), layers_per_block=layers_per_block, norm_num_groups=NORM_GROUPS,
         down_block_types=("DownBlock2D",) * levels, up_block_types=("UpBlock2D",) * levels,
         add_attention=attention, attention_head_dim=8,
+        resnet_time_scale_shift="scale_shift" if film else "default",
         # one embedding more than classes: the null class that guidance contrasts with
         num_class_embeds=num_classes + 1 if num_classes else None,
     )
