@@ -24,6 +24,7 @@ from .config import MAX_NUM_SAMPLES
 from .content import Content
 from .errors import AigcError, UsageError
 from .progress import ProgressCallback, progress_reporting
+from .allocator import tune_allocator
 from .seeding import MAX_SEED
 
 
@@ -60,6 +61,7 @@ class Inference:
                  seed: int, fingerprint: str | None = None, postprocessors: Sequence[Any] = (),
                  exporter: Any = None, data_source: Callable[[], Any] | None = None, run_dir: Path | None = None,
                  config: Mapping[str, Any] | None = None):
+        tune_allocator()
         self.generator = generator
         self.generator_name = generator_name
         self.run_name = run_name

@@ -25,6 +25,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from torch.utils.data import RandomSampler
 
+from .allocator import tune_allocator
 from .atomic import write_bytes, write_text
 from .content import Content
 from .errors import AigcError, CheckpointError, Interrupted, first_line
@@ -398,6 +399,7 @@ def fit(source: pl.LightningDataModule, generator: pl.LightningModule, train: An
     ``train.sample_every_n_epochs``; ``callbacks`` are added before aigc's checkpointing one.
     """
     quiet_lightning()
+    tune_allocator()
     t = train
     datamodule = generator.datamodule(source)
     run_dir = rundir.path

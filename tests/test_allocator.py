@@ -1,0 +1,70 @@
+"""The CPU allocator tuning: fewer page faults in a network loop, applied by training and inference."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from aigc_core import allocator
+
+pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt tuning needs glibc")
+
+LOOP = textwrap.dedent("""
+    import resource, sys, torch
+    from aigc_core.allocator import tune_allocator
+    print(tune_allocator())
+    torch.set_num_threads(1)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.GroupNorm(8, 32), torch.nn.SiLU(),
+                              torch.nn.Conv2d(32, 1, 3, padding=1))
+    x = torch.randn(64, 1, 28, 28)
+    with torch.inference_mode():
+        for _ in range(3):
+            net(x)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(20):
+            net(x)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+""")
+
+
+def run_loop(**env: str) -> tuple[str, int]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != allocator.ENV}
+    out = subprocess.run([sys.executable, "-c", LOOP], env={**clean, **env}, capture_output=True, text=True,
+                         check=True).stdout.split()
+    return out[0], int(out[1])
+
+
+def test_tuning_cuts_the_page_faults_of_a_network_loop():
+    tuned, tuned_faults = run_loop()
+    plain, plain_faults = run_loop(**{allocator.ENV: "0"})
+    assert (tuned, plain) == ("True", "False")
+    assert tuned_faults * 5 < plain_faults, (tuned_faults, plain_faults)
+
+
+def test_a_users_malloc_settings_are_left_alone():
+    assert run_loop(MALLOC_ARENA_MAX="2")[0] == "False"
+
+
+def test_training_and_inference_tune_the_allocator(monkeypatch):
+    from aigc_core import inference, training
+
+    calls = []
+    monkeypatch.setattr(inference, "tune_allocator", lambda: calls.append("inference"))
+    inference.Inference(object(), generator_name="g", run_name="r", modality="image",
+                        validate_options=lambda mapping, prefix: mapping, defaults={}, num_samples=1, seed=0)
+    assert calls == ["inference"]
+
+    class Tuned(Exception):
+        pass
+
+    def tuned():
+        raise Tuned
+
+    monkeypatch.setattr(training, "tune_allocator", tuned)
+    with pytest.raises(Tuned):  # before it reads any argument
+        training.fit(None, None, None, seed=0, rundir=None, resume=False)
