@@ -45,6 +45,9 @@ class MelDiffusionParams(MelParams):
                                          description="channels of the first level (doubling per level); default from size")
     patch: Literal[1, 2, 4] = Field(2, description="fold patch x patch mel pixels into channels before the U-Net (cost / patch^2)")
     conditional: bool = Field(True, description="learn per class when the data has labels (needed for guidance)")
+    film: bool = Field(True, description=(
+        "the time and class embedding scale and shift each resnet's normalised features (adaptive group norm) "
+        "instead of only adding a bias; runs trained before it existed need film: false"))
     label_dropout: float = Field(0.1, ge=0, lt=1, description="share of training labels replaced by the null class (classifier-free guidance)")
     num_train_timesteps: int = Field(1000, ge=2, description="noise levels of the forward process")
     beta_schedule: Literal[denoiser.BETA_SCHEDULES] = Field("squaredcos_cap_v2", description="noise schedule: linear, scaled_linear, squaredcos_cap_v2, sigmoid")
@@ -77,7 +80,7 @@ class MelDiffusionOptions(Params):
         return name
 
 
-class MelDiffusion(MelGenerator):
+class MelDiffusion(denoiser.DenoiserTraining, MelGenerator):
     generator_name = "mel-diffusion"
     Params = MelDiffusionParams
     GenerateOptions = MelDiffusionOptions
@@ -92,7 +95,8 @@ class MelDiffusion(MelGenerator):
         classes = int(info.get("num_classes") or 0)
         self.conditioned = classes if params.conditional and classes > 1 else 0
         self.shape = (1, params.n_mels, self.padded_frames)
-        self.unet = denoiser.build_unet(self.shape, params.widths, layers, attention, self.conditioned, params.patch)
+        self.unet = denoiser.build_unet(self.shape, params.widths, layers, attention, self.conditioned, params.patch,
+                                        film=params.film)
         self.unet_ema = copy.deepcopy(self.unet).requires_grad_(False) if params.ema_decay > 0 else None
         self.noise_scheduler = denoiser.noise_schedule(params.num_train_timesteps, params.beta_schedule,
                                                        params.prediction_type)
@@ -107,30 +111,13 @@ class MelDiffusion(MelGenerator):
         hi = max(hi, lo + 1.0)
         return torch.tensor([(hi + lo) / 2, (hi - lo) / 2])
 
-    # -- training -----------------------------------------------------------------------------
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.unet.parameters(), lr=self.params.lr, weight_decay=self.params.weight_decay)
-
+    # -- training (the Lightning hooks: denoiser.DenoiserTraining) -------------------------
     def diffusion_loss(self, wave: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator | None = None,
                        drop: float = 0.0) -> torch.Tensor:
         x = self.encode_input(wave).clamp(-1.0, 1.0)
         labels = y.long().clamp(0, self.conditioned - 1) if self.conditioned else None
         return denoiser.denoising_loss(self.unet, self.noise_scheduler, x, labels, self.conditioned,
                                        generator=generator, drop=drop)
-
-    def training_step(self, batch, batch_idx):
-        wave, y = batch
-        loss = self.diffusion_loss(wave, y, drop=self.params.label_dropout)
-        self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=wave.shape[0])
-        return loss
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        denoiser.update_ema(self.unet_ema, self.unet, self.params.ema_decay, self.global_step)
-
-    def validation_step(self, batch, batch_idx):
-        wave, y = batch
-        g = torch.Generator().manual_seed(batch_idx)  # fixed noise: the loss moves only when the model does
-        self.log("val_loss", self.diffusion_loss(wave, y, generator=g), batch_size=wave.shape[0])
 
     # -- generation ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -186,5 +173,5 @@ class MelDiffusion(MelGenerator):
             self.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
-            raise CheckpointError(f"checkpoint does not fit this mel-diffusion (size, patch, n_mels or classes differ): "
+            raise CheckpointError(f"checkpoint does not fit this mel-diffusion (size, patch, film, n_mels or classes differ): "
                                   f"{first}") from None

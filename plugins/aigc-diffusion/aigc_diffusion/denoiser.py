@@ -14,6 +14,9 @@ stay as they are, and it decides itself how its data maps into the diffusion spa
   to the null class with probability ``drop``.
 * ``make_sampler`` / ``scheduler_class``: any DDPM-compatible diffusers scheduler by short or
   class name, with one-line ``ConfigError``s naming ``generate.*``.
+* ``DenoiserTraining``: the Lightning training hooks (AdamW, the training and validation
+  losses, the EMA step) that every denoising generator shares; a generator adds only how a
+  batch maps into diffusion space (``diffusion_loss``).
 * ``sample_chunks``: the guided sampling loop in chunks aligned to ``batch_size`` and padded to
   full size; all randomness of sample ``i`` comes from ``torch_generator(seed, i)``, so a sample
   depends on ``(seed, i)`` alone, never on ``n``, ``start`` or a shard layout.
@@ -77,9 +80,11 @@ class PatchedUNet(nn.Module):
 
 
 def build_unet(shape: tuple[int, int, int], widths: tuple[int, ...], layers_per_block: int, attention: bool,
-               num_classes: int, patch: int = 1) -> nn.Module:
+               num_classes: int, patch: int = 1, film: bool = False) -> nn.Module:
     """A U-Net for (C, H, W) inputs; ``num_classes`` 0 is unconditional. The caller checks the
-    sides against ``side_multiple`` and names its own config key."""
+    sides against ``side_multiple`` and names its own config key. ``film``: the time and class
+    embedding scales and shifts each resnet's normalised features (adaptive group norm) instead
+    of only adding a bias per channel before a group norm that partly removes it again."""
     from diffusers import UNet2DModel
 
     channels, height, width = shape
@@ -90,6 +95,7 @@ def build_unet(shape: tuple[int, int, int], widths: tuple[int, ...], layers_per_
         block_out_channels=tuple(widths), layers_per_block=layers_per_block, norm_num_groups=NORM_GROUPS,
         down_block_types=("DownBlock2D",) * levels, up_block_types=("UpBlock2D",) * levels,
         add_attention=attention, attention_head_dim=8,
+        resnet_time_scale_shift="scale_shift" if film else "default",
         # one embedding more than classes: the null class that guidance contrasts with
         num_class_embeds=num_classes + 1 if num_classes else None,
     )
@@ -129,6 +135,32 @@ def update_ema(ema: nn.Module | None, net: nn.Module, decay: float, step: int) -
     decay = min(decay, (1 + step) / (10 + step))
     for ema_p, p in zip(ema.parameters(), net.parameters()):
         ema_p.lerp_(p, 1.0 - decay)
+
+
+class DenoiserTraining:
+    """Lightning hooks of a denoising generator, mixed in before its ``Generator`` base (so they
+    replace LightningModule's defaults). The generator provides ``unet``, ``unet_ema`` (or None),
+    ``params`` with ``lr``, ``weight_decay``, ``label_dropout`` and ``ema_decay``, and
+    ``diffusion_loss(inputs, labels, generator=None, drop=0.0)``: the one thing that differs, how
+    its batch maps into diffusion space. A batch is ``(inputs, labels)``."""
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.unet.parameters(), lr=self.params.lr, weight_decay=self.params.weight_decay)
+
+    def training_step(self, batch, batch_idx):
+        inputs, labels = batch
+        loss = self.diffusion_loss(inputs, labels, drop=self.params.label_dropout)
+        self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=inputs.shape[0])
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        update_ema(self.unet_ema, self.unet, self.params.ema_decay, self.global_step)
+
+    def validation_step(self, batch, batch_idx):
+        inputs, labels = batch
+        # fixed noise per batch: the validation loss moves only when the model does
+        g = torch.Generator().manual_seed(batch_idx)
+        self.log("val_loss", self.diffusion_loss(inputs, labels, generator=g), batch_size=inputs.shape[0])
 
 
 def make_sampler(noise_scheduler, name: str, steps: int):

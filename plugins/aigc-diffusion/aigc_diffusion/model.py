@@ -81,7 +81,7 @@ def unet_levels(size: str) -> int:
     return len(SIZES[size][0])
 
 
-class DDPM(Generator):
+class DDPM(denoiser.DenoiserTraining, Generator):
     modality = "image"
     shards = True
     Params = DDPMParams
@@ -102,10 +102,7 @@ class DDPM(Generator):
         self.noise_scheduler = denoiser.noise_schedule(params.num_train_timesteps, params.beta_schedule,
                                                        params.prediction_type)
 
-    # -- training -----------------------------------------------------------------------------
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.unet.parameters(), lr=self.params.lr, weight_decay=self.params.weight_decay)
-
+    # -- training (the Lightning hooks: denoiser.DenoiserTraining) -------------------------
     def diffusion_loss(self, x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator | None = None,
                        drop: float = 0.0) -> torch.Tensor:
         """Noise-prediction loss of a batch in [0, 1], at random noise levels."""
@@ -113,21 +110,6 @@ class DDPM(Generator):
         # the model's own scale: data in [0, 1], diffusion in [-1, 1]
         return denoiser.denoising_loss(self.unet, self.noise_scheduler, x * 2.0 - 1.0, labels, self.num_classes,
                                        generator=generator, drop=drop)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = self.diffusion_loss(x, y, drop=self.params.label_dropout)
-        self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=x.shape[0])
-        return loss
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        denoiser.update_ema(self.unet_ema, self.unet, self.params.ema_decay, self.global_step)
-
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        # fixed noise per batch: the validation loss moves only when the model does
-        g = torch.Generator().manual_seed(batch_idx)
-        self.log("val_loss", self.diffusion_loss(x, y, generator=g), batch_size=x.shape[0])
 
     # -- generation ---------------------------------------------------------------------------
     def make_scheduler(self, name: str, steps: int):

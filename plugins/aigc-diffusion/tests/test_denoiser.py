@@ -23,6 +23,32 @@ def test_unet_of_any_patch_maps_a_shape_to_itself_and_learns_labels(patch):
     assert denoiser.side_multiple(2, patch) == 2 * patch
 
 
+@pytest.mark.parametrize("film", [False, True])
+def test_the_class_embedding_is_not_drowned_by_the_time_embedding_at_init(film):
+    """A class embedding initialised too small (the GAN's old bug) leaves the label nearly no
+    say from the first step on; at diffusers' init a label swap moves the output several times
+    more than a time step of 500 -> 900 (5x to 10x over seeds), a 100x smaller embedding 0.07x
+    to 0.19x."""
+    torch.manual_seed(0)
+    net = denoiser.build_unet((1, 16, 16), (16, 32), 1, False, num_classes=10, film=film)
+    x, label = torch.randn(8, 1, 16, 16), torch.zeros(8, dtype=torch.long)
+    with torch.no_grad():
+        def out(t: int, y: torch.Tensor) -> torch.Tensor:
+            return net(x, torch.full((8,), t), class_labels=y).sample
+
+        by_label = (out(500, label + 3) - out(500, label)).pow(2).mean().sqrt()
+        by_time = (out(900, label) - out(500, label)).pow(2).mean().sqrt()
+    assert by_label > 2 * by_time, (float(by_label), float(by_time))
+
+
+def test_film_scales_and_shifts_the_normalised_features():
+    plain = denoiser.build_unet((1, 8, 8), (16, 32), 1, False, num_classes=2)
+    film = denoiser.build_unet((1, 8, 8), (16, 32), 1, False, num_classes=2, film=True)
+    # a scale and a shift per channel from the embedding: twice the projection's outputs
+    assert film.down_blocks[0].resnets[0].time_emb_proj.out_features == 32
+    assert plain.down_blocks[0].resnets[0].time_emb_proj.out_features == 16
+
+
 def test_patches_fold_neighbouring_pixels_into_channels():
     net = denoiser.build_unet((1, 8, 8), (16, 32), 1, False, num_classes=0, patch=2)
     assert net.unet.config.in_channels == 4 and tuple(net.unet.config.sample_size) == (4, 4)
