@@ -42,11 +42,14 @@ def sections(backend: str) -> tuple[dict, dict]:
     return dict(raw["generator"]), generate
 
 
-def config(backend: str, out: Path, steps: int, metrics: list[str], metric_samples: int, guidance: float | None) -> dict:
+def config(backend: str, out: Path, steps: int, metrics: list[str], metric_samples: int, guidance: float | None,
+           ddpm_size: str | None = None) -> dict:
     mnist = Path(os.environ["AIGC_DATA_DIR"]) / "mnist"
     generator, generate = sections(backend)
     if backend == "ddpm" and guidance is not None:
         generate["guidance_scale"] = guidance
+    if backend == "ddpm" and ddpm_size:
+        generator["size"] = ddpm_size
     return {
         "name": f"bench-{backend}", "seed": 0,
         # 32x32 for every backend, so that the DCGAN fits; one batch size, so a step means the same
@@ -65,7 +68,7 @@ def config(backend: str, out: Path, steps: int, metrics: list[str], metric_sampl
 
 
 def train(backend: str, out: Path, budget_s: float, stage: int, metrics: list[str], metric_samples: int,
-          guidance: float):
+          guidance: float, ddpm_size: str | None = None):
     """Train in stages that resume, each sized from the CPU time per step so far, until the next
     one would be shorter than ``stage`` steps. Loading the data each stage counts as training."""
     from aigc_core import Pipeline
@@ -73,7 +76,7 @@ def train(backend: str, out: Path, budget_s: float, stage: int, metrics: list[st
     spent, steps, pipe, more = 0.0, 0, None, stage
     while more >= stage or steps == 0:
         steps += more
-        pipe = Pipeline.from_config(config(backend, out, steps, metrics, metric_samples, guidance))
+        pipe = Pipeline.from_config(config(backend, out, steps, metrics, metric_samples, guidance, ddpm_size))
         t0 = time.process_time()
         pipe.fit(restart=steps == more)
         spent += time.process_time() - t0
@@ -149,6 +152,8 @@ def main() -> None:
     parser.add_argument("--metric-samples", type=int, default=200, help="generated images per metric (frechet)")
     parser.add_argument("--steps", default="10,25,50", help="DDIM step counts at which to time DDPM sampling")
     parser.add_argument("--speed-samples", type=int, default=32, help="images per speed measurement")
+    parser.add_argument("--ddpm-size", default=None,
+                        help="the trained DDPM's generator.size (default: diffusion-mnist.yaml's)")
     parser.add_argument("--ddpm-sizes", default="",
                         help="--speed-only: DDPM U-Nets to time, comma-separated SIZE or SIZE/BASE_CHANNELS "
                              "(default: diffusion-mnist.yaml's size)")
@@ -173,7 +178,7 @@ def main() -> None:
     rows, speeds = [], []
     for backend in args.backends.split(","):
         pipe, steps, spent = train(backend, out, args.budget_cpu_min * 60, args.stage, metrics, args.metric_samples,
-                                   args.guidance)
+                                   args.guidance, args.ddpm_size)
         content = pipe.postprocess(pipe.generate(100))
         pipe.export(content)
         t0 = time.process_time()
