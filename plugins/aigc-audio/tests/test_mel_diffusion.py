@@ -136,6 +136,11 @@ def test_save_and_load_round_trip_gives_the_same_clips(run):
     params = build_params(MelDiffusion.Params, {"size": "debug", "patch": 1}, "generator")
     with pytest.raises(CheckpointError, match="does not fit this mel-diffusion"):
         MelDiffusion.load_artifact(run_dir / "model", params)
+    # a run trained before FiLM (or with film: false) is refused in one line that names film
+    params = build_params(MelDiffusion.Params, {"size": "debug", "film": False}, "generator")
+    with pytest.raises(CheckpointError, match="film") as refused:
+        MelDiffusion.load_artifact(run_dir / "model", params)
+    assert "\n" not in str(refused.value)
 
 
 def test_without_a_vocoder_griffin_lim_with_a_one_line_notice_and_the_honest_metric(base, capfd):
