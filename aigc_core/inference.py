@@ -20,11 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from .allocator import tune_allocator
 from .config import MAX_NUM_SAMPLES
 from .content import Content
 from .errors import AigcError, UsageError
 from .progress import ProgressCallback, progress_reporting
-from .allocator import tune_allocator
 from .seeding import MAX_SEED
 
 
