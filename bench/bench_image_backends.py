@@ -43,13 +43,13 @@ def sections(backend: str) -> tuple[dict, dict]:
 
 
 def config(backend: str, out: Path, steps: int, metrics: list[str], metric_samples: int, guidance: float | None,
-           ddpm_size: str | None = None) -> dict:
+           ddpm: dict | None = None) -> dict:
     mnist = Path(os.environ["AIGC_DATA_DIR"]) / "mnist"
     generator, generate = sections(backend)
     if backend == "ddpm" and guidance is not None:
         generate["guidance_scale"] = guidance
-    if backend == "ddpm" and ddpm_size:
-        generator["size"] = ddpm_size
+    if backend == "ddpm":
+        generator.update(ddpm or {})
     return {
         "name": f"bench-{backend}", "seed": 0,
         # 32x32 for every backend, so that the DCGAN fits; one batch size, so a step means the same
@@ -68,7 +68,7 @@ def config(backend: str, out: Path, steps: int, metrics: list[str], metric_sampl
 
 
 def train(backend: str, out: Path, budget_s: float, stage: int, metrics: list[str], metric_samples: int,
-          guidance: float, ddpm_size: str | None = None):
+          guidance: float, ddpm: dict | None = None):
     """Train in stages that resume, each sized from the CPU time per step so far, until the next
     one would be shorter than ``stage`` steps. Loading the data each stage counts as training."""
     from aigc_core import Pipeline
@@ -76,7 +76,7 @@ def train(backend: str, out: Path, budget_s: float, stage: int, metrics: list[st
     spent, steps, pipe, more = 0.0, 0, None, stage
     while more >= stage or steps == 0:
         steps += more
-        pipe = Pipeline.from_config(config(backend, out, steps, metrics, metric_samples, guidance, ddpm_size))
+        pipe = Pipeline.from_config(config(backend, out, steps, metrics, metric_samples, guidance, ddpm))
         t0 = time.process_time()
         pipe.fit(restart=steps == more)
         spent += time.process_time() - t0
@@ -138,6 +138,19 @@ def speed_only(n: int, step_counts: list[int], threads: int, variants: list[str]
         print(f"| {name} | {wall:.3g} | {cpu:.3g} | {cpu / ref[1]:.3g} |")
 
 
+def ddpm_overrides(args) -> dict:
+    """``--ddpm-size`` and every ``--ddpm-set KEY=VALUE`` (VALUE read as YAML: 5, true, [16, 32])."""
+    import yaml
+
+    overrides = {"size": args.ddpm_size} if args.ddpm_size else {}
+    for item in args.ddpm_set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            sys.exit(f"bench_image_backends: --ddpm-set wants KEY=VALUE, got {item!r}")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget-cpu-min", type=float, default=3.0, help="CPU minutes of training per backend")
@@ -154,6 +167,8 @@ def main() -> None:
     parser.add_argument("--speed-samples", type=int, default=32, help="images per speed measurement")
     parser.add_argument("--ddpm-size", default=None,
                         help="the trained DDPM's generator.size (default: diffusion-mnist.yaml's)")
+    parser.add_argument("--ddpm-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="another generator option of the trained DDPM, e.g. snr_gamma=5 (repeatable)")
     parser.add_argument("--ddpm-sizes", default="",
                         help="--speed-only: DDPM U-Nets to time, comma-separated SIZE or SIZE/BASE_CHANNELS "
                              "(default: diffusion-mnist.yaml's size)")
@@ -178,7 +193,7 @@ def main() -> None:
     rows, speeds = [], []
     for backend in args.backends.split(","):
         pipe, steps, spent = train(backend, out, args.budget_cpu_min * 60, args.stage, metrics, args.metric_samples,
-                                   args.guidance, args.ddpm_size)
+                                   args.guidance, ddpm_overrides(args))
         content = pipe.postprocess(pipe.generate(100))
         pipe.export(content)
         t0 = time.process_time()

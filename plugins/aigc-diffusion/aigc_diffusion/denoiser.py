@@ -111,9 +111,13 @@ def noise_schedule(num_train_timesteps: int, beta_schedule: str, prediction_type
 
 
 def denoising_loss(net: nn.Module, noise_scheduler, x: torch.Tensor, labels: torch.Tensor | None, num_classes: int,
-                   generator: torch.Generator | None = None, drop: float = 0.0) -> torch.Tensor:
+                   generator: torch.Generator | None = None, drop: float = 0.0,
+                   snr_gamma: float | None = None) -> torch.Tensor:
     """Noise-prediction (or v-prediction) loss of a batch already in diffusion space [-1, 1], at
-    random noise levels; ``labels`` None for an unconditional net."""
+    random noise levels; ``labels`` None for an unconditional net. ``snr_gamma``: min-SNR
+    weighting (Hang et al., 2023), which stops the nearly clean, easy noise levels from pulling
+    the shared weights against the noisy ones that shape the image; it converges several times
+    faster, which is what a CPU budget needs."""
     n = x.shape[0]
     steps = noise_scheduler.config.num_train_timesteps
     noise = torch.randn(x.shape, generator=generator).to(x)
@@ -123,8 +127,20 @@ def denoising_loss(net: nn.Module, noise_scheduler, x: torch.Tensor, labels: tor
         labels = torch.where(dropped, torch.full_like(labels, num_classes), labels)
     noisy = noise_scheduler.add_noise(x, noise, t)
     pred = net(noisy, t, class_labels=labels).sample
-    target = noise if noise_scheduler.config.prediction_type == "epsilon" else noise_scheduler.get_velocity(x, noise, t)
-    return F.mse_loss(pred, target)
+    epsilon = noise_scheduler.config.prediction_type == "epsilon"
+    target = noise if epsilon else noise_scheduler.get_velocity(x, noise, t)
+    if not snr_gamma:
+        return F.mse_loss(pred, target)
+    return (F.mse_loss(pred, target, reduction="none").flatten(1).mean(1) * snr_weight(noise_scheduler, t, snr_gamma)).mean()
+
+
+def snr_weight(noise_scheduler, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """min(SNR, gamma) in the units of the net's target: / SNR for noise, / (SNR + 1) for v."""
+    alpha_bar = noise_scheduler.alphas_cumprod.to(t.device)[t].float()
+    snr = alpha_bar / (1.0 - alpha_bar)
+    if noise_scheduler.config.prediction_type == "epsilon":
+        return (gamma / snr).clamp(max=1.0)  # min(SNR, gamma) / SNR, finite where SNR is 0
+    return snr.clamp(max=gamma) / (snr + 1.0)
 
 
 @torch.no_grad()

@@ -45,6 +45,9 @@ SIZES = {
 class DDPMParams(Params):
     size: Literal[tuple(SIZES)] = Field("small", description="preset U-Net: debug (tests), fast (CPU sampling), small, base (GPU)")
     base_channels: Optional[int] = Field(None, ge=NORM_GROUPS, multiple_of=NORM_GROUPS, description="channels of the first level (the others scale with it); default from size")
+    patch: Literal[1, 2, 4] = Field(1, description="fold patch x patch pixels into channels before the U-Net (cost / patch^2)")
+    film: bool = Field(False, description="time and class embeddings scale and shift each resnet's features (adaptive group norm)")
+    snr_gamma: Optional[float] = Field(None, gt=0, description="min-SNR loss weighting (5 is usual): converges faster; off when unset")
     conditional: bool = Field(True, description="learn per class when the data has labels (needed for guidance)")
     label_dropout: float = Field(0.1, ge=0, lt=1, description="share of training labels replaced by the null class (classifier-free guidance)")
     num_train_timesteps: int = Field(1000, ge=2, description="noise levels of the forward process")
@@ -90,14 +93,16 @@ class DDPM(denoiser.DenoiserTraining, Generator):
     def __init__(self, params: DDPMParams, info: dict):
         super().__init__(params, info)
         channels, height, width = info["shape"]
-        step = denoiser.side_multiple(unet_levels(params.size))
+        step = denoiser.side_multiple(unet_levels(params.size), params.patch)
         if height % step or width % step:
-            raise ConfigError("data.image_size", f"ddpm size {params.size!r} needs image sides divisible by {step}, "
+            patched = f" with patch {params.patch}" if params.patch > 1 else ""
+            raise ConfigError("data.image_size", f"ddpm size {params.size!r}{patched} needs image sides divisible by {step}, "
                                                  f"got {height}x{width}")
         classes = int(info.get("num_classes") or 0)
         self.num_classes = classes if params.conditional and classes > 1 else 0
         _, layers, attention = SIZES[params.size]
-        self.unet = denoiser.build_unet((channels, height, width), params.channels, layers, attention, self.num_classes)
+        self.unet = denoiser.build_unet((channels, height, width), params.channels, layers, attention, self.num_classes,
+                                        params.patch, film=params.film)
         self.unet_ema = copy.deepcopy(self.unet).requires_grad_(False) if params.ema_decay > 0 else None
         self.noise_scheduler = denoiser.noise_schedule(params.num_train_timesteps, params.beta_schedule,
                                                        params.prediction_type)
@@ -109,7 +114,7 @@ class DDPM(denoiser.DenoiserTraining, Generator):
         labels = y.long() if self.num_classes else None
         # the model's own scale: data in [0, 1], diffusion in [-1, 1]
         return denoiser.denoising_loss(self.unet, self.noise_scheduler, x * 2.0 - 1.0, labels, self.num_classes,
-                                       generator=generator, drop=drop)
+                                       generator=generator, drop=drop, snr_gamma=self.params.snr_gamma)
 
     # -- generation ---------------------------------------------------------------------------
     def make_scheduler(self, name: str, steps: int):

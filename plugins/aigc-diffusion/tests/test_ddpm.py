@@ -236,3 +236,30 @@ def test_progress_reports_every_denoising_step():
     seen = []
     make().generate(5, seed=0, num_inference_steps=3, batch_size=4, progress=lambda done, total: seen.append((done, total)))
     assert seen == [(k, 6) for k in range(1, 7)]  # two chunks of four, three steps each
+
+
+def test_patch_folds_pixels_before_the_unet_and_round_trips(tmp_path):
+    model = make((1, 16, 16), classes=10, size="small", patch=2)
+    assert model.unet.unet.config.in_channels == 4 and tuple(model.unet.unet.config.sample_size) == (8, 8)
+    run = dict(num_inference_steps=2, batch_size=2)
+    before = model.generate(2, seed=0, **run)
+    assert before.items[0].data.shape == (1, 16, 16)
+    model.save_artifact(tmp_path)
+    loaded = DDPM.load_artifact(tmp_path, build_params(DDPM.Params, {"size": "small", "patch": 2}, "generator"))
+    assert [i.data.tobytes() for i in loaded.generate(2, seed=0, **run)] == [i.data.tobytes() for i in before]
+    with pytest.raises(CheckpointError, match="does not fit this ddpm"):
+        DDPM.load_artifact(tmp_path, build_params(DDPM.Params, {"size": "small"}, "generator"))
+    # three levels after folding 2x2: sides must divide by 8, and the message says why
+    with pytest.raises(ConfigError, match=r"^data\.image_size: ddpm size 'small' with patch 2 needs image sides divisible by 8"):
+        make((1, 28, 28), size="small", patch=2)
+
+
+def test_snr_gamma_reaches_the_training_loss():
+    x, y = bars(16, seed=5)
+    losses = {}
+    for gamma in (None, 5.0):
+        torch.manual_seed(0)
+        model = make(snr_gamma=gamma)
+        with torch.no_grad():
+            losses[gamma] = float(model.diffusion_loss(x, y, generator=torch.Generator().manual_seed(0)))
+    assert losses[5.0] < 0.95 * losses[None]

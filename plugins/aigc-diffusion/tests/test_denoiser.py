@@ -87,3 +87,34 @@ def test_sampler_errors_name_the_generate_key():
         denoiser.make_sampler(schedule, "fast", 2)
     with pytest.raises(ConfigError, match=r"^generate\.num_inference_steps: at most num_train_timesteps \(10\)"):
         denoiser.make_sampler(schedule, "ddim", 11)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_min_snr_weight_is_min_snr_gamma_in_the_units_of_the_target(prediction):
+    schedule = denoiser.noise_schedule(1000, "squaredcos_cap_v2", prediction)
+    t = torch.arange(1000)
+    weight = denoiser.snr_weight(schedule, t, 5.0).double()
+    alpha_bar = schedule.alphas_cumprod.double()
+    snr = alpha_bar / (1 - alpha_bar)
+    expected = snr.clamp(max=5.0) / (snr if prediction == "epsilon" else snr + 1)
+    assert torch.isfinite(weight).all()
+    assert torch.allclose(weight, expected, rtol=1e-4, atol=1e-7)
+    # nearly clean levels (huge SNR) count far less than noisy ones
+    assert weight[0] < 0.01 * weight.max()
+
+
+def test_min_snr_loss_weights_each_sample_and_a_huge_gamma_is_the_plain_loss():
+    torch.manual_seed(0)
+    net = denoiser.build_unet((1, 8, 8), (16, 32), 1, False, num_classes=2)
+    schedule = denoiser.noise_schedule(100, "squaredcos_cap_v2", "epsilon")
+    x, y = torch.rand(16, 1, 8, 8) * 2 - 1, torch.arange(16) % 2
+
+    def loss(gamma):
+        with torch.no_grad():
+            return float(denoiser.denoising_loss(net, schedule, x, y, 2, generator=torch.Generator().manual_seed(3),
+                                                 snr_gamma=gamma))
+
+    plain, huge, weighted = loss(None), loss(1e12), loss(5.0)
+    assert huge == pytest.approx(plain, rel=1e-5)
+    # epsilon weights are at most 1 and well below it for the clean levels some samples drew
+    assert weighted < 0.95 * plain
