@@ -15,7 +15,8 @@ metric that needs no options of its own; ``frechet`` gets ``--metric-samples``),
 while sampling: images per second of wall time and per CPU second, for the DDPM at each
 ``--steps`` count of the DDIM sampler. The DCGAN's speed is the reference measured in the same
 run; each other speed is printed as a ratio to it. A DDPM of the same size built at 28x28 (speed
-does not depend on the weights) is timed too, for the 28x28 target.
+does not depend on the weights) is timed too, for the 28x28 target; a U-Net that cannot take
+28x28 (``patch: 2`` with three levels needs sides divisible by 8) is timed at 32x32, more pixels.
 """
 
 from __future__ import annotations
@@ -108,10 +109,25 @@ def untrained(backend: str, shape: list[int], **overrides):
 
 
 def ddpm_variant(spec: str) -> tuple[str, dict]:
-    """``SIZE`` or ``SIZE/BASE_CHANNELS`` (``small/8`` is the lean U-Net) -> label and overrides."""
-    size, _, base = spec.partition("/")
-    overrides = {"size": size, **({"base_channels": int(base)} if base else {})}
-    return f"size {size}" + (f" base_channels {base}" if base else ""), overrides
+    """``SIZE``, ``SIZE/BASE_CHANNELS`` (``small/8`` is the lean U-Net), and ``/pN`` for patch N
+    (``small/p2``) -> label and overrides."""
+    size, *rest = spec.split("/")
+    overrides, label = {"size": size}, f"size {size}"
+    for part in rest:
+        key, value = ("patch", int(part[1:])) if part.startswith("p") else ("base_channels", int(part))
+        overrides[key] = value
+        label += f" {key} {value}"
+    return label, overrides
+
+
+def speed_side(overrides: dict) -> int:
+    """28 (the target's MNIST size) when the U-Net takes it, else 32."""
+    from aigc_diffusion.model import SIZES
+    from aigc_diffusion.denoiser import side_multiple
+
+    size = overrides.get("size") or sections("ddpm")[0].get("size", "small")
+    patch = overrides.get("patch", sections("ddpm")[0].get("patch", 1))
+    return 28 if 28 % side_multiple(len(SIZES[size][0]), patch) == 0 else 32
 
 
 def speed_only(n: int, step_counts: list[int], threads: int, variants: list[str]) -> None:
@@ -122,12 +138,13 @@ def speed_only(n: int, step_counts: list[int], threads: int, variants: list[str]
     config_size = sections("ddpm")[0].get("size", "small")
     for v, spec in enumerate(variants or [config_size]):
         label, overrides = ddpm_variant(spec)
-        ddpm = untrained("ddpm", [1, 28, 28], **overrides)
+        side = speed_side(overrides)
+        ddpm = untrained("ddpm", [1, side, side], **overrides)
         which = " (diffusion-mnist.yaml)" if spec == config_size else ""
         # every step count for the first variant; the others at the target's 25 steps
         counts = step_counts if v == 0 else [25]
         for k, scale in [(k, 1.0) for k in counts] + [(25, 2.0)]:
-            rows.append((f"ddpm 28x28 {label}{which}, ddim {k} steps, guidance {scale:g}",
+            rows.append((f"ddpm {side}x{side} {label}{which}, ddim {k} steps, guidance {scale:g}",
                          *sampling_speed(ddpm, n, num_inference_steps=k, scheduler="ddim", guidance_scale=scale,
                                          batch_size=n)))
     again = sampling_speed(untrained("dcgan", [1, 32, 32]), n, batch_size=n)  # the load may have changed
@@ -170,7 +187,7 @@ def main() -> None:
     parser.add_argument("--ddpm-set", action="append", default=[], metavar="KEY=VALUE",
                         help="another generator option of the trained DDPM, e.g. snr_gamma=5 (repeatable)")
     parser.add_argument("--ddpm-sizes", default="",
-                        help="--speed-only: DDPM U-Nets to time, comma-separated SIZE or SIZE/BASE_CHANNELS "
+                        help="--speed-only: DDPM U-Nets to time, comma-separated SIZE, SIZE/BASE_CHANNELS or SIZE/pPATCH "
                              "(default: diffusion-mnist.yaml's size)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (fixed, so CPU time compares)")
     parser.add_argument("--out", default="/tmp/bench-image-backends")
@@ -214,11 +231,12 @@ def main() -> None:
             speeds.append((f"{backend} 32x32", wall, cpu))
         print(speeds[-1], flush=True)
     if "ddpm" in args.backends:
-        fresh = untrained("ddpm", [1, 28, 28])
+        side = speed_side(ddpm_overrides(args))
+        fresh = untrained("ddpm", [1, side, side], **ddpm_overrides(args))
         for scale in (1.0, 2.0):
             wall, cpu = sampling_speed(fresh, args.speed_samples, num_inference_steps=25, scheduler="ddim",
                                        guidance_scale=scale, batch_size=args.speed_samples)
-            speeds.append((f"ddpm 28x28, ddim 25 steps, guidance {scale:g}", wall, cpu))
+            speeds.append((f"ddpm {side}x{side}, ddim 25 steps, guidance {scale:g}", wall, cpu))
 
     print(f"\nTraining budget {args.budget_cpu_min:g} CPU-min per backend, {args.threads} torch thread(s)")
     names = sorted({k for r in rows for k in r["scores"]})
