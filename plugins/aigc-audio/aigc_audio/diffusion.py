@@ -53,6 +53,7 @@ class MelDiffusionParams(MelParams):
     beta_schedule: Literal[denoiser.BETA_SCHEDULES] = Field("squaredcos_cap_v2", description="noise schedule: linear, scaled_linear, squaredcos_cap_v2, sigmoid")
     prediction_type: Literal["epsilon", "v_prediction"] = Field("v_prediction", description=(
         "what the U-Net predicts; with epsilon, samples lost the spectrogram's mean level (docs/audio.md)"))
+    snr_gamma: Optional[float] = Field(None, gt=0, description="min-SNR loss weighting (5 is usual): converges faster; off when unset")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="0 turns the EMA copy off")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
@@ -117,7 +118,7 @@ class MelDiffusion(denoiser.DenoiserTraining, MelGenerator):
         x = self.encode_input(wave).clamp(-1.0, 1.0)
         labels = y.long().clamp(0, self.conditioned - 1) if self.conditioned else None
         return denoiser.denoising_loss(self.unet, self.noise_scheduler, x, labels, self.conditioned,
-                                       generator=generator, drop=drop)
+                                       generator=generator, drop=drop, snr_gamma=self.params.snr_gamma)
 
     # -- generation ---------------------------------------------------------------------------
     @torch.no_grad()

@@ -85,6 +85,19 @@ def test_loss_falls_on_a_tiny_synthetic_set(run):
     assert trained < 0.6 * untrained, (trained, untrained)
 
 
+def test_snr_gamma_weights_the_training_loss(run):
+    """v-prediction's min-SNR weight min(SNR, 5) / (SNR + 1) is below 1 everywhere, so the same
+    weights and noise give a smaller loss with it; a generator that ignored the key would not."""
+    pipe, run_dir = run
+    waves, labels = split_tensors(pipe.data_source().split("test"))
+    weighted = MelDiffusion.build(pipe.generator.params.model_copy(update={"snr_gamma": 5.0}), pipe.data_source(), run_dir)
+    weighted.load_state_dict(pipe.generator.state_dict())
+    with torch.no_grad():
+        plain = float(pipe.generator.diffusion_loss(waves, labels, generator=torch.Generator().manual_seed(1)))
+        min_snr = float(weighted.diffusion_loss(waves, labels, generator=torch.Generator().manual_seed(1)))
+    assert min_snr < 0.9 * plain, (min_snr, plain)
+
+
 def test_guidance_makes_clips_follow_their_label(run):
     gen = run[0].generator
     sine = band_spread(gen, [i.data for i in gen.generate(8, seed=3, label="sine", guidance_scale=3.0, **FAST)])
