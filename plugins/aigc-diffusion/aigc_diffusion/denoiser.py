@@ -235,8 +235,10 @@ def sample_chunks(net: nn.Module, noise_scheduler, shape: tuple[int, ...], seed:
         x = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)
         x = x * sampler.init_noise_sigma
         labels = labels_of(torch.arange(lo, lo + batch_size)).to(device) if labels_of is not None else None
+        # deterministic samplers (UniPC, ...) take no generator: they draw no noise to seed
+        noise = {"generator": gens} if "generator" in inspect.signature(sampler.step).parameters else {}
         for s, t in enumerate(sampler.timesteps):
             out = guided(net, sampler.scale_model_input(x, t), t, labels, null_label, guidance_scale)
-            x = sampler.step(out, t, x, generator=gens).prev_sample
+            x = sampler.step(out, t, x, **noise).prev_sample
             (progress or report_progress)(c * len(sampler.timesteps) + s + 1, len(chunks) * len(sampler.timesteps))
         yield lo, x, labels
