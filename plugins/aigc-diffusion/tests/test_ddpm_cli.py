@@ -80,7 +80,7 @@ def test_bad_image_size_is_a_config_error(tmp_path, capsys):
     code, _, err = cli(capsys, "run", str(ROOT / "configs/diffusion-digits.yaml"), *TINY, "data.image_size=10",
                        "generator.size=small", f"output.dir={tmp_path / 'run'}")
     assert code == 2 and err.strip().count("\n") == 0
-    assert "data.image_size: ddpm size 'small' needs image sides divisible by 4" in err
+    assert "data.image_size: ddpm size 'small' with patch 2 needs image sides divisible by 8, got 10x10" in err
 
 
 def test_rerun_with_more_epochs_resumes(tmp_path, capsys):
