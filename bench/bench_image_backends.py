@@ -140,6 +140,8 @@ def speed_only(n: int, step_counts: list[int], threads: int, variants: list[str]
         label, overrides = ddpm_variant(spec)
         side = speed_side(overrides)
         ddpm = untrained("ddpm", [1, side, side], **overrides)
+        if "patch" not in overrides and ddpm.params.patch > 1:
+            label += f" patch {ddpm.params.patch} (config)"
         which = " (diffusion-mnist.yaml)" if spec == config_size else ""
         # every step count for the first variant; the others at the target's 25 steps
         counts = step_counts if v == 0 else [25]
