@@ -125,8 +125,8 @@ def speed_side(overrides: dict) -> int:
     from aigc_diffusion.model import SIZES
     from aigc_diffusion.denoiser import side_multiple
 
-    size = overrides.get("size") or sections("ddpm")[0].get("size", "small")
-    patch = overrides.get("patch", sections("ddpm")[0].get("patch", 1))
+    generator = {**sections("ddpm")[0], **overrides}
+    size, patch = generator.get("size", "small"), generator.get("patch", 1)
     return 28 if 28 % side_multiple(len(SIZES[size][0]), patch) == 0 else 32
 
 
@@ -210,9 +210,10 @@ def main() -> None:
     metrics = [m for m in args.metrics.split(",") if m]
     step_counts = [int(s) for s in args.steps.split(",")]
     rows, speeds = [], []
+    ddpm = ddpm_overrides(args)
     for backend in args.backends.split(","):
         pipe, steps, spent = train(backend, out, args.budget_cpu_min * 60, args.stage, metrics, args.metric_samples,
-                                   args.guidance, ddpm_overrides(args))
+                                   args.guidance, ddpm)
         content = pipe.postprocess(pipe.generate(100))
         pipe.export(content)
         t0 = time.process_time()
@@ -233,8 +234,8 @@ def main() -> None:
             speeds.append((f"{backend} 32x32", wall, cpu))
         print(speeds[-1], flush=True)
     if "ddpm" in args.backends:
-        side = speed_side(ddpm_overrides(args))
-        fresh = untrained("ddpm", [1, side, side], **ddpm_overrides(args))
+        side = speed_side(ddpm)
+        fresh = untrained("ddpm", [1, side, side], **ddpm)
         for scale in (1.0, 2.0):
             wall, cpu = sampling_speed(fresh, args.speed_samples, num_inference_steps=25, scheduler="ddim",
                                        guidance_scale=scale, batch_size=args.speed_samples)

@@ -191,6 +191,10 @@ def test_image_size_the_unet_cannot_take_names_the_key(size, shape, step):
     ({"base_channels": 12}, "generator.base_channels"),
     ({"beta_schedule": "cosine"}, "generator.beta_schedule"),
     ({"label_dropout": 1.0}, "generator.label_dropout"),
+    ({"snr_gamma": 0}, "generator.snr_gamma"),
+    ({"snr_gamma": -5}, "generator.snr_gamma"),
+    ({"patch": 3}, "generator.patch"),
+    ({"film": "sometimes"}, "generator.film"),
 ])
 def test_bad_params_name_the_key(values, key):
     with pytest.raises(ConfigError, match=rf"^{key}: "):
