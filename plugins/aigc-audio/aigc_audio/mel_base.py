@@ -44,6 +44,7 @@ class MelParams(Params):
     n_fft: Optional[int] = Field(None, ge=16, description="default: about 64 ms at the sample rate")
     hop_length: Optional[int] = Field(None, ge=1, description="default: n_fft / 4")
     griffin_lim_iters: int = Field(32, ge=1, description="Griffin-Lim iterations when turning spectrograms back into sound")
+    mel_match_iters: Optional[int] = Field(None, ge=0, description="after vocoding: steps fitting each clip's own log-mel to the asked one; default: the vocoder run's setting, 0 with Griffin-Lim")
     vocoder: Optional[str] = Field(None, description="a finished mel-vocoder run directory (e.g. runs/vocoder-fsdd); none: Griffin-Lim")
 
     @field_validator("vocoder")
@@ -78,7 +79,8 @@ class MelGenerator(Generator):
         n_fft = params.n_fft or default_n_fft(self.sample_rate)
         hop = params.hop_length or n_fft // 4
         try:
-            self.features = MelFeatures(self.sample_rate, params.n_mels, n_fft, hop, params.griffin_lim_iters)
+            self.features = MelFeatures(self.sample_rate, params.n_mels, n_fft, hop, params.griffin_lim_iters,
+                                        params.mel_match_iters or 0)
         except ValueError as exc:
             raise ConfigError("generator." + str(exc).split(":")[0], str(exc).split(": ", 1)[1]) from None
         self.frames = self.features.frames(self.num_samples)
@@ -89,7 +91,8 @@ class MelGenerator(Generator):
         # a vocoder recorded in the checkpoint's info is rebuilt here; its weights come with the state
         self.vocoder: VocoderNet | None = None
         if info.get("vocoder"):
-            self._set_vocoder(VocoderNet(saved_params(info["vocoder"]["params"])), info["vocoder"])
+            self._set_vocoder(VocoderNet(saved_params(info["vocoder"]["params"], "the vocoder in this checkpoint")),
+                              info["vocoder"])
         self._noticed = False
 
     def frame_multiple_for(self, params: MelParams) -> int:
@@ -152,13 +155,18 @@ class MelGenerator(Generator):
 
     def to_wave(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, n_mels, padded frames) normalised log-mel -> (B, samples), cropped back to the clip."""
-        mel = x[:, 0, :, : self.frames] * self.norm[1] + self.norm[0]
+        return self.vocode(x[:, 0, :, : self.frames] * self.norm[1] + self.norm[0], self.num_samples)
+
+    def vocode(self, log_mel: torch.Tensor, num_samples: int) -> torch.Tensor:
+        """(B, n_mels, frames) natural-log mel power -> (B, num_samples): the trained vocoder, or
+        Griffin-Lim with a one-line notice. Public so a metric can re-synthesise real clips the
+        way this generator's clips are made, and tell the vocoder's share of a gap from the model's."""
         if self.vocoder is not None:
-            return self.vocoder.vocode(mel, self.num_samples)
+            return self.vocoder.vocode(log_mel, num_samples, self.params.mel_match_iters)
         if not self._noticed:
             self._noticed = True
             griffin_lim_notice(self.generator_name)
-        return self.features.invert(mel, self.num_samples)
+        return self.features.invert(log_mel, num_samples)
 
     # -- generation ---------------------------------------------------------------------------
     def label_index(self, label) -> int:

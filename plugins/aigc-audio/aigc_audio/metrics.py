@@ -9,7 +9,9 @@ generator memorised and flatters it (issue 13: 84 % by the old metric, 57 % by a
 classifier). Its penultimate layer is the embedding for the Fréchet distance. Scores are also
 reported for real **test** clips, the floor a perfect generator would reach; the Fréchet
 distances compare like with like: generated clips and one half of the test split against the
-other half, the same number of clips on each side. The classifier normalises each clip's
+other half, the same number of clips on each side. The floor's real clips re-synthesised from
+their own mels by the generator's vocoder (``resynthesis``) are the ceiling of any spectrogram
+model with that vocoder: the part of the gap that is the vocoder's, not the model's. The classifier normalises each clip's
 log-mel to zero mean and unit spread, so a loudness post-processor cannot move the scores.
 
 ``vocoder-fidelity`` measures the vocoder alone: held-out real clips re-synthesised from their
@@ -41,6 +43,9 @@ class AudioClassifierParams(Params):
     batch_size: int = Field(64, ge=1, description="batch size of classifier training and scoring")
     temperature: float = Field(1.0, description="passed to generate for the scored clips (generators with that option)")
     classifier_split: Literal["val", "train"] = Field("val", description="train the classifier here; \"train\" is the generator's own (flattering)")
+    resynthesis: bool = Field(True, description=(
+        "also score the floor's real clips re-synthesised from their own mels by the generator's vocoder: "
+        "how much of the gap the vocoder alone leaves (spectrogram generators only)"))
 
 
 class ClipClassifier(nn.Module):
@@ -169,6 +174,20 @@ class AudioClassifierScore(Metric):
             "num_samples": n,
             "classifier_clips": len(split_tensors(ctx.data.split(self.params.classifier_split))[1]),
         }
+        vocode, features = getattr(gen, "vocode", None), getattr(gen, "features", None)
+        if self.params.resynthesis and callable(vocode) and features is not None:
+            real = test_waves[floor_side]
+            with torch.no_grad():
+                feats_re, pred_re = net.predict(vocode(features.log_mel(real), real.shape[1]))
+            truth = test_labels.numpy()[floor_side]
+            acc_side = float((pred_test[floor_side] == truth).mean())
+            fd_re = frechet_distance(feats_re, feats_test[reference])
+            out.update({
+                "accuracy_resynthesised": round(float((pred_re == truth).mean()), 4),
+                "accuracy_resynthesised_ratio": round(float((pred_re == truth).mean()) / acc_side, 4) if acc_side else float("inf"),
+                "fd_resynthesised": round(fd_re, 4),
+                "resynthesised_ratio_to_floor": round(fd_re / fd_floor, 3) if fd_floor > 0 else float("inf"),
+            })
         classes = [str(c) for c in (info.get("classes") or [])]
         for k in sorted(set(asked.tolist())):
             name = classes[k] if k < len(classes) else str(k)
@@ -206,11 +225,13 @@ class VocoderFidelity(Metric):
             candidates = {"griffin_lim": features.invert(mel, waves.shape[1])}
             net = gen.neural_vocoder()
             if net is not None:
-                candidates = {"vocoder": net.vocode(mel, waves.shape[1]), **candidates}
-                if net.griffin_lim_iters:  # what the network alone makes, before its Griffin-Lim refinement
+                asked = getattr(gen.params, "mel_match_iters", None)  # the generator's, else the vocoder's
+                match = net.mel_match_iters if asked is None else asked
+                candidates = {"vocoder": net.vocode(mel, waves.shape[1], match), **candidates}
+                if net.griffin_lim_iters or match:  # what the network alone makes, before any refinement
                     iters, net.griffin_lim_iters = net.griffin_lim_iters, 0
                     try:
-                        candidates["vocoder_unrefined"] = net.vocode(mel, waves.shape[1])
+                        candidates["vocoder_unrefined"] = net.vocode(mel, waves.shape[1], 0)
                     finally:
                         net.griffin_lim_iters = iters
             out: dict[str, float] = {}
@@ -226,8 +247,10 @@ class VocoderFidelity(Metric):
                 out[f"stoi_{name}"] = round(float(stoi(clean, wave.numpy().reshape(-1).astype(np.float64), rate)), 4)
         out["num_clips"] = len(waves)
         out["griffin_lim_iters"] = int(features.griffin_lim.n_iter)
+        out["griffin_lim_mel_match_iters"] = int(features.mel_match_iters)
         if net is not None:
             out["vocoder_refinement_iters"] = int(net.griffin_lim_iters)
+            out["vocoder_mel_match_iters"] = int(match)
         return out
 
 

@@ -42,7 +42,7 @@ from torch.nn import functional as F
 from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, RunDir, UsageError
 from aigc_core import Field, ParamError, Params, model_validator
 
-from .features import MelFeatures, default_n_fft
+from .features import LOG_FLOOR, MelFeatures, default_n_fft, match_log_mel
 from .stft_distance import stft_distance
 
 SIZES = {"debug": (32, 2, 4), "small": (128, 4, 8), "base": (256, 6, 16)}  # width, blocks, discriminator width
@@ -69,6 +69,7 @@ class MelVocoderParams(Params):
     phase: Literal["advance", "direct"] = Field("advance", description="advance: per-bin advance summed over frames; direct: per frame")
     magnitude_weight: float = Field(0.0, ge=0, description="weight of an L1 log-magnitude loss on the predicted spectrum itself")
     griffin_lim_iters: int = Field(0, ge=0, description="at generation: Griffin-Lim iterations refining the net's phase (0: none)")
+    mel_match_iters: int = Field(0, ge=0, description="at generation, after those: steps fitting each clip's own log-mel to the asked one (0: none)")
 
     @model_validator(mode="after")
     def _some_loss(self) -> "MelVocoderParams":
@@ -114,6 +115,7 @@ class VocoderNet(nn.Module):
         self.out_norm = nn.LayerNorm(width)
         self.phase_mode = params.phase
         self.griffin_lim_iters = params.griffin_lim_iters
+        self.mel_match_iters = params.mel_match_iters
         self.head = nn.Linear(width, 2 * bins)
         nn.init.zeros_(self.head.weight)  # start exactly at the least-squares magnitude and nominal phase
         nn.init.zeros_(self.head.bias)
@@ -121,6 +123,7 @@ class VocoderNet(nn.Module):
         self.register_buffer("norm", torch.tensor([0.0, 1.0]))
         # derived from the settings, not learnt: rebuilt on load, kept out of the checkpoint
         fb = AF.melscale_fbanks(bins, 0.0, self.sample_rate / 2.0, params.n_mels, self.sample_rate)
+        self.register_buffer("fb", fb, persistent=False)  # (bins, n_mels)
         self.register_buffer("inverse_fb", torch.linalg.pinv(fb.T), persistent=False)  # (bins, n_mels)
         self.register_buffer("advance", 2 * torch.pi * torch.arange(bins) * self.hop_length / self.n_fft,
                              persistent=False)
@@ -129,6 +132,12 @@ class VocoderNet(nn.Module):
     def mel_settings(self) -> dict:
         return {"sample_rate": self.sample_rate, "n_mels": self.n_mels, "n_fft": self.n_fft,
                 "hop_length": self.hop_length}
+
+    def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, samples) -> (B, n_mels, frames): the same analysis as ``MelFeatures.log_mel``,
+        from the net's own buffers, so ``mel_match_iters`` needs no state beyond the weights."""
+        spec = torch.stft(wave, self.n_fft, self.hop_length, self.n_fft, self.window, center=True, return_complex=True)
+        return torch.log((spec.abs().pow(2).transpose(-1, -2) @ self.fb).transpose(-1, -2) + LOG_FLOOR)
 
     def spectrum(self, log_mel: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, frames) natural-log mel power -> (B, bins, frames) complex STFT."""
@@ -168,9 +177,9 @@ class VocoderNet(nn.Module):
         return self._istft(magnitude * angles, length)
 
     @torch.no_grad()
-    def vocode(self, log_mel: torch.Tensor, num_samples: int) -> torch.Tensor:
+    def vocode(self, log_mel: torch.Tensor, num_samples: int, mel_match_iters: int | None = None) -> torch.Tensor:
         """One clip at a time: batched kernels may round differently, and a clip must have the
-        same bytes however a run is batched or sharded."""
+        same bytes however a run is batched or sharded. ``mel_match_iters`` None: this net's own."""
         was_training = self.training
         self.eval()
         try:
@@ -178,7 +187,8 @@ class VocoderNet(nn.Module):
         finally:
             self.train(was_training)
         out = torch.cat(waves) if waves else log_mel.new_zeros(0, num_samples)
-        return out.clamp(-1.0, 1.0)
+        iters = self.mel_match_iters if mel_match_iters is None else mel_match_iters
+        return match_log_mel(out, log_mel, self.log_mel, iters).clamp(-1.0, 1.0)
 
 
 def _wn(module: nn.Module) -> nn.Module:
@@ -436,9 +446,18 @@ class MelVocoder(Generator):
             raise CheckpointError(f"checkpoint does not fit this mel-vocoder (size or mel settings differ): {first}") from None
 
 
-def saved_params(saved: dict) -> MelVocoderParams:
-    """Settings from a model.json: runs saved before ``phase`` existed used the accumulated-advance head."""
-    return MelVocoderParams(**{"phase": "advance", "griffin_lim_iters": 0, **saved})
+def saved_params(saved: dict, where: str = "mel-vocoder") -> MelVocoderParams:
+    """Settings from a model.json: runs saved before ``phase`` existed used the accumulated-advance head.
+    Settings this version no longer knows mean weights trained for another network: a one-line
+    CheckpointError naming them, not a validation traceback."""
+    gone = sorted(set(saved) - set(MelVocoderParams.model_fields))
+    if gone:
+        raise CheckpointError(f"{where}: trained by another version of aigc-audio (settings {', '.join(gone)} "
+                              f"no longer exist); train the vocoder again")
+    try:
+        return MelVocoderParams(**{"phase": "advance", "griffin_lim_iters": 0, "mel_match_iters": 0, **saved})
+    except ValueError as exc:
+        raise CheckpointError(f"{where}: saved vocoder settings do not validate: {str(exc).splitlines()[0]}") from None
 
 
 def load_vocoder_run(run_dir: str | Path, expected: dict, key: str = "generator.vocoder") -> tuple[VocoderNet, dict]:
@@ -476,7 +495,7 @@ def load_vocoder_run(run_dir: str | Path, expected: dict, key: str = "generator.
             unit = " Hz" if setting == "sample_rate" else ""
             raise ConfigError(key, f"{run_dir} was trained with {setting} {saved[setting]}{unit} but this generator "
                               f"uses {expected[setting]}{unit}; train a vocoder with the same {setting}")
-    net = VocoderNet(saved_params(saved))
+    net = VocoderNet(saved_params(saved, f"{key}: {run_dir}"))
     state = load_file(str(model_dir / "model.safetensors"))
     try:
         net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")}, strict=True)

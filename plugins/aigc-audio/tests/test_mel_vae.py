@@ -61,6 +61,48 @@ def test_run_writes_wavs_spectrograms_and_metrics(run_dir):
     assert list((run_dir / "samples").glob("epoch_001/*.wav"))  # training previews are audible too
 
 
+class StubVocoding:
+    """A spectrogram generator whose 'mel' is the clip itself and whose vocoder is ``vocode``."""
+
+    sample_rate = 8000
+    info: dict = {}
+
+    class GenerateOptions:
+        model_fields: dict = {}
+
+    def __init__(self, vocode):
+        from types import SimpleNamespace
+
+        self.features = SimpleNamespace(log_mel=lambda wave: wave)
+        self.vocode = vocode
+
+    def generate(self, n, seed=0, **options):
+        from aigc_core import Content, Item
+
+        return Content("audio", [Item(np.zeros(2000, np.float32), {"label": 0}) for _ in range(n)])
+
+
+def test_resynthesis_scores_the_floors_real_clips_through_the_generators_vocoder(run_dir):
+    """A perfect vocoder must land on the real floor exactly; a silent one far from it."""
+    from aigc_core.base import MetricContext
+
+    pipe = Pipeline.from_run_dir(run_dir)
+    metric = next(p for p in pipe.metrics if p.name == "audio-classifier").build()
+    cache = Path(os.environ["AIGC_CACHE_DIR"])
+
+    def score(vocode):
+        return metric.compute(MetricContext(StubVocoding(vocode), pipe.data_source(), None, cache, pipe.seed, run_dir))
+
+    perfect = score(lambda wave, n: wave)
+    assert perfect["fd_resynthesised"] == pytest.approx(perfect["fd_real_floor"], rel=1e-4)
+    assert perfect["accuracy_resynthesised_ratio"] == 1.0 and perfect["resynthesised_ratio_to_floor"] == pytest.approx(1.0)
+    silent = score(lambda wave, n: torch.zeros_like(wave))
+    assert silent["fd_resynthesised"] > 2 * silent["fd_real_floor"]
+    # the real run reports it too, through its own Griffin-Lim
+    scores = json.loads((run_dir / "manifest.json").read_text())["metrics"]["audio-classifier"]
+    assert np.isfinite(scores["fd_resynthesised"]) and 0.0 <= scores["accuracy_resynthesised"] <= 1.0
+
+
 def test_same_seed_same_bytes_and_batching_does_not_change_a_clip(run_dir):
     pipe = Pipeline.from_run_dir(run_dir)
     a = pipe.generate(3, seed=5)
