@@ -1,6 +1,7 @@
 """Contact sheets of generated against real clips of one digit: a row of real held-out clips, then
 a row per spectrogram-generator run (clips asked to be that digit, seed 0, the run's own
-generation options plus any key=value given), one shared dB scale: what a person should look at
+generation options plus any key=value given; generator.KEY=VALUE overrides the run's generator,
+e.g. generator.vocoder=runs/vocoder-fsdd), one shared dB scale: what a person should look at
 beside the classifier's figures.
 
     AIGC_DATA_DIR=../shared/data .venv/bin/python bench/bench_mel_diffusion_pictures.py OUT.png DIGIT N RUN_DIR [RUN_DIR ...] [key=value ...]
@@ -24,10 +25,11 @@ def main() -> None:
 
     out, digit, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     runs = [a for a in sys.argv[4:] if "=" not in a]
-    options = dict(a.split("=", 1) for a in sys.argv[4:] if "=" in a)
+    options = dict(a.split("=", 1) for a in sys.argv[4:] if "=" in a and not a.startswith("generator."))
+    overrides = [a for a in sys.argv[4:] if a.startswith("generator.")]
     clips, titles = [], []
     for r, run_dir in enumerate(runs):
-        pipe = Pipeline.from_run_dir(run_dir)
+        pipe = Pipeline.from_run_dir(run_dir, overrides)
         gen = pipe.generator
         if r == 0:
             waves, labels = split_tensors(pipe.data_source().split("test"))

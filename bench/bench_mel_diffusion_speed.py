@@ -5,6 +5,10 @@ shape (1 s clips at 8 kHz, 64 mels x 64 frames), for a few sampler settings, wit
 Speed does not depend on training, so the models are untrained.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_mel_diffusion_speed.py [VOCODER_RUN] [--clips 16]
+        [--set KEY=VALUE ...] [--mel-match N]
+
+``--set`` changes a mel-diffusion setting (e.g. patch=4); ``--mel-match N`` gives both models
+``mel_match_iters: N`` (after the vocoder, or after Griffin-Lim).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("vocoder", nargs="?")
     ap.add_argument("--clips", type=int, default=16)
+    ap.add_argument("--set", action="append", default=[], help="a mel-diffusion setting, KEY=VALUE")
+    ap.add_argument("--mel-match", type=int, default=None)
     args = ap.parse_args()
     import torch
 
@@ -28,13 +34,18 @@ def main() -> None:
 
     info = {"sample_rate": 8000, "num_samples": 8000, "classes": [str(i) for i in range(10)], "num_classes": 10}
     torch.manual_seed(0)
-    models = {"mel-vae": MelVAE(build_params(MelVAE.Params, {}, "generator"), dict(info)),
-              "mel-diffusion": MelDiffusion(build_params(MelDiffusion.Params, {}, "generator"), dict(info))}
-    cases = [("mel-vae", {}), ("mel-diffusion", {"scheduler": "dpm-solver", "num_inference_steps": 20}),
+    match = {} if args.mel_match is None else {"mel_match_iters": args.mel_match}
+    import yaml
+
+    settings = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)}  # as a config file reads it
+    models = {"mel-vae": MelVAE(build_params(MelVAE.Params, match, "generator"), dict(info)),
+              "mel-diffusion": MelDiffusion(build_params(MelDiffusion.Params, {**settings, **match}, "generator"), dict(info))}
+    cases = [("mel-vae", {}), ("mel-diffusion", {"scheduler": "unipc", "num_inference_steps": 40, "guidance_scale": 1.5}),
+             ("mel-diffusion", {"scheduler": "dpm-solver", "num_inference_steps": 20}),
              ("mel-diffusion", {"scheduler": "dpm-solver", "num_inference_steps": 10}),
              ("mel-diffusion", {"scheduler": "ddim", "num_inference_steps": 25})]
     vocoders = ["Griffin-Lim"] + ([args.vocoder] if args.vocoder else [])
-    print(f"load {os.getloadavg()[0]:.1f}; {args.clips} clips of 1 s per case; guidance 2 (two U-Net passes a step)")
+    print(f"load {os.getloadavg()[0]:.1f}; mel-diffusion {settings or 'defaults'}; mel_match_iters {args.mel_match}; {args.clips} clips of 1 s per case; guidance 2 (two U-Net passes a step)")
     for vocoder in vocoders:
         for name, model in models.items():
             model.vocoder = None

@@ -1,4 +1,4 @@
-"""Probe: train mel-diffusion on FSDD (configs/audio-fsdd-diffusion.yaml, Griffin-Lim, audio-classifier
+"""Probe: train mel-diffusion on FSDD (configs/audio-fsdd.yaml, Griffin-Lim, audio-classifier
 only) with overrides and report the honest metric, CPU seconds and load:
 python bench/probe_mel_diffusion.py TAG key=value ...; runs go to $PROBE_OUT (default /tmp/meldiff/runs).
 Rescore a finished run with other generation options: python bench/probe_mel_diffusion.py TAG --rescore generate.guidance_scale=3 ..."""
@@ -28,7 +28,7 @@ if args and args[0] == "--rescore":
     s = pipe.score(pipe.generate())
     show(tag, "rescored " + " ".join(args[1:]), s.get("audio-classifier", s))
 else:
-    cfg = yaml.safe_load(open(Path(__file__).resolve().parents[1] / "configs/audio-fsdd-diffusion.yaml"))
+    cfg = yaml.safe_load(open(Path(__file__).resolve().parents[1] / "configs/audio-fsdd.yaml"))
     cfg["metrics"] = [{"name": "audio-classifier"}]
     cfg["generator"]["vocoder"] = None
     cfg["output"]["dir"] = str(out)

@@ -1,4 +1,4 @@
-"""Probe: train mel-vae on FSDD (configs/audio-fsdd.yaml, Griffin-Lim, audio-classifier only) with overrides, score it as configured and with the prior reset to N(0, I): python bench/probe_mel_prior.py TAG key=value ...; runs go to $PROBE_OUT (default /tmp/mel/runs)."""
+"""Probe: train mel-vae on FSDD (configs/audio-fsdd-vae.yaml, Griffin-Lim, audio-classifier only) with overrides, score it as configured and with the prior reset to N(0, I): python bench/probe_mel_prior.py TAG key=value ...; runs go to $PROBE_OUT (default /tmp/mel/runs)."""
 import json, os, resource, sys, time
 from pathlib import Path
 import torch, yaml
@@ -9,7 +9,7 @@ def cpu():
     u = resource.getrusage(resource.RUSAGE_SELF); return u.ru_utime + u.ru_stime
 
 tag, overrides = sys.argv[1], sys.argv[2:]
-cfg = yaml.safe_load(open(Path(__file__).resolve().parents[1] / "configs/audio-fsdd.yaml"))
+cfg = yaml.safe_load(open(Path(__file__).resolve().parents[1] / "configs/audio-fsdd-vae.yaml"))
 cfg["metrics"] = [{"name": "audio-classifier"}]
 cfg["generator"]["vocoder"] = None
 cfg["output"]["dir"] = os.environ.get("PROBE_OUT", "/tmp/mel/runs") + f"/{tag}"

@@ -68,7 +68,7 @@ class MelDiffusionParams(MelParams):
 
 class MelDiffusionOptions(Params):
     num_inference_steps: int = Field(20, ge=1, description="denoising steps: fewer is faster, more is finer")
-    scheduler: str = Field("dpm-solver", description="sampler: ddim, dpm-solver, ddpm, or a diffusers scheduler class name")
+    scheduler: str = Field("dpm-solver", description="sampler: ddim, dpm-solver, unipc, ddpm, or a diffusers scheduler class name")
     guidance_scale: float = Field(2.0, ge=0, description="classifier-free guidance: 0 unconditional, 1 conditional, >1 stronger class")
     label: Optional[str] = Field(None, description="a class name or index; default: cycle through the classes")
     use_ema: bool = Field(True, description="sample with the EMA copy of the U-Net")

@@ -35,7 +35,8 @@ from torch.nn import functional as F
 from aigc_core import ConfigError, report_progress, torch_generator
 
 #: short names for the schedulers people mean; any diffusers scheduler class name works too
-SCHEDULERS = {"ddim": "DDIMScheduler", "dpm-solver": "DPMSolverMultistepScheduler", "ddpm": "DDPMScheduler"}
+SCHEDULERS = {"ddim": "DDIMScheduler", "dpm-solver": "DPMSolverMultistepScheduler", "ddpm": "DDPMScheduler",
+              "unipc": "UniPCMultistepScheduler"}
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 NORM_GROUPS = 8
 #: "trailing" starts sampling at the last (pure-noise) level, which few-step samplers otherwise

@@ -67,7 +67,7 @@ class DDPMParams(Params):
 
 class DDPMOptions(Params):
     num_inference_steps: int = Field(25, ge=1, description="denoising steps: fewer is faster, more is finer")
-    scheduler: str = Field("ddim", description="sampler: ddim, dpm-solver, ddpm, or a diffusers scheduler class name")
+    scheduler: str = Field("ddim", description="sampler: ddim, dpm-solver, unipc, ddpm, or a diffusers scheduler class name")
     guidance_scale: float = Field(2.0, ge=0, description="classifier-free guidance: 0 unconditional, 1 conditional, >1 stronger class")
     label: Optional[int] = Field(None, ge=0, description="conditional models: the class of every sample (default: cycle through classes)")
     use_ema: bool = Field(True, description="sample with the EMA copy of the U-Net")

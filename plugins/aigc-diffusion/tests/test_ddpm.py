@@ -113,7 +113,7 @@ def test_samples_vary_within_a_class(trained):
     assert len(brightest) >= 2, brightest  # the class holds three bar positions: not one memorised image
 
 
-@pytest.mark.parametrize("scheduler", ["ddim", "ddpm", "dpm-solver", "UniPCMultistepScheduler", "EulerDiscreteScheduler"])
+@pytest.mark.parametrize("scheduler", ["ddim", "ddpm", "dpm-solver", "unipc", "EulerDiscreteScheduler"])
 def test_same_seed_same_bytes_and_sample_i_alone_equals_in_a_batch(scheduler):
     model = make()
     run = dict(num_inference_steps=5, scheduler=scheduler, batch_size=4)
