@@ -288,3 +288,14 @@ def test_vocoder_mel_match_is_per_clip_and_the_generator_can_override_it(base, m
     a, b = default.generate(1, seed=3).items[0].data, override.generate(1, seed=3).items[0].data
     assert not np.array_equal(a, b)
     assert np.array_equal(b, Pipeline.from_run_dir(run, ["generator.mel_match_iters=6"]).generate(1, seed=3).items[0].data)
+
+
+@pytest.mark.parametrize("component", ["mel-vae", "mel-vocoder"])
+def test_a_negative_mel_match_is_a_one_line_error_naming_the_key(base, component):
+    out = base / f"bad-match-{component}"
+    config = (vae_config(out, None, mel_match_iters=-1) if component == "mel-vae"
+              else vocoder_config(out, mel_match_iters=-1))
+    with pytest.raises(ConfigError, match=r"^generator\.mel_match_iters: ") as err:
+        Pipeline.from_config(config).run()
+    assert "\n" not in str(err.value) and err.value.exit_code == 2
+    assert not (out / "model").exists()
