@@ -29,6 +29,7 @@ _LAZY = {
     "Generator": "aigc_core.components",
     "DataParams": "aigc_core.components",
     "split_indices": "aigc_core.components",
+    "GeneratorTraining": "aigc_core.training_module",
     "Pipeline": "aigc_core.pipeline",
     "Component": "aigc_core.base",
     "Exporter": "aigc_core.base",
@@ -66,7 +67,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AigcError", "CancelToken", "Cancelled", "CheckpointError", "Component", "ConfigError", "Content", "DataError",
     "Interrupted",
-    "DataParams", "DataSource", "Exporter", "Generator", "Inference", "Item", "MODALITIES", "Metric",
+    "DataParams", "DataSource", "Exporter", "Generator", "GeneratorTraining", "Inference", "Item", "MODALITIES", "Metric",
     "MetricContext", "NoParams", "PLUGIN_API_VERSION", "ParamError", "Params", "Pipeline", "PluginError",
     "Field", "field_validator", "model_validator",
     "PostProcessor", "QualityGateError", "RunDir", "UsageError", "atomic_path", "atomic_write", "cache_path", "cached_model", "data_identity", "frechet_distance", "get_registry", "hookimpl", "hookspec", "known_modalities", "make_grid", "png_bytes",

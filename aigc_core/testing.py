@@ -310,9 +310,10 @@ class GeneratorContract(_Contract):
         import torch
 
         from .training import quiet_lightning
+        from .training_module import as_datamodule, training_module
 
         quiet_lightning()
-        model = self.model
+        model = training_module(self.model)  # the generator, and what only training needs
         before = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
         _require(bool(before), "the model has no floating-point parameters to train")
         trainer = pl.Trainer(
@@ -322,7 +323,7 @@ class GeneratorContract(_Contract):
             default_root_dir=str(self.workdir / "lightning"),
         )
         torch.manual_seed(self.seed)
-        trainer.fit(model, datamodule=model.datamodule(self.source))
+        trainer.fit(model, datamodule=as_datamodule(model.datamodule(self.source)))
         self._trained = True
         _require(trainer.global_step >= 1, "one training batch made no optimiser step "
                                            "(training_step/configure_optimizers)")
@@ -752,7 +753,7 @@ def check_mid_epoch_resume(config: Mapping, workdir: Path, kill_at_step: int, ev
     reference = Pipeline.from_config({**config, "output": {"dir": str(workdir / "reference")}})
     reference.fit()
     killed = Pipeline.from_config({**config, "output": {"dir": str(workdir / "killed")}})
-    cls = killed.gen.cls
+    cls = killed.gen.cls.training_class()
     original = cls.training_step
 
     def dying(self, batch, batch_idx):

@@ -31,6 +31,7 @@ from .content import Content
 from .errors import AigcError, CheckpointError, Interrupted, first_line
 from .resume import RunCheckpoints, StopSignals, loaders_in
 from .rundir import CHECKPOINT_FILE, LOGS_DIR, RunDir
+from .training_module import as_datamodule, training_module
 
 PREVIEW = {"image": 64, "text": 4, "audio": 4}
 
@@ -69,12 +70,13 @@ class SampleWriter(Callback):
         if self.preview is None or not self.every or (trainer.current_epoch + 1) % self.every \
                 or not trainer.is_global_zero:
             return
-        was_training = module.training
-        module.eval()
+        generator = module.generator
+        was_training = generator.training
+        generator.eval()
         try:
-            content = module.generate(PREVIEW.get(module.modality, 4), seed=self.seed)
+            content = generator.generate(PREVIEW.get(generator.modality, 4), seed=self.seed)
         finally:
-            module.train(was_training)
+            generator.train(was_training)
         self.preview(content, f"epoch_{trainer.current_epoch + 1:03d}")
 
 
@@ -361,9 +363,9 @@ def _clock() -> float:
     return time.monotonic()
 
 
-def _strategy(name: Any, generator: pl.LightningModule) -> Any:
+def _strategy(name: Any, module: pl.LightningModule) -> Any:
     """A GAN's manual optimisation leaves one network unused in each backward pass; DDP must know."""
-    if name == "ddp" and not generator.automatic_optimization:
+    if name == "ddp" and not module.automatic_optimization:
         return "ddp_find_unused_parameters_true"
     return name
 
@@ -389,10 +391,13 @@ def trainer_kwargs(train: Any) -> dict:
     return kwargs
 
 
-def fit(source: pl.LightningDataModule, generator: pl.LightningModule, train: Any, *, seed: int, rundir: RunDir,
+def fit(source: Any, generator: torch.nn.Module, train: Any, *, seed: int, rundir: RunDir,
         resume: bool, preview: Callable[[Content, str], None] | None = None,
         callbacks: Sequence[Callback] = ()) -> dict:
     """Train ``generator`` on ``source`` with the ``train`` settings; checkpoints and logs go into ``rundir``.
+
+    The generator is wrapped in the LightningModule its class names (``Generator.training``); the
+    trained weights stay in ``generator`` itself.
 
     Returns the training summary. ``resume``: continue from ``checkpoints/last.ckpt`` when it is
     there (verified first). ``preview(content, stem)`` receives the previews made every
@@ -401,7 +406,8 @@ def fit(source: pl.LightningDataModule, generator: pl.LightningModule, train: An
     quiet_lightning()
     tune_allocator()
     t = train
-    datamodule = generator.datamodule(source)
+    module = training_module(generator)
+    datamodule = as_datamodule(module.datamodule(source))
     run_dir = rundir.path
     last = rundir.checkpoint_dir / CHECKPOINT_FILE
     checkpoint_io = RunCheckpointIO(rundir)
@@ -423,7 +429,7 @@ def fit(source: pl.LightningDataModule, generator: pl.LightningModule, train: An
         pass
     kwargs = trainer_kwargs(t)
     kwargs.update(
-        strategy=_strategy(t.strategy, generator),
+        strategy=_strategy(t.strategy, module),
         enable_progress_bar=t.progress_bar, enable_model_summary=False, enable_checkpointing=False,
         default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks,
         plugins=[checkpoint_io],
@@ -441,7 +447,7 @@ def fit(source: pl.LightningDataModule, generator: pl.LightningModule, train: An
     started = time.perf_counter()
     try:
         with stop:
-            trainer.fit(generator, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if stop.signum is not None:  # the signal came after the last batch: the final checkpoint is written
             raise checkpoints._interrupted()
     except (NonFiniteLoss, CheckpointError, Interrupted):
