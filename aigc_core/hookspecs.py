@@ -47,7 +47,8 @@ def aigc_register_modalities(register):
 def aigc_register_data_sources(register):
     """Register data sources: where raw content of one modality comes from.
 
-    A data source is a subclass of ``aigc_core.DataSource`` (a ``LightningDataModule``) with a
+    A data source is a subclass of ``aigc_core.DataSource`` (it has a ``LightningDataModule``'s
+    loaders; training wraps it, so generation never imports Lightning) with a
     ``Params`` model (a subclass of ``aigc_core.Params``). It yields raw content and knows nothing of models: images as float CHW
     in [0, 1], text as ``str``, audio as mono float waveforms with a sample rate.
 
@@ -64,11 +65,14 @@ def aigc_register_data_sources(register):
 def aigc_register_generators(register):
     """Register generators: models that learn from a data source and make new content.
 
-    A generator is a subclass of ``aigc_core.Generator`` (a ``LightningModule``) with a ``Params``
-    model for its architecture and a ``GenerateOptions`` model for ``generate``'s options (both
-    subclasses of ``aigc_core.Params``, pydantic models).
-    It owns its preprocessing, training step and checkpoint, and implements
-    ``generate(n, seed=..., **options) -> Content`` deterministically for a given seed.
+    A generator is a subclass of ``aigc_core.Generator`` (a plain ``torch.nn.Module``) with a
+    ``Params`` model for its architecture and a ``GenerateOptions`` model for ``generate``'s
+    options (both subclasses of ``aigc_core.Params``, pydantic models). It holds what sampling
+    needs, owns its checkpoint, and implements ``generate(n, seed=..., **options) -> Content``
+    deterministically for a given seed. Its class attribute ``training`` names
+    (``"module:Class"``) the subclass of ``aigc_core.GeneratorTraining``, a ``LightningModule``
+    wrapping it, that holds the preprocessing, training step and training-only networks; only
+    ``aigc run`` imports it, so ``aigc generate`` and ``aigc serve`` never load Lightning.
 
     Example::
 
