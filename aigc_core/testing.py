@@ -561,7 +561,9 @@ def registrations(plugin: Any) -> list[dict]:
         if impl is None:
             continue
 
-        def register(name, target, modality=(), description="", _kind=kind):
+        def register(name, target=None, modality=(), description="", _kind=kind):
+            if _kind == "modality":  # a modality is its own: register(name, target, description)
+                modality = (name,)
             found.append({"kind": _kind, "name": name, "target": target, "description": description,
                           "modalities": (modality,) if isinstance(modality, str) else tuple(modality)})
 
@@ -570,19 +572,27 @@ def registrations(plugin: Any) -> list[dict]:
 
 
 def check_registrations(plugin: Any) -> list[dict]:
-    """Every registration names a loadable class whose declared modality matches, with a description."""
+    """Every registration names a loadable class whose declared modality matches, with a description.
+
+    The plugin's own modalities count as known, and each must name an ``aigc_core.Modality``.
+    """
     import importlib
+
+    from .modalities import Modality
 
     failures = {}
     found = registrations(plugin)
     if not found:
         failures["registrations"] = "the plugin registers no component (implement an aigc_register_* hook)"
+    known = set(known_modalities()) | {e["name"] for e in found if e["kind"] == "modality"}
     for entry in found:
         where = f"{entry['kind']} {entry['name']!r}"
         target = entry["target"]
         if not entry["description"]:
             failures[f"metadata {entry['name']}"] = f"{where} has no description (aigc plugins list shows it)"
-        bad = [m for m in entry["modalities"] if m not in known_modalities()]
+        if entry["kind"] == "modality" and target is None:
+            continue  # the base Modality: downloads, no checks
+        bad = [m for m in entry["modalities"] if m not in known]
         if bad or not entry["modalities"]:
             failures[f"modality {entry['name']}"] = f"{where} registered with modality {entry['modalities']}"
             continue
@@ -597,6 +607,10 @@ def check_registrations(plugin: Any) -> list[dict]:
                 continue
             target = obj
         entry["class"] = target
+        if entry["kind"] == "modality":
+            if not (isinstance(target, Modality) or (isinstance(target, type) and issubclass(target, Modality))):
+                failures[f"target {entry['name']}"] = f"{where}: {entry['target']!r} is not an aigc_core.Modality"
+            continue
         declared = getattr(target, "modality", None)
         if entry["kind"] in ("generator", "data_source") and declared not in entry["modalities"]:
             failures[f"modality {entry['name']}"] = (
