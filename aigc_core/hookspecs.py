@@ -27,19 +27,35 @@ hookimpl = pluggy.HookimplMarker("aigc")
 
 @hookspec
 def aigc_register_modalities(register):
-    """Register modalities: kinds of content beyond the core's ``image``, ``text`` and ``audio``.
+    """Register modalities: kinds of content, each with the object that says how to handle it.
 
-    ``register(name, description="")``: ``name`` is lowercase letters, digits and dashes
-    (``"midi"``); ``description`` says what ``Item.data`` holds for it. Called before the
-    component hooks of every plugin, so components of any plugin may then use the modality. For
-    ``aigc run`` to write such content, register an exporter under the modality's name (the
-    default exporter of a modality is the one named like it).
+    ``register(name, target=None, description="")``: ``name`` is lowercase letters, digits and
+    dashes (``"midi"``); ``target`` is a subclass of ``aigc_core.Modality`` (better a
+    ``"package.module:Class"`` string, imported on first use); ``description`` says what
+    ``Item.data`` holds. The core's ``image``, ``text`` and ``audio`` are registered this way by
+    the built-in plugin. Called before the component hooks of every plugin, so components of any
+    plugin may then use the modality.
+
+    The ``Modality`` is everything aigc needs to handle such content without knowing it:
+    ``encode(item, meta) -> bytes`` (one file, used by the server and ``aigc_core.FileExporter``),
+    ``suffix`` and ``media_type``, ``display`` (how the web page shows an item: ``{"render":
+    "image" | "audio" | "text" | "download", "note": ...}``), ``preview_count`` and
+    ``write_preview`` (training previews), ``check_item``/``check_raw``/``check_info`` (the
+    contract test kit's checks, raising ``aigc_core.InvalidItem``) and ``sample_content``/
+    ``tiny_items`` (the kit's sample data). Without a target the base class's defaults apply
+    (files to download, no checks, no encoder). For ``aigc run`` to write such content, register
+    an exporter under the modality's name (the default exporter of a modality is the one named
+    like it); ``aigc_core.FileExporter`` writes one file per item with the modality's encoder.
 
     Example::
 
         @hookimpl
         def aigc_register_modalities(register):
-            register("midi", description="list of (pitch, start_s, duration_s) tuples")
+            register("midi", "my_plugin.midi:Midi", description="list of (pitch, start_s, duration_s) tuples")
+
+        @hookimpl
+        def aigc_register_exporters(register):
+            register("midi", "aigc_core:FileExporter", modality="midi", description="One .mid per item")
     """
 
 

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from ..params import json_schema
 from ..errors import ConfigError, UsageError
+from ..modalities import get_modality
 from .settings import ServerSettings
 
 
@@ -45,6 +46,8 @@ class ServedModel:
         return {
             "name": self.name,
             "modality": self.modality,
+            # how the page shows an item, as the modality says (render: image/audio/text/download)
+            "display": dict(get_modality(self.modality).display),
             "generator": self.pipe.gen.name,
             "stream": self.can_stream,
             "options": self.options,

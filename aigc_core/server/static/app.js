@@ -155,36 +155,45 @@ function download(item, href) {
   return a;
 }
 
-function addItem(item) {
+// How an item is shown is its modality's to say: the model's `display` (render image, audio,
+// text or download, an optional note), so a plugin's own modality needs no change here.
+function addItem(item, display) {
   const fig = document.createElement("figure");
   const cap = document.createElement("figcaption");
   cap.textContent = caption(item) + " ";
+  const render = display.render || (item.text !== undefined ? "text" : "download");
   let href;
-  if (item.text !== undefined) {
+  if (render === "text") {
+    const text = item.text !== undefined ? item.text
+      : new TextDecoder().decode(Uint8Array.from(atob(item.data_base64), (c) => c.charCodeAt(0)));
     fig.className = "text";
     const pre = document.createElement("pre");
     pre.className = "sample-text";
-    pre.textContent = item.text;
+    pre.textContent = text;
     fig.appendChild(pre);
-    href = URL.createObjectURL(new Blob([item.text], { type: "text/plain" }));
+    href = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
   } else {
     href = `data:${item.media_type};base64,${item.data_base64}`;
-    if (item.media_type.startsWith("image/")) {
+    if (render === "image") {
       const img = document.createElement("img");
       img.className = "sample";
       img.alt = item.filename;
       img.src = href;
       fig.appendChild(img);
-    } else {
+    } else if (render === "audio") {
       fig.className = "audio";
       const audio = document.createElement("audio");
       audio.className = "sample";
       audio.controls = true;
       audio.src = href;
       fig.appendChild(audio);
-      fig.appendChild(Spectrogram.figure(item.data_base64, audio));  // static/spectrogram.js
+      if (display.spectrogram) fig.appendChild(Spectrogram.figure(item.data_base64, audio));  // static/spectrogram.js
+    } else {
+      fig.className = "file";
+      fig.appendChild(Object.assign(document.createElement("div"), { className: "sample-file", textContent: item.filename }));
     }
   }
+  if (display.note) fig.appendChild(Object.assign(document.createElement("div"), { className: "note", textContent: display.note }));
   cap.appendChild(download(item, href));
   fig.appendChild(cap);
   $("gallery").appendChild(fig);
@@ -218,7 +227,7 @@ async function generate() {
   if (!resp.ok) throw new Error(await errorText(resp));
   const data = await resp.json();
   $("gallery").replaceChildren();
-  data.items.forEach(addItem);
+  data.items.forEach((item) => addItem(item, m.display || {}));
   const dropped = data.dropped.length ? `, ${data.dropped.length} dropped by quality gates` : "";
   setStatus(`${data.items.length} ${m.modality} item(s), seed ${data.seed}${dropped}, ` +
             `${Math.round(performance.now() - t0)} ms`);
