@@ -1,9 +1,12 @@
-"""A convolutional VAE as a LightningModule: the science here, the engineering in the Trainer.
+"""A convolutional VAE in plain torch: its networks, its likelihoods and its sampling.
 
 The model's own methods are the public API (``encode``, ``decode``, ``reconstruct``,
 ``sample``, ``interpolate``, ``traverse``); ``generate`` maps its ``mode`` option onto them and
 wraps the result as ``Content``. Images enter and leave in [0, 1]; binarising them is this
 model's preprocessing, done in ``prepare`` so that training, validation and metrics agree.
+The ELBO and the importance-sampled likelihood stay here because the ``vae-likelihood`` metric
+scores finished runs with them; only the optimiser, the KL warm-up and the Lightning hooks live
+in ``training.py``, so a finished run loads and generates without Lightning.
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ class VAE(Generator):
     #: ``generate``: reconstructions need held-out images.
     shards = True
     reads_data = True
+    training = "aigc_vae.training:VAETraining"
 
     def __init__(self, params: VAEParams, info: dict):
         super().__init__(params, info)
@@ -219,15 +223,7 @@ class VAE(Generator):
         y = self._class_labels(1, 0, label)
         return self.decode(z, None if y is None else y.expand(steps))
 
-    # -- training -----------------------------------------------------------------------------
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.params.lr, weight_decay=self.params.weight_decay)
-
-    def beta_now(self) -> float:
-        warm = self.params.kl_warmup_steps
-        ramp = 1.0 if warm <= 0 else min(1.0, self.global_step / warm)
-        return self.params.beta * ramp
-
+    # -- the likelihood: the training objective, and what the vae-likelihood metric scores -----
     def elbo_terms(self, x: torch.Tensor, y: Any = None, generator: torch.Generator | None = None):
         """Per-image log p(x | z) (one z from q) and KL(q || p), both in nats."""
         mu, logvar = self.encoder(x, self._labels(y))
@@ -237,24 +233,6 @@ class VAE(Generator):
         out = self.decoder(z, self._labels(y))
         rec = lk.log_prob(self.params.likelihood, out, x, self.log_std)
         return rec, lk.gaussian_kl(mu, logvar)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        x = self.prepare(x, train=True)
-        rec, kl = self.elbo_terms(x, y)
-        beta = self.beta_now()
-        loss = (beta * kl - rec).mean()
-        self.log_dict({"loss": loss.detach(), "kl": kl.mean().detach(), "beta": beta}, prog_bar=True,
-                      on_step=True, on_epoch=False, batch_size=x.shape[0])
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        x = self.prepare(x, train=False, offset=batch_idx * x.shape[0])
-        rec, kl = self.elbo_terms(x, y)
-        n = x.shape[0]
-        self.log_dict({"val_elbo": (rec - kl).mean(), "val_kl": kl.mean(), "val_rec": rec.mean()},
-                      prog_bar=True, batch_size=n)
 
     @torch.no_grad()
     def log_likelihood(self, x: torch.Tensor, y: Any = None, k: int = 200,

@@ -115,7 +115,9 @@ def test_conditional_model_cycles_classes_and_refuses_unknown_labels():
 
 
 def test_kl_warmup_ramps_beta_linearly():
-    model = make(beta=0.5, kl_warmup_steps=100)
+    from aigc_vae.training import VAETraining
+
+    model = VAETraining(make(beta=0.5, kl_warmup_steps=100))
     model.trainer = type("T", (), {"global_step": 25})()  # what Lightning reads global_step from
     assert model.beta_now() == pytest.approx(0.125)
     model.trainer.global_step = 1000
