@@ -3,7 +3,7 @@
     pipe = Pipeline.from_config("configs/quickstart.yaml", overrides=["train.max_epochs=1"])
     run_dir = pipe.run()          # fit, generate, post-process, export, score
 
-    inference = Pipeline.from_run_dir(run_dir).inference   # or aigc_core.Inference.from_run_dir
+    inference = Run.load(run_dir).inference                # aigc_core.Run: a finished run, loaded
     content = inference.generate(8, seed=1)
 
 Data flows one way: config -> data source -> training (``training.fit``, explicit inputs) -> run
@@ -82,14 +82,19 @@ class Pipeline:
         return cls(raw, written=written, **kwargs)
 
     @classmethod
-    def from_run_dir(cls, run_dir: str | Path, overrides: Sequence[str] = (), **kwargs: Any) -> "Pipeline":
-        """A pipeline over a finished run: its config and its trained generator."""
+    def for_run_dir(cls, run_dir: str | Path, overrides: Sequence[str] = (), **kwargs: Any) -> "Pipeline":
+        """The stored config of a run resolved into components, nothing loaded: ``Run.load`` loads."""
         run_dir = Path(run_dir)
         config_path = RunDir(run_dir).config_path
         if not config_path.is_file():
             raise UsageError(f"{run_dir}: not a run directory (no {config_path.name})")
         raw, written = cfg.load_config(config_path, overrides)
-        pipe = cls(raw, run_dir=run_dir, written=written, **kwargs)
+        return cls(raw, run_dir=run_dir, written=written, **kwargs)
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path, overrides: Sequence[str] = (), **kwargs: Any) -> "Pipeline":
+        """A pipeline over a finished run, its generator loaded: what ``Run.load`` wraps."""
+        pipe = cls.for_run_dir(run_dir, overrides, **kwargs)
         pipe.load_generator()
         return pipe
 
@@ -239,8 +244,8 @@ class Pipeline:
 
     def _update_manifest(self, **sections: Any) -> dict:
         return self.rundir.update_manifest(
-            {"name": self.name, "seed": self.seed, "modality": self.modality, "versions": self._versions(),
-             "config": self.written},
+            {"name": self.name, "seed": self.seed, "modality": self.modality, "generator": self.gen.name,
+             "versions": self._versions()},
             merge=sections,
         )
 
@@ -328,7 +333,7 @@ class Pipeline:
             raise CheckpointError(f"{self.run_dir}: no trained model here (missing {MODEL_DIR}/); run 'aigc run' first")
         recorded = self.rundir.verified_model_files()  # no record: refused, never loaded unverified
         self.fingerprint = self.rundir.model_fingerprint(recorded)
-        generator_name = (self.manifest().get("config") or {}).get("generator", {}).get("name")
+        generator_name = recorded_generator(self.manifest())
         if generator_name and generator_name != self.gen.name:
             raise CheckpointError(f"{model_dir}: holds a {generator_name!r} checkpoint, not {self.gen.name!r}")
         self._generator = self.gen.cls.load_artifact(model_dir, self.gen.params)
@@ -418,6 +423,15 @@ class Pipeline:
         if failed:
             raise QualityGateError(f"{self.run_dir}: quality gate failed: {failed[0]}")
         return self.run_dir
+
+
+def recorded_generator(manifest: Mapping) -> str | None:
+    """The generator a run's manifest says trained it (runs before the config lived only in
+    ``config.yaml`` kept a copy of the config in the manifest)."""
+    name = manifest.get("generator")
+    if isinstance(name, str):
+        return name
+    return ((manifest.get("config") or {}).get("generator") or {}).get("name")
 
 
 def gate_warnings(metrics: Mapping, only: str | None = None) -> list[str]:
