@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import AigcError, ConfigError, first_line
 from . import encoding
-from .batching import Batcher, Job, QueueFull, fresh_seeds
+from .batching import Batcher, ClientGone, Job, QueueFull, fresh_seeds
 from .models import RequestError, ServedModel, load_models
 from .security import APIKeyMiddleware, BodyLimitMiddleware, HostCheckMiddleware
 from .settings import ServerSettings, is_loopback
@@ -182,7 +182,7 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
                          429: {"description": "queue full; see Retry-After"},
                          503: {"description": "the model's worker is stuck past the time limit; retry later"},
                          504: {"description": "timed out (the generation is cancelled)"}})
-    async def generate(name: str, body: GenerateRequest):
+    async def generate(name: str, body: GenerateRequest, request: Request):
         model = get_model(name)
         if not 1 <= body.n <= settings.max_samples:
             raise RequestError(422, f"n: must be between 1 and {settings.max_samples}, got {body.n}", "n")
@@ -192,12 +192,12 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
         job = Job(body.n, body.seed, options, body.postprocess, loop.create_future())
         started = time.perf_counter()
         batchers[name].submit(job)
-        try:
-            result = await asyncio.wait_for(asyncio.shield(job.future), settings.timeout_s)
+        try:  # a client that leaves or a timeout stops the generation at its next step
+            result = await batchers[name].wait(job, request.receive, settings.timeout_s)
         except TimeoutError:
-            job.future.cancel()
-            batchers[name].abandon(job)  # the generator stops at its next check_cancelled()
             raise RequestError(504, f"generation took longer than the server's limit of {settings.timeout_s:g} s") from None
+        except ClientGone:  # nobody reads this reply; 499 as nginx logs it
+            raise RequestError(499, "the client closed the connection; its generation was stopped") from None
         except ConfigError as exc:  # the generator refused an option value (a label it never saw...)
             key = exc.key.replace("generate.", "options.", 1) if exc.key.startswith("generate.") else exc.key
             message = str(exc).replace(exc.key, key, 1) if exc.key else str(exc)
