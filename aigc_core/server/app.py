@@ -46,6 +46,7 @@ class GenerateRequest(BaseModel):
 
 class StreamRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    n: StrictInt = Field(1, description="texts to stream one after another; text i is the stream of seed + i")
     seed: Optional[StrictInt] = None
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -230,12 +231,16 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
     @app.post("/v1/models/{name}/stream", tags=["generate"], summary="Stream text as server-sent events",
               response_class=StreamingResponse,
               responses={200: {"content": {"text/event-stream": {}},
-                               "description": "events: start, piece {text}, done, error {error}"}})
+                               "description": "events: start {seed, n}, piece {text, index, seed}, done, "
+                                              "error {error}"}})
     async def stream(name: str, body: StreamRequest):
         model = get_model(name)
         if not model.can_stream:
             raise RequestError(422, f"model {name!r} ({model.inference.generator_name}) does not stream; use /generate", "model")
+        if not 1 <= body.n <= settings.max_samples:
+            raise RequestError(422, f"n: must be between 1 and {settings.max_samples}, got {body.n}", "n")
         check_seed(body.seed)
+        check_seed(None if body.seed is None else body.seed + body.n - 1)
         options = model.validated_options(body.options, settings)
         seed = body.seed if body.seed is not None else fresh_seeds.randrange(2**31)
         with streams_lock:
@@ -253,23 +258,27 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
                 stop.set()
 
         def produce() -> None:
-            pieces = None
+            end = object()
             try:
-                pieces = iter(model.inference.stream(seed, **options))
-                end = object()
-                while not stop.is_set():
-                    with model.lock:  # one step at a time: batches for others go on between steps
-                        piece = next(pieces, end)
-                    if piece is end:
+                for index in range(body.n):  # text i is what a stream of seed + i sends alone
+                    pieces = iter(model.inference.stream(seed + index, **options))
+                    try:
+                        while not stop.is_set():
+                            with model.lock:  # one step at a time: batches for others go on between steps
+                                piece = next(pieces, end)
+                            if piece is end:
+                                break
+                            post("piece", (index, str(piece)))
+                    finally:
+                        close = getattr(pieces, "close", None)
+                        if close is not None:
+                            close()  # runs the generator's cleanup: the cancelled generation stops here
+                    if stop.is_set():
                         break
-                    post("piece", str(piece))
             except Exception as exc:
                 log.warning("stream of model %s failed: %s", name, first_line(exc))
                 post("error", exc)
             finally:
-                close = getattr(pieces, "close", None)
-                if close is not None:
-                    close()  # runs the generator's cleanup: the cancelled generation stops here
                 with streams_lock:
                     active_streams[name] -= 1
                 post("end", None)
@@ -285,7 +294,7 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
             count = 0
             deadline = loop.time() + settings.timeout_s
             try:
-                yield _sse("start", {"model": name, "seed": seed})
+                yield _sse("start", {"model": name, "seed": seed, "n": body.n})
                 while True:
                     remaining = deadline - loop.time()
                     if remaining <= 0:
@@ -297,13 +306,13 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
                         continue
                     if kind == "piece":
                         count += 1
-                        yield _sse("piece", {"text": value})
+                        yield _sse("piece", {"text": value[1], "index": value[0], "seed": seed + value[0]})
                     elif kind == "error":
                         err = str(value) if isinstance(value, ConfigError) else first_line(value)
                         yield _sse("error", {"error": f"generation failed: {err}"})
                         return
                     else:
-                        yield _sse("done", {"pieces": count, "seed": seed})
+                        yield _sse("done", {"pieces": count, "seed": seed, "n": body.n})
                         return
             finally:
                 stop.set()  # the client left or we are done: the producer stops at its next step

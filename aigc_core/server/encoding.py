@@ -75,7 +75,8 @@ def to_json(content: Content) -> list[dict]:
     for position, item in enumerate(content.items):
         meta = jsonable(item.meta)
         entry: dict[str, Any] = {"media_type": MEDIA_TYPES[content.modality], "meta": meta,
-                                 "filename": file_name(content.modality, item, position)}
+                                 "filename": file_name(content.modality, item, position),
+                                 "derived": is_derived(item)}
         if content.modality == "text":
             entry["text"] = str(item.data)
         else:
