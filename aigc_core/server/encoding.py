@@ -58,7 +58,8 @@ def to_json(content: Content) -> list[dict]:
     for position, item in enumerate(content.items):
         meta = jsonable(item.meta)
         entry: dict[str, Any] = {"media_type": modality.media_type, "meta": meta,
-                                 "filename": file_name(content.modality, item, position)}
+                                 "filename": file_name(content.modality, item, position),
+                                 "derived": is_derived(item)}
         entry.update(modality.payload(item, meta))
         out.append(entry)
     return out

@@ -11,7 +11,7 @@ import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..params import json_schema
 from ..errors import ConfigError, UsageError
@@ -94,19 +94,26 @@ def check_option_limits(options: Mapping, settings: ServerSettings) -> None:
                 raise RequestError(422, f"{where}: this server allows at most {cap}, got {v}", where)
 
 
-def load_models(specs: Sequence[str | Path], loader: Any = None) -> dict[str, ServedModel]:
-    """Load each run once. A spec is ``RUN_DIR`` (served under the run's name) or ``NAME=RUN_DIR``."""
+def load_models(specs: Sequence[str | Path], loader: Any = None,
+                report: Callable[[int, int, Path, "ServedModel | None"], None] | None = None) -> dict[str, ServedModel]:
+    """Load each run once. A spec is ``RUN_DIR`` (served under the run's name) or ``NAME=RUN_DIR``.
+
+    ``report(position, total, run_dir, model)`` is called before each run loads (``model`` None)
+    and after (the served model): loading takes seconds to minutes, and ``aigc serve`` says so.
+    """
     if loader is None:
         from ..pipeline import Pipeline
 
         loader = Pipeline.from_run_dir
     models: dict[str, ServedModel] = {}
-    for spec in specs:
+    for position, spec in enumerate(specs):
         text = str(spec)
         name, sep, path = text.partition("=")
         if not sep or "/" in name or not name:
             name, path = "", text
         run_dir = Path(path)
+        if report is not None:
+            report(position, len(specs), run_dir, None)
         pipe = loader(run_dir)
         name = name or pipe.name
         if name in models:
@@ -123,6 +130,8 @@ def load_models(specs: Sequence[str | Path], loader: Any = None) -> dict[str, Se
             can_stream=pipe.inference.streams,
             inference=pipe.inference,
         )
+        if report is not None:
+            report(position + 1, len(specs), run_dir, models[name])
     if not models:
         raise UsageError("no run directories to serve")
     return models

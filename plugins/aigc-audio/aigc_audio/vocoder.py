@@ -429,7 +429,7 @@ class MelVocoder(Generator):
             for j, wave in enumerate(out):
                 k = int(labels[idx[j]])
                 meta = {"index": start + j, "seed": seed, "sample_rate": self.sample_rate, "mode": "resynthesis",
-                        "split": split, "source_index": int(idx[j]), "label": k,
+                        "split": split, "source_index": int(idx[j]), "label": k, "vocoder": "mel-vocoder",
                         "class": self.classes[k] if k < len(self.classes) else str(k)}
                 items.append(Item(np.nan_to_num(wave.astype(np.float32)), meta))
         return Content("audio", items)
