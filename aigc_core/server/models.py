@@ -32,15 +32,19 @@ class RequestError(Exception):
 class ServedModel:
     name: str
     run_dir: Path
-    pipe: Any
+    #: The loaded run (``aigc_core.Run``): its generator, config and inference.
+    run: Any
     modality: str
     #: JSON Schema of the generation options; each default is what a request without it gets.
     options: dict
     can_stream: bool
-    #: The one path from a request to content (defaults + options + seed -> generate -> stamp).
-    inference: Any = None
     #: Held while the generator runs: batches and stream steps take turns on one model.
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def inference(self) -> Any:
+        """The one path from a request to content (defaults + options + seed -> generate -> stamp)."""
+        return self.run.inference
 
     def describe(self) -> dict:
         return {
@@ -48,10 +52,10 @@ class ServedModel:
             "modality": self.modality,
             # how the page shows an item, as the modality says (render: image/audio/text/download)
             "display": dict(get_modality(self.modality).display),
-            "generator": self.pipe.gen.name,
+            "generator": self.run.generator_name,
             "stream": self.can_stream,
             "options": self.options,
-            "postprocess": [p.name for p in self.pipe.postprocessors],
+            "postprocess": [p.name for p in self.run.pipeline.postprocessors],
         }
 
     def validated_options(self, options: Any, settings: ServerSettings) -> dict:
@@ -102,9 +106,9 @@ def load_models(specs: Sequence[str | Path], loader: Any = None,
     and after (the served model): loading takes seconds to minutes, and ``aigc serve`` says so.
     """
     if loader is None:
-        from ..pipeline import Pipeline
+        from ..run import Run
 
-        loader = Pipeline.from_run_dir
+        loader = Run.load
     models: dict[str, ServedModel] = {}
     for position, spec in enumerate(specs):
         text = str(spec)
@@ -114,8 +118,9 @@ def load_models(specs: Sequence[str | Path], loader: Any = None,
         run_dir = Path(path)
         if report is not None:
             report(position, len(specs), run_dir, None)
-        pipe = loader(run_dir)
-        name = name or pipe.name
+        run = loader(run_dir)
+        pipe = run.pipeline
+        name = name or run.name
         if name in models:
             raise UsageError(
                 f"two runs are named {name!r} ({models[name].run_dir} and {run_dir}); "
@@ -124,11 +129,10 @@ def load_models(specs: Sequence[str | Path], loader: Any = None,
         models[name] = ServedModel(
             name=name,
             run_dir=run_dir,
-            pipe=pipe,
-            modality=pipe.modality,
+            run=run,
+            modality=run.modality,
             options=json_schema(pipe.gen.cls.GenerateOptions, pipe.generate_options.model_dump(mode="json")),
-            can_stream=pipe.inference.streams,
-            inference=pipe.inference,
+            can_stream=run.inference.streams,
         )
         if report is not None:
             report(position + 1, len(specs), run_dir, models[name])
