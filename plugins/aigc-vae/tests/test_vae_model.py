@@ -143,7 +143,7 @@ def test_bad_parameters_name_their_key(values, key):
 
 def test_options_need_both_interpolation_ends():
     with pytest.raises(ConfigError, match="^generate.b: give both a and b"):
-        build_params(VAEOptions, {"mode": "interpolation", "a": "x.png"}, "generate")
+        build_params(VAEOptions, {"mode": "interpolation", "a": b"PNG bytes"}, "generate")
 
 
 def test_images_too_small_for_the_depth_are_refused():
