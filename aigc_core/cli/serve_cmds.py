@@ -58,13 +58,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         keep_alive_s=args.keep_alive, max_connections=args.max_connections,
     )  # refuses a public bind without a (strong) key before any model loads
     from ..server.app import create_app
-    from ..server.connections import bind_socket, uvicorn_config
-    import uvicorn
+    from ..server.connections import bind_socket, guarded_server, uvicorn_config
 
     app = create_app(args.runs, settings)  # a bad run directory fails here, before a socket is bound
     sock = bind_socket(settings.host, settings.port)
     try:
-        server = uvicorn.Server(uvicorn_config(app, settings, log_level=args.log_level))
+        server = guarded_server(uvicorn_config(app, settings, log_level=args.log_level))
         server.run(sockets=[sock])
     finally:
         sock.close()
