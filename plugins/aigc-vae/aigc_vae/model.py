@@ -367,6 +367,7 @@ class VAE(Generator):
         rows = []
         t = torch.linspace(0, 1, steps, device=self.device).unsqueeze(1)
         for r in range(n):
+            check_cancelled()  # per row
             ends = self.latents(2, seed, 2 * r)
             y = self._class_labels(1, r, label)
             z = ends[0] * (1 - t) + ends[1] * t
@@ -377,8 +378,10 @@ class VAE(Generator):
         def row_label(r: int) -> Optional[int]:
             return label if label is not None or not self.num_classes else r % self.num_classes
 
-        rows = [self.traverse(dim, steps, span, self.latents(1, seed, r, temperature)[0], row_label(r))
-                for r in range(n)]
+        rows = []
+        for r in range(n):
+            check_cancelled()  # per row
+            rows.append(self.traverse(dim, steps, span, self.latents(1, seed, r, temperature)[0], row_label(r)))
         return self._grid(rows, seed, "traversal", [{"dim": dim, "span": span} for _ in range(n)])
 
     # -- artifacts ------------------------------------------------------------------------------
