@@ -17,6 +17,8 @@ from typing import Optional
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aigc_core import ConfigError, get_registry
 from aigc_core.fileoptions import REFUSAL, FileContent, FileField, file_options, is_file_option, request_content
@@ -276,3 +278,56 @@ def test_python_and_the_cli_still_take_paths(vae_run, files):
         inference.generate(1, seed=0, mode="interpolation", a=str(files["missing"]), b=path)
     with pytest.raises(ConfigError, match="^generate.a: .*notes.txt: not a readable image"):
         inference.generate(1, seed=0, mode="interpolation", a=str(files["not an image"]), b=path)
+
+
+# -- the file options under fuzzed values ------------------------------------------------------------------
+
+FUZZ_EXAMPLES = int(os.environ.get("AIGC_SERVER_FUZZ_EXAMPLES", "60"))
+FUZZ_STATS = {"requests": 0, "ok": 0, "refused": 0}
+
+
+@st.composite
+def file_values(draw):
+    png = _grey_png()
+    kind = draw(st.sampled_from(["good", "text", "bytes", "png-cut", "png-flipped", "url", "other", "path"]))
+    if kind == "good":
+        return base64.b64encode(png).decode()
+    if kind == "text":
+        return draw(st.text(max_size=30))
+    if kind == "bytes":
+        return base64.b64encode(draw(st.binary(max_size=200))).decode()
+    if kind == "png-cut":
+        return base64.b64encode(png[: draw(st.integers(0, len(png)))]).decode()
+    if kind == "png-flipped":
+        at = draw(st.integers(0, len(png) - 1))
+        return base64.b64encode(png[:at] + bytes([png[at] ^ 0xFF]) + png[at + 1:]).decode()
+    if kind == "url":
+        return draw(st.sampled_from(["data:", "data:image/png;base64,", "data:;base64,%%", "data:text/plain,hi"])) \
+            + base64.b64encode(png).decode()
+    if kind == "path":
+        return draw(st.sampled_from([__file__, "/etc/passwd", "/dev/zero", "~/.ssh/id_rsa", ".", "/"]))
+    return draw(st.one_of(st.none(), st.integers(), st.lists(st.text(max_size=3), max_size=2),
+                          st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2)))
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
+          derandomize=os.environ.get("AIGC_FUZZ_RANDOM") != "1",
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(file_values(), st.one_of(st.just(base64.b64encode(_grey_png()).decode()), file_values()))
+def test_any_value_of_a_file_option_gets_2xx_or_a_4xx_and_opens_nothing(client, a, b):
+    with OPENS.during() as seen:
+        reply = _interpolate(client, a, b)
+    FUZZ_STATS["requests"] += 1
+    assert reply.status_code < 500, (a, b, reply.text)
+    FUZZ_STATS["ok" if reply.status_code == 200 else "refused"] += 1
+    if reply.status_code != 200:
+        assert "\n" not in reply.json()["error"]
+    named = {str(v) for v in (a, b)} | {os.path.expanduser(str(v)) for v in (a, b)}
+    assert not [p for p in seen.paths if p in named]
+
+
+def test_the_file_option_fuzzer_reaches_both_outcomes():
+    if FUZZ_STATS["requests"] < FUZZ_EXAMPLES:
+        pytest.skip("runs after test_any_value_of_a_file_option_gets_2xx_or_a_4xx_and_opens_nothing")
+    print(f"file option fuzz: {FUZZ_STATS}")
+    assert FUZZ_STATS["ok"] >= 1 and FUZZ_STATS["refused"] >= 20, FUZZ_STATS
