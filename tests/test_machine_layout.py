@@ -142,3 +142,25 @@ def test_sharded_generation_refuses_nodes_without_a_launcher(no_launcher, traine
     code, _, err = cli(capsys, "generate", str(trained_run), "-n", "4", "--devices", "999", "--out", str(out))
     assert code == 2 and err.startswith("aigc: error: --devices: 999 devices on the CPU"), err
     assert not out.exists()
+
+
+def test_gpu_counts_and_ids_are_checked_against_the_gpus_present(no_launcher, monkeypatch):
+    """No GPU is needed to test the rule: torch is told there is one."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from aigc_core import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+    def layout_of(devices, accelerator="gpu"):
+        layout.check_layout(SimpleNamespace(num_nodes=1, devices=devices, accelerator=accelerator))
+
+    layout_of(1)
+    layout_of("auto", "auto")
+    with pytest.raises(ConfigError, match=r"^train.devices: 2 GPUs asked for, but this machine has 1$"):
+        layout_of(2)
+    with pytest.raises(ConfigError, match=r"^train.devices: GPU ids \[0, 1\] asked for"):
+        layout_of([0, 1], "cuda")
