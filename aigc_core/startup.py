@@ -66,6 +66,10 @@ class StartupGuard:
         if self._pair is None:
             return
         signal.set_wakeup_fd(self._old_fd)
+        try:
+            self._pair[1].send(b"\0")  # wakes the watcher now rather than at its next poll
+        except OSError:
+            pass
         if self._thread is not None:
             self._thread.join(timeout=1.0)
         for sock in self._pair:
