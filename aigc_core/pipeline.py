@@ -20,6 +20,7 @@ import platform
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -289,18 +290,17 @@ class Pipeline:
             def preview(content: Content, stem: str) -> None:
                 training.write_preview(content, samples_dir, stem, exporter)
 
-            try:
-                summary = training.fit(source, generator, self.train, seed=self.seed, rundir=self.rundir,
-                                       resume=resumable, preview=preview)
+            from .startup import StartupGuard
+
+            try:  # a run stuck meeting its other processes still stops on SIGINT/SIGTERM, its new directory gone
+                with StartupGuard(self._discard_if_fresh) as guard:
+                    summary = training.fit(source, generator, self.train, seed=self.seed, rundir=self.rundir,
+                                           resume=resumable, preview=preview, callbacks=[guard.callback])
             except MisconfigurationException as exc:
                 # a train setting this generator cannot take (clipping with manual optimisation): known once it is built
                 raise ConfigError("train", first_line(exc)) from None
         except BaseException:
-            if launcher_rank() == 0 and self._fresh_state:
-                try:
-                    self.rundir.discard_new(created=self._fresh_state == NEW)
-                except (OSError, AigcError):
-                    pass  # the first error is the one to report
+            self._discard_if_fresh()
             raise
         self._generator = generator
         self._inference = None
@@ -312,19 +312,32 @@ class Pipeline:
         self._update_manifest(training=summary, timings={"fit_s": round(time.perf_counter() - started, 3)})
         return generator
 
+    def _discard_if_fresh(self) -> None:
+        """Remove the run directory this first run made (rank 0), unless it holds a checkpoint."""
+        if launcher_rank() == 0 and self._fresh_state:
+            try:
+                self.rundir.discard_new(created=self._fresh_state == NEW)
+            except (OSError, AigcError):
+                pass  # the first error is the one to report
+
     def _check_trainer(self) -> None:
         """Build (and drop) a Trainer from the train section: what Lightning refuses fails before any write."""
         import pytorch_lightning as pl
 
+        from .layout import check_layout, check_precision
         from .training import quiet_lightning, trainer_kwargs
 
+        check_layout(self.train)  # what Lightning accepts but this machine cannot run (nodes, devices)
         quiet_lightning()
         kwargs = dict(trainer_kwargs(self.train), logger=False, enable_checkpointing=False, enable_progress_bar=False,
                       enable_model_summary=False)
         try:
-            pl.Trainer(**kwargs)
+            with warnings.catch_warnings():  # what they warn about is checked below, in one line
+                warnings.simplefilter("ignore")
+                trainer = pl.Trainer(**kwargs)
         except Exception as exc:  # Lightning's own checks: MisconfigurationException, ValueError...
             raise ConfigError("train", first_line(exc)) from None
+        check_precision(self.train, trainer)
 
     def load_generator(self):
         """Load the trained generator from model/, verified against the manifest's sha256."""

@@ -465,6 +465,7 @@ def fit(source: Any, generator: torch.nn.Module, train: Any, *, seed: int, rundi
         "train_s": round(time.perf_counter() - started, 3),
         "accelerator": type(trainer.accelerator).__name__,
         "world_size": int(trainer.world_size),
+        "precision": str(trainer.precision),  # what it really trained in (Lightning's name)
         "global_rank": int(trainer.global_rank),
     }
 

@@ -246,3 +246,23 @@ def fake_text_run(run_dir: str | Path, name: str = "fake-text", generate: str = 
                   f"generate: {generate}\n", {"name": name, "modality": "text"})
     rundir.save_model(lambda directory: (Path(directory) / "fake.json").write_text('{"fake": true}\n'))
     return rundir.path
+
+
+def tiny_vae_run(run_dir: str | Path, name: str = "digits-vae") -> Path | None:
+    """A ``vae`` (aigc-vae) at debug size trained for one epoch on 100 digits at 8x8, or None when
+    that plugin is not installed; reused when ``run_dir`` already holds it."""
+    from aigc_core import Pipeline, RunDir, get_registry
+
+    if "vae" not in get_registry().names("generator"):
+        return None
+    run_dir = Path(run_dir)
+    if RunDir(run_dir).manifest_path.is_file() and RunDir(run_dir).model_dir.is_dir():
+        return run_dir
+    Pipeline.from_config({
+        "name": name, "seed": 0,
+        "data": {"source": "sklearn-digits", "image_size": 8, "limit": 100, "batch_size": 50},
+        "generator": {"name": "vae", "size": "debug"},
+        "train": {"max_epochs": 1, "accelerator": "cpu", "progress_bar": False, "sample_every_n_epochs": 0},
+        "metrics": [], "output": {"dir": str(run_dir)},
+    }).fit()
+    return run_dir

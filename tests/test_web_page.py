@@ -373,3 +373,33 @@ def test_a_progress_answer_arriving_after_the_results_does_not_show_the_bar_agai
         page.unroute("**/progress")
     page.fill('[data-option="steps"]', "0")
     page.check("#stream")
+
+
+def test_a_file_option_sends_the_chosen_file_not_a_path(page, tmp_path):
+    """The VAE's interpolation ends are file pickers; the page sends their bytes (issue 29)."""
+    if not page.locator('#model option[value="tiny-vae"]').count():
+        pytest.skip("the aigc-vae plugin (generator vae) is not installed")
+    import numpy as np
+
+    from aigc_core import png_bytes
+
+    ends = []
+    for name, value in (("black.png", 0.0), ("white.png", 1.0)):
+        ends.append(tmp_path / name)
+        ends[-1].write_bytes(png_bytes(np.full((1, 8, 8), value, np.float32)))
+    page.select_option("#model", "tiny-vae")
+    assert page.get_attribute('[data-option="a"]', "type") == "file"
+    page.select_option('[data-option="mode"]', '"interpolation"')
+    page.fill('[data-option="steps"]', "3")
+    page.set_input_files('[data-option="a"]', str(ends[0]))
+    page.set_input_files('[data-option="b"]', str(ends[1]))
+    page.fill("#n", "1")
+    page.click("#generate")
+    page.wait_for_function("!document.getElementById('generate').disabled")
+    assert not page.is_visible("#error"), page.text_content("#error")
+    assert page.locator("#gallery img.result").count() == 3  # a row of three
+    assert page.locator("#derived-items img.result").count() == 1  # and its grid, apart
+    page.set_input_files('[data-option="a"]', [])
+    page.set_input_files('[data-option="b"]', [])
+    page.select_option('[data-option="mode"]', '"samples"')
+    assert page.outside == []

@@ -67,9 +67,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )  # refuses a public bind without a (strong) key before any model loads
     say("loading " + (f"{len(args.runs)} models" if len(args.runs) > 1 else "1 model") + " (the first load imports torch)")
     from ..server.app import create_app
-    from ..server.connections import bind_socket, uvicorn_config
+    from ..server.connections import bind_socket, guarded_server, uvicorn_config
     from ..server.models import load_models
-    import uvicorn
 
     with Heartbeat() as beat:
         def report(position: int, total: int, run_dir, model) -> None:
@@ -85,14 +84,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sock = bind_socket(settings.host, settings.port)
     url = _url(settings.host, sock.getsockname()[1])
 
-    class Server(uvicorn.Server):
-        async def startup(self, sockets=None) -> None:
-            await super().startup(sockets=sockets)
-            if self.started:  # uvicorn says nothing of a socket it was handed: say where to go
-                say(f"serving {', '.join(models)} at {url} (web page; API reference at {url}docs); Ctrl-C stops")
+    def started() -> None:  # uvicorn says nothing of a socket it was handed: say where to go
+        say(f"serving {', '.join(models)} at {url} (web page; API reference at {url}docs); Ctrl-C stops")
 
     try:
-        server = Server(uvicorn_config(app, settings, log_level=args.log_level))
+        server = guarded_server(uvicorn_config(app, settings, log_level=args.log_level), on_started=started)
         server.run(sockets=[sock])
     finally:
         sock.close()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ..fileoptions import file_options, request_content
 from ..params import json_schema
 from ..errors import ConfigError, UsageError
 from ..modalities import get_modality
@@ -64,22 +65,28 @@ class ServedModel:
         The caps apply to the values the generator will receive, after type coercion: a cap
         checked on the raw JSON is passed by ``"99999999"``, which coercion then makes a number.
         Sizes are checked once on the raw value too, so a huge list is refused before it is coerced.
+        File options take the file's content only, never a path (``fileoptions``); the body limit
+        bounds them, not the text cap.
         """
         if not isinstance(options, Mapping):
             raise RequestError(422, "options: expected a JSON object", "options")
-        check_option_limits(options, settings)
+        files = file_options(self.options)
+        check_option_limits(options, settings, files)
         try:
-            opts = self.inference.options(options, "options")
+            with request_content():
+                opts = self.inference.options(options, "options")
         except ConfigError as exc:
             raise RequestError(422, str(exc), exc.key) from None
-        check_option_limits({key: opts[key] for key in options if key in opts}, settings)
+        check_option_limits({key: opts[key] for key in options if key in opts}, settings, files)
         return opts
 
 
-def check_option_limits(options: Mapping, settings: ServerSettings) -> None:
+def check_option_limits(options: Mapping, settings: ServerSettings, files: Sequence[str] = ()) -> None:
     """Every option a request sets: lists and strings bounded, numbers finite and under the cap
-    this server sets for that option's name."""
+    this server sets for that option's name. ``files`` (file options) are bounded by the body limit."""
     for key, value in options.items():
+        if key in files:
+            continue
         where = f"options.{key}"
         values = list(value) if isinstance(value, (list, tuple)) else [value]
         if isinstance(value, (list, tuple)) and len(value) > settings.max_samples:

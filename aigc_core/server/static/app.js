@@ -37,6 +37,7 @@ function fields(m) {
                     nullable: types.some((t) => t.type === "null"), kind: kinds[one.type] || "any" };
     if (one.enum) Object.assign(field, { kind: "choice", choices: one.enum });
     if (one.items) field.items = kinds[one.items.type] || "any";
+    if (one["x-aigc-file"]) Object.assign(field, { kind: "file", accept: prop.contentMediaType || "" });
     return field;
   });
 }
@@ -57,6 +58,10 @@ function fieldFor(opt) {
     input = el("input", { type: "number", step: opt.kind === "int" ? "1" : "any",
                           value: opt.default === null ? "" : String(opt.default) });
     if (opt.nullable) input.placeholder = "default";
+  } else if (opt.kind === "file") {  // sent as the file's content: the server opens no path
+    input = document.createElement("input");
+    input.type = "file";
+    if (opt.accept) input.accept = opt.accept;
   } else if (opt.kind === "str" && !/prompt/i.test(opt.name)) {
     input = el("input", { type: "text", value: opt.default === null ? "" : opt.default });
   } else {
@@ -83,7 +88,18 @@ function fieldFor(opt) {
   return box;
 }
 
+// A file option's value: the chosen file as a data: URL (base64), which the server decodes.
+function fileContent(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
 function readOption(opt, input) {
+  if (opt.kind === "file") return input.files.length ? fileContent(input.files[0]) : undefined;
   if (opt.kind === "bool") return input.checked;
   if (opt.kind === "choice") return JSON.parse(input.value);
   const raw = input.value;
@@ -97,10 +113,12 @@ function readOption(opt, input) {
   try { return JSON.parse(raw); } catch (e) { return raw; }
 }
 
-function options() {
+async function options() {
+  const m = current();
   const out = {};
-  for (const opt of fields(current())) {
-    const value = readOption(opt, document.querySelector(`[data-option="${opt.name}"]`));
+  for (const opt of fields(m)) {
+    const input = document.querySelector(`[data-option="${opt.name}"]`);
+    const value = await readOption(opt, input);
     if (value === undefined) continue;
     if (JSON.stringify(value) !== JSON.stringify(opt.default)) out[opt.name] = value;
   }
@@ -276,7 +294,7 @@ function plural(count, word) { return `${count} ${word}${count === 1 ? "" : "s"}
 
 async function generate(n) {
   const m = current();
-  const body = { n, seed: seedValue(), options: options() };
+  const body = { n, seed: seedValue(), options: await options() };
   setStatus("generating…");
   const t0 = performance.now();
   const mine = request;
@@ -336,7 +354,7 @@ async function stream(n) {
   setStatus("streaming…");
   const resp = await fetch(`v1/models/${encodeURIComponent(m.name)}/stream`, {
     method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ n, seed: seedValue(), options: options() }), signal: controller.signal,
+    body: JSON.stringify({ n, seed: seedValue(), options: await options() }), signal: controller.signal,
   });
   if (!resp.ok) throw new Error(await errorText(resp));
   const reader = resp.body.getReader();

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, RunDir, UsageError
+from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, RunDir, UsageError, check_cancelled
 from aigc_core import Field, ParamError, Params, model_validator
 
 from .features import LOG_FLOOR, MelFeatures, default_n_fft, match_log_mel
@@ -183,7 +183,10 @@ class VocoderNet(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            waves = [self.refine(self.spectrum(log_mel[i:i + 1]), num_samples) for i in range(len(log_mel))]
+            waves = []
+            for i in range(len(log_mel)):
+                check_cancelled()  # per clip: a server that gave up on this request stops it here
+                waves.append(self.refine(self.spectrum(log_mel[i:i + 1]), num_samples))
         finally:
             self.train(was_training)
         out = torch.cat(waves) if waves else log_mel.new_zeros(0, num_samples)
