@@ -1,6 +1,6 @@
 """Inference: a trained generator made ready to serve requests, the one path from a request to files.
 
-    inference = Inference.from_run_dir("runs/gan-digits")
+    inference = Run.load("runs/gan-digits").inference
     content = inference.generate(8, seed=1)           # defaults + options + seed -> generate -> stamp
     files = inference.export(inference.postprocess(content), "out/")
 
@@ -51,7 +51,7 @@ def check_num_samples(n: int) -> int:
 class Inference:
     """A loaded generator with its run's defaults, post-processors and exporter.
 
-    Built by ``Inference.from_run_dir`` (or ``Pipeline.inference`` right after training).
+    Built by ``Run.load(path).inference`` (or ``Pipeline.inference`` right after training).
     ``validate_options(mapping, prefix)`` turns a merged mapping into the generator's validated
     options object, with errors naming ``prefix.key``.
     """
@@ -80,17 +80,6 @@ class Inference:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         #: The run's resolved config, for records of what made an output (``generation.json``).
         self.config = dict(config or {})
-
-    @classmethod
-    def from_run_dir(cls, run_dir: str | Path, overrides: Sequence[str] = (), **kwargs: Any) -> "Inference":
-        """The trained generator of ``run_dir`` (verified against its manifest), with the run's config.
-
-        ``overrides`` are ``key=value`` changes to the stored config (``generate.seed=3``,
-        ``postprocess=[]``...); they never change the run directory.
-        """
-        from .pipeline import Pipeline  # the config resolver; it does not import this module back at load
-
-        return Pipeline.from_run_dir(run_dir, overrides, **kwargs).inference
 
     # -- what the generator declared ----------------------------------------------------------
     @property

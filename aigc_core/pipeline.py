@@ -3,7 +3,7 @@
     pipe = Pipeline.from_config("configs/quickstart.yaml", overrides=["train.max_epochs=1"])
     run_dir = pipe.run()          # fit, generate, post-process, export, score
 
-    inference = Pipeline.from_run_dir(run_dir).inference   # or aigc_core.Inference.from_run_dir
+    inference = Run.load(run_dir).inference                # aigc_core.Run: a finished run, loaded
     content = inference.generate(8, seed=1)
 
 Data flows one way: config -> data source -> training (``training.fit``, explicit inputs) -> run
@@ -20,6 +20,7 @@ import platform
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -82,14 +83,19 @@ class Pipeline:
         return cls(raw, written=written, **kwargs)
 
     @classmethod
-    def from_run_dir(cls, run_dir: str | Path, overrides: Sequence[str] = (), **kwargs: Any) -> "Pipeline":
-        """A pipeline over a finished run: its config and its trained generator."""
+    def for_run_dir(cls, run_dir: str | Path, overrides: Sequence[str] = (), **kwargs: Any) -> "Pipeline":
+        """The stored config of a run resolved into components, nothing loaded: ``Run.load`` loads."""
         run_dir = Path(run_dir)
         config_path = RunDir(run_dir).config_path
         if not config_path.is_file():
             raise UsageError(f"{run_dir}: not a run directory (no {config_path.name})")
         raw, written = cfg.load_config(config_path, overrides)
-        pipe = cls(raw, run_dir=run_dir, written=written, **kwargs)
+        return cls(raw, run_dir=run_dir, written=written, **kwargs)
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path, overrides: Sequence[str] = (), **kwargs: Any) -> "Pipeline":
+        """A pipeline over a finished run, its generator loaded: what ``Run.load`` wraps."""
+        pipe = cls.for_run_dir(run_dir, overrides, **kwargs)
         pipe.load_generator()
         return pipe
 
@@ -239,8 +245,8 @@ class Pipeline:
 
     def _update_manifest(self, **sections: Any) -> dict:
         return self.rundir.update_manifest(
-            {"name": self.name, "seed": self.seed, "modality": self.modality, "versions": self._versions(),
-             "config": self.written},
+            {"name": self.name, "seed": self.seed, "modality": self.modality, "generator": self.gen.name,
+             "versions": self._versions()},
             merge=sections,
         )
 
@@ -284,18 +290,17 @@ class Pipeline:
             def preview(content: Content, stem: str) -> None:
                 training.write_preview(content, samples_dir, stem, exporter)
 
-            try:
-                summary = training.fit(source, generator, self.train, seed=self.seed, rundir=self.rundir,
-                                       resume=resumable, preview=preview)
+            from .startup import StartupGuard
+
+            try:  # a run stuck meeting its other processes still stops on SIGINT/SIGTERM, its new directory gone
+                with StartupGuard(self._discard_if_fresh) as guard:
+                    summary = training.fit(source, generator, self.train, seed=self.seed, rundir=self.rundir,
+                                           resume=resumable, preview=preview, callbacks=[guard.callback])
             except MisconfigurationException as exc:
                 # a train setting this generator cannot take (clipping with manual optimisation): known once it is built
                 raise ConfigError("train", first_line(exc)) from None
         except BaseException:
-            if launcher_rank() == 0 and self._fresh_state:
-                try:
-                    self.rundir.discard_new(created=self._fresh_state == NEW)
-                except (OSError, AigcError):
-                    pass  # the first error is the one to report
+            self._discard_if_fresh()
             raise
         self._generator = generator
         self._inference = None
@@ -307,19 +312,32 @@ class Pipeline:
         self._update_manifest(training=summary, timings={"fit_s": round(time.perf_counter() - started, 3)})
         return generator
 
+    def _discard_if_fresh(self) -> None:
+        """Remove the run directory this first run made (rank 0), unless it holds a checkpoint."""
+        if launcher_rank() == 0 and self._fresh_state:
+            try:
+                self.rundir.discard_new(created=self._fresh_state == NEW)
+            except (OSError, AigcError):
+                pass  # the first error is the one to report
+
     def _check_trainer(self) -> None:
         """Build (and drop) a Trainer from the train section: what Lightning refuses fails before any write."""
         import pytorch_lightning as pl
 
+        from .layout import check_layout, check_precision
         from .training import quiet_lightning, trainer_kwargs
 
+        check_layout(self.train)  # what Lightning accepts but this machine cannot run (nodes, devices)
         quiet_lightning()
         kwargs = dict(trainer_kwargs(self.train), logger=False, enable_checkpointing=False, enable_progress_bar=False,
                       enable_model_summary=False)
         try:
-            pl.Trainer(**kwargs)
+            with warnings.catch_warnings():  # what they warn about is checked below, in one line
+                warnings.simplefilter("ignore")
+                trainer = pl.Trainer(**kwargs)
         except Exception as exc:  # Lightning's own checks: MisconfigurationException, ValueError...
             raise ConfigError("train", first_line(exc)) from None
+        check_precision(self.train, trainer)
 
     def load_generator(self):
         """Load the trained generator from model/, verified against the manifest's sha256."""
@@ -328,7 +346,7 @@ class Pipeline:
             raise CheckpointError(f"{self.run_dir}: no trained model here (missing {MODEL_DIR}/); run 'aigc run' first")
         recorded = self.rundir.verified_model_files()  # no record: refused, never loaded unverified
         self.fingerprint = self.rundir.model_fingerprint(recorded)
-        generator_name = (self.manifest().get("config") or {}).get("generator", {}).get("name")
+        generator_name = recorded_generator(self.manifest())
         if generator_name and generator_name != self.gen.name:
             raise CheckpointError(f"{model_dir}: holds a {generator_name!r} checkpoint, not {self.gen.name!r}")
         self._generator = self.gen.cls.load_artifact(model_dir, self.gen.params)
@@ -418,6 +436,15 @@ class Pipeline:
         if failed:
             raise QualityGateError(f"{self.run_dir}: quality gate failed: {failed[0]}")
         return self.run_dir
+
+
+def recorded_generator(manifest: Mapping) -> str | None:
+    """The generator a run's manifest says trained it (runs before the config lived only in
+    ``config.yaml`` kept a copy of the config in the manifest)."""
+    name = manifest.get("generator")
+    if isinstance(name, str):
+        return name
+    return ((manifest.get("config") or {}).get("generator") or {}).get("name")
 
 
 def gate_warnings(metrics: Mapping, only: str | None = None) -> list[str]:

@@ -29,11 +29,10 @@ from .allocator import tune_allocator
 from .atomic import write_bytes, write_text
 from .content import Content
 from .errors import AigcError, CheckpointError, Interrupted, first_line
+from .modalities import get_modality
 from .resume import RunCheckpoints, StopSignals, loaders_in
 from .rundir import CHECKPOINT_FILE, LOGS_DIR, RunDir
 from .training_module import as_datamodule, training_module
-
-PREVIEW = {"image": 64, "text": 4, "audio": 4}
 
 _QUIET = (
     r".*does not have many workers.*",
@@ -74,21 +73,16 @@ class SampleWriter(Callback):
         was_training = generator.training
         generator.eval()
         try:
-            content = generator.generate(PREVIEW.get(generator.modality, 4), seed=self.seed)
+            content = generator.generate(get_modality(generator.modality).preview_count, seed=self.seed)
         finally:
             generator.train(was_training)
         self.preview(content, f"epoch_{trainer.current_epoch + 1:03d}")
 
 
 def write_preview(content: Content, directory: Path, stem: str, exporter) -> None:
-    """Images as one grid ``STEM.png``; other modalities through ``exporter`` into ``directory/STEM``."""
-    if content.modality == "image":
-        from .imaging import make_grid, png_bytes
-
-        grid = make_grid([item.data for item in content.items], nrow=8)
-        write_bytes(directory / f"{stem}.png", png_bytes(grid))
-    else:
-        exporter.export(content, directory / stem)
+    """As the modality writes previews (``Modality.write_preview``): images as one grid
+    ``STEM.png``, others through ``exporter`` into ``directory/STEM``."""
+    get_modality(content.modality).write_preview(content, directory, stem, exporter)
 
 
 class NonFiniteLossGuard(Callback):
@@ -471,6 +465,7 @@ def fit(source: Any, generator: torch.nn.Module, train: Any, *, seed: int, rundi
         "train_s": round(time.perf_counter() - started, 3),
         "accelerator": type(trainer.accelerator).__name__,
         "world_size": int(trainer.world_size),
+        "precision": str(trainer.precision),  # what it really trained in (Lightning's name)
         "global_rank": int(trainer.global_rank),
     }
 

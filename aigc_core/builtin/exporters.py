@@ -1,9 +1,12 @@
-"""Exporters for the three modalities. Names depend only on item indices, so the same seed
-writes the same bytes to the same paths."""
+"""Exporters for the core's modalities, and ``FileExporter`` for any modality's own encoder.
+
+Names depend only on item indices, so the same seed writes the same bytes to the same paths. The
+formats themselves are written once, in ``modalities.py`` (and ``aigc_core.imaging.png_bytes``),
+which the server's responses use too.
+"""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from pathlib import Path
@@ -13,6 +16,7 @@ import numpy as np
 from aigc_core.atomic import write_bytes, write_text
 from aigc_core.base import Exporter
 from aigc_core.content import Content, Item
+from aigc_core.modalities import get_modality
 from aigc_core.params import Field, Params
 
 #: Item metadata that is processing history rather than provenance; written elsewhere or not at all.
@@ -36,6 +40,21 @@ def _stem(item: Item, position: int, grids: list[int]) -> str:
         return "grid" if len(grids) == 1 else f"grid_{len(grids)}"
     index = item.meta.get("index", position)
     return f"sample_{int(index):05d}"
+
+
+class FileExporter(Exporter):
+    """One file per item, written by its modality's encoder (``Modality.encode``, named with its
+    ``suffix``) with the item's provenance inside: a new modality's exporter in one registration,
+    writing the same bytes the server sends."""
+
+    def export(self, content: Content, directory: Path) -> list[Path]:
+        modality = get_modality(content.modality)
+        grids: list[int] = []
+        written = []
+        for position, item in enumerate(content.items):
+            path = Path(directory) / f"{_stem(item, position, grids)}{modality.suffix}"
+            written.append(write_bytes(path, modality.encode(item, provenance(item))))
+        return written
 
 
 class PNGExporter(Exporter):
@@ -79,8 +98,7 @@ class WAVExporter(Exporter):
     Params = WAVParams
 
     def export(self, content: Content, directory: Path) -> list[Path]:
-        import soundfile as sf
-
+        from aigc_core.builtin.modalities import wav_bytes
         from aigc_core.builtin.spectrograms import contact_sheet, sheet_name, spectrogram_image
         from aigc_core.imaging import png_bytes
 
@@ -92,14 +110,9 @@ class WAVExporter(Exporter):
             if rate <= 0:
                 raise ValueError(f"audio item {position} has no sample_rate in its metadata")
             wave = np.clip(np.nan_to_num(np.asarray(item.data, np.float32)), -1.0, 1.0)
-            buf = io.BytesIO()
-            with sf.SoundFile(buf, "w", samplerate=rate, channels=1, subtype="PCM_16", format="WAV") as f:
-                f.comment = json.dumps(provenance(item), sort_keys=True)
-                f.software = "aigc"
-                f.write(wave)
             stem = _stem(item, position, grids)
             path = Path(directory) / f"{stem}.wav"
-            written.append(write_bytes(path, buf.getvalue()))
+            written.append(write_bytes(path, wav_bytes(wave, rate, json.dumps(provenance(item), sort_keys=True))))
             label = item.meta.get("class", item.meta.get("label"))
             label = None if label is None else str(label)
             title = stem + (f", label {label}" if label is not None else "")

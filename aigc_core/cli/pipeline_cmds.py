@@ -105,7 +105,8 @@ def parse_options(items: list[str]) -> dict:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from ..inference import Inference, check_seed
+    from ..inference import check_seed
+    from ..run import Run
     from ..rundir import OutputDir, RunDir
 
     options = parse_options(args.options)
@@ -113,7 +114,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         options["prompts"] = list(args.prompt)
     if args.seed is not None:
         check_seed(args.seed, "--seed")
-    inference = Inference.from_run_dir(args.run_dir)
+    inference = Run.load(args.run_dir).inference
     if args.stream:
         if not inference.streams:
             from ..errors import UsageError

@@ -188,4 +188,11 @@ class MelGenerator(Generator):
         if peak > 0.99:
             wave = wave * np.float32(0.99 / peak)
         return Item(wave, {"index": index, "seed": seed, "sample_seed": sample_seed(seed, index),
-                           "sample_rate": self.sample_rate, "label": label, "class": self.classes[label], **meta})
+                           "sample_rate": self.sample_rate, "label": label, "class": self.classes[label],
+                           **self.vocoder_meta(), **meta})
+
+    def vocoder_meta(self) -> dict:
+        """Which vocoder made the sound, so a listener can tell a trained vocoder from Griffin-Lim."""
+        if self.vocoder is None:
+            return {"vocoder": "griffin-lim", "griffin_lim_iters": self.params.griffin_lim_iters}
+        return {"vocoder": "mel-vocoder", "vocoder_run": str(self.info["vocoder"].get("run", ""))}

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, RunDir, UsageError
+from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, RunDir, UsageError, check_cancelled
 from aigc_core import Field, ParamError, Params, model_validator
 
 from .features import LOG_FLOOR, MelFeatures, default_n_fft, match_log_mel
@@ -176,7 +176,10 @@ class VocoderNet(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            waves = [self.refine(self.spectrum(log_mel[i:i + 1]), num_samples) for i in range(len(log_mel))]
+            waves = []
+            for i in range(len(log_mel)):
+                check_cancelled()  # per clip: a server that gave up on this request stops it here
+                waves.append(self.refine(self.spectrum(log_mel[i:i + 1]), num_samples))
         finally:
             self.train(was_training)
         out = torch.cat(waves) if waves else log_mel.new_zeros(0, num_samples)
@@ -253,7 +256,7 @@ class MelVocoder(Generator):
             for j, wave in enumerate(out):
                 k = int(labels[idx[j]])
                 meta = {"index": start + j, "seed": seed, "sample_rate": self.sample_rate, "mode": "resynthesis",
-                        "split": split, "source_index": int(idx[j]), "label": k,
+                        "split": split, "source_index": int(idx[j]), "label": k, "vocoder": "mel-vocoder",
                         "class": self.classes[k] if k < len(self.classes) else str(k)}
                 items.append(Item(np.nan_to_num(wave.astype(np.float32)), meta))
         return Content("audio", items)

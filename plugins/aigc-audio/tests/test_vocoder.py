@@ -171,6 +171,8 @@ def test_mel_vae_uses_a_named_vocoder_and_carries_it(base, vocoder_run, capfd):
     vocoded = gen.to_wave(mel)
     griffin = gen.features.invert(mel[:, 0, :, :gen.frames] * gen.norm[1] + gen.norm[0], gen.num_samples)
     assert not torch.allclose(vocoded, griffin, atol=1e-3)  # it is not Griffin-Lim underneath
+    meta = pipe.generate(1, seed=0).items[0].meta  # and each clip says so (the web page shows it)
+    assert meta["vocoder"] == "mel-vocoder" and meta["vocoder_run"] == str(copy)
     assert "Griffin-Lim" not in capfd.readouterr().err
 
 
@@ -180,6 +182,8 @@ def test_without_a_vocoder_griffin_lim_with_a_one_line_notice(base, capfd):
     notices = [line for line in err.splitlines() if "Griffin-Lim" in line]
     assert len(notices) == 1 and "generator.vocoder" in notices[0]
     assert len(list((run / "outputs").glob("*.wav"))) == 2
+    meta = Pipeline.from_run_dir(run).generate(1, seed=0).items[0].meta
+    assert meta["vocoder"] == "griffin-lim" and meta["griffin_lim_iters"] == 4 and "vocoder_run" not in meta
 
 
 def test_vocoder_of_another_sample_rate_is_a_one_line_error_naming_the_key(base, vocoder_run):

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aigc_core import ConfigError, report_progress, torch_generator
+from aigc_core import ConfigError, check_cancelled, report_progress, torch_generator
 
 #: short names for the schedulers people mean; any diffusers scheduler class name works too
 SCHEDULERS = {"ddim": "DDIMScheduler", "dpm-solver": "DPMSolverMultistepScheduler", "ddpm": "DDPMScheduler",
@@ -239,6 +239,7 @@ def sample_chunks(net: nn.Module, noise_scheduler, shape: tuple[int, ...], seed:
         # deterministic samplers (UniPC, ...) take no generator: they draw no noise to seed
         noise = {"generator": gens} if "generator" in inspect.signature(sampler.step).parameters else {}
         for s, t in enumerate(sampler.timesteps):
+            check_cancelled()  # per step: a server whose client left stops here, not after every step
             out = guided(net, sampler.scale_model_input(x, t), t, labels, null_label, guidance_scale)
             x = sampler.step(out, t, x, **noise).prev_sample
             (progress or report_progress)(c * len(sampler.timesteps) + s + 1, len(chunks) * len(sampler.timesteps))

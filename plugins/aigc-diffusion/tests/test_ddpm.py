@@ -267,3 +267,20 @@ def test_snr_gamma_reaches_the_training_loss():
         with torch.no_grad():
             losses[gamma] = float(model.diffusion_loss(x, y, generator=torch.Generator().manual_seed(0)))
     assert losses[5.0] < 0.95 * losses[None]
+
+
+def test_cancellation_is_checked_before_every_denoising_step():
+    """A server whose client left cancels the call's token; sampling stops at the next step, not
+    after the remaining steps of every chunk."""
+    from aigc_core import CancelToken, Cancelled, cancellation
+
+    token, seen = CancelToken(), []
+
+    def progress(done: int, total: int) -> None:
+        seen.append(done)
+        if done == 2:
+            token.cancel("the client left")
+
+    with cancellation(token), pytest.raises(Cancelled):
+        make().generate(5, seed=0, num_inference_steps=3, batch_size=4, progress=progress)
+    assert seen == [1, 2]  # of six steps (two chunks of three)

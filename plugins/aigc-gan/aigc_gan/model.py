@@ -84,7 +84,7 @@ def _levels(size: int) -> int:
     return levels
 
 
-def _dcgan_init(module: nn.Module) -> None:
+def dcgan_init(module: nn.Module) -> None:
     """The DCGAN paper's initialisation: small normal weights, unit-centred norms."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         weight = getattr(module, "weight_orig", module.weight)
@@ -226,7 +226,7 @@ class DCGAN(Generator):
         self.num_classes = int(info.get("num_classes") or 0) if params.conditional else 0
         self.G = GeneratorNet(params.latent, params.width, channels, height, self.num_classes,
                               params.class_norm)
-        self.G.apply(_dcgan_init)
+        self.G.apply(dcgan_init)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if params.ema_decay > 0 else None
 
     # -- generation ---------------------------------------------------------------------------

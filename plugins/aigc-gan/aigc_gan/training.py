@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from aigc_core import GeneratorTraining
 
 from .augment import augment
-from .model import DCGAN, DiscriminatorNet, _dcgan_init
+from .model import DCGAN, DiscriminatorNet, dcgan_init
 
 
 class DCGANTraining(GeneratorTraining):
@@ -26,7 +26,7 @@ class DCGANTraining(GeneratorTraining):
         p = generator.params
         channels, height, _ = generator.info["shape"]
         self.D = DiscriminatorNet(p.width, channels, height, generator.num_classes, p.spectral_norm, p.minibatch_std)
-        self.D.apply(_dcgan_init)
+        self.D.apply(dcgan_init)
 
     def configure_optimizers(self):
         p = self.params
