@@ -16,7 +16,7 @@ from .modalities import known_modalities
 from .errors import AigcError, CheckpointError, ConfigError, DataError, Interrupted, PluginError, QualityGateError, UsageError
 from .hookspecs import hookimpl, hookspec
 from .plugins import get_registry
-from .progress import progress_reporting, report_progress
+from .progress import phase, progress_reporting, report_progress
 from .rundir import RunDir
 from .seeding import sample_seed, torch_generator
 

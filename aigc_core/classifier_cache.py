@@ -36,11 +36,16 @@ def cache_path(cache_dir: str | Path, folder: str, key: Mapping[str, Any]) -> Pa
     return Path(cache_dir) / folder / f"{digest}.safetensors"
 
 
-def cached_model(path: Path, build: Callable[[], Any], train: Callable[[], Any]) -> Any:
+def cached_model(path: Path, build: Callable[[], Any], train: Callable[[], Any],
+                 what: str = "training the scoring classifier") -> Any:
     """The module cached at ``path`` (``build()`` given its saved weights), or ``train()``'s, saved there.
 
     A stale or damaged entry (another architecture, a torn file) is removed and trained again.
+    Training is shown as the phase ``what``; ``train`` moves it with ``aigc_core.report_progress``
+    (minutes on a CPU: the person waiting should see them pass).
     """
+    from .progress import phase
+
     from safetensors.torch import load_file, save_file
 
     path = Path(path)
@@ -51,7 +56,8 @@ def cached_model(path: Path, build: Callable[[], Any], train: Callable[[], Any])
             return net
         except Exception:  # noqa: BLE001 - any unreadable entry is retrained, never trusted
             path.unlink(missing_ok=True)
-    net = train()
+    with phase(what):
+        net = train()
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
     return net

@@ -30,14 +30,16 @@ from .content import Content
 from .errors import AigcError, CheckpointError, ConfigError, QualityGateError, UsageError, first_line
 from .inference import Inference, check_num_samples, check_seed, options_dict
 from .plugins import get_registry
+from .progress import phase
 from .ranks import launcher_rank
 from .registry import ComponentInfo, Registry
 from .rundir import EMPTY, MODEL_DIR, NEW, RUN, RunDir
 from .seeding import MAX_TRAIN_SEED
 #: Keys whose change does not make a different run: training can go on with more epochs.
-RESUMABLE_CHANGES = ("train.max_epochs", "train.max_steps", "train.progress_bar", "train.devices",
-                     "train.accelerator", "train.strategy", "train.num_nodes", "train.checkpoint_every_n_epochs",
-                     "train.checkpoint_every_n_steps", "train.checkpoint_every_minutes", "train.checkpoint_keep")
+RESUMABLE_CHANGES = ("train.max_epochs", "train.max_steps", "train.max_time", "train.max_minutes",
+                     "train.progress_bar", "train.devices", "train.accelerator", "train.strategy", "train.num_nodes",
+                     "train.checkpoint_every_n_epochs", "train.checkpoint_every_n_steps",
+                     "train.checkpoint_every_minutes", "train.checkpoint_keep")
 
 
 @dataclass
@@ -261,8 +263,9 @@ class Pipeline:
     def data_source(self):
         """The data source, set up for fitting (reads the data on first call)."""
         if self._source is None:
-            source = self.data.cls(self.data.params, seed=self.seed)
-            source.setup("fit")
+            with phase(f"reading data ({self.data.name})"):
+                source = self.data.cls(self.data.params, seed=self.seed)
+                source.setup("fit")
             self._source = source
         return self._source
 
@@ -278,7 +281,8 @@ class Pipeline:
 
         try:
             training.seed_everything(self.seed)  # before building: the weights are drawn from it
-            generator = self.gen.cls.build(self.gen.params, source, self.rundir.preprocess_dir)
+            with phase(f"building the generator ({self.gen.name})"):
+                generator = self.gen.cls.build(self.gen.params, source, self.rundir.preprocess_dir)
             samples_dir, exporter = self.rundir.samples_dir, self.exporter.build()
 
             def preview(content: Content, stem: str) -> None:
@@ -331,7 +335,8 @@ class Pipeline:
         generator_name = (self.manifest().get("config") or {}).get("generator", {}).get("name")
         if generator_name and generator_name != self.gen.name:
             raise CheckpointError(f"{model_dir}: holds a {generator_name!r} checkpoint, not {self.gen.name!r}")
-        self._generator = self.gen.cls.load_artifact(model_dir, self.gen.params)
+        with phase(f"loading the model ({self.gen.name})"):
+            self._generator = self.gen.cls.load_artifact(model_dir, self.gen.params)
         self._inference = None
         return self._generator
 
@@ -373,7 +378,8 @@ class Pipeline:
         for part in self.metrics:
             context = MetricContext(self.generator, self.data_source(), content, cache, self.seed, self.run_dir,
                                     inference=self.inference)
-            results[part.name] = part.build().compute(context)
+            with phase(f"metric {part.name}"):
+                results[part.name] = part.build().compute(context)
         for line in gate_warnings(results):
             print(f"WARNING: {line}", file=sys.stderr)
         return results
