@@ -43,6 +43,8 @@ _LAZY = {
     "field_validator": "aigc_core.params",
     "model_validator": "aigc_core.params",
     "Inference": "aigc_core.inference",
+    "PathField": "aigc_core.preflight",
+    "CheckContext": "aigc_core.preflight",
     # shared helpers plugins use (numpy): one implementation, imported on first use
     "frechet_distance": "aigc_core.frechet",
     "make_grid": "aigc_core.imaging",
@@ -71,7 +73,7 @@ __all__ = [
     "MetricContext", "NoParams", "PLUGIN_API_VERSION", "ParamError", "Params", "Pipeline", "PluginError",
     "Field", "field_validator", "model_validator",
     "PostProcessor", "QualityGateError", "RunDir", "UsageError", "atomic_path", "atomic_write", "cache_path", "cached_model", "data_identity", "frechet_distance", "get_registry", "hookimpl", "hookspec", "known_modalities", "make_grid", "png_bytes",
-    "progress_reporting", "report_progress",
+    "phase", "progress_reporting", "report_progress", "PathField", "CheckContext",
     "cancellation", "check_cancelled", "sample_seed", "sha256_file", "split_indices", "torch_generator", "write_bytes",
     "write_json", "write_text",
 ]

@@ -23,9 +23,18 @@ LOADING_ONLY = ("batch_size", "num_workers")
 
 
 def data_identity(source: Any) -> dict:
-    """What makes one data set differ from another for a cached classifier: its component, parameters
-    and seed. How it is batched does not count: a run that only changes ``data.batch_size`` reuses the
-    classifier rather than training an identical one again."""
+    """What makes one data set differ from another for a cached classifier: its content as read
+    (``DataSource.fingerprint``: every split's items) and the seed the classifier trains with.
+
+    Not how the data was named: two configs reading the same files through differently spelled
+    paths (``data/mnist``, ``./data//mnist``, an absolute path, ``$AIGC_DATA_DIR``) share one
+    classifier, and a changed file never meets a stale one. How it is batched does not count
+    either. A source without ``fingerprint`` (not a ``DataSource``) falls back to its component
+    name and parameters, less the loading-only ones.
+    """
+    fingerprint = getattr(source, "fingerprint", None)
+    if callable(fingerprint):
+        return {"content": fingerprint(), "seed": source.seed}
     params = source.params.model_dump()
     data = {k: v for k, v in params.items() if k not in LOADING_ONLY}
     return {"source": type(source).component_name, "data": data, "seed": source.seed}
