@@ -44,10 +44,18 @@ def config(out: Path, epochs: int = 40, **generator) -> dict:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     path = tmp_path_factory.mktemp("mel-diffusion")
-    with pytest.MonkeyPatch.context() as env:  # a private classifier cache for this module
-        env.setenv("AIGC_CACHE_DIR", str(path / "cache"))
-        torch.manual_seed(0)
-        yield path
+    threads = torch.get_num_threads()
+    # one thread: the debug U-Net's tensors are too small to share. Under load 6-9 on two cores, this
+    # module cost 172 CPU-s (450 s wall, the run's 40 epochs 368 s) with two threads, mostly threads
+    # spinning while they wait for each other, and 26 CPU-s (53 s wall) with one
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as env:  # a private classifier cache for this module
+            env.setenv("AIGC_CACHE_DIR", str(path / "cache"))
+            torch.manual_seed(0)
+            yield path
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
