@@ -16,7 +16,7 @@ from .modalities import InvalidItem, Modality, get_modality, known_modalities
 from .errors import AigcError, CheckpointError, ConfigError, DataError, Interrupted, PluginError, QualityGateError, UsageError
 from .hookspecs import hookimpl, hookspec
 from .plugins import get_registry
-from .progress import progress_reporting, report_progress
+from .progress import phase, progress_reporting, report_progress
 from .rundir import RunDir
 from .seeding import sample_seed, torch_generator
 
@@ -47,6 +47,8 @@ _LAZY = {
     "Inference": "aigc_core.inference",
     "Run": "aigc_core.run",
     "FileExporter": "aigc_core.builtin.exporters",
+    "PathField": "aigc_core.preflight",
+    "CheckContext": "aigc_core.preflight",
     # shared helpers plugins use (numpy): one implementation, imported on first use
     "frechet_distance": "aigc_core.frechet",
     "make_grid": "aigc_core.imaging",
@@ -76,7 +78,7 @@ __all__ = [
     "MetricContext", "NoParams", "PLUGIN_API_VERSION", "ParamError", "Params", "Pipeline", "PluginError",
     "Field", "FileContent", "FileField", "field_validator", "model_validator",
     "PostProcessor", "QualityGateError", "Run", "RunDir", "UsageError", "atomic_path", "atomic_write", "cache_path", "cached_model", "data_identity", "frechet_distance", "get_registry", "hookimpl", "hookspec", "known_modalities", "make_grid", "png_bytes",
-    "progress_reporting", "report_progress",
+    "phase", "progress_reporting", "report_progress", "PathField", "CheckContext",
     "cancellation", "check_cancelled", "sample_seed", "sha256_file", "split_indices", "torch_generator", "write_bytes",
     "write_json", "write_text",
 ]

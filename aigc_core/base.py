@@ -25,6 +25,14 @@ class Component:
     def __init__(self, params: Any = None):
         self.params = params if params is not None else self.Params()
 
+    @classmethod
+    def check(cls, params: Any, context: Any) -> None:
+        """What would make ``aigc run`` fail later and can be seen now, without reading data or
+        building anything: ``aigc check`` and ``run`` call it first, with the validated ``params``
+        and an ``aigc_core.CheckContext`` (``context.key`` is where this component sits in the
+        config, for a ``ConfigError``). Paths declared with ``aigc_core.PathField`` are checked
+        already; the default checks nothing more."""
+
 
 class PostProcessor(Component):
     """Takes Content, returns Content; drops go through ``content.drop`` with a reason."""

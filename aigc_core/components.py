@@ -7,6 +7,7 @@ these classes alone, so ``aigc generate`` and ``aigc serve`` never pay Lightning
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -69,6 +70,14 @@ class DataSource:
         self.params = params if params is not None else self.Params()
         self.seed = int(seed)
 
+    @classmethod
+    def check(cls, params: Any, context: Any) -> None:
+        """What would make ``aigc run`` fail later and can be seen now, without reading data or
+        building anything: ``aigc check`` and ``run`` call it first, with the validated ``params``
+        and an ``aigc_core.CheckContext`` (``context.key`` is where this component sits in the
+        config, for a ``ConfigError``). Paths declared with ``aigc_core.PathField`` are checked
+        already; the default checks nothing more."""
+
     def setup(self, stage: str | None = None) -> None:
         """Read the data (once; later calls return at once)."""
 
@@ -78,6 +87,31 @@ class DataSource:
 
     def split(self, name: str) -> Dataset:
         raise NotImplementedError
+
+    #: The splits whose content ``fingerprint`` covers.
+    SPLITS: ClassVar[tuple[str, ...]] = ("train", "val", "test")
+
+    def fingerprint(self) -> str:
+        """sha256 of the data as read (every split's items, in order), computed once.
+
+        What a cache of things learnt from the data (the metrics' scoring classifiers) is keyed
+        on: two configs that read the same files through differently spelled paths, or through
+        an environment variable, share the entry, and changed files never hit a stale one.
+        """
+        cached = getattr(self, "_fingerprint", None)
+        if cached is None:
+            self.setup()
+            digest = hashlib.sha256()
+            for name in self.SPLITS:
+                dataset = self.split(name)
+                digest.update(f"{name}:{len(dataset)};".encode())
+                self._digest_split(digest, dataset)
+            cached = self._fingerprint = digest.hexdigest()
+        return cached
+
+    def _digest_split(self, digest: Any, dataset: Any) -> None:
+        for index in range(len(dataset)):
+            _digest(digest, dataset[index])
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         g = torch.Generator().manual_seed(self.seed)
@@ -157,6 +191,13 @@ class InMemorySource(DataSource):
         self.setup()
         return self._splits[name]
 
+    def _digest_split(self, digest: Any, dataset: Any) -> None:
+        if isinstance(dataset, LabelledTensors):  # the whole split in two reads, not item by item
+            _digest(digest, (dataset.data, dataset.labels))
+            digest.update(json.dumps([str(c) for c in self.classes]).encode())
+        else:
+            super()._digest_split(digest, dataset)
+
 
 class Generator(torch.nn.Module):
     """A model that makes new content: the networks sampling needs, and ``generate``.
@@ -199,6 +240,14 @@ class Generator(torch.nn.Module):
         self.info = dict(info)
 
     # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def check(cls, params: Any, context: Any) -> None:
+        """What would make ``aigc run`` fail later and can be seen now, without reading data or
+        building anything: ``aigc check`` and ``run`` call it first, with the validated ``params``
+        and an ``aigc_core.CheckContext`` (``context.key`` is where this component sits in the
+        config, for a ``ConfigError``). Paths declared with ``aigc_core.PathField`` are checked
+        already; the default checks nothing more."""
+
     @classmethod
     def build(cls, params: Any, source: DataSource, workdir: Path) -> "Generator":
         """Make an untrained generator for this data. ``workdir`` may hold fitted preprocessing."""
@@ -288,6 +337,27 @@ class Generator(torch.nn.Module):
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
             raise CheckpointError(f"checkpoint does not fit {type(self).__name__}: {first}") from None
+
+
+def _digest(digest: Any, value: Any) -> None:
+    """Feed ``value`` (tensors, arrays, text, numbers, tuples of them) into ``digest``, unambiguously."""
+    import numpy as np
+
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().contiguous().numpy()
+    if isinstance(value, np.ndarray):
+        digest.update(f"a{value.dtype.str}{value.shape};".encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, (tuple, list)):
+        digest.update(f"l{len(value)};".encode())
+        for item in value:
+            _digest(digest, item)
+    elif isinstance(value, (bytes, str)):
+        data = value.encode() if isinstance(value, str) else value
+        digest.update(f"s{len(data)};".encode())
+        digest.update(data)
+    else:
+        digest.update(f"v{value!r};".encode())
 
 
 def _jsonable(value: Any) -> Any:

@@ -24,7 +24,7 @@ from .allocator import tune_allocator
 from .config import MAX_NUM_SAMPLES
 from .content import Content
 from .errors import AigcError, UsageError
-from .progress import ProgressCallback, progress_reporting
+from .progress import ProgressCallback, phase, progress_reporting
 from .seeding import MAX_SEED
 
 
@@ -128,8 +128,11 @@ class Inference:
         n = self.resolve_n(n) if start is None else int(self.num_samples if n is None else n)  # shards: no cap
         seed = self.resolve_seed(seed)
         opts = self.options(options)
-        with progress_reporting(progress):
-            content = self.generator.generate(n, seed=seed, **opts, **self._extra(start))
+        with phase("generating", total=n) as shown:
+            # the caller's callback (the server's) wins; else the CLI's phase, when one is shown
+            with progress_reporting(progress if progress is not None or shown.display is None else shown.report):
+                content = self.generator.generate(n, seed=seed, **opts, **self._extra(start))
+            shown.update(n)
         return self.stamp(content, seed, start)
 
     def stream(self, seed: int | None = None, **options: Any) -> Iterator[str]:
@@ -152,12 +155,17 @@ class Inference:
         return content
 
     def postprocess(self, content: Content) -> Content:
-        for part in self.postprocessors:
-            processor = part.build()
-            before = content.modality
-            content = processor(content)
-            if not isinstance(content, Content) or content.modality != before:
-                raise AigcError(f"{part.key} ({part.name}) returned something other than {before} Content")
+        if not self.postprocessors:
+            return content
+        with phase("post-processing", total=len(self.postprocessors), listen=False) as shown:
+            for done, part in enumerate(self.postprocessors):
+                shown.update(done, detail=part.name)
+                processor = part.build()
+                before = content.modality
+                content = processor(content)
+                if not isinstance(content, Content) or content.modality != before:
+                    raise AigcError(f"{part.key} ({part.name}) returned something other than {before} Content")
+            shown.update(len(self.postprocessors), detail="")
         return content
 
     def export(self, content: Content, out_dir: str | Path) -> list[Path]:
@@ -167,7 +175,10 @@ class Inference:
         except OSError as exc:
             raise AigcError(f"{out}: cannot create output directory ({exc.strerror or exc})") from None
         try:
-            return self.exporter.build().export(content, out)
+            with phase("exporting", total=len(content.items)) as shown:
+                files = self.exporter.build().export(content, out)
+                shown.update(len(content.items))
+            return files
         except OSError as exc:
             raise AigcError(f"{out}: writing outputs failed ({exc.strerror or exc}); earlier files are intact") from None
 

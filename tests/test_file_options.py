@@ -268,9 +268,9 @@ def test_the_schema_marks_file_options_and_hides_the_runs_own_files(client):
 
 
 def test_python_and_the_cli_still_take_paths(vae_run, files):
-    from aigc_core import Inference
+    from aigc_core import Run
 
-    inference = Inference.from_run_dir(vae_run)
+    inference = Run.load(vae_run).inference
     path = str(files["existing image"])
     content = inference.generate(1, seed=0, mode="interpolation", a=path, b=path, steps=3)
     assert content.items[0].meta["from"] == path

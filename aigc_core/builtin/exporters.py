@@ -18,6 +18,7 @@ from aigc_core.base import Exporter
 from aigc_core.content import Content, Item
 from aigc_core.modalities import get_modality
 from aigc_core.params import Field, Params
+from aigc_core.progress import report_progress
 
 #: Item metadata that is processing history rather than provenance; written elsewhere or not at all.
 NOT_PROVENANCE = ("postprocess", "dropped")
@@ -69,6 +70,7 @@ class PNGExporter(Exporter):
             if "postprocess" in item.meta:
                 meta["aigc:postprocess"] = item.meta["postprocess"]
             written.append(write_bytes(path, png_bytes(item.data, meta)))
+            report_progress(position + 1, len(content.items))
         return written
 
 
@@ -123,6 +125,7 @@ class WAVExporter(Exporter):
                 heading = (f"label {label}: " if label is not None else "") + f"{len(wave) / rate:.2f} s at {rate} Hz"
                 picture = spectrogram_image(wave, rate, heading)
                 written.append(write_bytes(Path(directory) / f"{stem}.png", png_bytes(picture, meta)))
+            report_progress(position + 1, len(content.items))
         if self.params.contact_sheet and clips:
             rate = clips[0][3]
             same_rate = [c for c in clips if c[3] == rate]
