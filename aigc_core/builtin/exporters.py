@@ -142,8 +142,9 @@ class WAVExporter(Exporter):
             written.append(write_bytes(Path(directory) / "spectrograms.png", png_bytes(sheet, {"aigc:clips": len(overview)})))
             for lab in labels if len(labels) > 1 else []:
                 group = [c for c in same_rate if c[0] == lab][:limit]
-                sheet = contact_sheet([c[2] for c in group], rate, [c[1] for c in group],
-                                      f"label {lab}: {len(group)} clips", columns=cols)
+                count = f"{len(group)} clip" + ("s" if len(group) != 1 else "")
+                sheet = contact_sheet([c[2] for c in group], rate, [c[1] for c in group], f"label {lab}: {count}",
+                                      columns=cols)
                 written.append(write_bytes(Path(directory) / sheet_name(lab),
                                            png_bytes(sheet, {"aigc:clips": len(group), "aigc:label": lab})))
         return written
