@@ -204,7 +204,7 @@ def test_vocoder_of_another_mel_setting_is_a_one_line_error_naming_the_key(base,
         (not_a_vocoder / "manifest.json").write_text(json.dumps(manifest))
         with pytest.raises(ConfigError, match=r"^generator\.vocoder: .* holds a 'mel-vae' run, not a mel-vocoder"):
             Pipeline.from_config(vae_config(base / "vae-x", not_a_vocoder)).run()
-    with pytest.raises(ConfigError, match=r"^generator\.vocoder: .*nowhere: not a run directory"):
+    with pytest.raises(ConfigError, match=r"^generator\.vocoder: .*nowhere: no such directory"):
         Pipeline.from_config(vae_config(base / "vae-y", base / "nowhere")).run()
 
 
