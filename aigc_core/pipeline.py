@@ -29,7 +29,7 @@ from . import config as cfg
 from .atomic import sha256_file
 from .content import Content
 from .errors import AigcError, CheckpointError, ConfigError, QualityGateError, UsageError, first_line
-from .inference import Inference, check_num_samples, check_seed, options_dict
+from .inference import Inference, options_dict
 from .plugins import get_registry
 from .progress import phase
 from .ranks import launcher_rank

@@ -23,13 +23,12 @@ This module imports torch and Lightning (generators need them); import it from t
 
 from __future__ import annotations
 
-import copy
 import inspect
 import json
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 

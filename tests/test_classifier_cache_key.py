@@ -3,7 +3,6 @@ two configs that read one folder share one classifier."""
 
 from __future__ import annotations
 
-import os
 
 from aigc_core.params import build_params
 

@@ -3,7 +3,6 @@ config mean the same files from any working directory."""
 
 from __future__ import annotations
 
-import os
 
 import pytest
 

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aigc_core import Cancelled, CancelToken, CheckpointError, Pipeline, cancellation, get_registry
+from aigc_core import Cancelled, CancelToken, CheckpointError, Pipeline, cancellation
 from aigc_core.errors import UsageError
 from aigc_core.server import ServerSettings, create_app
 from server_kit import LiveServer, counters, fake_text_run, tiny_gan_run, tiny_text_run

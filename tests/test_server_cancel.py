@@ -74,7 +74,7 @@ def test_a_request_shared_with_a_waiting_client_is_not_stopped_when_one_leaves(t
     result away; the call runs on for the one still waiting."""
     asked, step_s = 6, 0.1
     settings = ServerSettings(batch_wait_ms=300)  # long enough for both to join one call
-    with LiveServer(create_app([text_run], settings)) as live, httpx.Client(base_url=live.url, timeout=30) as c:
+    with LiveServer(create_app([text_run], settings)) as live, httpx.Client(base_url=live.url, timeout=30):
         calls = len(counters.steps)
         body = {"n": 1, "seed": 7, "options": {"steps": asked, "step_s": step_s}}
         leaving = _open_request(live.url, f"/v1/models/{MODEL}/generate", body)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Callable, ClassVar, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
 import torch
