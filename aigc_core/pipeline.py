@@ -444,7 +444,7 @@ class Pipeline:
             raise CheckpointError(f"{self.run_dir}: no trained model here (missing {MODEL_DIR}/); run 'aigc run' first")
         recorded = self.rundir.verified_model_files()  # no record: refused, never loaded unverified
         self.fingerprint = self.rundir.model_fingerprint(recorded)
-        generator_name = recorded_generator(self.manifest())
+        generator_name = self.rundir.recorded_generator()
         if generator_name and generator_name != self.gen.name:
             raise CheckpointError(f"{model_dir}: holds a {generator_name!r} checkpoint, not {self.gen.name!r}")
         with phase(f"loading the model ({self.gen.name})"):
@@ -536,15 +536,6 @@ class Pipeline:
         if failed:
             raise QualityGateError(f"{self.run_dir}: quality gate failed: {failed[0]}")
         return self.run_dir
-
-
-def recorded_generator(manifest: Mapping) -> str | None:
-    """The generator a run's manifest says trained it (runs before the config lived only in
-    ``config.yaml`` kept a copy of the config in the manifest)."""
-    name = manifest.get("generator")
-    if isinstance(name, str):
-        return name
-    return ((manifest.get("config") or {}).get("generator") or {}).get("name")
 
 
 #: Config keys that name a component, and the manifest's key of that component (``versions.components``).

@@ -293,8 +293,6 @@ def load_vocoder_run(run_dir: str | Path, expected: dict, key: str = "generator.
     another sample rate or mel analysis than ``expected``. Returns the net and a provenance record."""
     from safetensors.torch import load_file
 
-    from aigc_core.pipeline import recorded_generator
-
     run = RunDir(run_dir)
     manifest_path = run.manifest_path
     if not manifest_path.is_file():
@@ -303,7 +301,7 @@ def load_vocoder_run(run_dir: str | Path, expected: dict, key: str = "generator.
     manifest = run.manifest()
     if not manifest:
         raise ConfigError(key, f"{manifest_path}: unreadable (not a JSON object)")
-    name = recorded_generator(manifest)  # the manifest's generator (older runs: its copy of the config)
+    name = run.recorded_generator()  # the manifest's generator (older runs: its copy of the config)
     if name != "mel-vocoder":
         raise ConfigError(key, f"{run_dir} holds a {name!r} run, not a mel-vocoder")
     if not (manifest.get("checkpoint") or {}).get("files"):
