@@ -6,7 +6,8 @@ import floor of the libraries each backend is built on, measured in the same run
 For each bundled backend it trains a tiny run (a few steps: loading cost does not depend on how
 well a model learnt), then times, in fresh interpreters, median of ``--repeats``:
 - the floor: dcgan and vae `import torch`; ddpm `from diffusers import UNet2DModel, DDIMScheduler`;
-  causal-lm `import torch, transformers` plus loading the run's model with `from_pretrained`;
+  causal-lm `import torch, transformers` plus loading the run's model and tokenizer with
+  `from_pretrained`;
   mel-diffusion the diffusers import plus `import torchaudio`;
 - `aigc generate RUN -n 4` (wall time of the whole command);
 - `aigc serve RUN` until `GET /readyz` answers 200.
@@ -35,7 +36,9 @@ FLOORS = {
     "dcgan": ("import torch", 1.5),
     "vae": ("import torch", 1.5),
     "ddpm": (DIFFUSERS, 1.1),
-    "causal-lm": ("import torch, transformers; transformers.AutoModelForCausalLM.from_pretrained({model!r})", 1.1),
+    # a text model is its weights and its tokenizer: both are loaded before the first token
+    "causal-lm": ("import torch, transformers; transformers.AutoModelForCausalLM.from_pretrained({model!r}); "
+                  "transformers.AutoTokenizer.from_pretrained({model!r})", 1.1),
     "mel-diffusion": (DIFFUSERS + "; import torchaudio", 1.1),
 }
 
