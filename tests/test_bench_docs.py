@@ -16,7 +16,7 @@ import pytest
 from aigc_testutil import ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"
-NOT_YET = {"bench_first_content.py", "bench_personalise.py"}  # issues 30 and 24: the page names them before they land
+NOT_YET = {"bench_personalise.py"}  # issue 24: the page names it before it lands
 
 
 def _runner():
