@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .content import Content
+from .preflight import Checked
 from .params import NoParams
 
 
-class Component:
+class Component(Checked):
     """Common ground of every component: a ``Params`` model (``aigc_core.Params``) validated from the config."""
 
     Params: ClassVar[type] = NoParams
@@ -24,14 +25,6 @@ class Component:
 
     def __init__(self, params: Any = None):
         self.params = params if params is not None else self.Params()
-
-    @classmethod
-    def check(cls, params: Any, context: Any) -> None:
-        """What would make ``aigc run`` fail later and can be seen now, without reading data or
-        building anything: ``aigc check`` and ``run`` call it first, with the validated ``params``
-        and an ``aigc_core.CheckContext`` (``context.key`` is where this component sits in the
-        config, for a ``ConfigError``). Paths declared with ``aigc_core.PathField`` are checked
-        already; the default checks nothing more."""
 
 
 class PostProcessor(Component):

@@ -17,6 +17,7 @@ import importlib
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .preflight import Checked
 from .params import Field, NoParams, Params
 from .content import Content
 from .errors import CheckpointError
@@ -49,7 +50,7 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int):
     }
 
 
-class DataSource:
+class DataSource(Checked):
     """Raw content of one modality, split into train/val/test; knows nothing of models.
 
     It has the loaders of a ``LightningDataModule`` without being one: training wraps it
@@ -69,14 +70,6 @@ class DataSource:
     def __init__(self, params: Any = None, seed: int = 0):
         self.params = params if params is not None else self.Params()
         self.seed = int(seed)
-
-    @classmethod
-    def check(cls, params: Any, context: Any) -> None:
-        """What would make ``aigc run`` fail later and can be seen now, without reading data or
-        building anything: ``aigc check`` and ``run`` call it first, with the validated ``params``
-        and an ``aigc_core.CheckContext`` (``context.key`` is where this component sits in the
-        config, for a ``ConfigError``). Paths declared with ``aigc_core.PathField`` are checked
-        already; the default checks nothing more."""
 
     def setup(self, stage: str | None = None) -> None:
         """Read the data (once; later calls return at once)."""
@@ -199,7 +192,7 @@ class InMemorySource(DataSource):
             super()._digest_split(digest, dataset)
 
 
-class Generator(torch.nn.Module):
+class Generator(Checked, torch.nn.Module):
     """A model that makes new content: the networks sampling needs, and ``generate``.
 
     A plain ``torch.nn.Module``, so a finished run loads and generates without the training stack.
@@ -240,14 +233,6 @@ class Generator(torch.nn.Module):
         self.info = dict(info)
 
     # -- construction ---------------------------------------------------------------------
-    @classmethod
-    def check(cls, params: Any, context: Any) -> None:
-        """What would make ``aigc run`` fail later and can be seen now, without reading data or
-        building anything: ``aigc check`` and ``run`` call it first, with the validated ``params``
-        and an ``aigc_core.CheckContext`` (``context.key`` is where this component sits in the
-        config, for a ``ConfigError``). Paths declared with ``aigc_core.PathField`` are checked
-        already; the default checks nothing more."""
-
     @classmethod
     def build(cls, params: Any, source: DataSource, workdir: Path) -> "Generator":
         """Make an untrained generator for this data. ``workdir`` may hold fitted preprocessing."""

@@ -30,6 +30,18 @@ Exists = Literal["dir", "file", "any", "none"]
 _UNSET_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 
 
+class Checked:
+    """The ``check`` every component class has (data sources, generators, post-processors...)."""
+
+    @classmethod
+    def check(cls, params: Any, context: Any) -> None:
+        """What would make ``aigc run`` fail later and can be seen now, without reading data or
+        building anything: ``aigc check`` and ``run`` call it first, with the validated ``params``
+        and an ``aigc_core.CheckContext`` (``context.key`` is where this component sits in the
+        config, for a ``ConfigError``). Paths declared with ``aigc_core.PathField`` are checked
+        already; the default checks nothing more."""
+
+
 def PathField(default: Any = ..., *, exists: Exists = "any", missing: str = "", **kwargs: Any) -> Any:
     """``Field(...)`` for a parameter naming a file or folder (or a list of them).
 
