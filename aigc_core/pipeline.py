@@ -427,14 +427,22 @@ class Pipeline:
 
         check_layout(self.train)  # what Lightning accepts but this machine cannot run (nodes, devices)
         quiet_lightning()
+        from lightning_utilities.core.rank_zero import rank_zero_only
+
         kwargs = dict(trainer_kwargs(self.train), logger=False, enable_checkpointing=False, enable_progress_bar=False,
                       enable_model_summary=False)
+        # Building a Trainer under a launcher's variables sets Lightning's process-wide rank; a
+        # check must leave it as it was, or every later logger in this process thinks it is not
+        # rank 0 and writes nothing.
+        rank = getattr(rank_zero_only, "rank", 0)
         try:
             with warnings.catch_warnings():  # what they warn about is checked below, in one line
                 warnings.simplefilter("ignore")
                 trainer = pl.Trainer(**kwargs)
         except Exception as exc:  # Lightning's own checks: MisconfigurationException, ValueError...
             raise ConfigError("train", first_line(exc)) from None
+        finally:
+            rank_zero_only.rank = rank
         check_precision(self.train, trainer)
 
     def load_generator(self):

@@ -65,6 +65,18 @@ def test_nodes_pass_check_under_a_launchers_environment(no_launcher, tmp_path, c
     assert code == 0 and stdout.startswith("ok: layout"), err
 
 
+def test_a_check_under_a_launchers_environment_leaves_this_process_rank_zero(no_launcher, tmp_path, capsys):
+    """Building the check's Trainer as node 1 set Lightning's process-wide rank to 1, so every run
+    later in the same process (the Python API, a test session) logged nothing: no metrics.csv."""
+    from lightning_utilities.core.rank_zero import rank_zero_only
+
+    path, _ = _config(tmp_path, num_nodes=2, accelerator="cpu", devices=1)
+    no_launcher.setenv("MASTER_ADDR", "127.0.0.1")
+    no_launcher.setenv("NODE_RANK", "1")
+    assert cli(capsys, "check", str(path))[0] == 0
+    assert rank_zero_only.rank == 0
+
+
 @pytest.mark.parametrize("env, found", [
     ({}, None),
     ({"TORCHELASTIC_RUN_ID": "x", "RANK": "0"}, "torchrun"),
