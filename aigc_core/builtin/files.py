@@ -17,7 +17,7 @@ from aigc_core.errors import ConfigError
 from aigc_core.params import Field, ParamError, Params, model_validator
 
 _MATCHED = ("matched with re.search against each file's path relative to the folder, "
-            "with / between folders (in a flat folder, its file name)")
+            "with / between folders (in a flat folder, its file name); hidden files and folders are never read")
 
 
 class FileSelection(Params):
