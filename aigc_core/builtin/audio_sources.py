@@ -20,6 +20,7 @@ from aigc_core.components import DataParams, InMemorySource, LabelledTensors
 from aigc_core.errors import DataError, first_line
 from aigc_core.params import Field, ParamError, model_validator
 from aigc_core.preflight import PathField
+from aigc_core.splits import require_training_items
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
@@ -62,6 +63,10 @@ class AudioSource(InMemorySource):
     def load(self) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """Float waveforms (N, num_samples) in [-1, 1], int64 labels, class names."""
         raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        require_training_items(self, {name: len(part) for name, part in self._splits.items()})
 
     @property
     def info(self) -> dict:

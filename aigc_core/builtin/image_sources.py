@@ -18,6 +18,7 @@ from aigc_core.components import DataParams, InMemorySource, LabelledTensors, sp
 from aigc_core.errors import DataError
 from aigc_core.params import Field
 from aigc_core.preflight import PathField
+from aigc_core.splits import require_training_items
 
 
 class ImageTensorDataset(LabelledTensors):
@@ -57,6 +58,10 @@ class ImageSource(InMemorySource):
     def load(self) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """Float NCHW images in [0, 1], int64 labels, class names."""
         raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        require_training_items(self, {name: len(part) for name, part in self._splits.items()})
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         return resize_images(images.float(), self.params.image_size)

@@ -21,6 +21,7 @@ from aigc_core.components import DataParams, DataSource, HeldOut, split_indices
 from aigc_core.errors import DataError
 from aigc_core.params import Field, ParamError, model_validator
 from aigc_core.preflight import PathField
+from aigc_core.splits import require_training_items
 
 TEXT_SUFFIXES = (".txt", ".md", ".rst", ".text")
 
@@ -75,7 +76,9 @@ class TextSource(DataSource):
             docs = _cut(docs, self.params.max_chars)
         if not docs:
             raise DataError(f"{self.describe()}: no text to train on")
-        self._splits = self.make_splits(docs)
+        splits = self.make_splits(docs)
+        require_training_items(self, {name: len(part) for name, part in splits.items()})
+        self._splits = splits
 
     def make_splits(self, docs: list[str]) -> dict[str, TextDataset]:
         p = self.params
