@@ -226,6 +226,9 @@ class Generator(Checked, torch.nn.Module):
     #: ``generate`` receives ``data_source=`` (a callable returning the set-up data source), for
     #: generators that work from held-out data (reconstructions, vocoding real spectrograms).
     reads_data: ClassVar[bool] = False
+    #: Layers a LoRA adapter corrects by default (``generator.adapter``; ``targets:`` overrides):
+    #: module names or name endings, as peft matches them. Empty: the user must name them.
+    adapter_targets: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Any, info: dict):
         super().__init__()
@@ -258,6 +261,24 @@ class Generator(Checked, torch.nn.Module):
         except (ImportError, AttributeError) as exc:
             raise PluginError(f"generator {cls.component_name or cls.__name__!r}: cannot import its training "
                               f"module {target!r} ({exc})") from None
+
+    # -- a base in the backend's own format (``generator.base`` that is not an aigc run) ---------
+    @classmethod
+    def load_base(cls, base: str, params: Any, info: dict | None) -> "Generator":
+        """A generator from a pretrained checkpoint in this backend's native format (a diffusers or
+        transformers folder, or a hub id); ``info`` describes the data (None when loading a finished
+        personalised run: the checkpoint says). Never runs code from the folder; offline, a hub id
+        fails at once. The default: this backend reads aigc runs only."""
+        from .errors import ConfigError
+
+        raise ConfigError("generator.base", f"{base}: not an aigc run directory, and generator "
+                                            f"{cls.component_name or cls.__name__!r} reads no other format")
+
+    @classmethod
+    def base_record(cls, base: str) -> dict:
+        """What a personalised run's manifest records about a native base: its id and, where it can
+        be known, the sha256 of its weights or the revision, which loading checks again."""
+        return {"id": base}
 
     # -- where the weights are ----------------------------------------------------------------
     @property

@@ -71,6 +71,21 @@ class Run:
         """sha256 over the model's files, stamped on every item it makes."""
         return self.pipeline.fingerprint
 
+    def training_state(self) -> dict | None:
+        """The tensors of the run's last training checkpoint (``checkpoints/last.ckpt``: the training
+        module's whole state, a GAN's discriminator included), verified against the manifest and
+        loaded tensors-only; None when the run kept no checkpoint. What ``GeneratorTraining.adopt_base``
+        reads to continue from a base run."""
+        from .rundir import CHECKPOINT_FILE
+
+        path = self.rundir.checkpoint_dir / CHECKPOINT_FILE
+        if not path.is_file():
+            return None
+        from .training import load_checkpoint_file
+
+        self.rundir.verify_checkpoint(path)
+        return load_checkpoint_file(path)["state_dict"]
+
     # -- what it does --------------------------------------------------------------------------
     @property
     def generator(self) -> Any:
