@@ -353,10 +353,10 @@ class Pipeline:
             raise AigcError(f"{self.run_dir}: run directory is not writable ({getattr(exc, 'strerror', None) or exc})") from None
         if launcher_rank() == 0:
             if state in (NEW, EMPTY):
-                rd.create(_to_yaml(self.written), {"name": self.name, "config_dir": str(self.config_dir)})
+                rd.create(config_yaml(self.written), {"name": self.name, "config_dir": str(self.config_dir)})
             else:
                 rd.remove_stale_temporaries()
-                rd.write_config(_to_yaml(self.written))
+                rd.write_config(config_yaml(self.written))
         return resumable
 
     @staticmethod
@@ -703,7 +703,7 @@ def _unresolved_yaml(text: str) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _to_yaml(data: Mapping) -> str:
+def config_yaml(data: Mapping) -> str:
     from omegaconf import OmegaConf
 
     return OmegaConf.to_yaml(OmegaConf.create(dict(data)))

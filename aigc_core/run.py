@@ -113,7 +113,7 @@ class Run:
         empty: nothing a user keeps there is overwritten."""
         from .adapters import merge
         from .errors import UsageError
-        from .pipeline import _to_yaml
+        from .pipeline import config_yaml
         from .rundir import EMPTY, NEW
 
         if not self.is_personalised:
@@ -129,7 +129,7 @@ class Run:
         config["generator"] = {"name": pipe.gen.name, **pipe.gen.params.model_dump()}
         config["output"] = {**dict(config.get("output") or {}), "dir": str(Path(out))}
         manifest = self.manifest
-        target.create(_to_yaml(config), {"name": pipe.name, "config_dir": str(pipe.config_dir)})
+        target.create(config_yaml(config), {"name": pipe.name, "config_dir": str(pipe.config_dir)})
         try:
             target.save_model(generator.save_artifact)
             target.update_manifest({"name": pipe.name, "seed": pipe.seed, "modality": pipe.modality,
