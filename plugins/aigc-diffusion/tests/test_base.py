@@ -56,13 +56,19 @@ def unet_dir(tmp_path_factory):
 
 @pytest.fixture
 def no_network(monkeypatch):
-    """Any name lookup or connection fails the test: nothing here may reach for the hub."""
+    """Any name lookup or connection is recorded and refused; a test asserts the record is empty
+    (an error raised here could be caught by a library's retry loop, the record cannot)."""
+    calls: list = []
+
     def refuse(*args, **kwargs):
-        raise AssertionError("the network was used")
+        calls.append(args[:2])
+        raise OSError("the network was used")
 
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
+    yield calls
+    assert calls == [], f"the network was used: {calls}"
 
 
 @pytest.fixture
@@ -193,6 +199,7 @@ def test_hub_id_offline_fails_at_once_without_the_network(monkeypatch, empty_cac
     with pytest.raises(ConfigError, match=r"^generator\.base: 'aigc-test/no-such-ddpm' is not a local folder and the "
                                           r"Hugging Face hub cannot be reached \(offline\)"):
         DDPM.load_base("aigc-test/no-such-ddpm", params(), INFO)
+    assert no_network == []
 
 
 def test_hub_id_in_the_cache_loads_offline_and_records_its_revision(monkeypatch, pipeline_dir, empty_cache,
