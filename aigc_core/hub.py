@@ -14,12 +14,13 @@ Only the standard library at import: huggingface_hub is imported where a hub id 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from .errors import ConfigError
 
@@ -58,7 +59,8 @@ def is_hub_id(ref: str) -> bool:
 
 def resolve_pretrained(ref: str, key: str, markers: Sequence[str] = ("config.json",)) -> tuple[str, dict]:
     """A local directory holding one of ``markers``, or a hub id with the loading flags offline needs
-    (``{"local_files_only": True}`` when it must come from the cache). Every error is one line
+    (``{"local_files_only": True}`` when it must come from the cache: load it inside
+    ``hub_offline_mode``). Every error is one line
     naming ``key``; offline, a hub id that is not cached fails here, before any download is tried."""
     p = Path(ref).expanduser()
     if p.is_dir():
@@ -74,6 +76,25 @@ def resolve_pretrained(ref: str, key: str, markers: Sequence[str] = ("config.jso
                      "is not in the local cache; give a local model directory")
         return ref, {"local_files_only": True}
     return ref, {}
+
+
+@contextlib.contextmanager
+def hub_offline_mode(active: bool = True) -> Iterator[None]:
+    """While loading a hub id that must come from the cache: huggingface_hub's own offline switch
+    on, which it reads once at import. ``local_files_only`` alone is not enough: transformers
+    looks for an adapter config without it, and the hub client fetches a registry for its
+    user-agent header, each retried for tens of seconds with no network."""
+    if not active:
+        yield
+        return
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
 
 
 def cached_snapshot(ref: str, markers: Sequence[str] = ("config.json",)) -> Path | None:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, sample_seed
-from aigc_core import Field, Params, field_validator, pretrained_record, resolve_pretrained
+from aigc_core import Field, Params, field_validator, hub_offline_mode, pretrained_record, resolve_pretrained
 
 from . import denoiser
 from .denoiser import BETA_SCHEDULES, NORM_GROUPS, SCHEDULERS, scheduler_class  # noqa: F401 (names users import)
@@ -123,9 +123,10 @@ def _diffusers_folder(base: str):
     from huggingface_hub import snapshot_download
 
     try:
-        folder = Path(snapshot_download(ref, allow_patterns=["*.json"], **kwargs))
-        weights = "unet/*.safetensors" if (folder / "model_index.json").is_file() else "*.safetensors"
-        return Path(snapshot_download(ref, allow_patterns=["*.json", weights], **kwargs))
+        with hub_offline_mode(bool(kwargs)):  # from the cache: nothing may reach for the hub
+            folder = Path(snapshot_download(ref, allow_patterns=["*.json"], **kwargs))
+            weights = "unet/*.safetensors" if (folder / "model_index.json").is_file() else "*.safetensors"
+            return Path(snapshot_download(ref, allow_patterns=["*.json", weights], **kwargs))
     except Exception as exc:  # the hub's many error types (not found, gated, offline): all one line
         raise ConfigError(BASE_KEY, f"{ref!r}: cannot fetch it from the Hugging Face hub ({first_line(exc)})") from None
 

@@ -118,6 +118,8 @@ def test_a_run_fine_tuned_from_a_base_loads_its_own_artifact(pipeline_dir, tmp_p
     b = loaded.generate(2, seed=3, num_inference_steps=2, batch_size=2)
     assert [i.data.tobytes() for i in a.items] == [i.data.tobytes() for i in b.items]
     assert loaded.noise_scheduler.config.num_train_timesteps == 50
+    assert list(loaded.unet.config.block_out_channels) == [8, 16]  # the base's U-Net, not the preset size's
+    assert "AttnDownBlock2D" in loaded.unet.config.down_block_types
 
 
 def test_class_conditional_base_of_aigcs_layout_conditions_on_the_data_labels(tmp_path, no_network):

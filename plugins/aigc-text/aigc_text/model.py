@@ -23,7 +23,8 @@ from typing import Annotated, ClassVar, Iterator, Literal, Optional
 import torch
 
 from aigc_core import AigcError, CheckpointError, ConfigError, Content, Generator, Item, check_cancelled, sample_seed
-from aigc_core import Field, ParamError, Params, model_validator, pretrained_record, resolve_pretrained
+from aigc_core import Field, ParamError, Params, model_validator
+from aigc_core import hub_offline_mode, pretrained_record, resolve_pretrained
 
 from .sampling import Decoder, Sampling
 from .tokenizer import load_tokenizer, train_bpe
@@ -198,12 +199,13 @@ class CausalLM(Generator):
                                    "convert them with save_pretrained(safe_serialization=True))")
         _quiet_transformers()
         tok_key = "generator.tokenizer" if params.tokenizer else key
-        tokenizer = load_tokenizer(params.tokenizer or ref, tok_key, **kwargs)
-        try:
-            model = AutoModelForCausalLM.from_pretrained(  # loads in eval mode; never the folder's own code
-                ref, **{**kwargs, "use_safetensors": True, "trust_remote_code": False}).train()
-        except (OSError, ValueError) as exc:
-            raise ConfigError(key, f"{ref}: cannot load ({str(exc).splitlines()[0]})") from None
+        with hub_offline_mode(bool(kwargs)):  # from the cache: nothing may reach for the hub
+            tokenizer = load_tokenizer(params.tokenizer or ref, tok_key, **kwargs)
+            try:
+                model = AutoModelForCausalLM.from_pretrained(  # loads in eval mode; never the folder's own code
+                    ref, **{**kwargs, "use_safetensors": True, "trust_remote_code": False}).train()
+            except (OSError, ValueError) as exc:
+                raise ConfigError(key, f"{ref}: cannot load ({str(exc).splitlines()[0]})") from None
         _check_vocab(tokenizer, model, lambda m: ConfigError(tok_key, m))
         info = dict(info)
         info["vocab"] = len(tokenizer)

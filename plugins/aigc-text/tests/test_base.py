@@ -125,6 +125,50 @@ def test_a_pickle_only_folder_is_refused_and_never_unpickled(tmp_path, monkeypat
         CausalLM.load_base(str(folder), params(), INFO)
 
 
+def cache_repo(cache, name: str):
+    """A hub id as huggingface_hub caches it: snapshots/<commit>/ and refs/main naming the commit."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / f"models--aigc-test--{name}"
+    folder = save_base(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return folder, commit
+
+
+def test_a_cached_hub_id_loads_offline_without_the_network_and_records_its_revision(tmp_path, monkeypatch,
+                                                                                   no_network):
+    from huggingface_hub import constants
+
+    folder, commit = cache_repo(tmp_path / "hf-cache", "gpt2-tiny")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    gen = CausalLM.load_base("aigc-test/gpt2-tiny", params(), INFO)
+    assert len(gen.generate(1, seed=0, max_new_tokens=2).items) == 1
+    record = CausalLM.base_record("aigc-test/gpt2-tiny")
+    assert record["revision"] == commit and record["sha256"] == CausalLM.base_record(str(folder))["sha256"]
+    assert constants.HF_HUB_OFFLINE is False  # the hub's switch is put back after loading
+
+
+def test_a_cached_hub_id_with_only_a_pickle_is_refused(tmp_path, monkeypatch, no_network):
+    """A hub id comes from the cache as is (no folder check first): transformers is asked for
+    safetensors only, so a pickled snapshot fails in one line and is never unpickled."""
+    from huggingface_hub import constants
+    from safetensors.torch import load_file
+
+    folder, _ = cache_repo(tmp_path / "hf-cache", "pickled")
+    torch.save(load_file(str(folder / "model.safetensors")), str(folder / "pytorch_model.bin"))
+    (folder / "model.safetensors").unlink()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a pickle was loaded")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    with pytest.raises(ConfigError, match=r"^generator\.base: aigc-test/pickled: cannot load \("):
+        CausalLM.load_base("aigc-test/pickled", params(), INFO)
+
+
 @pytest.mark.parametrize("offline_env", [True, False])
 def test_hub_id_offline_fails_at_once_without_the_network(monkeypatch, tmp_path, no_network, offline_env):
     from huggingface_hub import constants
