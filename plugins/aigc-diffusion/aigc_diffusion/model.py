@@ -163,6 +163,17 @@ def _check_base_fits(base: str, config: dict, info: dict, params: DDPMParams) ->
                                                   f"(generator.base is {base})")
 
 
+def _check_scheduler_class(base: str, name: str) -> None:
+    """The base's scheduler must describe a DDPM forward process (DDIM, PNDM... do): another kind
+    (score SDE, flow matching) read as DDPM would be a different noise schedule without a word."""
+    from diffusers import DDPMScheduler
+
+    compatible = {c.__name__ for c in DDPMScheduler().compatibles} | {"DDPMScheduler"}
+    if name not in compatible:
+        raise ConfigError(BASE_KEY, f"{base}: its scheduler is a {name}, not a DDPM noise schedule; ddpm starts from "
+                                    "DDPM-trained U-Nets")
+
+
 def _check_schedule(base: str, config: dict, params: DDPMParams) -> None:
     """A key this config sets must agree with the schedule the base was trained with."""
     for key in ("num_train_timesteps", "beta_schedule", "prediction_type"):
@@ -240,8 +251,9 @@ class DDPM(Generator):
         _check_base_fits(base, config, info, params)
         scheduler_config = None
         if (folder / "scheduler" / "scheduler_config.json").is_file():
-            scheduler_config = {k: v for k, v in _read_json(folder / "scheduler" / "scheduler_config.json").items()
-                                if not k.startswith("_")}
+            raw = _read_json(folder / "scheduler" / "scheduler_config.json")
+            _check_scheduler_class(base, raw.get("_class_name", "DDPMScheduler"))
+            scheduler_config = {k: v for k, v in raw.items() if not k.startswith("_")}
             _check_schedule(base, scheduler_config, params)
         from diffusers import UNet2DModel
 

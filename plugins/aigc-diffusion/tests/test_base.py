@@ -182,6 +182,16 @@ def test_another_diffusers_model_class_is_named(tmp_path, unet_dir, no_network):
         DDPM.load_base(str(folder), params(), INFO)
 
 
+def test_a_scheduler_of_another_process_is_named(tmp_path, pipeline_dir, no_network):
+    folder = tmp_path / "sde"
+    shutil.copytree(pipeline_dir, folder)
+    path = folder / "scheduler" / "scheduler_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "_class_name": "ScoreSdeVeScheduler"}))
+    with pytest.raises(ConfigError, match=r"^generator\.base: .*sde: its scheduler is a ScoreSdeVeScheduler, not a "
+                                          r"DDPM noise schedule"):
+        DDPM.load_base(str(folder), params(), INFO)
+
+
 @pytest.mark.parametrize("offline_env", [True, False])
 def test_hub_id_offline_fails_at_once_without_the_network(monkeypatch, empty_cache, no_network, offline_env):
     """With HF_HUB_OFFLINE, and without it when the hub does not answer (the probe's connection is
