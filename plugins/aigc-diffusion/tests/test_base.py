@@ -100,6 +100,26 @@ def test_pipeline_folder_loads_with_its_unet_and_schedule_and_generates(pipeline
     assert set(model.adapter_targets) == set(DDPM.adapter_targets)  # its attention levels are targets too
 
 
+def test_ddpm_training_fine_tunes_a_native_base(pipeline_dir, no_network):
+    """The training module needs nothing new for a native base: labelled data and an
+    unconditional base train unconditionally, the loss is finite and the weights move."""
+    import pytorch_lightning as pl
+
+    from aigc_core.training import quiet_lightning
+    from aigc_diffusion.training import DDPMTraining
+
+    model = DDPM.load_base(str(pipeline_dir), params(lr=1e-2), INFO)
+    before = model.unet.conv_in.weight.detach().clone()
+    quiet_lightning()
+    x, y = torch.rand(8, 1, 8, 8), torch.arange(8) % 2
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
+    trainer = pl.Trainer(max_steps=2, max_epochs=-1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(DDPMTraining(model), train_dataloaders=loader)
+    assert torch.isfinite(trainer.callback_metrics["loss"])
+    assert not torch.equal(model.unet.conv_in.weight, before)
+
+
 def test_bare_unet_folder_takes_the_schedule_from_the_config(unet_dir, no_network):
     model = DDPM.load_base(str(unet_dir), params(num_train_timesteps=40, beta_schedule="linear"), INFO)
     assert model.noise_scheduler.config.num_train_timesteps == 40
