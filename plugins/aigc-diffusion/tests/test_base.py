@@ -17,6 +17,7 @@ import torch
 
 from aigc_core import ConfigError
 from aigc_core.config import build_params
+from aigc_diffusion import denoiser
 from aigc_diffusion.model import DDPM
 
 INFO = {"shape": [1, 8, 8], "num_classes": 2}
@@ -97,7 +98,7 @@ def test_pipeline_folder_loads_with_its_unet_and_schedule_and_generates(pipeline
     assert "label" not in content.items[0].meta
     again = model.generate(1, seed=1, num_inference_steps=2, batch_size=2)
     assert again.items[0].data.tobytes() == content.items[0].data.tobytes()
-    assert set(model.adapter_targets) == set(DDPM.adapter_targets)  # its attention levels are targets too
+    assert model.adapter_targets == denoiser.ADAPTER_TARGETS + denoiser.ATTENTION_TARGETS  # it has attention
 
 
 def test_ddpm_training_fine_tunes_a_native_base(pipeline_dir, no_network):
@@ -118,6 +119,17 @@ def test_ddpm_training_fine_tunes_a_native_base(pipeline_dir, no_network):
     trainer.fit(DDPMTraining(model), train_dataloaders=loader)
     assert torch.isfinite(trainer.callback_metrics["loss"])
     assert not torch.equal(model.unet.conv_in.weight, before)
+
+
+def test_without_data_info_the_base_says_what_it_makes(pipeline_dir, tmp_path, no_network):
+    """A finished personalised run loads its base with info None: the same net as in training."""
+    model = DDPM.load_base(str(pipeline_dir), params(), None)
+    assert model.info["shape"] == [1, 8, 8] and model.num_classes == 0
+    trained = DDPM.load_base(str(pipeline_dir), params(), INFO)
+    a = model.generate(1, seed=2, num_inference_steps=2, batch_size=2).items[0].data
+    assert a.tobytes() == trained.generate(1, seed=2, num_inference_steps=2, batch_size=2).items[0].data.tobytes()
+    tiny_unet(num_class_embeds=3).save_pretrained(str(tmp_path / "cond"))
+    assert DDPM.load_base(str(tmp_path / "cond"), params(), None).num_classes == 2
 
 
 def test_bare_unet_folder_takes_the_schedule_from_the_config(unet_dir, no_network):
