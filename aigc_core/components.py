@@ -226,6 +226,10 @@ class Generator(Checked, torch.nn.Module):
     #: ``generate`` receives ``data_source=`` (a callable returning the set-up data source), for
     #: generators that work from held-out data (reconstructions, vocoding real spectrograms).
     reads_data: ClassVar[bool] = False
+    #: Layers a LoRA adapter corrects by default (``generator.adapter``; ``targets:`` overrides):
+    #: module names or name endings, as peft matches them. Empty: the user must name them. Read
+    #: from the instance, so one that knows its size (layers per resolution) may name more.
+    adapter_targets: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Any, info: dict):
         super().__init__()
@@ -259,6 +263,24 @@ class Generator(Checked, torch.nn.Module):
             raise PluginError(f"generator {cls.component_name or cls.__name__!r}: cannot import its training "
                               f"module {target!r} ({exc})") from None
 
+    # -- a base in the backend's own format (``generator.base`` that is not an aigc run) ---------
+    @classmethod
+    def load_base(cls, base: str, params: Any, info: dict | None) -> "Generator":
+        """A generator from a pretrained checkpoint in this backend's native format (a diffusers or
+        transformers folder, or a hub id); ``info`` describes the data (None when loading a finished
+        personalised run: the checkpoint says). Never runs code from the folder; offline, a hub id
+        fails at once. The default: this backend reads aigc runs only."""
+        from .errors import ConfigError
+
+        raise ConfigError("generator.base", f"{base}: not an aigc run directory, and generator "
+                                            f"{cls.component_name or cls.__name__!r} reads no other format")
+
+    @classmethod
+    def base_record(cls, base: str) -> dict:
+        """What a personalised run's manifest records about a native base: its id and, where it can
+        be known, the sha256 of its weights or the revision, which loading checks again."""
+        return {"id": base}
+
     # -- where the weights are ----------------------------------------------------------------
     @property
     def device(self) -> torch.device:
@@ -289,7 +311,7 @@ class Generator(Checked, torch.nn.Module):
         weights = directory / "model.safetensors"
         save_file(self.artifact_state(), str(weights))
         meta = directory / "model.json"
-        meta.write_text(json.dumps({"info": _jsonable(self.info)}, indent=2))
+        meta.write_text(json.dumps({"info": jsonable(self.info)}, indent=2))
         return [weights, meta]
 
     @classmethod
@@ -345,11 +367,11 @@ def _digest(digest: Any, value: Any) -> None:
         digest.update(f"v{value!r};".encode())
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, Params):
         return value.model_dump()
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value

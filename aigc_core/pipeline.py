@@ -34,6 +34,7 @@ from .plugins import get_registry
 from .progress import phase
 from .ranks import launcher_rank
 from .registry import ComponentInfo, Registry
+from .personalise import CORE_KEYS
 from .rundir import EMPTY, MODEL_DIR, NEW, RUN, RunDir
 from .seeding import MAX_TRAIN_SEED
 #: Keys whose change does not make a different run: training can go on with more epochs.
@@ -144,7 +145,8 @@ class Pipeline:
             raise ConfigError("generator.name", "missing required value")
         info = reg.get("generator", gen["name"], "generator.name")
         klass = info.load()
-        self.gen = Part("generator", info, klass, self._params(klass.Params, gen, "generator", ignore=("name",)))
+        gen = self._resolve_base(gen)
+        self.gen = Part("generator", info, klass, self._params(klass.Params, gen, "generator", ignore=CORE_KEYS))
         self.modality = self.gen.info.modalities[0]
         if self.data.info.modalities[0] != self.modality:
             raise ConfigError(
@@ -174,6 +176,32 @@ class Pipeline:
             raise ConfigError("output.exporter", f"exporter {exporter_name!r} writes {info.modality}, not {self.modality}")
         klass = info.load()
         self.exporter = Part("output.exporter", info, klass, klass.Params())
+
+    def _resolve_base(self, gen: dict) -> dict:
+        """``generator.base`` and ``generator.adapter`` (see ``personalise``): the generator section,
+        with a base run's parameters under the keys this config leaves unset."""
+        from . import personalise
+
+        #: What ``generator.base`` names (None: trained from nothing) and, for an aigc run, its pipeline.
+        self.base: personalise.BaseRef | None = None
+        self.base_pipe: Pipeline | None = None
+        #: ``generator.adapter``: the LoRA spec (None: every weight trains).
+        self.adapter = None
+        adapter = gen.get("adapter")
+        if gen.get("base") is not None:
+            self.base = personalise.resolve(gen["base"], self.config_dir,
+                                            from_cwd=bool({"generator", "generator.base"} & self.cwd_keys))
+            if self.base.is_run:
+                self.base_pipe = personalise.base_pipeline(self.base, gen["name"], self.registry)
+                gen = {"name": gen["name"], **personalise.inherited(self.base_pipe.gen.params, gen)}
+        if adapter is not None:
+            from .adapters import AdapterSpec
+
+            if self.base is None:
+                raise ConfigError("generator.adapter", "an adapter corrects a trained model: set generator.base "
+                                                       "to a finished run or a pretrained checkpoint")
+            self.adapter = cfg.build_params(AdapterSpec, adapter, "generator.adapter")
+        return gen
 
     def _list(self, key: str) -> list:
         value = self.raw.get(key) or []
@@ -258,8 +286,18 @@ class Pipeline:
         whether Lightning takes the train section on this machine (strategy names, an absent GPU).
         ``aigc check`` and ``fit`` both ask, before any data is read or anything written."""
         self.check_inputs()
+        self._check_base()
         self._check_trainer()
         return self
+
+    def _check_base(self) -> None:
+        """An adapter's targets and rank against the base run's generator (loaded, verified): a layer
+        name that does not exist or a rank larger than a layer fails in ``aigc check``, not mid-run."""
+        if self.adapter is None or self.base_pipe is None:
+            return
+        from .adapters import check_spec
+
+        check_spec(self.base_pipe.generator, self.adapter)
 
     def check_inputs(self) -> None:
         """Unset variables and missing files in declared paths, then each component's own ``check``
@@ -315,10 +353,10 @@ class Pipeline:
             raise AigcError(f"{self.run_dir}: run directory is not writable ({getattr(exc, 'strerror', None) or exc})") from None
         if launcher_rank() == 0:
             if state in (NEW, EMPTY):
-                rd.create(_to_yaml(self.written), {"name": self.name, "config_dir": str(self.config_dir)})
+                rd.create(config_yaml(self.written), {"name": self.name, "config_dir": str(self.config_dir)})
             else:
                 rd.remove_stale_temporaries()
-                rd.write_config(_to_yaml(self.written))
+                rd.write_config(config_yaml(self.written))
         return resumable
 
     @staticmethod
@@ -375,6 +413,8 @@ class Pipeline:
 
         self.check()  # what the config names and what Lightning refuses fail first, before any data is read
         source = self.data_source()  # bad data fails here, before the run directory is touched
+        # a base that cannot make this data fails here too: loaded (and checked) before anything is written
+        base_generator = self._base_generator(source.info) if self.base is not None else None
         resumable = self.prepare_run_dir(restart=restart)
         started = time.perf_counter()
         from lightning_fabric.utilities.exceptions import MisconfigurationException
@@ -382,7 +422,15 @@ class Pipeline:
         try:
             training.seed_everything(self.seed)  # before building: the weights are drawn from it
             with phase(f"building the generator ({self.gen.name})"):
-                generator = self.gen.cls.build(self.gen.params, source, self.rundir.preprocess_dir)
+                if self.base is None:
+                    generator = self.gen.cls.build(self.gen.params, source, self.rundir.preprocess_dir)
+                else:
+                    generator = base_generator.train()  # loaded for sampling: in eval mode
+                    training.seed_everything(self.seed)  # the adapter's initial weights: the same for a seed
+                    if self.adapter is not None:
+                        from .adapters import attach
+
+                        attach(generator, self.adapter)
             samples_dir, exporter = self.rundir.samples_dir, self.exporter.build()
 
             def preview(content: Content, stem: str) -> None:
@@ -393,7 +441,8 @@ class Pipeline:
             try:  # a run stuck meeting its other processes still stops on SIGINT/SIGTERM, its new directory gone
                 with StartupGuard(self._discard_if_fresh) as guard:
                     summary = training.fit(source, generator, self.train, seed=self.seed, rundir=self.rundir,
-                                           resume=resumable, preview=preview, callbacks=[guard.callback])
+                                           resume=resumable, preview=preview, callbacks=[guard.callback],
+                                           base=self._base_run if self.base is not None else False)
             except MisconfigurationException as exc:
                 # a train setting this generator cannot take (clipping with manual optimisation): known once it is built
                 raise ConfigError("train", first_line(exc)) from None
@@ -405,9 +454,43 @@ class Pipeline:
         if summary.get("global_rank", 0) != 0:
             self.is_global_zero = False
             return generator
-        files = self.rundir.save_model(generator.save_artifact)
+        personal = {}
+        if self.base is not None:
+            personal["base"] = self._base_record
+            if self.adapter is not None:
+                from .adapters import save_adapter
+
+                files = self.rundir.save_model(lambda d: save_adapter(generator, d, self.adapter, self._base_record))
+                personal["adapter"] = self.adapter.model_dump()
+        if self.adapter is None:
+            files = self.rundir.save_model(generator.save_artifact)
         self.fingerprint = self.rundir.model_fingerprint(files)
-        self._update_manifest(training=summary, timings={"fit_s": round(time.perf_counter() - started, 3)})
+        self._update_manifest(training=summary, timings={"fit_s": round(time.perf_counter() - started, 3)}, **personal)
+        return generator
+
+    def _base_generator(self, info: Mapping | None) -> Any:
+        """The base's generator, loaded and verified: from a finished run (``Run.load``) or, for a
+        checkpoint in the backend's own format, by the generator class. ``info``: the data's
+        description, which must match the base's (None when loading a finished personalised run)."""
+        from . import personalise
+
+        self._base_run = None
+        if self.base.is_run:
+            from .run import Run
+
+            self._base_run = Run(self.base_pipe)
+            generator = self.base_pipe.generator  # loaded by ``check`` already, or now
+            self._base_record = personalise.run_record(self.base, self.base_pipe, self.base_pipe.fingerprint)
+            self.base_pipe._generator = None  # the copy is ours to train; the base pipeline keeps nothing
+        else:
+            with phase(f"loading the base ({self.base.written})"):
+                generator = self.gen.cls.load_base(self.base.target, self.gen.params, dict(info) if info else None)
+            self._base_record = {"kind": "pretrained", **self.gen.cls.base_record(self.base.target)}
+        if info is not None:
+            personalise.check_info(generator.info, info, self.data.name)
+        # the base's weights, this config's parameters (the base's, with what this config changes:
+        # learning rates and the like; the networks were built by the base's)
+        generator.params = self.gen.params
         return generator
 
     def _discard_if_fresh(self) -> None:
@@ -455,10 +538,31 @@ class Pipeline:
         generator_name = self.rundir.recorded_generator()
         if generator_name and generator_name != self.gen.name:
             raise CheckpointError(f"{model_dir}: holds a {generator_name!r} checkpoint, not {self.gen.name!r}")
-        with phase(f"loading the model ({self.gen.name})"):
-            self._generator = self.gen.cls.load_artifact(model_dir, self.gen.params)
+        if self.manifest().get("adapter"):
+            self._generator = self._load_personalised(model_dir)
+        else:
+            with phase(f"loading the model ({self.gen.name})"):
+                self._generator = self.gen.cls.load_artifact(model_dir, self.gen.params)
         self._inference = None
         return self._generator
+
+    def _load_personalised(self, model_dir: Path) -> Any:
+        """Base + adapter as one model: the base loaded and checked to be the one the adapter was
+        trained on, then the adapter attached and filled from ``model/``."""
+        from . import personalise
+        from .adapters import attach, load_adapter_state, read_adapter
+
+        recorded = self.manifest().get("base") if isinstance(self.manifest().get("base"), Mapping) else {}
+        if self.base is None:
+            raise CheckpointError(f"{self.run_dir}: holds an adapter, but its config names no generator.base")
+        spec, info, state = read_adapter(model_dir)
+        generator = self._base_generator(None if self.base.is_run else info)
+        personalise.check_base(recorded, self._base_record, self.run_dir)
+        with phase("attaching the adapter"):
+            attach(generator, spec)
+            load_adapter_state(generator, state, where=str(model_dir))
+        generator.eval()
+        return generator
 
     @property
     def generator(self):
@@ -599,7 +703,7 @@ def _unresolved_yaml(text: str) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _to_yaml(data: Mapping) -> str:
+def config_yaml(data: Mapping) -> str:
     from omegaconf import OmegaConf
 
     return OmegaConf.to_yaml(OmegaConf.create(dict(data)))

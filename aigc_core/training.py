@@ -498,7 +498,7 @@ def trainer_kwargs(train: Any) -> dict:
 
 def fit(source: Any, generator: torch.nn.Module, train: Any, *, seed: int, rundir: RunDir,
         resume: bool, preview: Callable[[Content, str], None] | None = None,
-        callbacks: Sequence[Callback] = ()) -> dict:
+        callbacks: Sequence[Callback] = (), base: Any = False) -> dict:
     """Train ``generator`` on ``source`` with the ``train`` settings; checkpoints and logs go into ``rundir``.
 
     The generator is wrapped in the LightningModule its class names (``Generator.training``); the
@@ -507,11 +507,15 @@ def fit(source: Any, generator: torch.nn.Module, train: Any, *, seed: int, rundi
     Returns the training summary. ``resume``: continue from ``checkpoints/last.ckpt`` when it is
     there (verified first). ``preview(content, stem)`` receives the previews made every
     ``train.sample_every_n_epochs``; ``callbacks`` are added before aigc's checkpointing one.
+    ``base``: the base ``Run`` (None: a checkpoint in the backend's own format) when the generator
+    starts from ``generator.base``; the training module's ``adopt_base`` sees it before fitting.
     """
     quiet_lightning()
     tune_allocator()
     t = train
     module = training_module(generator)
+    if base is not False:
+        module.adopt_base(base)
     datamodule = as_datamodule(module.datamodule(source))
     run_dir = rundir.path
     checkpoint_io = RunCheckpointIO(rundir)

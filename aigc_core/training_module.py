@@ -42,6 +42,12 @@ class GeneratorTraining(pl.LightningModule):
     def modality(self) -> str:
         return self.generator.modality
 
+    def adopt_base(self, base: Any) -> None:
+        """Before fitting from ``generator.base``: take what training needs from the base besides the
+        generator's weights (a GAN's discriminator from the base run's checkpoint, say). ``base`` is
+        the base ``aigc_core.Run``, or None for a checkpoint in the backend's own format. The
+        generator already holds the base's weights (and the adapter, if any) when this is called."""
+
     def datamodule(self, source: DataSource) -> Any:
         """The data the Trainer sees; override to add model-specific preprocessing (tokenising, say)."""
         return source

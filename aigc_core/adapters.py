@@ -1,0 +1,359 @@
+"""Low-rank adapters (LoRA, through peft) on any generator: what a personalised run trains and keeps.
+
+A few examples cannot retrain a whole model, but they can steer a good one: the base's weights
+stay frozen and each adapted layer learns a small low-rank correction (``W + B A * alpha/rank``,
+``B`` starting at zero, so an untrained adapter changes nothing). peft does the layers and the
+bookkeeping; aigc adds what a plain ``torch.nn.Module`` generator needs around it: default target
+layers per backend (``Generator.adapter_targets``), checks that name the config key, a LoRA layer
+for transposed convolutions (what DCGAN and VAE decoders upsample with, which peft has no layer
+for), and adapter weights that travel apart from the base (``adapter_state`` /
+``load_adapter_state``) so a personalised run's ``model/`` is the adapter alone.
+
+Several adapters can live on one base under different names (the server keeps the base once and
+switches per request: ``activate``); ``disabled`` gives the base's own output back; ``merge``
+folds one adapter into the weights for a standalone model.
+
+peft (and, through it, transformers) is imported only when an adapter is attached or loaded: a
+plain run never pays for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any, Iterator, Literal, Optional
+
+from .errors import CheckpointError, ConfigError, did_you_mean
+from .params import Field, Params
+
+#: The adapter name a run's own adapter has; the server gives each served run its own.
+DEFAULT = "default"
+KEY = "generator.adapter"
+_ADAPTER_KEY = re.compile(r"\.(lora_(?:A|B|embedding_A|embedding_B))\.([^.]+)(?=\.|$)")
+
+
+class AdapterSpec(Params):
+    """``generator.adapter``: which layers get a low-rank correction, and how large."""
+
+    method: Literal["lora"] = Field("lora", description="the adapter kind (LoRA, through peft)")
+    rank: int = Field(8, ge=1, le=4096, description="rank of each correction: its size and capacity")
+    alpha: Optional[float] = Field(None, gt=0, description="the correction is scaled by alpha / rank; default: rank (scale 1)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapter's input while training")
+    targets: Optional[list[str]] = Field(None, min_length=1, description="layer names (or name endings) to adapt; "
+                                         "default: the generator's adapter_targets")
+
+    def scale(self) -> float:
+        return (self.alpha if self.alpha is not None else float(self.rank)) / self.rank
+
+
+def _supported_types() -> tuple[type, ...]:
+    import torch.nn as nn
+
+    types: list[type] = [nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding, nn.ConvTranspose2d]
+    try:
+        from transformers.pytorch_utils import Conv1D  # GPT-2's linear layers
+        types.append(Conv1D)
+    except ImportError:  # pragma: no cover - transformers is a dependency of peft
+        pass
+    return tuple(types)
+
+
+def _layer_size(module: Any) -> tuple[int, int]:
+    """(inputs, outputs) of a layer: the rank may not exceed the smaller."""
+    import torch.nn as nn
+
+    if isinstance(module, nn.Embedding):
+        return module.num_embeddings, module.embedding_dim
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    if hasattr(module, "in_channels"):
+        return module.in_channels, module.out_channels
+    rows, cols = module.weight.shape[:2]  # transformers' Conv1D: (inputs, outputs)
+    return int(rows), int(cols)
+
+
+def match_targets(generator: Any, patterns: list[str], key: str = f"{KEY}.targets") -> list[str]:
+    """The qualified names of the layers ``patterns`` select (peft's rule: the name, or a name ending
+    in ``.pattern``); a pattern that selects nothing, or an unsupported layer, is a ``ConfigError``."""
+    supported = _supported_types()
+    modules = dict(generator.named_modules())
+    chosen: list[str] = []
+    for pattern in patterns:
+        hits = [name for name in modules if name and (name == pattern or name.endswith("." + pattern))]
+        if not hits:
+            leaves = sorted({name.rsplit(".", 1)[-1] for name in modules if name}
+                            | {name for name, m in modules.items() if name and isinstance(m, supported)})
+            raise ConfigError(key, f"{pattern!r} names no layer of this {type(generator).__name__}"
+                                   f"{did_you_mean(pattern, leaves)}")
+        for name in hits:
+            layer = modules[name]
+            if not isinstance(layer, supported):
+                kinds = ", ".join(sorted({t.__name__ for t in supported}))
+                raise ConfigError(key, f"{pattern!r} selects {name} ({type(layer).__name__}); LoRA adapts {kinds}")
+            if name not in chosen:
+                chosen.append(name)
+    return chosen
+
+
+def check_spec(generator: Any, spec: AdapterSpec) -> list[str]:
+    """The layers ``spec`` adapts on ``generator``, after every check a config can fail."""
+    patterns = spec.targets if spec.targets is not None else list(getattr(generator, "adapter_targets", ()))
+    if not patterns:
+        raise ConfigError(f"{KEY}.targets", f"generator {type(generator).__name__} declares no default adapter "
+                                            "targets; name the layers to adapt")
+    names = match_targets(generator, patterns)
+    modules = dict(generator.named_modules())
+    for name in names:
+        inputs, outputs = _layer_size(modules[name])
+        if spec.rank > min(inputs, outputs):
+            raise ConfigError(f"{KEY}.rank", f"rank {spec.rank} is larger than layer {name} "
+                                             f"({inputs} -> {outputs}); use at most {min(inputs, outputs)}")
+    return names
+
+
+def attach(generator: Any, spec: AdapterSpec, name: str = DEFAULT) -> list[str]:
+    """Inject ``spec``'s LoRA layers into ``generator`` (in place) under ``name``; every other
+    parameter is frozen. Returns the adapted layers' names. The adapter starts as a no-op."""
+    names = check_spec(generator, spec)
+    from peft import LoraConfig, inject_adapter_in_model
+    import torch.nn as nn
+
+    config = LoraConfig(r=spec.rank, lora_alpha=spec.alpha if spec.alpha is not None else spec.rank,
+                        lora_dropout=spec.dropout, target_modules=names, bias="none")
+    config._register_custom_module({nn.ConvTranspose2d: _conv_transpose_lora()})
+    was_training = generator.training
+    with _quiet_peft():
+        inject_adapter_in_model(config, generator, adapter_name=name)
+    for pname, param in generator.named_parameters():  # peft freezes the rest; say so for every parameter
+        param.requires_grad_(_is_adapter_key(pname, name))
+    generator.train(was_training)
+    activate(generator, name)
+    return names
+
+
+def adapter_names(generator: Any) -> list[str]:
+    """The adapters attached to ``generator``."""
+    found: list[str] = []
+    for layer in _lora_layers(generator):
+        for adapter in layer.lora_A.keys():
+            if adapter not in found:
+                found.append(adapter)
+    return found
+
+
+def activate(generator: Any, name: str | None) -> None:
+    """Generate with adapter ``name`` (None: the base alone). Changes no weights, only which run."""
+    for layer in _lora_layers(generator):
+        if name is None:
+            layer.enable_adapters(False)
+        else:
+            layer.enable_adapters(True)
+            layer._active_adapter = [name]  # set_adapter would also make it trainable: not here
+
+
+@contextlib.contextmanager
+def disabled(generator: Any) -> Iterator[Any]:
+    """The base's own output (same bytes as before the adapter was attached), inside the block."""
+    layers = _lora_layers(generator)
+    states = [(layer, layer.disable_adapters, list(layer.active_adapters)) for layer in layers]
+    activate(generator, None)
+    try:
+        yield generator
+    finally:
+        for layer, was_disabled, active in states:
+            layer.enable_adapters(not was_disabled)
+            layer._active_adapter = active
+
+
+def adapter_state(generator: Any, name: str = DEFAULT) -> dict:
+    """The tensors of adapter ``name`` in ``generator.artifact_state()`` (what sampling uses: the EMA
+    copy's adapter, say), with the adapter's name taken out of the keys so any name can load them."""
+    state = {}
+    for key, value in generator.artifact_state().items():
+        match = _ADAPTER_KEY.search(key)
+        if match and match.group(2) == name:
+            state[_ADAPTER_KEY.sub(lambda m: "." + m.group(1), key)] = value
+    if not state:
+        raise CheckpointError(f"generator has no adapter {name!r}")
+    return state
+
+
+def load_adapter_state(generator: Any, state: dict, name: str = DEFAULT, where: str = "adapter") -> None:
+    """Put ``adapter_state``'s tensors into the attached adapter ``name`` (through the generator's own
+    ``load_artifact_state``, so an EMA copy gets them too). Missing or extra tensors are refused."""
+    current = generator.artifact_state()
+    own = {_ADAPTER_KEY.sub(lambda m: "." + m.group(1), k): k for k in current
+           if (m := _ADAPTER_KEY.search(k)) and m.group(2) == name}
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or extra:
+        what = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
+        raise CheckpointError(f"{where}: does not fit the base with this adapter spec ({what})")
+    for key, value in state.items():
+        if tuple(value.shape) != tuple(current[own[key]].shape):
+            raise CheckpointError(f"{where}: {key} has shape {tuple(value.shape)}, the adapter "
+                                  f"{tuple(current[own[key]].shape)}")
+        current[own[key]] = value
+    was_training = generator.training
+    generator.load_artifact_state(current)
+    generator.train(was_training)
+
+
+def merge(generator: Any, name: str = DEFAULT) -> Any:
+    """Fold adapter ``name`` into the base weights and take every LoRA layer out: a plain generator
+    whose ``save_artifact`` writes a standalone model (``aigc export --merge``)."""
+    import torch
+
+    with torch.no_grad():
+        for layer in _lora_layers(generator):
+            if name in layer.lora_A.keys():
+                layer.merge(adapter_names=[name])
+    for qualified, layer in list(_named_lora_layers(generator)):
+        parent_name, _, child = qualified.rpartition(".")
+        parent = generator.get_submodule(parent_name) if parent_name else generator
+        setattr(parent, child, layer.get_base_layer())
+    for param in generator.parameters():
+        param.requires_grad_(True)
+    return generator
+
+
+WEIGHTS = "adapter.safetensors"
+META = "adapter.json"
+
+
+def save_adapter(generator: Any, directory: Any, spec: AdapterSpec, base: dict, name: str = DEFAULT) -> list:
+    """A personalised run's ``model/``: the adapter's tensors and what loading needs to rebuild it
+    (the spec, the data description, the base it was trained on); never the base's weights."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from .components import jsonable
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = adapter_state(generator, name)
+    weights, meta = directory / WEIGHTS, directory / META
+    save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
+    meta.write_text(json.dumps({"adapter": spec.model_dump(), "info": jsonable(generator.info), "base": base,
+                                "parameters": parameter_count(state)}, indent=2))
+    return [weights, meta]
+
+
+def read_adapter(directory: Any) -> tuple[AdapterSpec, dict, dict]:
+    """(spec, data description, tensors) from ``save_adapter``'s files; tensors only, never pickles."""
+    import json
+    from pathlib import Path
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .params import build_params
+
+    directory = Path(directory)
+    weights, meta = directory / WEIGHTS, directory / META
+    if not weights.is_file() or not meta.is_file():
+        raise CheckpointError(f"{directory}: no {WEIGHTS}/{META} here")
+    try:
+        record = json.loads(meta.read_text())
+        spec = build_params(AdapterSpec, record["adapter"], KEY)
+        info = dict(record["info"])
+    except (ValueError, KeyError, TypeError, ConfigError) as exc:
+        raise CheckpointError(f"{meta}: unreadable adapter record ({exc})") from None
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{weights}: corrupt or truncated adapter ({exc})") from None
+    return spec, info, state
+
+
+def parameter_count(state: dict) -> int:
+    return int(sum(v.numel() for v in state.values()))
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _is_adapter_key(key: str, name: str | None = None) -> bool:
+    match = _ADAPTER_KEY.search(key)
+    return bool(match) and (name is None or match.group(2) == name)
+
+
+def _named_lora_layers(generator: Any) -> Iterator[tuple[str, Any]]:
+    try:
+        from peft.tuners.lora import LoraLayer
+    except ImportError:  # no adapter was ever attached, or peft is absent: nothing to find
+        return
+    for qualified, module in generator.named_modules():
+        if isinstance(module, LoraLayer):
+            yield qualified, module
+
+
+def _lora_layers(generator: Any) -> list[Any]:
+    import sys
+
+    if "peft" not in sys.modules:  # nothing can be attached without peft loaded: keep plain runs light
+        return []
+    return [module for _, module in _named_lora_layers(generator)]
+
+
+@contextlib.contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """peft warns that custom layers are experimental and that non-transformers models lack a config:
+    both are what aigc means to do, and neither is the user's to act on."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+_CONV_TRANSPOSE_LORA: type | None = None
+
+
+def _conv_transpose_lora() -> type:
+    """peft's convolution LoRA made to fit ``ConvTranspose2d`` (built once, on first use).
+
+    A transposed convolution's weight is ``(inputs, outputs, kh, kw)``: ``A`` is a transposed
+    convolution with the base's geometry into ``rank`` channels (same stride, padding and
+    output padding, so shapes agree) and ``B`` a 1x1 one back to ``outputs``; their product is a
+    correction of the base's shape, ``delta[i, o] = sum_r A[i, r] * B[r, o]``, which is what
+    ``merge`` adds."""
+    global _CONV_TRANSPOSE_LORA
+    if _CONV_TRANSPOSE_LORA is not None:
+        return _CONV_TRANSPOSE_LORA
+    import math
+
+    import torch
+    import torch.nn as nn
+    from peft.tuners.lora import Conv2d as LoraConv2d
+
+    class LoraConvTranspose2d(LoraConv2d):  # the geometry and bookkeeping of peft's; the weights below
+        def __init__(self, base_layer: nn.Module, adapter_name: str, config: Any, **kwargs: Any):
+            if base_layer.groups != 1 or tuple(base_layer.dilation) != (1, 1):
+                raise ConfigError(f"{KEY}.targets", "LoRA adapts transposed convolutions with groups 1 and "
+                                                    "dilation 1 only")
+            super().__init__(base_layer, adapter_name, config, **kwargs)
+
+        def _get_in_out_features(self, module: nn.Module) -> tuple[int, int]:
+            return module.in_channels, module.out_channels
+
+        def update_layer(self, adapter_name: str, r: int, lora_alpha: float, config: Any, **kwargs: Any) -> None:
+            super().update_layer(adapter_name, r, lora_alpha=lora_alpha, config=config, **kwargs)
+            base = self.get_base_layer()
+            self.lora_A[adapter_name] = nn.ConvTranspose2d(
+                self.in_features, r, base.kernel_size, base.stride, base.padding,
+                output_padding=base.output_padding, bias=False)
+            self.lora_B[adapter_name] = nn.ConvTranspose2d(r, self.out_features, 1, 1, bias=False)
+            nn.init.kaiming_uniform_(self.lora_A[adapter_name].weight, a=math.sqrt(5))
+            nn.init.zeros_(self.lora_B[adapter_name].weight)
+            self._move_adapter_to_device_of_base_layer(adapter_name)
+
+        def get_delta_weight(self, adapter: str) -> torch.Tensor:
+            a = self.lora_A[adapter].weight  # (inputs, rank, kh, kw)
+            b = self.lora_B[adapter].weight[:, :, 0, 0]  # (rank, outputs)
+            return torch.einsum("irhw,ro->iohw", a, b) * self.scaling[adapter]
+
+        def __repr__(self) -> str:
+            return "lora.ConvTranspose2d(" + repr(self.get_base_layer()) + ")"
+
+    _CONV_TRANSPOSE_LORA = LoraConvTranspose2d
+    return LoraConvTranspose2d
