@@ -232,7 +232,8 @@ that took the most. A split too small for a metric stops it with one line naming
 raise (exit 2): each metric declares its minimum (`Metric.needs`: `frechet` and
 `image-memorisation` 2 images in `val` and in `test`, `image-diversity` `k + 2`,
 `audio-classifier` 4 test clips and 2 in its classifier's split, `text-likelihood` one document
-in its split) and checks it before it computes anything.
+in its split); `aigc run` checks them all as soon as the data is read, before anything is trained
+or written.
 
 """
 

@@ -413,6 +413,9 @@ class Pipeline:
 
         self.check()  # what the config names and what Lightning refuses fail first, before any data is read
         source = self.data_source()  # bad data fails here, before the run directory is touched
+        from .splits import check_needs  # a split too small for a metric: one line now, not after training
+
+        check_needs(source, {part.name: part.build().needs() for part in self.metrics})
         # a base that cannot make this data fails here too: loaded (and checked) before anything is written
         base_generator = self._base_generator(source.info) if self.base is not None else None
         resumable = self.prepare_run_dir(restart=restart)

@@ -183,3 +183,13 @@ def test_text_shorter_than_one_context_is_one_line_exit_2_and_writes_nothing(tmp
     code, _, err = cli(capsys, "run", str(config))
     assert code == 2 and not out.exists()
     assert err.strip().splitlines()[-1].startswith(f"aigc: error: data: {pages}: the training split is shorter than one context")
+
+
+def test_a_split_too_small_for_a_metric_stops_the_run_before_training(drawings, tmp_path, capsys):
+    """Ten images and a frechet metric: refused as the data is read, not after training."""
+    out = tmp_path / "run"
+    config = _config(out, _image_source(drawings), {"name": "dcgan", "size": "debug"})
+    config["metrics"] = [{"name": "frechet", "num_samples": 10, "classifier_epochs": 1}]
+    code, _, err = cli(capsys, "run", str(write_yaml(tmp_path / "c.yaml", config)))
+    assert code == 2 and "data.val_fraction: frechet needs at least 2 items in the val split" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
