@@ -22,7 +22,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     "needs an API key in the environment (see --api-key-env).",
     )
     p.add_argument("runs", nargs="+", metavar="RUN_DIR",
-                   help="a directory written by 'aigc run'; NAME=RUN_DIR serves it under NAME")
+                   help="a directory written by 'aigc run'; NAME=RUN_DIR serves it under NAME. Personalised runs "
+                        "on one base share one copy of it, served too: a request picks the adapter "
+                        "('adapter' field)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     p.add_argument("--api-key-env", default="AIGC_API_KEY", metavar="VAR",
@@ -102,7 +104,8 @@ def say(text: str) -> None:
 
 
 def _kind(model) -> str:
-    return f"{model.modality}, {model.inference.generator_name}" + (", streams" if model.can_stream else "")
+    shared = f", adapter on {model.base} (its base held once)" if model.base else ""
+    return f"{model.modality}, {model.inference.generator_name}" + (", streams" if model.can_stream else "") + shared
 
 
 def _url(host: str, port: int) -> str:
