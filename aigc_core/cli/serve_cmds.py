@@ -72,15 +72,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..server.connections import bind_socket, guarded_server, uvicorn_config
     from ..server.models import load_models
 
+    given = {str(spec).partition("=")[2] if "=" in str(spec) else str(spec) for spec in args.runs}
     with Heartbeat() as beat:
         def report(position: int, total: int, run_dir, model) -> None:
             if model is None:
                 beat.doing(f"loading {run_dir}")
-                say(f"loading model {position + 1} of {total}: {run_dir}")
+                base = "" if str(run_dir) in given else " (the base of personalised runs given, loaded once for them)"
+                say(f"loading model {position + 1} of {total}: {run_dir}{base}")
             else:
                 say(f"loaded {model.name} ({_kind(model)}) in {beat.elapsed():.1f} s")
                 beat.doing(None)
 
+        beat.doing("reading the run directories")  # which runs share a base: configs read, torch imported
         models = load_models(args.runs, report=report)  # a bad run directory fails here, before a socket is bound
         app = create_app(models, settings)
     sock = bind_socket(settings.host, settings.port)
@@ -104,7 +107,7 @@ def say(text: str) -> None:
 
 
 def _kind(model) -> str:
-    shared = f", adapter on {model.base} (its base held once)" if model.base else ""
+    shared = f", adapter on {model.base}, sharing its weights" if model.base else ""
     return f"{model.modality}, {model.inference.generator_name}" + (", streams" if model.can_stream else "") + shared
 
 
