@@ -289,3 +289,25 @@ def personalised_gan_runs(base_run: str | Path, out_dir: str | Path, names: list
             }).fit()
         runs.append(run_dir)
     return runs
+
+
+def personalised_text_runs(base_run: str | Path, out_dir: str | Path, names: list[str]) -> list[Path]:
+    """LoRA adapters (rank 2, attention projections) on a finished ``tiny_text_run``, a few steps
+    each; reused when already there."""
+    from aigc_core import Pipeline, RunDir
+
+    runs = []
+    for position, name in enumerate(names):
+        run_dir = Path(out_dir) / name
+        if not (RunDir(run_dir).manifest_path.is_file() and RunDir(run_dir).model_dir.is_dir()):
+            Pipeline.from_config({
+                "name": name, "seed": 20 + position,
+                "data": {"source": "python-docs", "limit": 20, "max_chars": 20_000, "batch_size": 8},
+                "generator": {"name": "causal-lm", "base": str(Path(base_run).absolute()),
+                              "adapter": {"rank": 2, "targets": ["c_attn"]}},
+                "train": {"max_epochs": 1, "max_steps": 2, "accelerator": "cpu", "progress_bar": False,
+                          "sample_every_n_epochs": 0},
+                "metrics": [], "output": {"dir": str(run_dir)},
+            }).fit()
+        runs.append(run_dir)
+    return runs

@@ -267,23 +267,30 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
 
         def produce() -> None:
             end = object()
+            # On a shared base the stream holds the base until it ends: a generator may decode in a
+            # thread of its own (aigc-text does), which a lock taken per piece cannot hold back, and
+            # another adapter selected meanwhile would change its text. A model of its own takes
+            # turns piece by piece, its batches going on between pieces.
+            whole = model.turn() if model.shared else contextlib.nullcontext()
+            step = contextlib.nullcontext if model.shared else model.turn
             try:
-                for index in range(body.n):  # text i is what a stream of seed + i sends alone
-                    with model.turn():  # a generator may do work before its first piece: with its adapter
-                        pieces = iter(model.inference.stream(seed + index, **options))
-                    try:
-                        while not stop.is_set():
-                            with model.turn():  # one step at a time: batches for others go on between steps
-                                piece = next(pieces, end)
-                            if piece is end:
-                                break
-                            post("piece", (index, str(piece)))
-                    finally:
-                        close = getattr(pieces, "close", None)
-                        if close is not None:
-                            close()  # runs the generator's cleanup: the cancelled generation stops here
-                    if stop.is_set():
-                        break
+                with whole:
+                    for index in range(body.n):  # text i is what a stream of seed + i sends alone
+                        with step():  # a generator may do work before its first piece
+                            pieces = iter(model.inference.stream(seed + index, **options))
+                        try:
+                            while not stop.is_set():
+                                with step():  # one step at a time: batches for others go on between steps
+                                    piece = next(pieces, end)
+                                if piece is end:
+                                    break
+                                post("piece", (index, str(piece)))
+                        finally:
+                            close = getattr(pieces, "close", None)
+                            if close is not None:
+                                close()  # runs the generator's cleanup: the cancelled generation stops here
+                        if stop.is_set():
+                            break
             except Exception as exc:
                 log.warning("stream of model %s failed: %s", served, first_line(exc))
                 post("error", exc)
