@@ -205,6 +205,24 @@ def test_adapters_on_different_bases_are_each_served_on_their_own_base(runs, tmp
     assert pair[1] == alone and pair[0] != pair[1]
 
 
+def test_an_adapter_whose_base_run_was_replaced_is_refused_in_one_line(runs, tmp_path, capsys):
+    """The folder its config names holds another model now (trained again): refused before loading,
+    given alone or beside that folder's run, rather than attached to weights it was not made for."""
+    from aigc_core import Pipeline
+
+    replaced = tmp_path / "replaced-gan"
+    shutil.copytree(runs[BASE], replaced)
+    (stale,) = personalised_gan_runs(replaced, tmp_path, ["stale"])
+    shutil.rmtree(replaced)
+    Pipeline.from_config(tiny_gan_config(replaced, name=BASE, seed=7, postprocess=[])).fit()
+    for served in [[stale], [replaced, stale]]:
+        code, _, err = cli(capsys, "serve", *map(str, served), "--port", "0")
+        assert code == 1, err
+        line = err.strip().splitlines()[-1]
+        assert str(stale) in line and "fingerprint" in line and "two runs are named" not in line
+        assert "Traceback" not in err and "http://" not in err
+
+
 def test_serving_a_personalised_run_whose_base_is_gone_is_one_line_and_exit_2(runs, tmp_path, capsys):
     gone = tmp_path / "gone-gan"
     shutil.copytree(runs[BASE], gone)

@@ -239,7 +239,7 @@ def _plan(specs: Sequence[str | Path]) -> list[tuple[str, Path, str, str | None]
         key = _shared_base_key(manifest)
         if key is not None and key not in wanted:
             given = [i for i, fp in fingerprints.items() if fp == key]
-            wanted[key] = given[0] if given else _base_dir(run_dir)
+            wanted[key] = given[0] if given else _base_dir(run_dir, manifest)
     providers = {v: k for k, v in wanted.items() if isinstance(v, int)}
     plan: list[tuple[str, Path, str, str | None]] = []
     placed: set[int] = set()
@@ -289,11 +289,21 @@ def _personalised_pipeline(run_dir: Path) -> Any:
         raise
 
 
-def _base_dir(run_dir: Path) -> Path:
-    """The base run a personalised run's config names (what ``Run.load`` would load), resolved."""
+def _base_dir(run_dir: Path, manifest: Mapping) -> Path:
+    """The base run a personalised run's config names (what ``Run.load`` would load), resolved, and
+    checked to be the base its adapter was trained on before anything loads (a base run trained
+    again since would otherwise load, then clash by name with itself given on the command line)."""
+    from ..personalise import check_base
+    from ..rundir import RunDir
+
     pipe = _personalised_pipeline(run_dir)
     if pipe.base is None or not pipe.base.is_run:
         raise UsageError(f"{run_dir}: its manifest names a base run, but its config's generator.base is not one")
+    try:
+        actual = RunDir(pipe.base.path).model_fingerprint()
+    except AigcError:  # no model record: loading it says so in its own words
+        return pipe.base.path
+    check_base(manifest["base"], {"fingerprint": actual, "path": str(pipe.base.path)}, run_dir)
     return pipe.base.path
 
 
