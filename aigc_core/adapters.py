@@ -228,14 +228,14 @@ def save_adapter(generator: Any, directory: Any, spec: AdapterSpec, base: dict, 
 
     from safetensors.torch import save_file
 
-    from .components import _jsonable
+    from .components import jsonable
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = adapter_state(generator, name)
     weights, meta = directory / WEIGHTS, directory / META
     save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
-    meta.write_text(json.dumps({"adapter": spec.model_dump(), "info": _jsonable(generator.info), "base": base,
+    meta.write_text(json.dumps({"adapter": spec.model_dump(), "info": jsonable(generator.info), "base": base,
                                 "parameters": parameter_count(state)}, indent=2))
     return [weights, meta]
 
@@ -331,9 +331,9 @@ def _conv_transpose_lora() -> type:
 
     import torch
     import torch.nn as nn
-    from peft.tuners.lora.layer import _ConvNd
+    from peft.tuners.lora import Conv2d as LoraConv2d
 
-    class LoraConvTranspose2d(_ConvNd):
+    class LoraConvTranspose2d(LoraConv2d):  # the geometry and bookkeeping of peft's; the weights below
         def __init__(self, base_layer: nn.Module, adapter_name: str, config: Any, **kwargs: Any):
             if base_layer.groups != 1 or tuple(base_layer.dilation) != (1, 1):
                 raise ConfigError(f"{KEY}.targets", "LoRA adapts transposed convolutions with groups 1 and "
@@ -360,7 +360,7 @@ def _conv_transpose_lora() -> type:
             return torch.einsum("irhw,ro->iohw", a, b) * self.scaling[adapter]
 
         def __repr__(self) -> str:
-            return "lora." + super(_ConvNd, self).__repr__()
+            return "lora.ConvTranspose2d(" + repr(self.get_base_layer()) + ")"
 
     _CONV_TRANSPOSE_LORA = LoraConvTranspose2d
     return LoraConvTranspose2d

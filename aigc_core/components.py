@@ -310,7 +310,7 @@ class Generator(Checked, torch.nn.Module):
         weights = directory / "model.safetensors"
         save_file(self.artifact_state(), str(weights))
         meta = directory / "model.json"
-        meta.write_text(json.dumps({"info": _jsonable(self.info)}, indent=2))
+        meta.write_text(json.dumps({"info": jsonable(self.info)}, indent=2))
         return [weights, meta]
 
     @classmethod
@@ -366,11 +366,11 @@ def _digest(digest: Any, value: Any) -> None:
         digest.update(f"v{value!r};".encode())
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, Params):
         return value.model_dump()
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value

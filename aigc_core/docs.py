@@ -183,6 +183,37 @@ counts from the resume.
 
 """
 
+BASE = """## A base and an adapter
+
+Every generator can start from a trained model instead of from nothing (docs/personalise.md):
+
+```yaml
+generator:
+  name: dcgan
+  base: ../runs/gan-mnist   # a finished run (from the config's folder), or a model folder / hub id
+  adapter: {method: lora, rank: 8, alpha: 8, dropout: 0.0, targets: null}   # omit: every weight trains
+  lr_g: 0.0005              # any other key replaces the base run's value
+```
+
+`generator.base` names a finished aigc run (its model is verified against its manifest, and its
+generator parameters are inherited: the keys this config sets replace them; the networks are the
+base's) or a checkpoint in the backend's own format, which only some backends read (`ddpm`: a
+diffusers folder; `causal-lm`: a transformers folder or hub id). `generator.adapter` trains LoRA
+adapters (peft) on a frozen base: `rank` (at most the smaller side of every adapted layer),
+`alpha` (the correction is scaled by alpha / rank; default: rank), `dropout`, and `targets`
+(layer names or name endings; default: the backend's own choice). Such a run's `model/` holds the
+adapter only, and its manifest records the base (`base`: path and model fingerprint, or id and
+sha256) and `adapter`; it loads on that base alone. `aigc export --merge RUN OUT` writes a
+standalone run with the adapter folded in.
+
+`aigc check` refuses, naming the key, with exit code 2: a base that does not exist, is unfinished,
+is of another backend or is itself an adapter (merge it first), an adapter without a base, a rank
+out of range or larger than a layer, a target that names no layer (with the closest names) or a
+layer LoRA cannot adapt. `aigc run` also refuses data the base cannot make (another image size,
+other classes, another sample rate) before it writes anything.
+
+"""
+
 
 SECTIONS = (
     ("data_source", "Data sources", "data", "`data: {source: NAME, ...}`"),
@@ -210,7 +241,7 @@ def configuration_markdown(root: Path = ROOT, registry: Any = None) -> str:
            "bundled component is listed here; `aigc plugins info NAME` shows the same for any installed "
            "plugin. Unknown keys and wrong types are errors naming the full key.\n\n",
            "Top-level keys: " + ", ".join(f"`{k}`" for k in cfg.TOP_LEVEL) + ".\n\n",
-           PATHS, TIME_BUDGET,
+           PATHS, TIME_BUDGET, BASE,
            "## Core sections\n\n"]
     for key, cls in (("train", cfg.TrainConfig), ("generate", cfg.GenerateSection), ("output", cfg.OutputConfig)):
         intro = (cls.__doc__ or "").split("\n\n")[0].replace("\n", " ").replace("``", "`")

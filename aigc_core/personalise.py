@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import AigcError, CheckpointError, ConfigError, first_line
+from .errors import AigcError, ConfigError, first_line
 from .rundir import MANIFEST_FILE, RunDir
 
 KEY = "generator.base"
@@ -116,9 +116,9 @@ def check_base(recorded: Mapping, actual: Mapping, run_dir: Path) -> None:
         want, have = recorded.get(key), actual.get(key)
         if want and have and want != have:
             where = actual.get("path") or actual.get("id") or "the base"
-            raise CheckpointError(
-                f"{run_dir}: its adapter was trained on a base with {key} {str(want)[:16]}..., but {where} has "
-                f"{str(have)[:16]}...; load it on the base it was made for (manifest 'base')")
+            raise ConfigError(KEY, f"{where} has {key} {str(have)[:16]}..., but the adapter in {run_dir} was "
+                                   f"trained on a base with {str(want)[:16]}...; give it the base it was made for "
+                                   "(its manifest's 'base')")
 
 
 def _plain(value: Any) -> Any:

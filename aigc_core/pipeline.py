@@ -286,8 +286,18 @@ class Pipeline:
         whether Lightning takes the train section on this machine (strategy names, an absent GPU).
         ``aigc check`` and ``fit`` both ask, before any data is read or anything written."""
         self.check_inputs()
+        self._check_base()
         self._check_trainer()
         return self
+
+    def _check_base(self) -> None:
+        """An adapter's targets and rank against the base run's generator (loaded, verified): a layer
+        name that does not exist or a rank larger than a layer fails in ``aigc check``, not mid-run."""
+        if self.adapter is None or self.base_pipe is None:
+            return
+        from .adapters import check_spec
+
+        check_spec(self.base_pipe.generator, self.adapter)
 
     def check_inputs(self) -> None:
         """Unset variables and missing files in declared paths, then each component's own ``check``
@@ -343,10 +353,10 @@ class Pipeline:
             raise AigcError(f"{self.run_dir}: run directory is not writable ({getattr(exc, 'strerror', None) or exc})") from None
         if launcher_rank() == 0:
             if state in (NEW, EMPTY):
-                rd.create(_to_yaml(self.written), {"name": self.name, "config_dir": str(self.config_dir)})
+                rd.create(config_yaml(self.written), {"name": self.name, "config_dir": str(self.config_dir)})
             else:
                 rd.remove_stale_temporaries()
-                rd.write_config(_to_yaml(self.written))
+                rd.write_config(config_yaml(self.written))
         return resumable
 
     @staticmethod
@@ -403,6 +413,8 @@ class Pipeline:
 
         self.check()  # what the config names and what Lightning refuses fail first, before any data is read
         source = self.data_source()  # bad data fails here, before the run directory is touched
+        # a base that cannot make this data fails here too: loaded (and checked) before anything is written
+        base_generator = self._base_generator(source.info) if self.base is not None else None
         resumable = self.prepare_run_dir(restart=restart)
         started = time.perf_counter()
         from lightning_fabric.utilities.exceptions import MisconfigurationException
@@ -413,7 +425,7 @@ class Pipeline:
                 if self.base is None:
                     generator = self.gen.cls.build(self.gen.params, source, self.rundir.preprocess_dir)
                 else:
-                    generator = self._base_generator(source.info).train()  # loaded for sampling: in eval mode
+                    generator = base_generator.train()  # loaded for sampling: in eval mode
                     training.seed_everything(self.seed)  # the adapter's initial weights: the same for a seed
                     if self.adapter is not None:
                         from .adapters import attach
@@ -467,15 +479,18 @@ class Pipeline:
             from .run import Run
 
             self._base_run = Run(self.base_pipe)
-            generator = self.base_pipe.load_generator()
+            generator = self.base_pipe.generator  # loaded by ``check`` already, or now
             self._base_record = personalise.run_record(self.base, self.base_pipe, self.base_pipe.fingerprint)
-            self.base_pipe._generator = None  # the trained copy is ours now; the base pipeline keeps nothing
+            self.base_pipe._generator = None  # the copy is ours to train; the base pipeline keeps nothing
         else:
             with phase(f"loading the base ({self.base.written})"):
                 generator = self.gen.cls.load_base(self.base.target, self.gen.params, dict(info) if info else None)
             self._base_record = {"kind": "pretrained", **self.gen.cls.base_record(self.base.target)}
         if info is not None:
             personalise.check_info(generator.info, info, self.data.name)
+        # the base's weights, this config's parameters (the base's, with what this config changes:
+        # learning rates and the like; the networks were built by the base's)
+        generator.params = self.gen.params
         return generator
 
     def _discard_if_fresh(self) -> None:
@@ -698,7 +713,7 @@ def _unresolved_yaml(text: str) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _to_yaml(data: Mapping) -> str:
+def config_yaml(data: Mapping) -> str:
     from omegaconf import OmegaConf
 
     return OmegaConf.to_yaml(OmegaConf.create(dict(data)))

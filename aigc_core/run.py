@@ -100,5 +100,48 @@ class Run:
     def generate(self, n: int | None = None, seed: int | None = None, **options: Any) -> Content:
         return self.inference.generate(n, seed, **options)
 
+    # -- personalised runs ---------------------------------------------------------------------
+    @property
+    def is_personalised(self) -> bool:
+        """True for a run whose ``model/`` is an adapter on a base (``generator.adapter``)."""
+        return bool(self.manifest.get("adapter"))
+
+    def export_merged(self, out: str | Path) -> Path:
+        """A standalone run at ``out``: this run's adapter folded into its base's weights, a plain
+        ``model/`` and a config without ``generator.base`` (every generator parameter written out), so
+        it loads, serves and becomes a base itself without the original base. ``out`` must be new or
+        empty: nothing a user keeps there is overwritten."""
+        from .adapters import merge
+        from .errors import UsageError
+        from .pipeline import config_yaml
+        from .rundir import EMPTY, NEW
+
+        if not self.is_personalised:
+            raise UsageError(f"{self.path}: not a personalised run (its model/ is already standalone)")
+        target = RunDir(out)
+        state = target.refuse_unless_writable()
+        if state not in (NEW, EMPTY):
+            raise UsageError(f"{target.path}: already a run; merge into a new or empty directory")
+        pipe = self.pipeline
+        generator = merge(pipe.generator)
+        pipe._generator, pipe._inference = None, None  # the merged module is no longer this run's model
+        config = dict(pipe.written)
+        config["generator"] = {"name": pipe.gen.name, **pipe.gen.params.model_dump()}
+        config["output"] = {**dict(config.get("output") or {}), "dir": str(Path(out))}
+        manifest = self.manifest
+        target.create(config_yaml(config), {"name": pipe.name, "config_dir": str(pipe.config_dir)})
+        try:
+            target.save_model(generator.save_artifact)
+            target.update_manifest({"name": pipe.name, "seed": pipe.seed, "modality": pipe.modality,
+                                    "generator": pipe.gen.name, "versions": manifest.get("versions", {}),
+                                    "config_dir": str(pipe.config_dir),
+                                    "merged_from": {"run": str(self.path.absolute()), "base": manifest.get("base"),
+                                                    "adapter": manifest.get("adapter"),
+                                                    "fingerprint": self.fingerprint}})
+        except BaseException:
+            target.discard_new(created=state == NEW)
+            raise
+        return target.path
+
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, generator={self.generator_name!r}, modality={self.modality!r})"

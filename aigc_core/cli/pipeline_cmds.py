@@ -54,6 +54,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        help="samples per shard (default: 1000); the same for 1 or K processes, so the same bytes")
     p.set_defaults(func=cmd_generate)
 
+    p = sub.add_parser("export", help="write a run in another form (--merge: an adapter folded into its base)",
+                       description="Write RUN_DIR as a standalone run at OUT. --merge folds a personalised run's "
+                                   "adapter into its base's weights: OUT loads and serves without the base.")
+    p.add_argument("run_dir", help="a personalised run directory (generator.adapter)")
+    p.add_argument("out", help="a new or empty directory for the standalone run")
+    p.add_argument("--merge", action="store_true", required=True,
+                   help="fold the adapter into the base's weights (the only export there is today)")
+    p.set_defaults(func=cmd_export)
+
 
 def cmd_check(args: argparse.Namespace) -> int:
     from ..pipeline import Pipeline
@@ -97,6 +106,14 @@ def _run(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{k}={v}" for k, v in values.items()) if isinstance(values, dict) else values
         print(f"{name}: {shown}", file=sys.stderr)
     print(run_dir)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..run import Run
+
+    out = Run.load(args.run_dir).export_merged(args.out)
+    print(out)
     return 0
 
 

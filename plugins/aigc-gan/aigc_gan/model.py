@@ -48,12 +48,15 @@ class DCGANParams(Params):
     minibatch_std: bool = Field(False, description="the discriminator sees the batch's feature spread (against collapse)")
     augment: str = Field("", description="differentiable augmentation of what D sees, comma-separated: translation, cutout, color")
     class_norm: bool = Field(False, description="conditional models: per-class gain and shift in the generator's batch norms")
+    base_augment: str = Field("translation,cutout", description="augmentation of what D sees when training from "
+                              "generator.base with augment unset: a few images overfit a discriminator without it "
+                              "('' turns it off)")
 
     @property
     def augmentations(self) -> list[str]:
         return _augmentations(self.augment)
 
-    @field_validator("augment")
+    @field_validator("augment", "base_augment")
     @classmethod
     def _known_augmentations(cls, augment: str) -> str:
         unknown = [a for a in _augmentations(augment) if a not in AUGMENTATIONS]

@@ -27,6 +27,30 @@ class DCGANTraining(GeneratorTraining):
         channels, height, _ = generator.info["shape"]
         self.D = DiscriminatorNet(p.width, channels, height, generator.num_classes, p.spectral_norm, p.minibatch_std)
         self.D.apply(dcgan_init)
+        #: What D sees is augmented with these (``augment``; ``base_augment`` when adapting a base).
+        self.policy = p.augmentations
+
+    def adopt_base(self, base) -> None:
+        """A few images cannot teach a discriminator from nothing, and a fresh one gives the adapted
+        generator no useful signal: D starts from the base run's (its last training checkpoint), and
+        what it sees is augmented (``base_augment``) unless the config chose ``augment`` itself."""
+        import sys
+
+        from aigc_core import ConfigError
+
+        if not self.policy:
+            self.policy = [a.strip() for a in self.params.base_augment.split(",") if a.strip()]
+        state = base.training_state() if base is not None else None
+        if state is None:
+            print("aigc: note: the base kept no training checkpoint; the discriminator starts from scratch",
+                  file=sys.stderr)
+            return
+        d_state = {k[2:]: v for k, v in state.items() if k.startswith("D.")}
+        try:
+            self.D.load_state_dict(d_state, strict=True)
+        except RuntimeError as exc:
+            raise ConfigError("generator.base", f"the base run's discriminator does not fit this dcgan "
+                                                f"({str(exc).strip().splitlines()[0]})") from None
 
     def configure_optimizers(self):
         p = self.params
@@ -41,8 +65,7 @@ class DCGANTraining(GeneratorTraining):
 
     def d_view(self, x: torch.Tensor) -> torch.Tensor:
         """What the discriminator sees: the image, augmented when the config asks (real and fake alike)."""
-        policy = self.params.augmentations
-        return augment(x, policy) if policy else x
+        return augment(x, self.policy) if self.policy else x
 
     def d_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
         if self.params.loss == "hinge":
