@@ -282,7 +282,8 @@ def personalised_gan_runs(base_run: str | Path, out_dir: str | Path, names: list
                 "name": name, "seed": 10 + position,
                 "data": {"source": "sklearn-digits", "image_size": 8, "limit": 64, "batch_size": 16},
                 "generator": {"name": "dcgan", "base": str(Path(base_run).absolute()),
-                              "adapter": {"rank": 1, "targets": ["project.0", "body.0"]}},
+                              "adapter": {"rank": 1, "targets": ["project.0", "body.0"]},
+                              **({"lr_g": 1e-3} if position == 1 else {})},  # one changes a base parameter
                 "train": {"max_epochs": 1, "max_steps": 4, "accelerator": "cpu", "progress_bar": False,
                           "sample_every_n_epochs": 0, "limit_val_batches": 0},
                 "metrics": [], "output": {"dir": str(run_dir)},

@@ -217,9 +217,9 @@ def test_an_adapter_whose_base_run_was_replaced_is_refused_in_one_line(runs, tmp
     Pipeline.from_config(tiny_gan_config(replaced, name=BASE, seed=7, postprocess=[])).fit()
     for served in [[stale], [replaced, stale]]:
         code, _, err = cli(capsys, "serve", *map(str, served), "--port", "0")
-        assert code == 1, err
+        assert code == 2, err
         line = err.strip().splitlines()[-1]
-        assert str(stale) in line and "fingerprint" in line and "two runs are named" not in line
+        assert str(stale) in line and "fingerprint" in line and "generator.base" in line and "two runs are named" not in line
         assert "Traceback" not in err and "http://" not in err
 
 
@@ -258,6 +258,20 @@ def test_the_lock_is_what_keeps_adapters_apart(shared):
         thread.join()
     with shared[BASE].turn():
         assert _active(shared[BASE].run.generator) is None
+
+
+def test_each_turn_puts_back_the_generator_parameters_its_run_loads_with(runs, shared):
+    """A personalised run loaded alone carries its own config's generator parameters (its base's,
+    with what its config changes); on the shared base each model's turn gives it those."""
+    from aigc_core import Run
+
+    generator = shared[BASE].run.generator
+    for name in [*ADAPTERS, BASE, ADAPTERS[0]]:
+        with shared[name].turn():
+            alone = Run.load(runs[name]).generator.params
+            assert generator.params.model_dump() == alone.model_dump(), name
+            assert generator.params is shared[name].params
+    assert shared["ink-b"].params.lr_g == 1e-3 != shared[BASE].params.lr_g  # ink-b's config changes it
 
 
 def test_streams_for_two_adapters_at_once_each_give_their_adapters_text(tmp_path_factory):

@@ -59,6 +59,9 @@ class ServedModel:
     base: str | None = None
     #: A shared base: the models whose adapters it carries, by served name (a request's ``adapter``).
     adapters: dict = field(default_factory=dict)
+    #: On a shared base: the generator parameters this model's run gives its generator when loaded
+    #: alone (a personalised run's config may change some of its base's), put back on each turn.
+    params: Any = None
 
     @property
     def inference(self) -> Any:
@@ -75,6 +78,7 @@ class ServedModel:
                 from ..adapters import activate
 
                 activate(self.run.generator, self.adapter)
+                self.run.generator.params = self.params
             yield
 
     def pick(self, adapter: str | None) -> "ServedModel":
@@ -201,8 +205,10 @@ def load_models(specs: Sequence[str | Path], loader: Any = None,
         )
         if key is not None and role != "adapter":
             bases[key] = model
+            model.params = run.generator.params
         elif role == "adapter":
             model.shared, model.adapter, model.lock, model.base = True, adapter, base.lock, base.name
+            model.params = pipe.gen.params  # what Run.load gives this run's generator alone
             base.shared = True
             base.adapters[name] = model
         if report is not None:
