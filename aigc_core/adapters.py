@@ -86,7 +86,7 @@ def match_targets(generator: Any, patterns: list[str], key: str = f"{KEY}.target
             raise ConfigError(key, f"{pattern!r} names no layer of this {type(generator).__name__}"
                                    f"{did_you_mean(pattern, leaves)}")
         for name in hits:
-            layer = modules[name]
+            layer = _wrapped(modules[name])
             if not isinstance(layer, supported):
                 kinds = ", ".join(sorted({t.__name__ for t in supported}))
                 raise ConfigError(key, f"{pattern!r} selects {name} ({type(layer).__name__}); LoRA adapts {kinds}")
@@ -104,7 +104,7 @@ def check_spec(generator: Any, spec: AdapterSpec) -> list[str]:
     names = match_targets(generator, patterns)
     modules = dict(generator.named_modules())
     for name in names:
-        inputs, outputs = _layer_size(modules[name])
+        inputs, outputs = _layer_size(_wrapped(modules[name]))
         if spec.rank > min(inputs, outputs):
             raise ConfigError(f"{KEY}.rank", f"rank {spec.rank} is larger than layer {name} "
                                              f"({inputs} -> {outputs}); use at most {min(inputs, outputs)}")
@@ -272,6 +272,13 @@ def parameter_count(state: dict) -> int:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def _wrapped(module: Any) -> Any:
+    """The layer a LoRA layer wraps (else ``module``): a layer that already carries one adapter takes
+    a second under another name, so the checks look at what it adapts (several adapters, one base)."""
+    get = getattr(module, "get_base_layer", None)
+    return get() if callable(get) and hasattr(module, "lora_A") else module
+
+
 def _is_adapter_key(key: str, name: str | None = None) -> bool:
     match = _ADAPTER_KEY.search(key)
     return bool(match) and (name is None or match.group(2) == name)

@@ -531,8 +531,12 @@ class Pipeline:
             rank_zero_only.rank = rank
         check_precision(self.train, trainer)
 
-    def load_generator(self):
-        """Load the trained generator from model/, verified against the manifest's sha256."""
+    def load_generator(self, base: Any = None, adapter_name: str = "default"):
+        """Load the trained generator from model/, verified against the manifest's sha256.
+
+        ``base``: for a personalised run, an already loaded base ``Run`` whose generator takes this
+        run's adapter under ``adapter_name`` instead of a copy of the base of its own, so ``aigc serve``
+        holds one base for many adapters. It is checked like a base loaded here."""
         model_dir = self.rundir.model_dir
         if not model_dir.is_dir():
             raise CheckpointError(f"{self.run_dir}: no trained model here (missing {MODEL_DIR}/); run 'aigc run' first")
@@ -542,14 +546,16 @@ class Pipeline:
         if generator_name and generator_name != self.gen.name:
             raise CheckpointError(f"{model_dir}: holds a {generator_name!r} checkpoint, not {self.gen.name!r}")
         if self.manifest().get("adapter"):
-            self._generator = self._load_personalised(model_dir)
+            self._generator = self._load_personalised(model_dir, base, adapter_name)
+        elif base is not None:
+            raise UsageError(f"{self.run_dir}: not a personalised run; it cannot share a base")
         else:
             with phase(f"loading the model ({self.gen.name})"):
                 self._generator = self.gen.cls.load_artifact(model_dir, self.gen.params)
         self._inference = None
         return self._generator
 
-    def _load_personalised(self, model_dir: Path) -> Any:
+    def _load_personalised(self, model_dir: Path, base: Any = None, adapter_name: str = "default") -> Any:
         """Base + adapter as one model: the base loaded and checked to be the one the adapter was
         trained on, then the adapter attached and filled from ``model/``."""
         from . import personalise
@@ -559,11 +565,15 @@ class Pipeline:
         if self.base is None:
             raise CheckpointError(f"{self.run_dir}: holds an adapter, but its config names no generator.base")
         spec, info, state = read_adapter(model_dir)
-        generator = self._base_generator(None if self.base.is_run else info)
+        if base is None:
+            generator = self._base_generator(None if self.base.is_run else info)
+        else:  # a base loaded once for several adapters (the server's)
+            generator = base.generator
+            self._base_record = personalise.run_record(self.base, base.pipeline, base.fingerprint)
         personalise.check_base(recorded, self._base_record, self.run_dir)
         with phase("attaching the adapter"):
-            attach(generator, spec)
-            load_adapter_state(generator, state, where=str(model_dir))
+            attach(generator, spec, name=adapter_name)
+            load_adapter_state(generator, state, name=adapter_name, where=str(model_dir))
         generator.eval()
         return generator
 

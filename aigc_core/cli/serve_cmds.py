@@ -22,7 +22,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     "needs an API key in the environment (see --api-key-env).",
     )
     p.add_argument("runs", nargs="+", metavar="RUN_DIR",
-                   help="a directory written by 'aigc run'; NAME=RUN_DIR serves it under NAME")
+                   help="a directory written by 'aigc run'; NAME=RUN_DIR serves it under NAME. Personalised runs "
+                        "on one base share one copy of it, served too: a request picks the adapter "
+                        "('adapter' field)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     p.add_argument("--api-key-env", default="AIGC_API_KEY", metavar="VAR",
@@ -70,15 +72,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..server.connections import bind_socket, guarded_server, uvicorn_config
     from ..server.models import load_models
 
+    given = {str(spec).partition("=")[2] if "=" in str(spec) else str(spec) for spec in args.runs}
     with Heartbeat() as beat:
         def report(position: int, total: int, run_dir, model) -> None:
             if model is None:
                 beat.doing(f"loading {run_dir}")
-                say(f"loading model {position + 1} of {total}: {run_dir}")
+                base = "" if str(run_dir) in given else " (the base of personalised runs given, loaded once for them)"
+                say(f"loading model {position + 1} of {total}: {run_dir}{base}")
             else:
                 say(f"loaded {model.name} ({_kind(model)}) in {beat.elapsed():.1f} s")
                 beat.doing(None)
 
+        beat.doing("reading the run directories")  # which runs share a base: configs read, torch imported
         models = load_models(args.runs, report=report)  # a bad run directory fails here, before a socket is bound
         app = create_app(models, settings)
     sock = bind_socket(settings.host, settings.port)
@@ -102,7 +107,8 @@ def say(text: str) -> None:
 
 
 def _kind(model) -> str:
-    return f"{model.modality}, {model.inference.generator_name}" + (", streams" if model.can_stream else "")
+    shared = f", adapter on {model.base}, sharing its weights" if model.base else ""
+    return f"{model.modality}, {model.inference.generator_name}" + (", streams" if model.can_stream else "") + shared
 
 
 def _url(host: str, port: int) -> str:

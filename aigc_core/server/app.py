@@ -16,7 +16,7 @@ from typing import Any, Literal, Optional, Sequence
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
@@ -38,6 +38,9 @@ class GenerateRequest(BaseModel):
     seed: Optional[StrictInt] = Field(None, description="same seed, same items; omitted: a fresh seed, returned in the reply")
     options: dict[str, Any] = Field(default_factory=dict, description="the model's generation options (see GET /v1/models)")
     postprocess: StrictBool = Field(True, description="apply the run's post-processors")
+    adapter: Optional[StrictStr] = Field(None, description="on a base that carries personalised runs' adapters "
+                                                           "(its `adapters` in GET /v1/models): which one to "
+                                                           "generate with; null: the base alone")
     output: Literal["json", "files"] = Field(
         "json", description="json: items inline (base64 for images/audio); files: the one sample's own file when "
                             "the request made one sample, else a zip of every item (derived items such as grids "
@@ -49,6 +52,7 @@ class StreamRequest(BaseModel):
     n: StrictInt = Field(1, description="texts to stream one after another; text i is the stream of seed + i")
     seed: Optional[StrictInt] = None
     options: dict[str, Any] = Field(default_factory=dict)
+    adapter: Optional[StrictStr] = Field(None, description="as for generate: the base's adapter to stream with")
 
 
 def _static(name: str) -> str:
@@ -184,7 +188,7 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
                          503: {"description": "the model's worker is stuck past the time limit; retry later"},
                          504: {"description": "timed out (the generation is cancelled)"}})
     async def generate(name: str, body: GenerateRequest, request: Request):
-        model = get_model(name)
+        model = get_model(name).pick(body.adapter)  # an adapter is served as its own model: its own batches
         if not 1 <= body.n <= settings.max_samples:
             raise RequestError(422, f"n: must be between 1 and {settings.max_samples}, got {body.n}", "n")
         check_seed(body.seed)
@@ -192,9 +196,10 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
         loop = asyncio.get_running_loop()
         job = Job(body.n, body.seed, options, body.postprocess, loop.create_future())
         started = time.perf_counter()
-        batchers[name].submit(job)
+        batcher = batchers[model.name]
+        batcher.submit(job)
         try:  # a client that leaves or a timeout stops the generation at its next step
-            result = await batchers[name].wait(job, request.receive, settings.timeout_s)
+            result = await batcher.wait(job, request.receive, settings.timeout_s)
         except TimeoutError:
             raise RequestError(504, f"generation took longer than the server's limit of {settings.timeout_s:g} s") from None
         except ClientGone:  # nobody reads this reply; 499 as nginx logs it
@@ -212,6 +217,8 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
             raise RequestError(500, f"generation failed: {type(exc).__name__}: {first_line(exc)}") from None
         content = result.content
         summary = {"model": name, "modality": content.modality, "seed": result.seed}
+        if body.adapter is not None:
+            summary["adapter"] = body.adapter
         if body.output == "files":
             if not content.items:
                 raise RequestError(422, "every item was dropped by the run's post-processors; nothing to send")
@@ -234,7 +241,8 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
                                "description": "events: start {seed, n}, piece {text, index, seed}, done, "
                                               "error {error}"}})
     async def stream(name: str, body: StreamRequest):
-        model = get_model(name)
+        model = get_model(name).pick(body.adapter)
+        served = model.name  # an adapter's own model: its stream slots and its pool
         if not model.can_stream:
             raise RequestError(422, f"model {name!r} ({model.inference.generator_name}) does not stream; use /generate", "model")
         if not 1 <= body.n <= settings.max_samples:
@@ -244,9 +252,9 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
         options = model.validated_options(body.options, settings)
         seed = body.seed if body.seed is not None else fresh_seeds.randrange(2**31)
         with streams_lock:
-            if active_streams[name] >= settings.max_streams:
+            if active_streams[served] >= settings.max_streams:
                 raise QueueFull(max(1, int(settings.timeout_s // 10)))
-            active_streams[name] += 1
+            active_streams[served] += 1
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()
@@ -259,35 +267,43 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
 
         def produce() -> None:
             end = object()
+            # On a shared base the stream holds the base until it ends: a generator may decode in a
+            # thread of its own (aigc-text does), which a lock taken per piece cannot hold back, and
+            # another adapter selected meanwhile would change its text. A model of its own takes
+            # turns piece by piece, its batches going on between pieces.
+            whole = model.turn() if model.shared else contextlib.nullcontext()
+            step = contextlib.nullcontext if model.shared else model.turn
             try:
-                for index in range(body.n):  # text i is what a stream of seed + i sends alone
-                    pieces = iter(model.inference.stream(seed + index, **options))
-                    try:
-                        while not stop.is_set():
-                            with model.lock:  # one step at a time: batches for others go on between steps
-                                piece = next(pieces, end)
-                            if piece is end:
-                                break
-                            post("piece", (index, str(piece)))
-                    finally:
-                        close = getattr(pieces, "close", None)
-                        if close is not None:
-                            close()  # runs the generator's cleanup: the cancelled generation stops here
-                    if stop.is_set():
-                        break
+                with whole:
+                    for index in range(body.n):  # text i is what a stream of seed + i sends alone
+                        with step():  # a generator may do work before its first piece
+                            pieces = iter(model.inference.stream(seed + index, **options))
+                        try:
+                            while not stop.is_set():
+                                with step():  # one step at a time: batches for others go on between steps
+                                    piece = next(pieces, end)
+                                if piece is end:
+                                    break
+                                post("piece", (index, str(piece)))
+                        finally:
+                            close = getattr(pieces, "close", None)
+                            if close is not None:
+                                close()  # runs the generator's cleanup: the cancelled generation stops here
+                        if stop.is_set():
+                            break
             except Exception as exc:
-                log.warning("stream of model %s failed: %s", name, first_line(exc))
+                log.warning("stream of model %s failed: %s", served, first_line(exc))
                 post("error", exc)
             finally:
                 with streams_lock:
-                    active_streams[name] -= 1
+                    active_streams[served] -= 1
                 post("end", None)
 
         try:
-            stream_pools[name].submit(produce)
+            stream_pools[served].submit(produce)
         except RuntimeError:
             with streams_lock:
-                active_streams[name] -= 1
+                active_streams[served] -= 1
             raise RequestError(503, "the server is shutting down") from None
 
         async def events():

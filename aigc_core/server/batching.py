@@ -7,7 +7,8 @@ is still reproducible from the ``seed`` and ``index`` in its metadata (``generat
 seed=seed)`` remakes it). That merge is skipped when an option is a list (prompts, say): a
 generator may pair items with list entries by index, and a request must get its own pairing.
 Generation runs on one worker thread per model, never on the event loop; the queue in front of
-it is bounded and answers 429 when full.
+it is bounded and answers 429 when full. Personalised models on one shared base keep a batcher
+each (a batch never mixes adapters) and take turns on the base's lock (``ServedModel.turn``).
 
 A request whose client leaves (the page's Stop aborts its fetch, which closes the connection) or
 that times out is abandoned; once every request of the call being computed was abandoned, the
@@ -291,7 +292,7 @@ class Batcher:
             self.progress = (done, total)  # one tuple, replaced whole: the event loop reads it as is
 
         try:
-            with self.model.lock:
+            with self.model.turn():  # the lock, and on a shared base this model's adapter
                 content = self.model.inference.generate(n, seed, progress=report, **options)
         finally:
             self.progress = None

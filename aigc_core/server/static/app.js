@@ -18,6 +18,19 @@ function showError(text) {
 
 function current() { return models.find((m) => m.name === $("model").value); }
 
+// The model that makes the results: the adapter picked on a base that carries some (served as a
+// model of its own, with its own option defaults and progress), else the chosen model itself.
+function target() {
+  const m = current();
+  const picked = m && (m.adapters || []).includes($("adapter").value) ? $("adapter").value : null;
+  return picked ? models.find((a) => a.name === picked) || m : m;
+}
+
+function adapterValue() {
+  const m = current();
+  return m && (m.adapters || []).includes($("adapter").value) ? $("adapter").value : null;
+}
+
 function el(tag, props = {}, children = []) {
   const node = Object.assign(document.createElement(tag), props);
   for (const child of children) node.append(child);
@@ -114,7 +127,7 @@ function readOption(opt, input) {
 }
 
 async function options() {
-  const m = current();
+  const m = target();
   const out = {};
   for (const opt of fields(m)) {
     const input = document.querySelector(`[data-option="${opt.name}"]`);
@@ -134,8 +147,23 @@ function clearResults() {
   setState("idle");
 }
 
-function renderModel() {
+// The adapter picker: the personalised runs whose adapters this base carries, and "none".
+function renderAdapters() {
   const m = current();
+  const adapters = (m && m.adapters) || [];
+  const picker = $("adapter");
+  picker.replaceChildren(el("option", { value: "", textContent: "none (the base alone)" }));
+  for (const name of adapters) picker.appendChild(el("option", { value: name, textContent: name }));
+  $("adapter-field").hidden = !adapters.length;
+}
+
+function renderModel() {
+  renderAdapters();
+  renderOptions();
+}
+
+function renderOptions() {
+  const m = target();
   const box = $("options");
   box.replaceChildren(el("legend", { textContent: "Options" }));
   clearResults();  // the previous model's results do not belong under this one
@@ -143,7 +171,8 @@ function renderModel() {
   setStatus(`${m.name} ready`);
   for (const opt of fields(m)) box.appendChild(fieldFor(opt));
   $("options").hidden = !fields(m).length;
-  $("model-info").textContent = `${m.modality} · ${m.generator}` + (m.stream ? " · streams text" : "") +
+  $("model-info").textContent = `${m.modality} · ${m.generator}` + (m.base ? ` · adapter on ${m.base}` : "") +
+    (m.stream ? " · streams text" : "") +
     (m.postprocess.length ? ` · post-processing: ${m.postprocess.join(", ")}` : "");
   $("stream-field").hidden = !m.stream;  // only a model that streams offers it
   $("stream").checked = m.stream;
@@ -293,15 +322,17 @@ async function errorText(resp) {
 function plural(count, word) { return `${count} ${word}${count === 1 ? "" : "s"}`; }
 
 async function generate(n) {
-  const m = current();
+  const m = target();
   const body = { n, seed: seedValue(), options: await options() };
+  const adapter = adapterValue();
+  if (adapter) body.adapter = adapter;  // asked of the base: the server selects its adapter
   setStatus("generating…");
   const t0 = performance.now();
   const mine = request;
   const poll = setInterval(() => showProgress(m, mine), 250);
   let data;
   try {
-    const resp = await fetch(`v1/models/${encodeURIComponent(m.name)}/generate`, {
+    const resp = await fetch(`v1/models/${encodeURIComponent(current().name)}/generate`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
       signal: controller.signal,
     });
@@ -340,7 +371,7 @@ async function showProgress(m, mine) {
 
 // One box per text, filled as its pieces arrive; its download is ready when the stream ends.
 async function stream(n) {
-  const m = current();
+  const adapter = adapterValue();
   const boxes = [];
   const box = (index, seed) => {
     if (!boxes[index]) {
@@ -352,9 +383,11 @@ async function stream(n) {
     return boxes[index];
   };
   setStatus("streaming…");
-  const resp = await fetch(`v1/models/${encodeURIComponent(m.name)}/stream`, {
+  const body = { n, seed: seedValue(), options: await options() };
+  if (adapter) body.adapter = adapter;
+  const resp = await fetch(`v1/models/${encodeURIComponent(current().name)}/stream`, {
     method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ n, seed: seedValue(), options: await options() }), signal: controller.signal,
+    body: JSON.stringify(body), signal: controller.signal,
   });
   if (!resp.ok) throw new Error(await errorText(resp));
   const reader = resp.body.getReader();
@@ -406,7 +439,7 @@ async function submit(event) {
   setState("running");
   const n = Math.max(1, Math.floor(Number($("n").value || 1)));
   try {
-    if (current().stream && $("stream").checked) await stream(n);
+    if (target().stream && $("stream").checked) await stream(n);
     else await generate(n);
     setState("done");
     const top = $("results").getBoundingClientRect().top;
@@ -425,6 +458,7 @@ async function init() {
   // aborting the fetch closes its connection: the server stops the generation at its next step
   $("stop").addEventListener("click", () => controller && controller.abort());
   $("model").addEventListener("change", () => { if (controller) controller.abort(); renderModel(); });
+  $("adapter").addEventListener("change", () => { if (controller) controller.abort(); renderOptions(); });
   $("zoom").addEventListener("change", resizeImages);
   let width = window.innerWidth;
   window.addEventListener("resize", () => { if (window.innerWidth !== width) { width = window.innerWidth; resizeImages(); } });
@@ -434,7 +468,10 @@ async function init() {
     const data = await resp.json();
     models = data.models;
     $("n").max = data.limits.max_samples;
-    for (const m of models) $("model").appendChild(el("option", { value: m.name, textContent: `${m.name} (${m.modality})` }));
+    for (const m of models) {
+      const about = m.base ? `${m.modality}, adapter on ${m.base}` : m.modality;
+      $("model").appendChild(el("option", { value: m.name, textContent: `${m.name} (${about})` }));
+    }
     renderModel();
     setStatus(`${plural(models.length, "model")} ready`);
     document.body.dataset.ready = "true";
