@@ -85,13 +85,17 @@ class Phase:
     """
 
     def __init__(self, display: "Display | None", label: str, total: float | None, parent: "Phase | None",
-                 *, unit: str = "", external: bool = False):
+                 *, unit: str = "", external: bool = False, lazy: bool = False):
         self.display = display
         self.label = label
         self.total = total
         #: ``%``: ``done`` of ``total`` (100) is shown as a percentage.
         self.unit = unit
         self.external = external
+        #: Shown in a log only once it has lasted ``AIGC_PROGRESS_INTERVAL`` seconds (see :func:`phase`).
+        self.lazy = lazy
+        #: A plain line about this phase was printed (a lazy phase says its end only then).
+        self.shown = False
         self.done: float = 0
         self.detail = ""
         self.eta: float | None = None  # set by the caller who knows better (a time budget)
@@ -195,19 +199,23 @@ def current_phase() -> Phase | None:
 
 @contextlib.contextmanager
 def phase(label: str, total: float | None = None, *, listen: bool = True, external: bool = False,
-          unit: str = "") -> Iterator[Phase]:
+          unit: str = "", lazy: bool = False) -> Iterator[Phase]:
     """Run the block as a named phase of the work; yields the :class:`Phase` to update.
 
     ``listen``: :func:`report_progress` calls inside the block move this phase (leave it False
     where nested work reports its own steps, as a preview made during training would).
     ``external``: something else draws the live view of this phase on a terminal (Lightning's bar
     during training); the display then only prints its end.
+    ``lazy``: a log hears of the phase only if it lasts ``AIGC_PROGRESS_INTERVAL`` seconds (then its
+    heartbeat and end, as any phase's). For steps that are quick on an idle machine but may crawl on
+    a busy one (importing torch, checking the config): their silence is still covered, and a config
+    error found inside them stays the one line it is, with no "started"/"stopped" around it.
     """
     display = _display
     if display is None or display.kind == "off":
         yield _NULL
         return
-    p = Phase(display, label, total, _stack.get(), unit=unit, external=external)
+    p = Phase(display, label, total, _stack.get(), unit=unit, external=external, lazy=lazy)
     token = _stack.set(p)
     reporter = _current.set(p.report) if listen else None
     display.start(p)
@@ -259,17 +267,20 @@ class PlainDisplay(Display):
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
-    def _print(self, text: str) -> None:
+    def _print(self, text: str, about: Phase | None = None) -> None:
         stream = self.stream or sys.stderr  # the stream of the moment: tests and pytest swap sys.stderr
         with self._lock:
             print(f"aigc: {text}", file=stream, flush=True)
             self._quiet_since = time.monotonic()
+            if about is not None:
+                about.shown = True
 
     def _beat(self) -> None:
         while not self._stop.wait(min(1.0, self.interval)):
             if self._open and time.monotonic() - self._quiet_since >= self.interval:
                 try:
-                    self._print(self._open[-1].line())
+                    p = self._open[-1]
+                    self._print(p.line(), p)
                 except Exception:  # noqa: BLE001 - the heartbeat must never take the work down
                     pass
 
@@ -279,8 +290,10 @@ class PlainDisplay(Display):
         if self._heartbeat is None and self.interval > 0:
             self._heartbeat = threading.Thread(target=self._beat, name="aigc-progress", daemon=True)
             self._heartbeat.start()
+        if p.lazy:
+            return
         total = f" ({int(p.total)} to do)" if p.total else ""
-        self._print(f"{p.path}: started{total}")
+        self._print(f"{p.path}: started{total}", p)
 
     def update(self, p: Phase) -> None:
         now = time.monotonic()
@@ -288,13 +301,15 @@ class PlainDisplay(Display):
         if now - self._last.get(id(p), 0.0) >= self.interval and said != self._said.get(id(p)):
             self._last[id(p)] = now
             self._said[id(p)] = said
-            self._print(p.line())
+            self._print(p.line(), p)
 
     def finish(self, p: Phase, ok: bool) -> None:
         self._last.pop(id(p), None)
         self._said.pop(id(p), None)
         if p in self._open:
             self._open.remove(p)
+        if p.lazy and not p.shown:
+            return
         if not ok:
             self._print(f"{p.path}: stopped after {format_duration(p.elapsed)}")
             return
@@ -353,11 +368,13 @@ class RichDisplay(Display):
             if p.key is not None:
                 progress.remove_task(p.key)
                 self._live -= 1
+            if p.key is not None and self._live == 0:
+                progress.stop()
+            if p.lazy:  # its live line was enough: a quick start-up leaves no line behind
+                return
             done = f" {_amount(p).rstrip(', ')}" if p.total else ""
             mark = "[green]done[/]" if ok else "[red]stopped[/]"
             progress.console.print(f"aigc: {p.path}:{done} {mark} in {format_duration(p.elapsed)}", highlight=False)
-            if p.key is not None and self._live == 0:
-                progress.stop()
 
     def close(self) -> None:
         with self._lock:
@@ -370,6 +387,11 @@ def _amount(p: Phase) -> str:
     if not p.total:
         return ""
     return f"{100 * p.done / p.total:.0f}%, " if p.unit == "%" else f"{int(p.done)}/{int(p.total)}, "
+
+
+def interval() -> float:
+    """Seconds of silence a log may see while work goes on (``AIGC_PROGRESS_INTERVAL``, 5 by default)."""
+    return _interval()
 
 
 def _interval() -> float:

@@ -110,3 +110,26 @@ def test_a_phase_that_reports_nothing_still_shows_in_a_log(monkeypatch, capsys):
     lines = phase_lines(capsys.readouterr().err)
     assert lines[0] == "aigc: thinking: started" and lines[-1].startswith("aigc: thinking: done")
     assert sum(1 for line in lines if re.fullmatch(r"aigc: thinking \(\d+s elapsed\)", line)) >= 2, lines
+
+
+def test_a_lazy_phase_shows_only_once_it_lasts(monkeypatch, capsys):
+    """Importing torch and checking the config are lazy phases: quick, they print nothing (so a
+    config error found inside one stays the one line it is); slow, as on a busy machine, they get
+    the heartbeat and an end like any phase, so the start of a command is never silent."""
+    import time
+
+    from aigc_core import progress
+
+    monkeypatch.setenv("AIGC_PROGRESS", "plain")
+    monkeypatch.setenv("AIGC_PROGRESS_INTERVAL", "0.3")
+    with progress.showing():
+        with progress.phase("quick", lazy=True):
+            pass
+        with pytest.raises(ValueError), progress.phase("quick and failing", lazy=True):
+            raise ValueError("a config error")
+    assert phase_lines(capsys.readouterr().err) == []
+    with progress.showing(), progress.phase("slow", lazy=True):
+        time.sleep(1.0)
+    lines = phase_lines(capsys.readouterr().err)
+    assert any(re.fullmatch(r"aigc: slow \(\d+s elapsed\)", line) for line in lines), lines
+    assert lines[-1].startswith("aigc: slow: done"), lines
