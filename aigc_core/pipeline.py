@@ -91,11 +91,14 @@ class Pipeline:
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_config(cls, source: str | Path | Mapping, overrides: Sequence[str] = (), **kwargs: Any) -> "Pipeline":
-        raw, written = cfg.load_config(source, overrides)
-        if not isinstance(source, Mapping):
-            kwargs.setdefault("config_dir", Path(source).absolute().parent)
-            kwargs.setdefault("cwd_keys", [item.partition("=")[0].strip() for item in overrides])
-        return cls(raw, written=written, **kwargs)
+        # resolving the components imports their modules (torch, transformers, diffusers): seconds,
+        # tens on a busy machine, so a log hears of it if it lasts (lazy: a config error stays one line)
+        with phase(STARTING, lazy=True):
+            raw, written = cfg.load_config(source, overrides)
+            if not isinstance(source, Mapping):
+                kwargs.setdefault("config_dir", Path(source).absolute().parent)
+                kwargs.setdefault("cwd_keys", [item.partition("=")[0].strip() for item in overrides])
+            return cls(raw, written=written, **kwargs)
 
     @classmethod
     def for_run_dir(cls, run_dir: str | Path, overrides: Sequence[str] = (), **kwargs: Any) -> "Pipeline":
@@ -110,7 +113,8 @@ class Pipeline:
         if isinstance(recorded, str) and recorded:
             kwargs.setdefault("config_dir", recorded)
         try:
-            return cls(raw, run_dir=run_dir, written=written, **kwargs)
+            with phase(STARTING, lazy=True):  # as in from_config: the components' imports
+                return cls(raw, run_dir=run_dir, written=written, **kwargs)
         except ConfigError as exc:
             raise _missing_plugin_hint(exc, RunDir(run_dir).manifest(), kwargs.get("registry")) from None
 
@@ -409,9 +413,10 @@ class Pipeline:
 
     def fit(self, restart: bool = False):
         """Train the generator with Lightning; resumes from the run's last checkpoint if there is one."""
-        from . import training
+        with phase("checking the config and this machine (loading Lightning)", lazy=True):
+            from . import training
 
-        self.check()  # what the config names and what Lightning refuses fail first, before any data is read
+            self.check()  # what the config names and what Lightning refuses fail first, before any data is read
         source = self.data_source()  # bad data fails here, before the run directory is touched
         from .splits import check_needs  # a split too small for a metric: one line now, not after training
 
@@ -638,30 +643,34 @@ class Pipeline:
         t4 = time.perf_counter()
         metrics = self.score(content)
         t5 = time.perf_counter()
-        from .plotting import plot_losses
+        with phase("writing the summary (loss plot, manifest)", lazy=True):  # matplotlib's import: seconds
+            from .plotting import plot_losses
 
-        extra = plot_losses(self.run_dir)
-        outputs = [
-            {"path": str(p.relative_to(self.run_dir)), "sha256": sha256_file(p), "bytes": p.stat().st_size}
-            for p in [*files, *extra]
-        ]
-        self._update_manifest(
-            metrics=metrics,
-            outputs=outputs,
-            dropped=[{"index": i.meta.get("index"), **i.meta.get("dropped", {})} for i in content.dropped],
-            timings={
-                "generate_s": round(t2 - t1, 3),
-                "postprocess_s": round(t3 - t2, 3),
-                "export_s": round(t4 - t3, 3),
-                "metrics_s": round(t5 - t4, 3),
-                "total_s": round(time.perf_counter() - t0, 3),
-            },
-        )
+            extra = plot_losses(self.run_dir)
+            outputs = [
+                {"path": str(p.relative_to(self.run_dir)), "sha256": sha256_file(p), "bytes": p.stat().st_size}
+                for p in [*files, *extra]
+            ]
+            self._update_manifest(
+                metrics=metrics,
+                outputs=outputs,
+                dropped=[{"index": i.meta.get("index"), **i.meta.get("dropped", {})} for i in content.dropped],
+                timings={
+                    "generate_s": round(t2 - t1, 3),
+                    "postprocess_s": round(t3 - t2, 3),
+                    "export_s": round(t4 - t3, 3),
+                    "metrics_s": round(t5 - t4, 3),
+                    "total_s": round(time.perf_counter() - t0, 3),
+                },
+            )
         failed = gate_warnings(metrics, only="fail")
         if failed:
             raise QualityGateError(f"{self.run_dir}: quality gate failed: {failed[0]}")
         return self.run_dir
 
+
+#: The lazy phase of resolving a config into components (see ``progress.phase``'s ``lazy``).
+STARTING = "starting (loading torch and the components' libraries)"
 
 #: Config keys that name a component, and the manifest's key of that component (``versions.components``).
 _NAME_KEYS = (("data.source", "data"), ("generator.name", "generator"), ("output.exporter", "output.exporter"))
