@@ -67,13 +67,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         allowed_hosts=args.allow_host, header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
         keep_alive_s=args.keep_alive, max_connections=args.max_connections,
     )  # refuses a public bind without a (strong) key before any model loads
-    say("loading " + (f"{len(args.runs)} models" if len(args.runs) > 1 else "1 model") + " (the first load imports torch)")
-    from ..server.app import create_app
-    from ..server.connections import bind_socket, guarded_server, uvicorn_config
-    from ..server.models import load_models
+    beat = Heartbeat().__enter__()  # from here to the first "serving" line, never a silence longer than the interval
+    try:
+        say("loading " + (f"{len(args.runs)} models" if len(args.runs) > 1 else "1 model")
+            + " (the first load imports torch)")
+        beat.doing("loading the server (FastAPI, uvicorn)")
+        from ..server.app import create_app
+        from ..server.connections import bind_socket, guarded_server, uvicorn_config
+        from ..server.models import load_models
 
-    given = {str(spec).partition("=")[2] if "=" in str(spec) else str(spec) for spec in args.runs}
-    with Heartbeat() as beat:
+        given = {str(spec).partition("=")[2] if "=" in str(spec) else str(spec) for spec in args.runs}
+
         def report(position: int, total: int, run_dir, model) -> None:
             if model is None:
                 beat.doing(f"loading {run_dir}")
@@ -81,29 +85,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 say(f"loading model {position + 1} of {total}: {run_dir}{base}")
             else:
                 say(f"loaded {model.name} ({_kind(model)}) in {beat.elapsed():.1f} s")
-                beat.doing(None)
+                beat.doing("loading the next model")
 
         beat.doing("reading the run directories")  # which runs share a base: configs read, torch imported
         models = load_models(args.runs, report=report)  # a bad run directory fails here, before a socket is bound
+        beat.doing("starting the server")
         app = create_app(models, settings)
-    sock = bind_socket(settings.host, settings.port)
+        sock = bind_socket(settings.host, settings.port)
+    except BaseException:
+        beat.__exit__()
+        raise
     url = _url(settings.host, sock.getsockname()[1])
 
     def started() -> None:  # uvicorn says nothing of a socket it was handed: say where to go
+        beat.__exit__()
         say(f"serving {', '.join(models)} at {url} (web page; API reference at {url}docs); Ctrl-C stops")
 
     try:
         server = guarded_server(uvicorn_config(app, settings, log_level=args.log_level), on_started=started)
         server.run(sockets=[sock])
     finally:
+        beat.__exit__()
         sock.close()
     if not server.started:
         raise AigcError(f"the server on {settings.host}:{settings.port} did not start; see the log above")
     return 0
 
 
+_said = [time.monotonic()]  # when the last line went out: the heartbeat speaks after a silence, not on a clock
+
+
 def say(text: str) -> None:
     print(f"aigc serve: {text}", file=sys.stderr, flush=True)
+    _said[0] = time.monotonic()
 
 
 def _kind(model) -> str:
@@ -117,27 +131,28 @@ def _url(host: str, port: int) -> str:
 
 
 class Heartbeat:
-    """A line once ``every`` seconds have passed without one while a step (loading a model) goes on."""
+    """A line once ``every`` seconds (``AIGC_PROGRESS_INTERVAL``, 5 by default) have passed without
+    one while a step (importing, loading a model, starting the server) goes on."""
 
-    def __init__(self, every: float = 8.0):
-        self.every = every
+    def __init__(self, every: float | None = None):
+        from .. import progress
+
+        self.every = every if every is not None else (progress.interval() or progress.DEFAULT_INTERVAL_S)
         self._what: str | None = None
-        self._since = self._said = time.monotonic()
+        self._since = time.monotonic()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="aigc-serve-heartbeat", daemon=True)
 
     def doing(self, what: str | None) -> None:
         self._what, self._since = what, time.monotonic()
-        self._said = self._since
 
     def elapsed(self) -> float:
         return time.monotonic() - self._since
 
     def _beat(self) -> None:
-        while not self._done.wait(0.25):
+        while not self._done.wait(min(0.25, self.every)):
             what = self._what
-            if what is not None and time.monotonic() - self._said >= self.every:
-                self._said = time.monotonic()
+            if what is not None and time.monotonic() - _said[0] >= self.every:
                 say(f"still {what} ({self.elapsed():.0f} s)")
 
     def __enter__(self) -> "Heartbeat":
@@ -145,5 +160,8 @@ class Heartbeat:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._done.is_set():
+            return
         self._done.set()
-        self._thread.join(timeout=1)
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=1)
