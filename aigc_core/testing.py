@@ -576,9 +576,8 @@ def check_registrations(plugin: Any) -> list[dict]:
 
     The plugin's own modalities count as known, and each must name an ``aigc_core.Modality``.
     """
-    import importlib
-
     from .modalities import Modality
+    from .registry import import_target
 
     failures = {}
     found = registrations(plugin)
@@ -597,15 +596,11 @@ def check_registrations(plugin: Any) -> list[dict]:
             failures[f"modality {entry['name']}"] = f"{where} registered with modality {entry['modalities']}"
             continue
         if isinstance(target, str):
-            module_name, _, attr = target.partition(":")
             try:
-                obj = importlib.import_module(module_name)
-                for part in attr.split("."):
-                    obj = getattr(obj, part)
+                target = import_target(target)
             except Exception as exc:
                 failures[f"target {entry['name']}"] = f"{where}: {target!r} cannot be loaded: {type(exc).__name__}: {exc}"
                 continue
-            target = obj
         entry["class"] = target
         if entry["kind"] == "modality":
             if not (isinstance(target, Modality) or (isinstance(target, type) and issubclass(target, Modality))):
