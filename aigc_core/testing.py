@@ -33,6 +33,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from .params import build_params, describe_schema, is_params_class, json_schema
+from .cancel import CancelToken
 from .content import Content, Item
 from .modalities import InvalidItem, get_modality, known_modalities
 from .errors import AigcError, CheckpointError, first_line
@@ -658,6 +659,50 @@ def tiny_source(modality: str, n: int = 24, seed: int = 0, batch_size: int = 8, 
     TinySource.modality = modality
     TinySource.component_name = f"tiny-{modality}"
     return TinySource(DataParams(batch_size=batch_size, val_fraction=0.125, test_fraction=0.125), seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Where a generator checks for cancellation; what its modules import
+
+
+class CancelAfter(CancelToken):
+    """Cancelled by its own ``checks``-th check: shows where (and how often) a generator checks.
+
+    ``with aigc_core.cancellation(CancelAfter(2)): model.generate(...)`` must raise
+    ``aigc_core.Cancelled``; ``seen`` then counts the checks the generator made."""
+
+    def __init__(self, checks: int):
+        super().__init__()
+        self.left = checks
+        self.seen = 0
+
+    def check(self) -> None:
+        self.seen += 1
+        self.left -= 1
+        if self.left <= 0:
+            self.cancel("test")
+        super().check()
+
+
+#: The training stack a finished run's generator should load without.
+TRAINING_STACK = ("pytorch_lightning", "lightning", "lightning_fabric", "torchmetrics", "matplotlib")
+
+
+def modules_loaded_by(modules: Iterable[str], packages: Iterable[str] = TRAINING_STACK) -> list[str]:
+    """The modules of ``packages`` that importing ``modules`` loads, sorted (empty is the goal).
+
+    Asked of a fresh interpreter, because a test process has long imported them itself."""
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        f"for name in {tuple(modules)!r}: __import__(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in %r)))\n" % (tuple(packages),)
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,9 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aigc_core import Cancelled, CancelToken, CheckpointError, Pipeline, cancellation
+from aigc_core import Cancelled, CheckpointError, Pipeline, cancellation
 from aigc_core.errors import UsageError
 from aigc_core.server import ServerSettings, create_app
+from aigc_core.testing import CancelAfter
 from server_kit import LiveServer, counters, fake_text_run, tiny_gan_run, tiny_text_run
 
 GAN = "digits-gan"
@@ -119,22 +120,6 @@ def test_a_worker_stuck_past_the_time_limit_is_not_ready_and_refuses_at_once(tex
         # once the call ends by itself, the model is ready again
         assert _wait_for(lambda: c.get("/readyz").status_code == 200, 10.0)
         assert c.post(f"/v1/models/{TEXT}/generate", json={"n": 1}).status_code == 200
-
-
-class CancelAfter(CancelToken):
-    """Cancelled by its own ``checks``-th check: shows where a generator checks."""
-
-    def __init__(self, checks: int):
-        super().__init__()
-        self.left = checks
-        self.seen = 0
-
-    def check(self) -> None:
-        self.seen += 1
-        self.left -= 1
-        if self.left <= 0:
-            self.cancel("test")
-        super().check()
 
 
 def test_the_gan_checks_for_cancellation_between_batches(gan_run):
