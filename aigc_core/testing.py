@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+import pytest
 
 from .params import build_params, describe_schema, is_params_class, json_schema
 from .cancel import CancelToken
@@ -386,6 +387,48 @@ class GeneratorContract(_Contract):
 def check_generator(cls: type, source: Any, **kwargs: Any) -> None:
     """Run the whole generator contract; see ``GeneratorContract`` for the arguments."""
     GeneratorContract(cls, source, **kwargs).run()
+
+
+class GeneratorContractTests:
+    """A generator's contract as a pytest test class: subclass it as ``Test<Name>`` in a plugin's
+    tests and say what to build. Each of ``GENERATOR_CHECKS`` is one test, run on one model built
+    (and trained for a batch) once for the class, and ``test_registration`` checks the plugin's
+    registrations (``check_registrations``) and that one of them is this generator::
+
+        class TestSparkle(GeneratorContractTests):
+            plugin = aigc_sparkle.plugin
+            generator = Sparkle
+            modality = "image"
+            params = {"size": "debug"}     # options = {...} for generate
+
+    The model is built from ``tiny_source(modality, **source_info)``; override ``source()`` for other data.
+    """
+
+    plugin: Any
+    generator: type
+    modality: str
+    params: Mapping = {}
+    options: Mapping | None = None
+    source_info: Mapping = {}
+
+    def source(self) -> Any:
+        """The data the model is built from and trains on."""
+        return tiny_source(self.modality, **self.source_info)
+
+    @pytest.fixture(scope="class")
+    def contract(self, tmp_path_factory) -> GeneratorContract:
+        return GeneratorContract(self.generator, self.source(), params=self.params, options=self.options,
+                                 workdir=tmp_path_factory.mktemp(f"{self.generator.__name__.lower()}-contract"),
+                                 modality=self.modality)
+
+    @pytest.mark.parametrize("check", GENERATOR_CHECKS)
+    def test_contract(self, contract: GeneratorContract, check: str) -> None:
+        contract.check(check)
+
+    def test_registration(self) -> None:
+        registered = [e for e in check_registrations(self.plugin) if e["kind"] == "generator"]
+        assert any(e["class"] is self.generator for e in registered), \
+            f"{getattr(self.plugin, '__name__', self.plugin)} registers no generator {self.generator.__name__}"
 
 
 # ---------------------------------------------------------------------------------------------
