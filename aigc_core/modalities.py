@@ -159,12 +159,6 @@ def known_modalities() -> tuple[str, ...]:
     return tuple(_known)
 
 
-def describe_modality(name: str) -> str:
-    _load_core()
-    info = _known.get(name)
-    return info.description if info else ""
-
-
 def get_modality(name: str) -> Modality:
     """The registered ``Modality`` of ``name``; a ValueError names the known ones."""
     _load_core()
