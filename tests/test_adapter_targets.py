@@ -1,0 +1,107 @@
+"""Every backend's default LoRA targets name real layers of a type LoRA can adapt.
+
+``Generator.adapter_targets`` uses peft's ``target_modules`` semantics: an entry matches a module
+whose qualified name equals it or ends with ``.<entry>``. A default that matches nothing would
+adapt nothing (or fail the adapter's own check), and one that matches a norm or an activation
+cannot be adapted at all, so each backend's tiny generator is built and every entry checked.
+The class's list holds at every size; where more layers exist at some sizes (a DCGAN's transposed
+convolutions, a U-Net's attention, a non-GPT-2 base's projections) the instance adds them: both
+lists are checked.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from aigc_core import Pipeline
+from aigc_testutil import tiny_backend_configs
+
+BACKENDS = ["dcgan", "vae", "ddpm", "causal-lm", "mel-diffusion"]
+
+
+def supported_types() -> tuple[type, ...]:
+    from transformers.pytorch_utils import Conv1D
+
+    nn = torch.nn
+    return (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.Embedding, Conv1D)
+
+
+def matches(name: str, entry: str) -> bool:
+    return name == entry or name.endswith("." + entry)
+
+
+def build(config: dict, tmp_path, **generator):
+    config = {**config, "generator": {**config["generator"], **generator}}
+    pipe = Pipeline.from_config(config)
+    return pipe.gen.cls.build(pipe.gen.params, pipe.data_source(), tmp_path / "work")
+
+
+def unmatched(generator, targets) -> list[str]:
+    """Entries that match no module of a LoRA-supported type (with what they did match, if anything)."""
+    kinds = supported_types()
+    modules = list(generator.named_modules())
+    bad = []
+    for entry in targets:
+        hit = [type(m).__name__ for n, m in modules if matches(n, entry)]
+        ok = [n for n, m in modules if matches(n, entry) and isinstance(m, kinds)]
+        if not ok:
+            bad.append(f"{entry!r} (matches {hit or 'nothing'})")
+    return bad
+
+
+@pytest.fixture(scope="module")
+def configs(tmp_path_factory):
+    return tiny_backend_configs(tmp_path_factory.mktemp("targets"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_default_target_names_an_adaptable_layer(configs, tmp_path, backend):
+    generator = build(configs[backend], tmp_path)
+    declared = type(generator).adapter_targets
+    assert declared, f"{backend}: no default adapter targets"
+    assert unmatched(generator, declared) == []  # the class's own list holds at every size
+    assert set(declared) <= set(generator.adapter_targets)  # an instance only adds what it has
+    assert unmatched(generator, generator.adapter_targets) == []
+
+
+@pytest.mark.parametrize("backend", ["ddpm", "mel-diffusion"])
+def test_unet_attention_is_a_target_where_the_unet_has_attention(configs, tmp_path, backend):
+    """The debug U-Net has no attention, the small one has it in its middle block."""
+    from aigc_diffusion.denoiser import ADAPTER_TARGETS, ATTENTION_TARGETS
+
+    for size, expected in (("debug", ADAPTER_TARGETS), ("small", ADAPTER_TARGETS + ATTENTION_TARGETS)):
+        generator = build(configs[backend], tmp_path / size, size=size)
+        assert generator.adapter_targets == expected
+        assert type(generator).adapter_targets == ADAPTER_TARGETS
+        assert unmatched(generator, generator.adapter_targets) == []
+
+
+@pytest.mark.parametrize("image_size, convs", [(8, []), (16, ["body.0"]), (32, ["body.0", "body.3"]),
+                                               (64, ["body.0", "body.3", "body.6"])])
+def test_dcgan_adapts_every_transposed_conv_but_the_one_that_makes_pixels(configs, tmp_path, image_size, convs):
+    config = {**configs["dcgan"], "data": {**configs["dcgan"]["data"], "image_size": image_size}}
+    generator = build(config, tmp_path)
+    assert generator.adapter_targets == ("project.0", *convs)
+    assert unmatched(generator, generator.adapter_targets) == []
+    last = [m for m in generator.G.body if isinstance(m, torch.nn.ConvTranspose2d)][-1]
+    assert last.out_channels == 1  # the one left out: the digits' single channel
+
+
+@pytest.mark.parametrize("backend", ["vae", "ddpm", "causal-lm", "mel-diffusion"])
+def test_peft_adapts_the_default_targets(configs, tmp_path, backend):
+    """peft itself accepts the defaults on the layer types it supports (ConvTranspose2d, the
+    DCGAN's, is aigc's own LoRA layer and not peft's): every matched module gets a lora_A."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    generator = build(configs[backend], tmp_path)
+    targets = [t for t in generator.adapter_targets
+               if not any(matches(n, t) and isinstance(m, torch.nn.ConvTranspose2d)
+                          for n, m in generator.named_modules())]
+    net = copy.deepcopy(generator)
+    hit = [n for n, _ in net.named_modules() if any(matches(n, t) for t in targets)]
+    inject_adapter_in_model(LoraConfig(r=2, target_modules=targets), net)
+    adapted = {n for n, m in net.named_modules() if hasattr(m, "lora_A")}
+    assert hit and set(hit) <= adapted
