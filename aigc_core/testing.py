@@ -28,7 +28,7 @@ import json
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import pytest
@@ -746,6 +746,53 @@ def modules_loaded_by(modules: Iterable[str], packages: Iterable[str] = TRAINING
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def refused_network(monkeypatch: Any) -> Iterator[list]:
+    """The body of a fixture in which any name lookup or connection is recorded and refused, and
+    which fails the test if the record is not empty at the end (an error raised at the socket could
+    be caught by a library's retry loop, the record cannot). Use it as
+    ``yield from refused_network(monkeypatch)``; the fixture's value is the record."""
+    import socket
+
+    calls: list = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args[:2])
+        raise OSError("the network was used")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    yield calls
+    assert calls == [], f"the network was used: {calls}"
+
+
+def refuse_unpickling(monkeypatch: Any) -> None:
+    """``torch.load`` fails the test from here on: what runs next must not unpickle a checkpoint."""
+    import torch
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a pickle was loaded")
+
+    monkeypatch.setattr(torch, "load", refuse)
+
+
+def hub_out_of_reach(monkeypatch: Any, by_env: bool) -> None:
+    """The Hugging Face hub out of reach, as a user meets it: ``HF_HUB_OFFLINE`` set (``by_env``),
+    or no such variable and the hub's reachability probe (``aigc_core.hub``) finding no route."""
+    if by_env:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        return
+    from . import hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+
+    def unreachable(*args, **kwargs):
+        raise OSError("no route to host")
+
+    monkeypatch.setattr(hub.socket, "create_connection", unreachable)
 
 
 # ---------------------------------------------------------------------------------------------
