@@ -34,6 +34,14 @@ class GeneratorTraining(pl.LightningModule):
     def params(self) -> Any:
         return self.generator.params
 
+    @property
+    def info(self) -> dict:
+        return self.generator.info
+
+    @property
+    def modality(self) -> str:
+        return self.generator.modality
+
     def adopt_base(self, base: Any) -> None:
         """Before fitting from ``generator.base``: take what training needs from the base besides the
         generator's weights (a GAN's discriminator from the base run's checkpoint, say). ``base`` is
