@@ -14,6 +14,9 @@ plugin calls it once per component it provides::
   exporters a sequence of the modalities accepted is allowed too.
 * ``description`` -- one line shown by ``aigc plugins list`` and ``aigc plugins info``.
 
+The component hooks' examples below are each the body of an implementation (its ``@hookimpl``
+and ``def`` lines are the hook's own).
+
 Implementations must not import torch, Lightning or transformers at module level: ``aigc --help``
 and ``aigc plugins list`` load every plugin and must stay fast.
 """
@@ -70,10 +73,8 @@ def aigc_register_data_sources(register):
 
     Example::
 
-        @hookimpl
-        def aigc_register_data_sources(register):
-            register("my-scans", "my_plugin.scans:ScanFolder", modality="image",
-                     description="Grey-scale scans from a folder")
+        register("my-scans", "my_plugin.scans:ScanFolder", modality="image",
+                 description="Grey-scale scans from a folder")
     """
 
 
@@ -92,10 +93,8 @@ def aigc_register_generators(register):
 
     Example::
 
-        @hookimpl
-        def aigc_register_generators(register):
-            register("dcgan", "aigc_gan.model:DCGAN", modality="image",
-                     description="Deep convolutional GAN")
+        register("dcgan", "aigc_gan.model:DCGAN", modality="image",
+                 description="Deep convolutional GAN")
     """
 
 
@@ -110,10 +109,8 @@ def aigc_register_postprocessors(register):
 
     Example::
 
-        @hookimpl
-        def aigc_register_postprocessors(register):
-            register("invert", "my_plugin.post:Invert", modality="image",
-                     description="Swap black and white")
+        register("invert", "my_plugin.post:Invert", modality="image",
+                 description="Swap black and white")
     """
 
 
@@ -128,9 +125,7 @@ def aigc_register_metrics(register):
 
     Example::
 
-        @hookimpl
-        def aigc_register_metrics(register):
-            register("mean-brightness", "my_plugin.metrics:Brightness", modality="image")
+        register("mean-brightness", "my_plugin.metrics:Brightness", modality="image")
     """
 
 
@@ -145,7 +140,5 @@ def aigc_register_exporters(register):
 
     Example::
 
-        @hookimpl
-        def aigc_register_exporters(register):
-            register("webp", "my_plugin.export:WebP", modality="image")
+        register("webp", "my_plugin.export:WebP", modality="image")
     """

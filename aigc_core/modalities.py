@@ -18,7 +18,6 @@ discovery stays light.
 from __future__ import annotations
 
 import base64
-import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,17 +111,15 @@ class ModalityInfo:
         if self._loaded is None:
             target = self.target
             if isinstance(target, str):
-                module_name, _, attr = target.partition(":")
+                from .registry import import_target
+
                 try:
-                    obj: Any = importlib.import_module(module_name)
-                    for part in attr.split("."):
-                        obj = getattr(obj, part)
+                    target = import_target(target)
                 except Exception as exc:
                     from .errors import PluginError
 
                     raise PluginError(f"modality {self.name!r} of plugin {self.plugin!r} cannot be loaded "
                                       f"from {target!r}: {type(exc).__name__}: {exc}") from exc
-                target = obj
             if target is None:
                 target = Modality
             instance = target() if isinstance(target, type) else target
@@ -160,12 +157,6 @@ def known_modalities() -> tuple[str, ...]:
     """Every modality known in this process: the core's first, then those plugins added."""
     _load_core()
     return tuple(_known)
-
-
-def describe_modality(name: str) -> str:
-    _load_core()
-    info = _known.get(name)
-    return info.description if info else ""
 
 
 def get_modality(name: str) -> Modality:

@@ -262,8 +262,3 @@ def get_registry() -> Registry:
         for problem in _registry.problems:
             print(f"aigc: warning: {problem}", file=sys.stderr)
     return _registry
-
-
-def reset_registry() -> None:
-    global _registry
-    _registry = None

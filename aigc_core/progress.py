@@ -193,10 +193,6 @@ def display_kind() -> str | None:
     return None if _display is None else _display.kind
 
 
-def current_phase() -> Phase | None:
-    return _stack.get()
-
-
 @contextlib.contextmanager
 def phase(label: str, total: float | None = None, *, listen: bool = True, external: bool = False,
           unit: str = "", lazy: bool = False) -> Iterator[Phase]:

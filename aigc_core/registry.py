@@ -33,6 +33,15 @@ KIND_LABELS = {
 }
 
 
+def import_target(target: str) -> Any:
+    """The object a ``"package.module:attr"`` registration target names (``attr`` may be dotted)."""
+    module_name, _, attr = target.partition(":")
+    obj = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
 @dataclass
 class ComponentInfo:
     kind: str
@@ -50,17 +59,13 @@ class ComponentInfo:
         """Import and return the component class, naming the plugin if that fails."""
         target = self.target
         if isinstance(target, str):
-            module_name, _, attr = target.partition(":")
             try:
-                obj = importlib.import_module(module_name)
-                for part in attr.split("."):
-                    obj = getattr(obj, part)
+                target = import_target(target)
             except Exception as exc:  # any import-time failure of plugin code
                 raise PluginError(
                     f"{KIND_LABELS[self.kind]} {self.name!r} of plugin {self.plugin!r} "
                     f"cannot be loaded from {target!r}: {type(exc).__name__}: {exc}"
                 ) from exc
-            target = obj
         stale = dataclass_params(target)
         if stale:
             raise PluginError(f"{KIND_LABELS[self.kind]} {self.name!r} of plugin {self.plugin!r} declares "

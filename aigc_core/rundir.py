@@ -118,10 +118,6 @@ class RunDir:
         return self.path / PREPROCESS_DIR
 
     @property
-    def logs_dir(self) -> Path:
-        return self.path / LOGS_DIR
-
-    @property
     def generated_dir(self) -> Path:
         """Where ``aigc generate`` writes without ``--out``."""
         return self.path / GENERATED_DIR

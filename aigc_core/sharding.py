@@ -26,7 +26,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from .atomic import sha256_file, write_json
 from .errors import AigcError, UsageError
@@ -124,17 +124,6 @@ def shard_done(out: Path, shard: int) -> bool:
     except (OSError, ValueError, KeyError, TypeError):
         return False
     return all((directory / rel).is_file() and sha256_file(directory / rel) == digest for rel, digest in files.items())
-
-
-class _ShardIds(Dataset):
-    def __init__(self, ids: list[int]):
-        self.ids = ids
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> int:
-        return self.ids[i]
 
 
 def _first(batch: list[int]) -> int:
@@ -303,7 +292,7 @@ def generate_sharded(inference: Inference, n: int, out: Path, *, seed: int | Non
                          strategy="ddp" if distributed else "auto", logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False, callbacks=[writer])
     padding = [-1] * max(0, devices * num_nodes - len(pending))
-    loader = DataLoader(_ShardIds(pending + padding), batch_size=1, shuffle=False, collate_fn=_first)
+    loader = DataLoader(pending + padding, batch_size=1, shuffle=False, collate_fn=_first)
     module = ShardPredictor(inference, plan, seed, opts)
     with torch.inference_mode():
         trainer.predict(module, dataloaders=loader, return_predictions=False)

@@ -28,11 +28,13 @@ import json
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
+import pytest
 
 from .params import build_params, describe_schema, is_params_class, json_schema
+from .cancel import CancelToken
 from .content import Content, Item
 from .modalities import InvalidItem, get_modality, known_modalities
 from .errors import AigcError, CheckpointError, first_line
@@ -387,6 +389,48 @@ def check_generator(cls: type, source: Any, **kwargs: Any) -> None:
     GeneratorContract(cls, source, **kwargs).run()
 
 
+class GeneratorContractTests:
+    """A generator's contract as a pytest test class: subclass it as ``Test<Name>`` in a plugin's
+    tests and say what to build. Each of ``GENERATOR_CHECKS`` is one test, run on one model built
+    (and trained for a batch) once for the class, and ``test_registration`` checks the plugin's
+    registrations (``check_registrations``) and that one of them is this generator::
+
+        class TestSparkle(GeneratorContractTests):
+            plugin = aigc_sparkle.plugin
+            generator = Sparkle
+            modality = "image"
+            params = {"size": "debug"}     # options = {...} for generate
+
+    The model is built from ``tiny_source(modality, **source_info)``; override ``source()`` for other data.
+    """
+
+    plugin: Any
+    generator: type
+    modality: str
+    params: Mapping = {}
+    options: Mapping | None = None
+    source_info: Mapping = {}
+
+    def source(self) -> Any:
+        """The data the model is built from and trains on."""
+        return tiny_source(self.modality, **self.source_info)
+
+    @pytest.fixture(scope="class")
+    def contract(self, tmp_path_factory) -> GeneratorContract:
+        return GeneratorContract(self.generator, self.source(), params=self.params, options=self.options,
+                                 workdir=tmp_path_factory.mktemp(f"{self.generator.__name__.lower()}-contract"),
+                                 modality=self.modality)
+
+    @pytest.mark.parametrize("check", GENERATOR_CHECKS)
+    def test_contract(self, contract: GeneratorContract, check: str) -> None:
+        contract.check(check)
+
+    def test_registration(self) -> None:
+        registered = [e for e in check_registrations(self.plugin) if e["kind"] == "generator"]
+        assert any(e["class"] is self.generator for e in registered), \
+            f"{getattr(self.plugin, '__name__', self.plugin)} registers no generator {self.generator.__name__}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Post-processors
 
@@ -576,9 +620,8 @@ def check_registrations(plugin: Any) -> list[dict]:
 
     The plugin's own modalities count as known, and each must name an ``aigc_core.Modality``.
     """
-    import importlib
-
     from .modalities import Modality
+    from .registry import import_target
 
     failures = {}
     found = registrations(plugin)
@@ -597,15 +640,11 @@ def check_registrations(plugin: Any) -> list[dict]:
             failures[f"modality {entry['name']}"] = f"{where} registered with modality {entry['modalities']}"
             continue
         if isinstance(target, str):
-            module_name, _, attr = target.partition(":")
             try:
-                obj = importlib.import_module(module_name)
-                for part in attr.split("."):
-                    obj = getattr(obj, part)
+                target = import_target(target)
             except Exception as exc:
                 failures[f"target {entry['name']}"] = f"{where}: {target!r} cannot be loaded: {type(exc).__name__}: {exc}"
                 continue
-            target = obj
         entry["class"] = target
         if entry["kind"] == "modality":
             if not (isinstance(target, Modality) or (isinstance(target, type) and issubclass(target, Modality))):
@@ -663,6 +702,97 @@ def tiny_source(modality: str, n: int = 24, seed: int = 0, batch_size: int = 8, 
     TinySource.modality = modality
     TinySource.component_name = f"tiny-{modality}"
     return TinySource(DataParams(batch_size=batch_size, val_fraction=0.125, test_fraction=0.125), seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Where a generator checks for cancellation; what its modules import
+
+
+class CancelAfter(CancelToken):
+    """Cancelled by its own ``checks``-th check: shows where (and how often) a generator checks.
+
+    ``with aigc_core.cancellation(CancelAfter(2)): model.generate(...)`` must raise
+    ``aigc_core.Cancelled``; ``seen`` then counts the checks the generator made."""
+
+    def __init__(self, checks: int):
+        super().__init__()
+        self.left = checks
+        self.seen = 0
+
+    def check(self) -> None:
+        self.seen += 1
+        self.left -= 1
+        if self.left <= 0:
+            self.cancel("test")
+        super().check()
+
+
+#: The training stack a finished run's generator should load without.
+TRAINING_STACK = ("pytorch_lightning", "lightning", "lightning_fabric", "torchmetrics", "matplotlib")
+
+
+def modules_loaded_by(modules: Iterable[str], packages: Iterable[str] = TRAINING_STACK) -> list[str]:
+    """The modules of ``packages`` that importing ``modules`` loads, sorted (empty is the goal).
+
+    Asked of a fresh interpreter, because a test process has long imported them itself."""
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        f"for name in {tuple(modules)!r}: __import__(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in %r)))\n" % (tuple(packages),)
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def refused_network(monkeypatch: Any) -> Iterator[list]:
+    """The body of a fixture in which any name lookup or connection is recorded and refused, and
+    which fails the test if the record is not empty at the end (an error raised at the socket could
+    be caught by a library's retry loop, the record cannot). Use it as
+    ``yield from refused_network(monkeypatch)``; the fixture's value is the record."""
+    import socket
+
+    calls: list = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args[:2])
+        raise OSError("the network was used")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    yield calls
+    assert calls == [], f"the network was used: {calls}"
+
+
+def refuse_unpickling(monkeypatch: Any) -> None:
+    """``torch.load`` fails the test from here on: what runs next must not unpickle a checkpoint."""
+    import torch
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a pickle was loaded")
+
+    monkeypatch.setattr(torch, "load", refuse)
+
+
+def hub_out_of_reach(monkeypatch: Any, by_env: bool) -> None:
+    """The Hugging Face hub out of reach, as a user meets it: ``HF_HUB_OFFLINE`` set (``by_env``),
+    or no such variable and the hub's reachability probe (``aigc_core.hub``) finding no route."""
+    if by_env:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        return
+    from . import hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+
+    def unreachable(*args, **kwargs):
+        raise OSError("no route to host")
+
+    monkeypatch.setattr(hub.socket, "create_connection", unreachable)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -56,6 +58,38 @@ def cli(capsys, *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, every: float = 0.01) -> bool:
+    """Whether ``predicate`` holds within ``timeout`` seconds (asked every ``every`` s): a bounded wait."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return predicate()
+
+
+def register_test_plugin(plugin: Any, name: str, registry: Any = None) -> None:
+    """Add a test's plugin object to ``registry`` (default: the process-wide one) through pluggy,
+    modalities first, as plugin discovery does; a second call changes nothing."""
+    import pluggy
+
+    from aigc_core import get_registry, hookspecs
+    from aigc_core.plugins import HOOKS
+    from aigc_core.registry import KINDS, PluginInfo
+
+    registry = registry or get_registry()
+    if name in registry.plugins:
+        return
+    pm = pluggy.PluginManager("aigc")
+    pm.add_hookspecs(hookspecs)
+    pm.register(plugin, name=name)
+    info = PluginInfo(name, "0", "aigc-core (tests)")
+    pm.hook.aigc_register_modalities(register=registry.modality_register_function(info))
+    for kind in KINDS:
+        getattr(pm.hook, HOOKS[kind])(register=registry.register_function(kind, info))
+    registry.plugins.setdefault(name, info)
 
 
 def data_dir() -> Path | None:

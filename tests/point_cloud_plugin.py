@@ -211,22 +211,7 @@ class PointCloudPlugin:
 
 
 def register_point_cloud(registry: Any = None) -> None:
-    """Add the plugin to ``registry`` (default: the process-wide one) through pluggy, modalities
-    first, as plugin discovery does; a second call changes nothing."""
-    import pluggy
+    """Add the plugin to ``registry`` (default: the process-wide one), as discovery would."""
+    from aigc_testutil import register_test_plugin
 
-    from aigc_core import get_registry, hookspecs
-    from aigc_core.plugins import HOOKS
-    from aigc_core.registry import KINDS, PluginInfo
-
-    registry = registry or get_registry()
-    if "gaussian-cloud" in registry.names("generator"):
-        return
-    pm = pluggy.PluginManager("aigc")
-    pm.add_hookspecs(hookspecs)
-    pm.register(PointCloudPlugin(), name="point-cloud")
-    info = PluginInfo("point-cloud", "0", "aigc-core (tests)")
-    pm.hook.aigc_register_modalities(register=registry.modality_register_function(info))
-    for kind in KINDS:
-        getattr(pm.hook, HOOKS[kind])(register=registry.register_function(kind, info))
-    registry.plugins.setdefault("point-cloud", info)
+    register_test_plugin(PointCloudPlugin(), "point-cloud", registry)

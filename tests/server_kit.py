@@ -19,53 +19,40 @@ from aigc_core.server.live import LiveServer  # noqa: F401 - re-exported for the
 # -- a tiny trained GAN -------------------------------------------------------------------
 
 
-def tiny_gan_run(run_dir: str | Path, name: str = "digits-gan") -> Path:
-    """A DCGAN trained for one epoch on 200 digits at 8x8: seconds on a laptop CPU. Reused
-    when ``run_dir`` already holds it, so several test modules can share one."""
-    from aigc_core import Pipeline
-
-    from aigc_core import RunDir
+def trained_once(run_dir: str | Path, name: str, data: dict, generator: dict, **train: Any) -> Path:
+    """``run_dir`` as it is when it already holds a finished run (so several test modules share
+    one), else ``generator`` trained there on ``data`` for one epoch on the CPU (``train`` adds to that)."""
+    from aigc_core import Pipeline, RunDir
 
     run_dir = Path(run_dir)
     if RunDir(run_dir).manifest_path.is_file() and RunDir(run_dir).model_dir.is_dir():
         return run_dir
-    pipe = Pipeline.from_config({
-        "name": name,
-        "seed": 0,
-        "data": {"source": "sklearn-digits", "image_size": 8, "limit": 200, "batch_size": 64},
-        "generator": {"name": "dcgan", "size": "debug"},
-        "train": {"max_epochs": 1, "accelerator": "cpu", "progress_bar": False, "sample_every_n_epochs": 0},
-        "metrics": [],
-        "output": {"dir": str(run_dir)},
-    })
-    pipe.fit()
+    Pipeline.from_config({
+        "name": name, "seed": 0, "data": data, "generator": generator,
+        "train": {"max_epochs": 1, **train, "accelerator": "cpu", "progress_bar": False, "sample_every_n_epochs": 0},
+        "metrics": [], "output": {"dir": str(run_dir)},
+    }).fit()
     return run_dir
 
+
+def tiny_gan_run(run_dir: str | Path, name: str = "digits-gan") -> Path:
+    """A DCGAN trained for one epoch on 200 digits at 8x8: seconds on a laptop CPU. Reused
+    when ``run_dir`` already holds it, so several test modules can share one."""
+    return trained_once(run_dir, name, {"source": "sklearn-digits", "image_size": 8, "limit": 200, "batch_size": 64},
+                        {"name": "dcgan", "size": "debug"})
 
 
 def tiny_text_run(run_dir: str | Path, name: str = "tiny-lm", steps: int = 2, vocab_size: int = 300,
                   limit: int = 20, max_chars: int = 20_000) -> Path | None:
     """A real ``causal-lm`` (aigc-text) at debug size on the Python docs, or None when that plugin
     is not installed. Two steps leave it untrained, but every code path is the real one."""
-    from aigc_core import Pipeline
     from aigc_core import get_registry
 
     if "causal-lm" not in get_registry().names("generator"):
         return None
-    from aigc_core import RunDir
-
-    run_dir = Path(run_dir)
-    if RunDir(run_dir).manifest_path.is_file() and RunDir(run_dir).model_dir.is_dir():
-        return run_dir
-    Pipeline.from_config({
-        "name": name, "seed": 0,
-        "data": {"source": "python-docs", "limit": limit, "max_chars": max_chars, "batch_size": 8},
-        "generator": {"name": "causal-lm", "size": "debug", "vocab_size": vocab_size},
-        "train": {"max_epochs": 1, "max_steps": steps, "accelerator": "cpu", "progress_bar": False,
-                  "sample_every_n_epochs": 0},
-        "metrics": [], "output": {"dir": str(run_dir)},
-    }).fit()
-    return run_dir
+    data = {"source": "python-docs", "limit": limit, "max_chars": max_chars, "batch_size": 8}
+    return trained_once(run_dir, name, data, {"name": "causal-lm", "size": "debug", "vocab_size": vocab_size},
+                        max_steps=steps)
 
 # -- a fake streaming text generator -------------------------------------------------------
 
@@ -216,22 +203,9 @@ def __getattr__(name: str) -> Any:
 
 def register_fake_text(registry: Any = None) -> None:
     """Add the fake's components to ``registry`` (default: the process-wide one) through pluggy."""
-    import pluggy
+    from aigc_testutil import register_test_plugin
 
-    from aigc_core import get_registry, hookspecs
-    from aigc_core.plugins import HOOKS
-    from aigc_core.registry import PluginInfo
-
-    registry = registry or get_registry()
-    if "fake-text" in registry.names("generator"):
-        return
-    pm = pluggy.PluginManager("aigc")
-    pm.add_hookspecs(hookspecs)
-    pm.register(FakeTextPlugin(), name="fake-text")
-    info = PluginInfo("fake-text", "0", "aigc-core (tests)")
-    for kind in ("data_source", "generator"):
-        getattr(pm.hook, HOOKS[kind])(register=registry.register_function(kind, info))
-    registry.plugins.setdefault("fake-text", info)
+    register_test_plugin(FakeTextPlugin(), "fake-text", registry)
 
 
 def fake_text_run(run_dir: str | Path, name: str = "fake-text", generate: str = "{num_samples: 2}") -> Path:
@@ -251,21 +225,12 @@ def fake_text_run(run_dir: str | Path, name: str = "fake-text", generate: str = 
 def tiny_vae_run(run_dir: str | Path, name: str = "digits-vae") -> Path | None:
     """A ``vae`` (aigc-vae) at debug size trained for one epoch on 100 digits at 8x8, or None when
     that plugin is not installed; reused when ``run_dir`` already holds it."""
-    from aigc_core import Pipeline, RunDir, get_registry
+    from aigc_core import get_registry
 
     if "vae" not in get_registry().names("generator"):
         return None
-    run_dir = Path(run_dir)
-    if RunDir(run_dir).manifest_path.is_file() and RunDir(run_dir).model_dir.is_dir():
-        return run_dir
-    Pipeline.from_config({
-        "name": name, "seed": 0,
-        "data": {"source": "sklearn-digits", "image_size": 8, "limit": 100, "batch_size": 50},
-        "generator": {"name": "vae", "size": "debug"},
-        "train": {"max_epochs": 1, "accelerator": "cpu", "progress_bar": False, "sample_every_n_epochs": 0},
-        "metrics": [], "output": {"dir": str(run_dir)},
-    }).fit()
-    return run_dir
+    return trained_once(run_dir, name, {"source": "sklearn-digits", "image_size": 8, "limit": 100, "batch_size": 50},
+                        {"name": "vae", "size": "debug"})
 
 
 def personalised_gan_runs(base_run: str | Path, out_dir: str | Path, names: list[str]) -> list[Path]:
@@ -312,3 +277,25 @@ def personalised_text_runs(base_run: str | Path, out_dir: str | Path, names: lis
             }).fit()
         runs.append(run_dir)
     return runs
+
+
+# -- fuzzing the server's bodies -----------------------------------------------------------
+
+
+#: Strings a lax reader might take for numbers, booleans or nothing.
+ODD_STRINGS = ["99999999", "5000", "1e3", "-1", "nan", "inf", " 7 ", "true", "", "0x10"]
+
+
+def fuzz_json(*more_strings: str) -> tuple[Any, Any]:
+    """Hypothesis strategies for JSON scalars and for nested values built of them, hostile ones
+    included (huge and non-finite numbers, ``ODD_STRINGS`` and ``more_strings``)."""
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(
+        st.none(), st.booleans(), st.integers(-2**70, 2**70), st.integers(-3, 20),
+        st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=10),
+        st.sampled_from([*ODD_STRINGS, *more_strings]),
+    )
+    values = st.recursive(scalars, lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)), max_leaves=5)
+    return scalars, values

@@ -25,6 +25,12 @@ def fake_dist(root: Path, dist: str, module: str, source: str, api: str | None =
     (info / "entry_points.txt").write_text(eps)
 
 
+def load_with(root: Path, dist: str, module: str, source: str, api: str | None = None):
+    """Discovery after ``fake_dist`` installed one more plugin: the registry it gives."""
+    fake_dist(root, dist, module, source, api)
+    return load_plugins()
+
+
 GOOD = """
     from aigc_core import hookimpl
 
@@ -44,14 +50,13 @@ def plugin_dir(tmp_path, monkeypatch):
 
 
 def test_misspelt_hook_argument_names_plugin_and_hook(plugin_dir):
-    fake_dist(plugin_dir, "aigc-typo", "zz_typo", """
+    registry = load_with(plugin_dir, "aigc-typo", "zz_typo", """
         from aigc_core import hookimpl
 
         @hookimpl
         def aigc_register_generators(regster):
             regster("typo-gen", "nowhere:Gen", modality="image")
     """)
-    registry = load_plugins()
     problems = [p for p in registry.problems if "zz_typo" in p]
     assert len(problems) == 1
     assert "aigc-typo" in problems[0] and "aigc_register_generators" in problems[0]
@@ -62,14 +67,13 @@ def test_misspelt_hook_argument_names_plugin_and_hook(plugin_dir):
 
 
 def test_misspelt_hook_name_is_reported_with_a_suggestion(plugin_dir):
-    fake_dist(plugin_dir, "aigc-badhook", "zz_badhook", """
+    registry = load_with(plugin_dir, "aigc-badhook", "zz_badhook", """
         from aigc_core import hookimpl
 
         @hookimpl
         def aigc_register_generator(register):
             register("x", "nowhere:X", modality="image")
     """)
-    registry = load_plugins()
     problem = next(p for p in registry.problems if "zz_badhook" in p)
     assert "unknown hook 'aigc_register_generator'" in problem
     assert "did you mean 'aigc_register_generators'" in problem
@@ -77,10 +81,9 @@ def test_misspelt_hook_name_is_reported_with_a_suggestion(plugin_dir):
 
 
 def test_plugin_for_another_api_major_is_skipped_unimported(plugin_dir):
-    fake_dist(plugin_dir, "aigc-future", "zz_future", """
+    registry = load_with(plugin_dir, "aigc-future", "zz_future", """
         raise RuntimeError("imported although it targets another plugin API")
     """, api="aigc_core.plugin_api:v4")
-    registry = load_plugins()
     problem = next(p for p in registry.problems if "zz_future" in p)
     assert "targets aigc plugin API 4.x" in problem and "provides 3.0" in problem and "skipped" in problem
     assert "zz_future" not in sys.modules
@@ -88,8 +91,8 @@ def test_plugin_for_another_api_major_is_skipped_unimported(plugin_dir):
 
 
 def test_current_api_declaration_loads(plugin_dir):
-    fake_dist(plugin_dir, "aigc-now", "zz_now", GOOD.replace("fine-step", "now-step"), api="aigc_core.plugin_api:v3")
-    registry = load_plugins()
+    registry = load_with(plugin_dir, "aigc-now", "zz_now", GOOD.replace("fine-step", "now-step"),
+                         api="aigc_core.plugin_api:v3")
     assert not [p for p in registry.problems if "zz_now" in p]
     assert "now-step" in registry.names("postprocessor")
     import aigc_core.plugin_api
@@ -98,10 +101,9 @@ def test_current_api_declaration_loads(plugin_dir):
 
 
 def test_a_version_1_plugin_is_skipped_with_what_to_change(plugin_dir):
-    fake_dist(plugin_dir, "aigc-old", "zz_old", """
+    registry = load_with(plugin_dir, "aigc-old", "zz_old", """
         raise RuntimeError("imported although it targets plugin API 1")
     """, api="aigc_core.plugin_api:v1")
-    registry = load_plugins()
     problems = [p for p in registry.problems if "zz_old" in p]
     assert len(problems) == 1 and "\n" not in problems[0]
     problem = problems[0]
@@ -117,10 +119,9 @@ def test_a_version_1_plugin_is_skipped_with_what_to_change(plugin_dir):
 def test_a_version_2_plugin_is_skipped_with_what_to_change(plugin_dir):
     """Plugin API 3: a generator is a plain module and its training a GeneratorTraining; a plugin
     whose generators are still LightningModules is told so, and never imported."""
-    fake_dist(plugin_dir, "aigc-v2", "zz_v2", """
+    registry = load_with(plugin_dir, "aigc-v2", "zz_v2", """
         raise RuntimeError("imported although it targets plugin API 2")
     """, api="aigc_core.plugin_api:v2")
-    registry = load_plugins()
     problems = [p for p in registry.problems if "zz_v2" in p]
     assert len(problems) == 1 and "\n" not in problems[0]
     assert "(distribution aigc-v2) targets aigc plugin API 2" in problems[0] and "skipped" in problems[0]
@@ -158,8 +159,7 @@ def test_an_undeclared_plugin_with_dataclass_params_is_told_what_to_change(plugi
 
 
 def test_unreadable_api_declaration_is_reported(plugin_dir):
-    fake_dist(plugin_dir, "aigc-odd", "zz_odd", GOOD.replace("fine-step", "odd-step"), api="zz_odd:version")
-    registry = load_plugins()
+    registry = load_with(plugin_dir, "aigc-odd", "zz_odd", GOOD.replace("fine-step", "odd-step"), api="zz_odd:version")
     problem = next(p for p in registry.problems if "zz_odd" in p)
     assert "aigc_core.plugin_api:v<major>" in problem
     assert "odd-step" not in registry.names("postprocessor")
@@ -240,14 +240,13 @@ def test_a_plugin_adds_a_modality_that_any_plugin_may_use(plugin_dir):
 
 
 def test_a_bad_modality_name_is_reported_and_the_rest_load(plugin_dir):
-    fake_dist(plugin_dir, "aigc-badmod", "zz_badmod", """
+    registry = load_with(plugin_dir, "aigc-badmod", "zz_badmod", """
         from aigc_core import hookimpl
 
         @hookimpl
         def aigc_register_modalities(register):
             register("Video Clips")
     """)
-    registry = load_plugins()
     problem = next(p for p in registry.problems if "zz_badmod" in p)
     assert "aigc_register_modalities" in problem and "'Video Clips'" in problem and "lowercase" in problem
     assert "fine-step" in registry.names("postprocessor")

@@ -20,23 +20,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aigc_core import Cancelled, CancelToken, CheckpointError, Pipeline, cancellation
+from aigc_core import Cancelled, CheckpointError, Pipeline, cancellation
 from aigc_core.errors import UsageError
 from aigc_core.server import ServerSettings, create_app
-from server_kit import LiveServer, counters, fake_text_run, tiny_gan_run, tiny_text_run
+from aigc_core.testing import CancelAfter
+from aigc_testutil import wait_for
+from server_kit import LiveServer, counters, fuzz_json, tiny_text_run
 
 GAN = "digits-gan"
 TEXT = "fake-text"
-
-
-@pytest.fixture(scope="session")
-def gan_run(tmp_path_factory):
-    return tiny_gan_run(tmp_path_factory.getbasetemp() / "server-gan", name=GAN)
-
-
-@pytest.fixture(scope="session")
-def text_run(tmp_path_factory):
-    return fake_text_run(tmp_path_factory.getbasetemp() / "server-fake-text", name=TEXT)
 
 
 @pytest.fixture(scope="module")
@@ -46,25 +38,10 @@ def server(gan_run, text_run):
         yield live
 
 
-@pytest.fixture()
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        yield c
-
-
 def _local_client(app):
     from fastapi.testclient import TestClient
 
     return TestClient(app, base_url="http://localhost")
-
-
-def _wait_for(predicate, timeout_s: float = 5.0, step_s: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step_s)
-    return predicate()
 
 
 # -- item 5: options are capped after coercion -----------------------------------------------------
@@ -99,7 +76,7 @@ def test_a_timed_out_generation_is_cancelled_and_the_worker_serves_again(text_ru
         reply = c.post(f"/v1/models/{TEXT}/generate", json={"options": {"delay_s": 1.0}})
         assert reply.status_code == 504
         # the generator was told to stop and stopped at its next check, long before its 1 s
-        assert _wait_for(lambda: counters.cancelled == before + 1, 5.0), "the abandoned generation ran on"
+        assert wait_for(lambda: counters.cancelled == before + 1, 5.0), "the abandoned generation ran on"
         assert c.get("/readyz").status_code == 200
         assert c.post(f"/v1/models/{TEXT}/generate", json={"n": 1}).status_code == 200
 
@@ -110,31 +87,15 @@ def test_a_worker_stuck_past_the_time_limit_is_not_ready_and_refuses_at_once(tex
         stuck = {"options": {"delay_s": 3.0, "ignore_cancel": True}}  # a generator that never checks
         assert c.post(f"/v1/models/{TEXT}/generate", json=stuck).status_code == 504
         # the worker started a few ms after the request's clock: stuck once it too is past 0.2 s
-        assert _wait_for(lambda: c.get("/readyz").status_code == 503, 2.0)
+        assert wait_for(lambda: c.get("/readyz").status_code == 503, 2.0)
         ready = c.get("/readyz")
         assert ready.status_code == 503 and ready.json()["ready"] is False
         assert ready.json()["models"][TEXT]["stuck"] is True
         busy = c.post(f"/v1/models/{TEXT}/generate", json={"n": 1})
         assert busy.status_code == 503 and "past the server's time limit" in busy.json()["error"]
         # once the call ends by itself, the model is ready again
-        assert _wait_for(lambda: c.get("/readyz").status_code == 200, 10.0)
+        assert wait_for(lambda: c.get("/readyz").status_code == 200, 10.0)
         assert c.post(f"/v1/models/{TEXT}/generate", json={"n": 1}).status_code == 200
-
-
-class CancelAfter(CancelToken):
-    """Cancelled by its own ``checks``-th check: shows where a generator checks."""
-
-    def __init__(self, checks: int):
-        super().__init__()
-        self.left = checks
-        self.seen = 0
-
-    def check(self) -> None:
-        self.seen += 1
-        self.left -= 1
-        if self.left <= 0:
-            self.cancel("test")
-        super().check()
 
 
 def test_the_gan_checks_for_cancellation_between_batches(gan_run):
@@ -194,14 +155,14 @@ def test_half_open_connections_are_evicted_and_timed_out_while_healthz_answers(t
                 s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
                 sockets.append(s)
             # past the cap, the oldest half-open connections made room: at most 64 stay open
-            assert _wait_for(lambda: sum(_closed_by_server(s) for s in sockets) >= 300 - 64, 10.0, 0.1)
+            assert wait_for(lambda: sum(_closed_by_server(s) for s in sockets) >= 300 - 64, 10.0, 0.1)
             at_cap = sum(not _closed_by_server(s) for s in sockets)
             with httpx.Client(base_url=live.url, timeout=10) as c:
                 assert c.get("/healthz").json() == {"status": "ok"}  # a real client is still served
             if time.monotonic() - started < 3.5:  # (on a machine so slow that the deadline came first, moot)
                 assert at_cap > 0  # ...while the server was full of half-open connections
             # and the rest are cut at the head deadline
-            assert _wait_for(lambda: all(_closed_by_server(s) for s in sockets), 15.0, 0.1)
+            assert wait_for(lambda: all(_closed_by_server(s) for s in sockets), 15.0, 0.1)
         finally:
             for s in sockets:
                 s.close()
@@ -483,13 +444,7 @@ def test_serve_on_a_busy_port_is_one_line_and_exit_1(text_run, capsys):
 
 FUZZ_EXAMPLES = int(os.environ.get("AIGC_SERVER_FUZZ_EXAMPLES", "60"))
 
-json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-2**70, 2**70), st.integers(-3, 20),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=10),
-    st.sampled_from(["99999999", "5000", "1e3", "-1", "nan", "inf", " 7 ", "true", "", "0x10", "1_000"]),
-)
-json_values = st.recursive(json_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)), max_leaves=5)
+json_scalars, json_values = fuzz_json("1_000")
 GAN_OPTIONS = ["label", "use_ema", "batch_size", "start"]
 TEXT_OPTIONS = ["prompt", "max_new_tokens"]  # not delay_s: a slow generation is not a malformed body
 

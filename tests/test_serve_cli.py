@@ -14,15 +14,13 @@ import time
 import httpx
 
 from aigc_core.cli.serve_cmds import Heartbeat
-from server_kit import tiny_gan_run
 
 SILENCE_S = 10.0
 
 
-def test_serve_prints_each_model_as_it_loads_then_its_url(tmp_path_factory):
-    run = tiny_gan_run(tmp_path_factory.getbasetemp() / "server-gan", name="digits-gan")
+def test_serve_prints_each_model_as_it_loads_then_its_url(gan_run):
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "aigc_core", "serve", f"digits={run}", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "aigc_core", "serve", f"digits={gan_run}", "--port", "0",
                              "--log-level", "warning"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines: list[tuple[float, str]] = []
@@ -40,8 +38,8 @@ def test_serve_prints_each_model_as_it_loads_then_its_url(tmp_path_factory):
         assert serving.wait(180), f"no 'serving' line: {lines}"
         said = [text for _, text in lines]
         assert said[0].startswith("aigc serve: loading 1 model"), said
-        assert f"aigc serve: loading model 1 of 1: digits={run}" not in said  # the path, not the spec
-        assert any(text == f"aigc serve: loading model 1 of 1: {run}" for text in said), said
+        assert f"aigc serve: loading model 1 of 1: digits={gan_run}" not in said  # the path, not the spec
+        assert any(text == f"aigc serve: loading model 1 of 1: {gan_run}" for text in said), said
         assert any(re.fullmatch(r"aigc serve: loaded digits \(image, dcgan\) in \d+\.\d s", text) for text in said), said
         url = re.search(r"serving digits at (http://127\.0\.0\.1:\d+/) ", said[-1]).group(1)
         assert httpx.get(url, timeout=10).status_code == 200  # the URL it printed is where it listens

@@ -25,16 +25,11 @@ from hypothesis import strategies as st
 
 from aigc_core.server import ServerSettings, create_app
 from aigc_core.server.connections import ACCEPT_BATCH
-from server_kit import LiveServer, fake_text_run
+from server_kit import LiveServer, fuzz_json
 
 TEXT = "fake-text"
 #: Half-open sockets of the flood; the default cap is 512, so most must be evicted.
 FLOOD = int(os.environ.get("AIGC_FLOOD_SOCKETS", "3000"))
-
-
-@pytest.fixture(scope="module")
-def text_run(tmp_path_factory):
-    return fake_text_run(tmp_path_factory.getbasetemp() / "server-fake-text", name=TEXT)
 
 
 def _open_fds() -> int:
@@ -109,13 +104,7 @@ def test_thousands_of_half_open_sockets_keep_the_servers_files_bounded_and_a_cli
 
 STREAM_EXAMPLES = int(os.environ.get("AIGC_SERVER_FUZZ_EXAMPLES", "60"))
 
-json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-2**70, 2**70), st.integers(-3, 20),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=10),
-    st.sampled_from(["99999999", "5000", "1e3", "-1", "nan", "inf", " 7 ", "true", "", "0x10", "/etc/passwd"]),
-)
-json_values = st.recursive(json_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)), max_leaves=5)
+json_scalars, json_values = fuzz_json("/etc/passwd")
 STREAM_OPTIONS = ["prompt", "max_new_tokens", "ignore_cancel"]  # not delay_s: slowness is not a malformed body
 
 

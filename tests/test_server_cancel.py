@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from aigc_core.server import ServerSettings, create_app
+from aigc_testutil import wait_for
 from server_kit import LiveServer, counters, fake_text_run
 
 MODEL = "fake-text"
@@ -24,15 +25,6 @@ MODEL = "fake-text"
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory):
     return fake_text_run(tmp_path_factory.getbasetemp() / "cancel-fake-text", name=MODEL)
-
-
-def _wait_for(predicate, timeout: float, every: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every)
-    return predicate()
 
 
 def _open_request(url: str, path: str, body: dict) -> socket.socket:
@@ -53,7 +45,7 @@ def test_a_client_that_leaves_stops_its_generation_within_a_step_and_frees_the_w
         sock = _open_request(live.url, f"/v1/models/{MODEL}/generate",
                              {"n": 1, "seed": 1, "options": {"steps": asked, "step_s": step_s}})
         progress = f"/v1/models/{MODEL}/progress"
-        assert _wait_for(lambda: (c.get(progress).json()["done"] or 0) >= 2, 10.0), "the slow call never started"
+        assert wait_for(lambda: (c.get(progress).json()["done"] or 0) >= 2, 10.0), "the slow call never started"
         stopped = counters.steps[calls]
         at_close = stopped[1]
         sock.close()  # what the browser does when the page's Stop aborts the fetch
@@ -79,7 +71,7 @@ def test_a_request_shared_with_a_waiting_client_is_not_stopped_when_one_leaves(t
         body = {"n": 1, "seed": 7, "options": {"steps": asked, "step_s": step_s}}
         leaving = _open_request(live.url, f"/v1/models/{MODEL}/generate", body)
         staying = _open_request(live.url, f"/v1/models/{MODEL}/generate", body)
-        assert _wait_for(lambda: len(counters.steps) > calls and counters.steps[calls][1] >= 1, 10.0)
+        assert wait_for(lambda: len(counters.steps) > calls and counters.steps[calls][1] >= 1, 10.0)
         leaving.close()
         staying.settimeout(20)
         reply = b""

@@ -6,6 +6,7 @@ fits any image size and channel count, and is cached per data set so later runs 
 
 from __future__ import annotations
 
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -106,6 +107,29 @@ def generated_images(ctx: MetricContext, n: int) -> tuple[torch.Tensor, torch.Te
     return x, y
 
 
+class Sides(NamedTuple):
+    """The images a metric compares, ``n`` on each side, with their labels (None: unconditional)."""
+
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    x_gen: torch.Tensor
+    y_gen: torch.Tensor | None
+
+
+def held_out_and_generated(ctx: MetricContext, num_samples: int, need: int, too_few: str) -> Sides:
+    """The val and test splits cut to ``n`` images each (at most ``num_samples``), and ``n`` generated
+    images; fewer than ``need`` held-out images raise ``ValueError(too_few)``."""
+    x_val, y_val = tensors(ctx.data.split("val"))
+    x_test, y_test = tensors(ctx.data.split("test"))
+    n = min(num_samples, len(x_val), len(x_test))
+    if n < need:
+        raise ValueError(too_few)
+    x_gen, y_gen = generated_images(ctx, n)
+    return Sides(x_val[:n], y_val[:n], x_test[:n], y_test[:n], x_gen, y_gen)
+
+
 class FrechetDistance(Metric):
     Params = ClassifierParams
 
@@ -116,13 +140,12 @@ class FrechetDistance(Metric):
     def compute(self, ctx: MetricContext) -> dict[str, float]:
         self.require(ctx.data)
         net, accuracy = cached_classifier(ctx, self.params)
-        x_val, _ = tensors(ctx.data.split("val"))
-        x_test, _ = tensors(ctx.data.split("test"))
-        n = min(self.params.num_samples, len(x_val), len(x_test))
-        x_gen, _ = generated_images(ctx, n)
-        feats_val = net.features(x_val[:n])
-        fd_generated = frechet_distance(net.features(x_gen), feats_val)
-        fd_floor = frechet_distance(net.features(x_test[:n]), feats_val)
+        s = held_out_and_generated(ctx, self.params.num_samples, 2,
+                                   "frechet: the val and test splits need at least two images each")
+        n = len(s.x_val)
+        feats_val = net.features(s.x_val)
+        fd_generated = frechet_distance(net.features(s.x_gen), feats_val)
+        fd_floor = frechet_distance(net.features(s.x_test), feats_val)
         return {
             "fd_generated": round(fd_generated, 4),
             "fd_real_floor": round(fd_floor, 4),

@@ -23,7 +23,7 @@ import torch
 
 from aigc_core.base import Metric, MetricContext
 from aigc_core.errors import AigcError
-from aigc_core.builtin.frechet import ClassifierParams, cached_classifier, generated_images, tensors
+from aigc_core.builtin.frechet import ClassifierParams, cached_classifier, held_out_and_generated
 from aigc_core.params import Field
 
 
@@ -88,19 +88,17 @@ class ImageDiversity(Metric):
         self.require(ctx.data)
         p = self.params
         net, _ = cached_classifier(ctx, p)
-        x_val, y_val = tensors(ctx.data.split("val"))
-        x_test, y_test = tensors(ctx.data.split("test"))
-        n = min(p.num_samples, len(x_val), len(x_test))
-        if n < p.k + 2:
+        if p.num_samples < p.k + 2:
             raise AigcError(f"image-diversity: num_samples ({p.num_samples}) must be at least k + 2 ({p.k + 2})")
-        x_gen, y_gen = generated_images(ctx, n)
-        f_val = torch.from_numpy(net.features(x_val[:n]))
-        f_test = torch.from_numpy(net.features(x_test[:n]))
+        x_val, y_val, x_test, y_test, x_gen, y_gen = held_out_and_generated(
+            ctx, p.num_samples, p.k + 2, f"image-diversity: the val and test splits need at least {p.k + 2} images each")
+        n = len(x_val)
+        f_val = torch.from_numpy(net.features(x_val))
+        f_test = torch.from_numpy(net.features(x_test))
         f_gen = torch.from_numpy(net.features(x_gen))
         if y_gen is None:  # an unconditional generator: its images' classes as the classifier sees them
             with torch.no_grad():
                 y_gen = net.head(f_gen).argmax(1)
-        y_val, y_test = y_val[:n], y_test[:n]
         generated = manifold_scores(f_val, f_gen, p.k)
         floor = manifold_scores(f_val, f_test, p.k)
         ratios = intra_class_ratios(f_gen, y_gen, f_val, y_val)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from aigc_core.base import Metric, MetricContext
-from aigc_core.builtin.frechet import ClassifierParams, cached_classifier, generated_images, tensors
+from aigc_core.builtin.frechet import ClassifierParams, cached_classifier, held_out_and_generated, tensors
 from aigc_core.params import Field
 
 
@@ -50,11 +50,9 @@ class ImageMemorisation(Metric):
         if len(x_train) > p.max_train:
             g = torch.Generator().manual_seed(ctx.seed)
             x_train = x_train[torch.randperm(len(x_train), generator=g)[: p.max_train]]
-        x_val, _ = tensors(ctx.data.split("val"))
-        x_test, _ = tensors(ctx.data.split("test"))
-        n = min(p.num_samples, len(x_val), len(x_test))
-        x_gen, _ = generated_images(ctx, n)
-        sets = {"generated": x_gen, "test": x_test[:n], "val": x_val[:n]}
+        s = held_out_and_generated(ctx, p.num_samples, 2,
+                                   "image-memorisation: the val and test splits need at least two images each")
+        sets = {"generated": s.x_gen, "test": s.x_test, "val": s.x_val}
         result: dict = {}
         for space, embed in (("features", lambda x: torch.from_numpy(net.features(x))), ("pixels", lambda x: x)):
             train = embed(x_train)
@@ -64,6 +62,6 @@ class ImageMemorisation(Metric):
             result[f"memorised_share_{space}_real_floor"] = round(floor, 4)
             result[f"median_nearest_train_{space}"] = round(float(np.median(d["generated"])), 4)
             result[f"median_nearest_train_{space}_real"] = round(float(np.median(d["test"])), 4)
-        result["num_samples"] = n
+        result["num_samples"] = len(s.x_val)
         result["train_compared"] = len(x_train)
         return result

@@ -25,6 +25,26 @@ def _note(item: Item, name: str, detail) -> Item:
     return Item(item.data, meta)
 
 
+class TextGate(PostProcessor):
+    """A gate that judges each text alone: ``reason(text)`` says why it goes (None keeps it), and
+    the item is dropped under ``drop_by``, the gate's name."""
+
+    drop_by = ""
+
+    def reason(self, text: str) -> str | None:
+        raise NotImplementedError
+
+    def __call__(self, content: Content) -> Content:
+        kept, dropped = [], []
+        for item in content.items:
+            why = self.reason(str(item.data))
+            if why:
+                dropped.append(content.drop(item, self.drop_by, why))
+            else:
+                kept.append(item)
+        return content.replace(kept, dropped)
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -137,8 +157,9 @@ class LengthParams(Params):
         return self
 
 
-class Length(PostProcessor):
+class Length(TextGate):
     Params = LengthParams
+    drop_by = "length"
 
     def reason(self, text: str) -> str | None:
         p = self.params
@@ -153,12 +174,6 @@ class Length(PostProcessor):
             return f"too long: {words} words > max_words {p.max_words}"
         return None
 
-    def __call__(self, content: Content) -> Content:
-        kept, dropped = [], []
-        for item in content.items:
-            why = self.reason(str(item.data))
-            (dropped.append(content.drop(item, "length", why)) if why else kept.append(item))
-        return content.replace(kept, dropped)
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,10 +319,11 @@ def compression_ratio(text: str) -> float:
     return len(zlib.compress(raw, 9)) / max(1, len(raw))
 
 
-class Repetition(PostProcessor):
+class Repetition(TextGate):
     """Quality gate against degenerate loops ("the the the...", one line over and over)."""
 
     Params = RepetitionParams
+    drop_by = "repetition"
 
     def reason(self, text: str) -> str | None:
         p = self.params
@@ -321,12 +337,3 @@ class Repetition(PostProcessor):
             return f"repetitive: compresses to {ratio:.2f} of its size (min_compression_ratio {p.min_compression_ratio})"
         return None
 
-    def __call__(self, content: Content) -> Content:
-        kept, dropped = [], []
-        for item in content.items:
-            why = self.reason(str(item.data))
-            if why:
-                dropped.append(content.drop(item, "repetition", why))
-            else:
-                kept.append(item)
-        return content.replace(kept, dropped)

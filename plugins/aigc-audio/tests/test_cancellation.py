@@ -7,28 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from aigc_core import Cancelled, CancelToken, cancellation, get_registry
+from aigc_core import Cancelled, cancellation, get_registry
 from aigc_core.config import build_params
+from aigc_core.testing import CancelAfter
 
 from aigc_audio.diffusion import MelDiffusion
 from aigc_audio.model import MelVAE
 from aigc_audio.vocoder import MelVocoder
-
-
-class CancelAfter(CancelToken):
-    """Cancelled by its own ``checks``-th check: shows where (and how often) a generator checks."""
-
-    def __init__(self, checks: int):
-        super().__init__()
-        self.left = checks
-        self.seen = 0
-
-    def check(self) -> None:
-        self.seen += 1
-        self.left -= 1
-        if self.left <= 0:
-            self.cancel("test")
-        super().check()
 
 
 @pytest.fixture(scope="module")

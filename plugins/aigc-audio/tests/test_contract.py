@@ -1,8 +1,6 @@
 """MelVAE and MelDiffusion against the aigc contract, through the core's test-kit (as every plugin does)."""
 
-import pytest
-
-from aigc_core.testing import GENERATOR_CHECKS, GeneratorContract, check_registrations
+from aigc_core.testing import GeneratorContractTests
 
 import aigc_audio.plugin
 from aigc_audio.diffusion import MelDiffusion
@@ -20,28 +18,17 @@ def synth_notes():
     return SynthNotes(params, seed=0)
 
 
-@pytest.fixture(scope="module")
-def contract(tmp_path_factory):
-    return GeneratorContract(MelVAE, synth_notes(), params={"size": "debug"},
-                             workdir=tmp_path_factory.mktemp("audio-contract"), modality="audio")
+class TestMelVAE(GeneratorContractTests):
+    plugin = aigc_audio.plugin
+    generator = MelVAE
+    modality = "audio"
+    params = {"size": "debug"}
+
+    def source(self):
+        return synth_notes()
 
 
-def test_registrations():
-    check_registrations(aigc_audio.plugin)
-
-
-@pytest.mark.parametrize("check", GENERATOR_CHECKS)
-def test_contract(contract, check):
-    contract.check(check)
-
-
-@pytest.fixture(scope="module")
-def diffusion_contract(tmp_path_factory):
-    return GeneratorContract(MelDiffusion, synth_notes(), params={"size": "debug", "griffin_lim_iters": 4},
-                             options={"num_inference_steps": 3, "batch_size": 4},
-                             workdir=tmp_path_factory.mktemp("mel-diffusion-contract"), modality="audio")
-
-
-@pytest.mark.parametrize("check", GENERATOR_CHECKS)
-def test_mel_diffusion_contract(diffusion_contract, check):
-    diffusion_contract.check(check)
+class TestMelDiffusion(TestMelVAE):
+    generator = MelDiffusion
+    params = {"size": "debug", "griffin_lim_iters": 4}
+    options = {"num_inference_steps": 3, "batch_size": 4}

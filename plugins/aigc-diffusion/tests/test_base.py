@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ import torch
 
 from aigc_core import ConfigError
 from aigc_core.config import build_params
+from aigc_core.testing import hub_out_of_reach, refuse_unpickling, refused_network
 from aigc_diffusion import denoiser
 from aigc_diffusion.model import DDPM
 
@@ -57,19 +57,7 @@ def unet_dir(tmp_path_factory):
 
 @pytest.fixture
 def no_network(monkeypatch):
-    """Any name lookup or connection is recorded and refused; a test asserts the record is empty
-    (an error raised here could be caught by a library's retry loop, the record cannot)."""
-    calls: list = []
-
-    def refuse(*args, **kwargs):
-        calls.append(args[:2])
-        raise OSError("the network was used")
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    yield calls
-    assert calls == [], f"the network was used: {calls}"
+    yield from refused_network(monkeypatch)
 
 
 @pytest.fixture
@@ -194,33 +182,25 @@ def test_a_pickle_only_folder_is_refused_and_never_unpickled(tmp_path, monkeypat
     folder = tmp_path / "pickled"
     tiny_unet().save_pretrained(str(folder), safe_serialization=False)
     assert (folder / "diffusion_pytorch_model.bin").is_file()
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a pickle was loaded")
-
-    monkeypatch.setattr(torch, "load", refuse)
+    refuse_unpickling(monkeypatch)
     with pytest.raises(ConfigError, match=r"^generator\.base: .*pickled: no safetensors weights in pickled/ "
                                           r"\(aigc never loads pickled \.bin checkpoints"):
         DDPM.load_base(str(folder), params(), INFO)
 
 
-def test_another_diffusers_model_class_is_named(tmp_path, unet_dir, no_network):
-    folder = tmp_path / "other"
-    shutil.copytree(unet_dir, folder)
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "_class_name": "UNet2DConditionModel"}))
-    with pytest.raises(ConfigError, match=r"^generator\.base: .*other: holds a UNet2DConditionModel; ddpm starts "
-                                          r"from a UNet2DModel"):
-        DDPM.load_base(str(folder), params(), INFO)
-
-
-def test_a_scheduler_of_another_process_is_named(tmp_path, pipeline_dir, no_network):
-    folder = tmp_path / "sde"
-    shutil.copytree(pipeline_dir, folder)
-    path = folder / "scheduler" / "scheduler_config.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), "_class_name": "ScoreSdeVeScheduler"}))
-    with pytest.raises(ConfigError, match=r"^generator\.base: .*sde: its scheduler is a ScoreSdeVeScheduler, not a "
-                                          r"DDPM noise schedule"):
+@pytest.mark.parametrize("base, name, config, class_name, message", [
+    ("unet_dir", "other", "config.json", "UNet2DConditionModel",
+     r"holds a UNet2DConditionModel; ddpm starts from a UNet2DModel"),
+    ("pipeline_dir", "sde", "scheduler/scheduler_config.json", "ScoreSdeVeScheduler",
+     r"its scheduler is a ScoreSdeVeScheduler, not a DDPM noise schedule"),
+], ids=["another-model-class", "a-scheduler-of-another-process"])
+def test_a_base_of_another_class_is_named(request, tmp_path, no_network, base, name, config, class_name, message):
+    """A diffusers folder whose model or scheduler is of another class is refused, naming that class."""
+    folder = tmp_path / name
+    shutil.copytree(request.getfixturevalue(base), folder)
+    path = folder / config
+    path.write_text(json.dumps({**json.loads(path.read_text()), "_class_name": class_name}))
+    with pytest.raises(ConfigError, match=rf"^generator\.base: .*{name}: {message}"):
         DDPM.load_base(str(folder), params(), INFO)
 
 
@@ -228,18 +208,7 @@ def test_a_scheduler_of_another_process_is_named(tmp_path, pipeline_dir, no_netw
 def test_hub_id_offline_fails_at_once_without_the_network(monkeypatch, empty_cache, no_network, offline_env):
     """With HF_HUB_OFFLINE, and without it when the hub does not answer (the probe's connection is
     refused here): one line naming generator.base; ``no_network`` proves nothing else was tried."""
-    from aigc_core import hub
-
-    if offline_env:
-        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    else:
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-
-        def unreachable(*args, **kwargs):
-            raise OSError("no route to host")
-
-        monkeypatch.setattr(hub.socket, "create_connection", unreachable)
+    hub_out_of_reach(monkeypatch, by_env=offline_env)
     with pytest.raises(ConfigError, match=r"^generator\.base: 'aigc-test/no-such-ddpm' is not a local folder and the "
                                           r"Hugging Face hub cannot be reached \(offline\)"):
         DDPM.load_base("aigc-test/no-such-ddpm", params(), INFO)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from aigc_core.testing import GENERATOR_CHECKS, GeneratorContract, check_registrations, tiny_source
+from aigc_core.testing import GeneratorContract, GeneratorContractTests, check_registrations, tiny_source
 
 import aigc_diffusion.plugin
 from aigc_diffusion.model import DDPM
@@ -10,20 +10,17 @@ from aigc_diffusion.model import DDPM
 FAST = {"num_inference_steps": 4, "batch_size": 4}
 
 
-@pytest.fixture(scope="module")
-def contract(tmp_path_factory):
-    return GeneratorContract(DDPM, tiny_source("image"), params={"size": "debug"}, options=FAST,
-                             workdir=tmp_path_factory.mktemp("ddpm-contract"), modality="image")
+class TestDDPM(GeneratorContractTests):
+    plugin = aigc_diffusion.plugin
+    generator = DDPM
+    modality = "image"
+    params = {"size": "debug"}
+    options = FAST
 
 
-def test_registrations():
+def test_the_plugin_registers_the_ddpm_alone():
     entries = check_registrations(aigc_diffusion.plugin)
     assert [(e["kind"], e["name"]) for e in entries] == [("generator", "ddpm")]
-
-
-@pytest.mark.parametrize("check", GENERATOR_CHECKS)
-def test_contract(contract, check):
-    contract.check(check)
 
 
 @pytest.mark.parametrize("options", [{"scheduler": "ddpm"}, {"scheduler": "dpm-solver", "guidance_scale": 0.0}])

@@ -8,13 +8,13 @@ without timing.
 from __future__ import annotations
 
 import shutil
-import socket
 
 import pytest
 import torch
 
 from aigc_core import ConfigError
 from aigc_core.config import build_params
+from aigc_core.testing import hub_out_of_reach, refuse_unpickling, refused_network
 from aigc_text.model import CausalLM
 
 INFO = {"modality": "text"}
@@ -50,19 +50,7 @@ def base_dir(tmp_path_factory):
 
 @pytest.fixture
 def no_network(monkeypatch):
-    """Any name lookup or connection is recorded and refused; a test asserts the record is empty
-    (an error raised here could be caught by a library's retry loop, the record cannot)."""
-    calls: list = []
-
-    def refuse(*args, **kwargs):
-        calls.append(args[:2])
-        raise OSError("the network was used")
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    yield calls
-    assert calls == [], f"the network was used: {calls}"
+    yield from refused_network(monkeypatch)
 
 
 def test_transformers_folder_loads_with_its_tokenizer_and_generates(base_dir, no_network):
@@ -122,11 +110,7 @@ def test_a_pickle_only_folder_is_refused_and_never_unpickled(tmp_path, monkeypat
     torch.save(load_file(str(folder / "model.safetensors")), str(folder / "pytorch_model.bin"))
     (folder / "model.safetensors").unlink()
     assert (folder / "pytorch_model.bin").is_file() and not list(folder.glob("*.safetensors"))
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a pickle was loaded")
-
-    monkeypatch.setattr(torch, "load", refuse)
+    refuse_unpickling(monkeypatch)
     with pytest.raises(ConfigError, match=r"^generator\.base: .*pickled: no safetensors weights here \(aigc never "
                                           r"loads pickled \.bin checkpoints"):
         CausalLM.load_base(str(folder), params(), INFO)
@@ -167,11 +151,7 @@ def test_a_cached_hub_id_with_only_a_pickle_is_refused(tmp_path, monkeypatch, no
     (folder / "model.safetensors").unlink()
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a pickle was loaded")
-
-    monkeypatch.setattr(torch, "load", refuse)
+    refuse_unpickling(monkeypatch)
     with pytest.raises(ConfigError, match=r"^generator\.base: aigc-test/pickled: cannot load \("):
         CausalLM.load_base("aigc-test/pickled", params(), INFO)
 
@@ -180,19 +160,8 @@ def test_a_cached_hub_id_with_only_a_pickle_is_refused(tmp_path, monkeypatch, no
 def test_hub_id_offline_fails_at_once_without_the_network(monkeypatch, tmp_path, no_network, offline_env):
     from huggingface_hub import constants
 
-    from aigc_core import hub
-
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))  # an empty cache
-    if offline_env:
-        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    else:
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-
-        def unreachable(*args, **kwargs):
-            raise OSError("no route to host")
-
-        monkeypatch.setattr(hub.socket, "create_connection", unreachable)
+    hub_out_of_reach(monkeypatch, by_env=offline_env)
     with pytest.raises(ConfigError, match=r"^generator\.base: 'aigc-test/no-such-model' is not a local folder and the "
                                           r"Hugging Face hub cannot be reached \(offline\)"):
         CausalLM.load_base("aigc-test/no-such-model", params(), INFO)

@@ -141,28 +141,26 @@ def test_cli_streams_and_refuses_bad_top_p(run_dir, capsys):
     assert "generate.top_p" in err and "Traceback" not in err
 
 
-def test_stream_never_hangs_on_an_error_or_a_stall(run_dir, monkeypatch):
+def _broken(*a, **k):
+    raise RuntimeError("boom in forward")
+
+
+def _stalled(*a, **k):
+    time.sleep(3)
+    raise RuntimeError("late")
+
+
+@pytest.mark.parametrize("forward, stream_timeout, message, within", [
+    (_broken, 30, "text generation failed: RuntimeError: boom in forward", 5),
+    (_stalled, 0.3, "stalled: no token for 0.3 s", 2.5),
+], ids=["error", "stall"])
+def test_stream_never_hangs_on_an_error_or_a_stall(run_dir, monkeypatch, forward, stream_timeout, message, within):
     gen = Pipeline.from_run_dir(run_dir).generator
-    opts = {"prompts": ["x"], "max_new_tokens": 5}
-
-    def broken(*a, **k):
-        raise RuntimeError("boom in forward")
-
-    monkeypatch.setattr(gen.model, "forward", broken)
+    monkeypatch.setattr(gen.model, "forward", forward)
     t0 = time.perf_counter()
-    with pytest.raises(AigcError, match="text generation failed: RuntimeError: boom in forward"):
-        list(gen.stream(seed=0, stream_timeout=30, **opts))
-    assert time.perf_counter() - t0 < 5
-
-    def stalled(*a, **k):
-        time.sleep(3)
-        raise RuntimeError("late")
-
-    monkeypatch.setattr(gen.model, "forward", stalled)
-    t0 = time.perf_counter()
-    with pytest.raises(AigcError, match="stalled: no token for 0.3 s"):
-        list(gen.stream(seed=0, stream_timeout=0.3, **opts))
-    assert time.perf_counter() - t0 < 2.5
+    with pytest.raises(AigcError, match=message):
+        list(gen.stream(seed=0, stream_timeout=stream_timeout, prompts=["x"], max_new_tokens=5))
+    assert time.perf_counter() - t0 < within
 
 
 @pytest.mark.parametrize("offline_env", [True, False])

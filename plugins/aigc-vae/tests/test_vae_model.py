@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from aigc_core import Cancelled, CancelToken, ConfigError, UsageError, cancellation
+from aigc_core import Cancelled, ConfigError, UsageError, cancellation
+from aigc_core.testing import CancelAfter
 from aigc_core.config import build_params
 from aigc_vae import likelihoods as lk
 from aigc_vae.model import VAE, VAEOptions, VAEParams, fixed_binarize
@@ -151,21 +152,6 @@ def test_options_need_both_interpolation_ends():
 def test_images_too_small_for_the_depth_are_refused():
     with pytest.raises(ConfigError, match="generator.channels: 3 stride-2 levels need images of at least 8"):
         make(shape=(1, 4, 4), channels=[4, 4, 4])
-
-
-class CancelAfter(CancelToken):
-    """Cancelled by its own ``checks``-th check: shows where the VAE checks."""
-
-    def __init__(self, checks: int):
-        super().__init__()
-        self.left, self.seen = checks, 0
-
-    def check(self) -> None:
-        self.seen += 1
-        self.left -= 1
-        if self.left <= 0:
-            self.cancel("test")
-        super().check()
 
 
 class _Split:
