@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/aigc run configs/quickstart.yaml
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -12,23 +12,24 @@ from typing import Any
 from .atomic import atomic_path, atomic_write, sha256_file, write_bytes, write_json, write_text
 from .cancel import Cancelled, CancelToken, cancellation, check_cancelled
 from .content import MODALITIES, Content, Item
-from .modalities import known_modalities
+from .modalities import InvalidItem, Modality, get_modality, known_modalities
 from .errors import AigcError, CheckpointError, ConfigError, DataError, Interrupted, PluginError, QualityGateError, UsageError
 from .hookspecs import hookimpl, hookspec
 from .plugins import get_registry
-from .progress import progress_reporting, report_progress
+from .progress import phase, progress_reporting, report_progress
 from .rundir import RunDir
 from .seeding import sample_seed, torch_generator
 
 __version__ = "0.1.0"
 #: The plugin API this core provides; plugins declare the major version they target.
-PLUGIN_API_VERSION = "2.0"
+PLUGIN_API_VERSION = "3.0"
 
 _LAZY = {
     "DataSource": "aigc_core.components",
     "Generator": "aigc_core.components",
     "DataParams": "aigc_core.components",
     "split_indices": "aigc_core.components",
+    "GeneratorTraining": "aigc_core.training_module",
     "Pipeline": "aigc_core.pipeline",
     "Component": "aigc_core.base",
     "Exporter": "aigc_core.base",
@@ -39,9 +40,15 @@ _LAZY = {
     "Params": "aigc_core.params",
     "ParamError": "aigc_core.params",
     "Field": "aigc_core.params",
+    "FileContent": "aigc_core.fileoptions",
+    "FileField": "aigc_core.fileoptions",
     "field_validator": "aigc_core.params",
     "model_validator": "aigc_core.params",
     "Inference": "aigc_core.inference",
+    "Run": "aigc_core.run",
+    "FileExporter": "aigc_core.builtin.exporters",
+    "PathField": "aigc_core.preflight",
+    "CheckContext": "aigc_core.preflight",
     # shared helpers plugins use (numpy): one implementation, imported on first use
     "frechet_distance": "aigc_core.frechet",
     "make_grid": "aigc_core.imaging",
@@ -66,11 +73,12 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AigcError", "CancelToken", "Cancelled", "CheckpointError", "Component", "ConfigError", "Content", "DataError",
     "Interrupted",
-    "DataParams", "DataSource", "Exporter", "Generator", "Inference", "Item", "MODALITIES", "Metric",
+    "DataParams", "DataSource", "Exporter", "FileExporter", "Generator", "GeneratorTraining", "Inference", "InvalidItem", "Item",
+    "MODALITIES", "Metric", "Modality", "get_modality",
     "MetricContext", "NoParams", "PLUGIN_API_VERSION", "ParamError", "Params", "Pipeline", "PluginError",
-    "Field", "field_validator", "model_validator",
-    "PostProcessor", "QualityGateError", "RunDir", "UsageError", "atomic_path", "atomic_write", "cache_path", "cached_model", "data_identity", "frechet_distance", "get_registry", "hookimpl", "hookspec", "known_modalities", "make_grid", "png_bytes",
-    "progress_reporting", "report_progress",
+    "Field", "FileContent", "FileField", "field_validator", "model_validator",
+    "PostProcessor", "QualityGateError", "Run", "RunDir", "UsageError", "atomic_path", "atomic_write", "cache_path", "cached_model", "data_identity", "frechet_distance", "get_registry", "hookimpl", "hookspec", "known_modalities", "make_grid", "png_bytes",
+    "phase", "progress_reporting", "report_progress", "PathField", "CheckContext",
     "cancellation", "check_cancelled", "sample_seed", "sha256_file", "split_indices", "torch_generator", "write_bytes",
     "write_json", "write_text",
 ]

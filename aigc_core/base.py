@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .content import Content
+from .preflight import Checked
 from .params import NoParams
 
 
-class Component:
+class Component(Checked):
     """Common ground of every component: a ``Params`` model (``aigc_core.Params``) validated from the config."""
 
     Params: ClassVar[type] = NoParams

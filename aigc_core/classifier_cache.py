@@ -23,9 +23,18 @@ LOADING_ONLY = ("batch_size", "num_workers")
 
 
 def data_identity(source: Any) -> dict:
-    """What makes one data set differ from another for a cached classifier: its component, parameters
-    and seed. How it is batched does not count: a run that only changes ``data.batch_size`` reuses the
-    classifier rather than training an identical one again."""
+    """What makes one data set differ from another for a cached classifier: its content as read
+    (``DataSource.fingerprint``: every split's items) and the seed the classifier trains with.
+
+    Not how the data was named: two configs reading the same files through differently spelled
+    paths (``data/mnist``, ``./data//mnist``, an absolute path, ``$AIGC_DATA_DIR``) share one
+    classifier, and a changed file never meets a stale one. How it is batched does not count
+    either. A source without ``fingerprint`` (not a ``DataSource``) falls back to its component
+    name and parameters, less the loading-only ones.
+    """
+    fingerprint = getattr(source, "fingerprint", None)
+    if callable(fingerprint):
+        return {"content": fingerprint(), "seed": source.seed}
     params = source.params.model_dump()
     data = {k: v for k, v in params.items() if k not in LOADING_ONLY}
     return {"source": type(source).component_name, "data": data, "seed": source.seed}
@@ -36,11 +45,16 @@ def cache_path(cache_dir: str | Path, folder: str, key: Mapping[str, Any]) -> Pa
     return Path(cache_dir) / folder / f"{digest}.safetensors"
 
 
-def cached_model(path: Path, build: Callable[[], Any], train: Callable[[], Any]) -> Any:
+def cached_model(path: Path, build: Callable[[], Any], train: Callable[[], Any],
+                 what: str = "training the scoring classifier") -> Any:
     """The module cached at ``path`` (``build()`` given its saved weights), or ``train()``'s, saved there.
 
     A stale or damaged entry (another architecture, a torn file) is removed and trained again.
+    Training is shown as the phase ``what``; ``train`` moves it with ``aigc_core.report_progress``
+    (minutes on a CPU: the person waiting should see them pass).
     """
+    from .progress import phase
+
     from safetensors.torch import load_file, save_file
 
     path = Path(path)
@@ -51,7 +65,8 @@ def cached_model(path: Path, build: Callable[[], Any], train: Callable[[], Any])
             return net
         except Exception:  # noqa: BLE001 - any unreadable entry is retrained, never trusted
             path.unlink(missing_ok=True)
-    net = train()
+    with phase(what):
+        net = train()
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
     return net

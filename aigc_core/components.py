@@ -1,18 +1,23 @@
-"""Lightning bases for data sources and generators.
+"""The bases of data sources and generators: plain torch, no Lightning.
 
-Imported only when a pipeline builds a component, never at discovery: it pulls in torch.
+Imported only when a pipeline builds a component, never at discovery: it pulls in torch. Lightning
+is the training stack only (``aigc_core.training_module``): a finished run loads and generates with
+these classes alone, so ``aigc generate`` and ``aigc serve`` never pay Lightning's import.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-import pytorch_lightning as pl
+import importlib
+
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .preflight import Checked
 from .params import Field, NoParams, Params
 from .content import Content
 from .errors import CheckpointError
@@ -45,8 +50,12 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int):
     }
 
 
-class DataSource(pl.LightningDataModule):
+class DataSource(Checked):
     """Raw content of one modality, split into train/val/test; knows nothing of models.
+
+    It has the loaders of a ``LightningDataModule`` without being one: training wraps it
+    (``training_module.as_datamodule``), and a generator that reads data at generation time
+    (``reads_data``) gets it without importing Lightning.
 
     Subclasses set ``modality`` and ``Params`` and implement ``setup`` (read the data) and
     ``split(name)`` (a Dataset). Item formats per modality: image ``(float CHW in [0, 1], label)``,
@@ -59,9 +68,11 @@ class DataSource(pl.LightningDataModule):
     component_name: ClassVar[str] = ""
 
     def __init__(self, params: Any = None, seed: int = 0):
-        super().__init__()
         self.params = params if params is not None else self.Params()
         self.seed = int(seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the data (once; later calls return at once)."""
 
     @property
     def info(self) -> dict:
@@ -69,6 +80,31 @@ class DataSource(pl.LightningDataModule):
 
     def split(self, name: str) -> Dataset:
         raise NotImplementedError
+
+    #: The splits whose content ``fingerprint`` covers.
+    SPLITS: ClassVar[tuple[str, ...]] = ("train", "val", "test")
+
+    def fingerprint(self) -> str:
+        """sha256 of the data as read (every split's items, in order), computed once.
+
+        What a cache of things learnt from the data (the metrics' scoring classifiers) is keyed
+        on: two configs that read the same files through differently spelled paths, or through
+        an environment variable, share the entry, and changed files never hit a stale one.
+        """
+        cached = getattr(self, "_fingerprint", None)
+        if cached is None:
+            self.setup()
+            digest = hashlib.sha256()
+            for name in self.SPLITS:
+                dataset = self.split(name)
+                digest.update(f"{name}:{len(dataset)};".encode())
+                self._digest_split(digest, dataset)
+            cached = self._fingerprint = digest.hexdigest()
+        return cached
+
+    def _digest_split(self, digest: Any, dataset: Any) -> None:
+        for index in range(len(dataset)):
+            _digest(digest, dataset[index])
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         g = torch.Generator().manual_seed(self.seed)
@@ -148,13 +184,25 @@ class InMemorySource(DataSource):
         self.setup()
         return self._splits[name]
 
+    def _digest_split(self, digest: Any, dataset: Any) -> None:
+        if isinstance(dataset, LabelledTensors):  # the whole split in two reads, not item by item
+            _digest(digest, (dataset.data, dataset.labels))
+            digest.update(json.dumps([str(c) for c in self.classes]).encode())
+        else:
+            super()._digest_split(digest, dataset)
 
-class Generator(pl.LightningModule):
-    """A model that learns from a data source and makes new content.
+
+class Generator(Checked, torch.nn.Module):
+    """A model that makes new content: the networks sampling needs, and ``generate``.
+
+    A plain ``torch.nn.Module``, so a finished run loads and generates without the training stack.
+    What only training needs (losses, optimisers, a GAN's discriminator) lives in the
+    LightningModule named by ``training``, which wraps this module (``aigc_core.GeneratorTraining``),
+    the layout Lightning recommends and nanoGPT's ``model.py`` follows.
 
     Subclasses set ``modality``, ``Params`` (architecture), ``GenerateOptions`` (options of
-    ``generate``) and implement ``__init__(params, info)``, the Lightning training hooks and
-    ``generate``. The default artifact is ``model.safetensors`` + ``model.json``; override
+    ``generate``), ``training`` and implement ``__init__(params, info)`` and ``generate``. The
+    default artifact is ``model.safetensors`` + ``model.json``; override
     ``save_artifact``/``load_artifact`` for another layout (the text plugin writes the Hugging Face
     layout).
     """
@@ -163,6 +211,10 @@ class Generator(pl.LightningModule):
     Params: ClassVar[type] = NoParams
     GenerateOptions: ClassVar[type] = NoParams
     component_name: ClassVar[str] = ""
+    #: ``"package.module:Class"``: the ``GeneratorTraining`` subclass that trains this generator.
+    #: A string, so loading a finished run never imports it (nor Lightning); a class also works,
+    #: for a generator defined where Lightning is loaded anyway (a test, a notebook).
+    training: ClassVar[str | type] = ""
 
     # -- what this generator can do: declared, so callers never probe its signature ---------------
     #: ``stream(seed=..., **options) -> Iterator[str]`` yields pieces of text as they are made
@@ -186,9 +238,36 @@ class Generator(pl.LightningModule):
         """Make an untrained generator for this data. ``workdir`` may hold fitted preprocessing."""
         return cls(params, source.info)
 
-    def datamodule(self, source: DataSource) -> pl.LightningDataModule:
-        """The data the Trainer sees; override to add model-specific preprocessing."""
-        return source
+    @classmethod
+    def training_class(cls) -> type:
+        """The LightningModule class that trains this generator (imports it, and Lightning)."""
+        from .errors import PluginError
+
+        target = cls.training
+        if isinstance(target, type):
+            return target
+        if not isinstance(target, str) or ":" not in target:
+            raise PluginError(
+                f"generator {cls.component_name or cls.__name__!r} names no training module: set its class "
+                "attribute training = 'package.module:Class' to a subclass of aigc_core.GeneratorTraining "
+                "(plugin API 3; docs/writing-plugins.md)"
+            )
+        module, _, attr = target.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise PluginError(f"generator {cls.component_name or cls.__name__!r}: cannot import its training "
+                              f"module {target!r} ({exc})") from None
+
+    # -- where the weights are ----------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        """Where the first parameter or buffer lives (the CPU for a module without tensors)."""
+        for tensor in self.parameters():
+            return tensor.device
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")
 
     # -- generation -----------------------------------------------------------------------
     def generate(self, n: int, seed: int = 0, **options: Any) -> Content:  # pragma: no cover
@@ -243,6 +322,27 @@ class Generator(pl.LightningModule):
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
             raise CheckpointError(f"checkpoint does not fit {type(self).__name__}: {first}") from None
+
+
+def _digest(digest: Any, value: Any) -> None:
+    """Feed ``value`` (tensors, arrays, text, numbers, tuples of them) into ``digest``, unambiguously."""
+    import numpy as np
+
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().contiguous().numpy()
+    if isinstance(value, np.ndarray):
+        digest.update(f"a{value.dtype.str}{value.shape};".encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, (tuple, list)):
+        digest.update(f"l{len(value)};".encode())
+        for item in value:
+            _digest(digest, item)
+    elif isinstance(value, (bytes, str)):
+        data = value.encode() if isinstance(value, str) else value
+        digest.update(f"s{len(data)};".encode())
+        digest.update(data)
+    else:
+        digest.update(f"v{value!r};".encode())
 
 
 def _jsonable(value: Any) -> Any:

@@ -4,6 +4,7 @@ own sections (``train``, ``generate``, ``output``); components' parameters are `
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, Sequence
 
@@ -45,6 +46,10 @@ class TrainConfig(Params):
 
     max_epochs: int = Field(10, description="passes over the training split")
     max_steps: int = Field(-1, ge=-1, description="stop after this many optimiser steps (-1: no limit)")
+    max_time: str | dict[str, float] | None = Field(None, description=(
+        "stop after this much training time: 'DD:HH:MM:SS' or a mapping such as {hours: 1, minutes: 30} "
+        "(Lightning's max_time); a resumed run gets what is left"))
+    max_minutes: float | None = Field(None, gt=0, description="the same budget in minutes (instead of max_time)")
     accelerator: str = Field("auto", description="cpu, gpu, mps or auto (Lightning's names)")
     devices: Devices = Field("auto", description="auto, a count (-1: all), or a list of device ids")
     strategy: str = Field("auto", description="auto, ddp, ddp_spawn, fsdp... (Lightning's names)")
@@ -65,13 +70,53 @@ class TrainConfig(Params):
         1, ge=1, description="checkpoints kept: 1 keeps only last.ckpt, n also keeps the n-1 before it")
     sample_every_n_epochs: int = Field(5, ge=0, description="write a preview to samples/ every n epochs (0: never)")
     deterministic: bool = Field(False, description="ask torch for deterministic kernels (slower)")
-    progress_bar: bool = Field(True, description="show Lightning's progress bar")
+    progress_bar: bool = Field(True, description=(
+        "show Lightning's bar on a terminal (aigc's progress lines stay; --quiet hides both)"))
 
     @model_validator(mode="after")
     def _some_training(self) -> "TrainConfig":
-        if self.max_epochs < 1 and self.max_steps < 1:
-            raise ParamError("max_epochs", "must be at least 1 (or set max_steps)")
+        if self.max_time is not None and self.max_minutes is not None:
+            raise ParamError("max_minutes", "set either max_time or max_minutes, not both")
+        if self.max_time is not None:
+            _duration_s(self.max_time)
+        if self.max_epochs < 1 and self.max_steps < 1 and self.time_budget_s() is None:
+            raise ParamError("max_epochs", "must be at least 1 (or set max_steps, max_time or max_minutes)")
         return self
+
+    def time_budget_s(self) -> float | None:
+        """The training time budget in seconds (``max_time`` or ``max_minutes``), None without one."""
+        if self.max_minutes is not None:
+            return float(self.max_minutes) * 60.0
+        return None if self.max_time is None else _duration_s(self.max_time)
+
+
+#: What a ``max_time`` mapping may hold: ``datetime.timedelta``'s keywords, as Lightning takes them.
+DURATION_KEYS = ("weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds")
+
+
+def _duration_s(value: str | Mapping) -> float:
+    """Seconds of a Lightning ``max_time``: ``DD:HH:MM:SS`` or a mapping of timedelta keywords."""
+    import re
+    from datetime import timedelta
+
+    if isinstance(value, str):
+        match = re.fullmatch(r"(\d+):(\d\d):(\d\d):(\d\d)", value.strip())
+        if not match:
+            raise ParamError("max_time", f"expected 'DD:HH:MM:SS' (e.g. '00:01:30:00') or a mapping such as "
+                                         f"{{hours: 1, minutes: 30}}, got {value!r}")
+        days, hours, minutes, seconds = map(int, match.groups())
+        total = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds).total_seconds()
+    else:
+        for key, amount in value.items():
+            if key not in DURATION_KEYS:
+                raise ParamError(f"max_time.{key}", f"unknown unit{did_you_mean(key, DURATION_KEYS)} "
+                                                    f"(units: {', '.join(DURATION_KEYS)})")
+            if amount < 0:
+                raise ParamError(f"max_time.{key}", f"must be 0 or more, got {amount}")
+        total = timedelta(**value).total_seconds()
+    if total <= 0:
+        raise ParamError("max_time", "must be a positive duration")
+    return total
 
 
 class GenerateSection(Params):
@@ -137,6 +182,11 @@ def load_config(source: str | Path | Mapping, overrides: Sequence[str] = ()) -> 
         unresolved = OmegaConf.to_container(cfg, resolve=False)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", "") or ""
+        unset = re.search(r"Environment variable '([^']+)' not found", str(exc))
+        if unset:
+            name = unset.group(1)
+            raise ConfigError(str(key), f"environment variable {name} is not set (${{oc.env:{name}}} in {where}); "
+                                        f"set it, or give a default: ${{oc.env:{name},DEFAULT}}") from None
         raise ConfigError(str(key), f"cannot resolve ({where}): {first_line(exc)}") from None
     except RecursionError:
         raise ConfigError("", f"cannot resolve ({where}): interpolations refer to each other in a loop") from None

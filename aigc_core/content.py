@@ -3,11 +3,8 @@
 Items hold plain Python/numpy data, never tensors, so everything downstream of ``generate``
 (post-processors, exporters, the HTTP server) works without importing torch.
 
-Per modality, ``Item.data`` is:
-
-* ``image``: ``numpy.float32`` array, CHW, values in [0, 1];
-* ``text``: ``str``;
-* ``audio``: ``numpy.float32`` array, 1-D mono waveform in [-1, 1], with ``meta["sample_rate"]``.
+What ``Item.data`` holds is the modality's to say (``aigc_core.modalities``; the core's image,
+text and audio are described in ``aigc_core/builtin/modalities.py``).
 """
 
 from __future__ import annotations
@@ -16,10 +13,10 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
-from .modalities import BUILTIN, known_modalities
+from .modalities import known_modalities
 
-#: The core's modalities; plugins may add more (``aigc_core.known_modalities()`` lists all).
-MODALITIES = tuple(BUILTIN)
+#: The core's modalities (the built-in plugin's); plugins may add more (``aigc_core.known_modalities()`` lists all).
+MODALITIES = known_modalities()
 
 
 @dataclass

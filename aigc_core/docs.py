@@ -119,15 +119,69 @@ def _default(value: Any) -> str:
 
 def _table(cls: type, prefix: str) -> str:
     from .params import describe_schema, json_schema
+    from .preflight import path_fields
 
     fields = describe_schema(json_schema(cls))
+    paths = path_fields(cls)
     rows = ["| key | type | default | description |", "| --- | --- | --- | --- |"] if fields else ["No parameters."]
     for f in fields:
         default = "required" if f["required"] else _default(f["default"])
         kind = f"{f['type']} ({f['bounds']})" if f["bounds"] else f["type"]
+        kind += ", path" if f["name"] in paths else ""
         cells = [f"`{prefix}.{f['name']}`", kind, default, f["help"]]
         rows.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return "\n".join(rows) + "\n\n"
+
+
+PATHS = """## Paths
+
+A value that names a file or folder (the tables below say *path*: `data.path`, `data.root`,
+`generator.vocoder`...) has `~` and `$VARS` expanded and, when it is relative, is read from **the
+folder of the config file**, as Docker Compose and most build tools read theirs. So
+`configs/audio-fsdd.yaml` names its vocoder `../runs/vocoder-fsdd`, and that is the same run whether
+`aigc run` is typed in the repository, in `configs/` or anywhere else. Text typed in a shell means
+the working directory, as it always does there: a `key=value` override on the command line, and a
+path that starts with an environment variable that is set (`$AIGC_DATA_DIR/fsdd/recordings`, or
+`${oc.env:AIGC_DATA_DIR,../data}/mnist`, whose default `../data` is written in the file and so
+reads from the file's folder). A config given to the Python API as a mapping resolves from the
+working directory. A run records its config's folder in `manifest.json` (`config_dir`), and
+`aigc generate` and `aigc serve` resolve the run's stored config from there later.
+
+`output.dir` is the exception: it is where aigc *writes*, and like a compiler's `-o` it is
+relative to the working directory. Today's meaning is kept: the bundled configs say
+`runs/${name}`, `make demo` (`aigc run configs/quickstart.yaml`, typed in the repository) writes
+`runs/quickstart`, and `aigc run configs/vocoder-fsdd.yaml` writes `runs/vocoder-fsdd`, the run
+that `../runs/vocoder-fsdd` in `configs/audio-fsdd.yaml` names. Resolving `output.dir` from the
+config's folder would have moved every bundled run into `configs/runs/`, and every config
+without an `output` section would write beside its YAML rather than where its user works.
+
+`aigc check` (and `aigc run`, before it reads any data) refuses, naming the key, with exit code 2:
+an unset variable in a path or in `${oc.env:NAME}` (give a default: `${oc.env:NAME,DEFAULT}`), a
+path where nothing is, and whatever a component's own check finds (a `generator.vocoder` that is
+not a finished `mel-vocoder` run with the generator's sample rate and mel settings, MNIST files
+missing from `data.root`).
+
+"""
+
+TIME_BUDGET = """## A time budget
+
+`train.max_time` (Lightning's `max_time`: `"DD:HH:MM:SS"` such as `"00:01:30:00"`, or a mapping
+such as `{hours: 1, minutes: 30}`) or `train.max_minutes: 90` stops training once that much
+training time has passed, checked after every batch (validation inside training counts; reading
+the data before, and generation and metrics after, do not). Epochs and steps still apply, and
+whichever limit comes first ends training; with `max_epochs: 0` (and no `max_steps`) the budget
+alone does. `manifest.json` records `training.time_budget`: `max_time_s`, `used_s` (all sessions
+of the run) and `stopped`.
+
+The time used goes into every checkpoint, so a resumed run gets what is left: the same budget
+again trains nothing more, a larger one (changing the budget is a resumable change) trains for
+the difference. Two precise points: the training after the last checkpoint of a killed run is
+done again and so is not counted twice; and a run that its budget stopped inside an epoch counts
+that epoch as finished, so a resume starts the next epoch (the rest of the cut epoch is not
+trained). A run started without a budget recorded no time: a budget added when resuming it
+counts from the resume.
+
+"""
 
 
 SECTIONS = (
@@ -156,6 +210,7 @@ def configuration_markdown(root: Path = ROOT, registry: Any = None) -> str:
            "bundled component is listed here; `aigc plugins info NAME` shows the same for any installed "
            "plugin. Unknown keys and wrong types are errors naming the full key.\n\n",
            "Top-level keys: " + ", ".join(f"`{k}`" for k in cfg.TOP_LEVEL) + ".\n\n",
+           PATHS, TIME_BUDGET,
            "## Core sections\n\n"]
     for key, cls in (("train", cfg.TrainConfig), ("generate", cfg.GenerateSection), ("output", cfg.OutputConfig)):
         intro = (cls.__doc__ or "").split("\n\n")[0].replace("\n", " ").replace("``", "`")

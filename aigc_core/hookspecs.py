@@ -27,19 +27,35 @@ hookimpl = pluggy.HookimplMarker("aigc")
 
 @hookspec
 def aigc_register_modalities(register):
-    """Register modalities: kinds of content beyond the core's ``image``, ``text`` and ``audio``.
+    """Register modalities: kinds of content, each with the object that says how to handle it.
 
-    ``register(name, description="")``: ``name`` is lowercase letters, digits and dashes
-    (``"midi"``); ``description`` says what ``Item.data`` holds for it. Called before the
-    component hooks of every plugin, so components of any plugin may then use the modality. For
-    ``aigc run`` to write such content, register an exporter under the modality's name (the
-    default exporter of a modality is the one named like it).
+    ``register(name, target=None, description="")``: ``name`` is lowercase letters, digits and
+    dashes (``"midi"``); ``target`` is a subclass of ``aigc_core.Modality`` (better a
+    ``"package.module:Class"`` string, imported on first use); ``description`` says what
+    ``Item.data`` holds. The core's ``image``, ``text`` and ``audio`` are registered this way by
+    the built-in plugin. Called before the component hooks of every plugin, so components of any
+    plugin may then use the modality.
+
+    The ``Modality`` is everything aigc needs to handle such content without knowing it:
+    ``encode(item, meta) -> bytes`` (one file, used by the server and ``aigc_core.FileExporter``),
+    ``suffix`` and ``media_type``, ``display`` (how the web page shows an item: ``{"render":
+    "image" | "audio" | "text" | "download", "note": ...}``), ``preview_count`` and
+    ``write_preview`` (training previews), ``check_item``/``check_raw``/``check_info`` (the
+    contract test kit's checks, raising ``aigc_core.InvalidItem``) and ``sample_content``/
+    ``tiny_items`` (the kit's sample data). Without a target the base class's defaults apply
+    (files to download, no checks, no encoder). For ``aigc run`` to write such content, register
+    an exporter under the modality's name (the default exporter of a modality is the one named
+    like it); ``aigc_core.FileExporter`` writes one file per item with the modality's encoder.
 
     Example::
 
         @hookimpl
         def aigc_register_modalities(register):
-            register("midi", description="list of (pitch, start_s, duration_s) tuples")
+            register("midi", "my_plugin.midi:Midi", description="list of (pitch, start_s, duration_s) tuples")
+
+        @hookimpl
+        def aigc_register_exporters(register):
+            register("midi", "aigc_core:FileExporter", modality="midi", description="One .mid per item")
     """
 
 
@@ -47,7 +63,8 @@ def aigc_register_modalities(register):
 def aigc_register_data_sources(register):
     """Register data sources: where raw content of one modality comes from.
 
-    A data source is a subclass of ``aigc_core.DataSource`` (a ``LightningDataModule``) with a
+    A data source is a subclass of ``aigc_core.DataSource`` (it has a ``LightningDataModule``'s
+    loaders; training wraps it, so generation never imports Lightning) with a
     ``Params`` model (a subclass of ``aigc_core.Params``). It yields raw content and knows nothing of models: images as float CHW
     in [0, 1], text as ``str``, audio as mono float waveforms with a sample rate.
 
@@ -64,11 +81,14 @@ def aigc_register_data_sources(register):
 def aigc_register_generators(register):
     """Register generators: models that learn from a data source and make new content.
 
-    A generator is a subclass of ``aigc_core.Generator`` (a ``LightningModule``) with a ``Params``
-    model for its architecture and a ``GenerateOptions`` model for ``generate``'s options (both
-    subclasses of ``aigc_core.Params``, pydantic models).
-    It owns its preprocessing, training step and checkpoint, and implements
-    ``generate(n, seed=..., **options) -> Content`` deterministically for a given seed.
+    A generator is a subclass of ``aigc_core.Generator`` (a plain ``torch.nn.Module``) with a
+    ``Params`` model for its architecture and a ``GenerateOptions`` model for ``generate``'s
+    options (both subclasses of ``aigc_core.Params``, pydantic models). It holds what sampling
+    needs, owns its checkpoint, and implements ``generate(n, seed=..., **options) -> Content``
+    deterministically for a given seed. Its class attribute ``training`` names
+    (``"module:Class"``) the subclass of ``aigc_core.GeneratorTraining``, a ``LightningModule``
+    wrapping it, that holds the preprocessing, training step and training-only networks; only
+    ``aigc run`` imports it, so ``aigc generate`` and ``aigc serve`` never load Lightning.
 
     Example::
 

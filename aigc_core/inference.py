@@ -1,6 +1,6 @@
 """Inference: a trained generator made ready to serve requests, the one path from a request to files.
 
-    inference = Inference.from_run_dir("runs/gan-digits")
+    inference = Run.load("runs/gan-digits").inference
     content = inference.generate(8, seed=1)           # defaults + options + seed -> generate -> stamp
     files = inference.export(inference.postprocess(content), "out/")
 
@@ -24,7 +24,7 @@ from .allocator import tune_allocator
 from .config import MAX_NUM_SAMPLES
 from .content import Content
 from .errors import AigcError, UsageError
-from .progress import ProgressCallback, progress_reporting
+from .progress import ProgressCallback, phase, progress_reporting
 from .seeding import MAX_SEED
 
 
@@ -51,7 +51,7 @@ def check_num_samples(n: int) -> int:
 class Inference:
     """A loaded generator with its run's defaults, post-processors and exporter.
 
-    Built by ``Inference.from_run_dir`` (or ``Pipeline.inference`` right after training).
+    Built by ``Run.load(path).inference`` (or ``Pipeline.inference`` right after training).
     ``validate_options(mapping, prefix)`` turns a merged mapping into the generator's validated
     options object, with errors naming ``prefix.key``.
     """
@@ -80,17 +80,6 @@ class Inference:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         #: The run's resolved config, for records of what made an output (``generation.json``).
         self.config = dict(config or {})
-
-    @classmethod
-    def from_run_dir(cls, run_dir: str | Path, overrides: Sequence[str] = (), **kwargs: Any) -> "Inference":
-        """The trained generator of ``run_dir`` (verified against its manifest), with the run's config.
-
-        ``overrides`` are ``key=value`` changes to the stored config (``generate.seed=3``,
-        ``postprocess=[]``...); they never change the run directory.
-        """
-        from .pipeline import Pipeline  # the config resolver; it does not import this module back at load
-
-        return Pipeline.from_run_dir(run_dir, overrides, **kwargs).inference
 
     # -- what the generator declared ----------------------------------------------------------
     @property
@@ -139,8 +128,11 @@ class Inference:
         n = self.resolve_n(n) if start is None else int(self.num_samples if n is None else n)  # shards: no cap
         seed = self.resolve_seed(seed)
         opts = self.options(options)
-        with progress_reporting(progress):
-            content = self.generator.generate(n, seed=seed, **opts, **self._extra(start))
+        with phase("generating", total=n) as shown:
+            # the caller's callback (the server's) wins; else the CLI's phase, when one is shown
+            with progress_reporting(progress if progress is not None or shown.display is None else shown.report):
+                content = self.generator.generate(n, seed=seed, **opts, **self._extra(start))
+            shown.update(n)
         return self.stamp(content, seed, start)
 
     def stream(self, seed: int | None = None, **options: Any) -> Iterator[str]:
@@ -163,12 +155,17 @@ class Inference:
         return content
 
     def postprocess(self, content: Content) -> Content:
-        for part in self.postprocessors:
-            processor = part.build()
-            before = content.modality
-            content = processor(content)
-            if not isinstance(content, Content) or content.modality != before:
-                raise AigcError(f"{part.key} ({part.name}) returned something other than {before} Content")
+        if not self.postprocessors:
+            return content
+        with phase("post-processing", total=len(self.postprocessors), listen=False) as shown:
+            for done, part in enumerate(self.postprocessors):
+                shown.update(done, detail=part.name)
+                processor = part.build()
+                before = content.modality
+                content = processor(content)
+                if not isinstance(content, Content) or content.modality != before:
+                    raise AigcError(f"{part.key} ({part.name}) returned something other than {before} Content")
+            shown.update(len(self.postprocessors), detail="")
         return content
 
     def export(self, content: Content, out_dir: str | Path) -> list[Path]:
@@ -178,7 +175,10 @@ class Inference:
         except OSError as exc:
             raise AigcError(f"{out}: cannot create output directory ({exc.strerror or exc})") from None
         try:
-            return self.exporter.build().export(content, out)
+            with phase("exporting", total=len(content.items)) as shown:
+                files = self.exporter.build().export(content, out)
+                shown.update(len(content.items))
+            return files
         except OSError as exc:
             raise AigcError(f"{out}: writing outputs failed ({exc.strerror or exc}); earlier files are intact") from None
 

@@ -157,10 +157,14 @@ def _range(bounds: Mapping) -> str:
 
 
 def json_schema(cls: type, defaults: Mapping | None = None) -> dict:
-    """The JSON Schema of ``cls``, with ``defaults`` (a run's configured values) as defaults."""
+    """The JSON Schema of ``cls``, with ``defaults`` (a run's configured values) as defaults; a
+    file option keeps its own: where the run's file lies on the server is no client's business."""
+    from .fileoptions import is_file_option
+
     schema = cls.model_json_schema()
     for name, value in (defaults or {}).items():
-        schema["properties"][name]["default"] = value
+        if not is_file_option(schema["properties"][name]):
+            schema["properties"][name]["default"] = value
     return schema
 
 
@@ -185,6 +189,8 @@ def schema_type(prop: Mapping) -> str:
     """A property's type in a few words: ``int``, ``str or null``, ``'a' | 'b'``, ``list of int``."""
     if "$ref" in prop:
         return "mapping"
+    if prop.get("x-aigc-file"):
+        return "file"
     if "enum" in prop or "const" in prop:
         return " | ".join(map(repr, prop.get("enum", [prop.get("const")])))
     if "anyOf" in prop:

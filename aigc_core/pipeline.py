@@ -3,7 +3,7 @@
     pipe = Pipeline.from_config("configs/quickstart.yaml", overrides=["train.max_epochs=1"])
     run_dir = pipe.run()          # fit, generate, post-process, export, score
 
-    inference = Pipeline.from_run_dir(run_dir).inference   # or aigc_core.Inference.from_run_dir
+    inference = Run.load(run_dir).inference                # aigc_core.Run: a finished run, loaded
     content = inference.generate(8, seed=1)
 
 Data flows one way: config -> data source -> training (``training.fit``, explicit inputs) -> run
@@ -20,6 +20,7 @@ import platform
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -28,16 +29,18 @@ from . import config as cfg
 from .atomic import sha256_file
 from .content import Content
 from .errors import AigcError, CheckpointError, ConfigError, QualityGateError, UsageError, first_line
-from .inference import Inference, check_num_samples, check_seed, options_dict
+from .inference import Inference, options_dict
 from .plugins import get_registry
+from .progress import phase
 from .ranks import launcher_rank
 from .registry import ComponentInfo, Registry
 from .rundir import EMPTY, MODEL_DIR, NEW, RUN, RunDir
 from .seeding import MAX_TRAIN_SEED
 #: Keys whose change does not make a different run: training can go on with more epochs.
-RESUMABLE_CHANGES = ("train.max_epochs", "train.max_steps", "train.progress_bar", "train.devices",
-                     "train.accelerator", "train.strategy", "train.num_nodes", "train.checkpoint_every_n_epochs",
-                     "train.checkpoint_every_n_steps", "train.checkpoint_every_minutes", "train.checkpoint_keep")
+RESUMABLE_CHANGES = ("train.max_epochs", "train.max_steps", "train.max_time", "train.max_minutes",
+                     "train.progress_bar", "train.devices", "train.accelerator", "train.strategy", "train.num_nodes",
+                     "train.checkpoint_every_n_epochs", "train.checkpoint_every_n_steps",
+                     "train.checkpoint_every_minutes", "train.checkpoint_keep")
 
 
 @dataclass
@@ -59,8 +62,17 @@ class Part:
 
 class Pipeline:
     def __init__(self, raw: Mapping, *, registry: Registry | None = None, run_dir: str | Path | None = None,
-                 written: Mapping | None = None):
+                 written: Mapping | None = None, config_dir: str | Path | None = None,
+                 cwd_keys: Sequence[str] = ()):
+        from .preflight import dotted
+
         self.raw = dict(raw)
+        #: Keys set on the command line (``key=value``): their relative paths mean the working directory.
+        self.cwd_keys = {dotted(k) for k in cwd_keys}
+        #: Where relative paths of the config resolve from: the config file's folder (``preflight``).
+        self.config_dir = Path(config_dir).absolute() if config_dir is not None else Path.cwd()
+        #: Unset variables in declared paths: raised by ``check`` (and so by ``run``), not by loading a run.
+        self.path_problems: list = []
         #: The config as it goes to disk: like ``raw``, but values read with ``${oc.env:...}`` stay unresolved.
         self.written = dict(written) if written is not None else self.raw
         self.registry = registry or get_registry()
@@ -79,17 +91,32 @@ class Pipeline:
     @classmethod
     def from_config(cls, source: str | Path | Mapping, overrides: Sequence[str] = (), **kwargs: Any) -> "Pipeline":
         raw, written = cfg.load_config(source, overrides)
+        if not isinstance(source, Mapping):
+            kwargs.setdefault("config_dir", Path(source).absolute().parent)
+            kwargs.setdefault("cwd_keys", [item.partition("=")[0].strip() for item in overrides])
         return cls(raw, written=written, **kwargs)
 
     @classmethod
-    def from_run_dir(cls, run_dir: str | Path, overrides: Sequence[str] = (), **kwargs: Any) -> "Pipeline":
-        """A pipeline over a finished run: its config and its trained generator."""
+    def for_run_dir(cls, run_dir: str | Path, overrides: Sequence[str] = (), **kwargs: Any) -> "Pipeline":
+        """The stored config of a run resolved into components, nothing loaded: ``Run.load`` loads."""
         run_dir = Path(run_dir)
         config_path = RunDir(run_dir).config_path
         if not config_path.is_file():
             raise UsageError(f"{run_dir}: not a run directory (no {config_path.name})")
         raw, written = cfg.load_config(config_path, overrides)
-        pipe = cls(raw, run_dir=run_dir, written=written, **kwargs)
+        # relative paths mean what they meant when the run was made (runs before this record: the working directory)
+        recorded = RunDir(run_dir).manifest().get("config_dir")
+        if isinstance(recorded, str) and recorded:
+            kwargs.setdefault("config_dir", recorded)
+        try:
+            return cls(raw, run_dir=run_dir, written=written, **kwargs)
+        except ConfigError as exc:
+            raise _missing_plugin_hint(exc, RunDir(run_dir).manifest(), kwargs.get("registry")) from None
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path, overrides: Sequence[str] = (), **kwargs: Any) -> "Pipeline":
+        """A pipeline over a finished run, its generator loaded: what ``Run.load`` wraps."""
+        pipe = cls.for_run_dir(run_dir, overrides, **kwargs)
         pipe.load_generator()
         return pipe
 
@@ -110,14 +137,14 @@ class Pipeline:
             raise ConfigError("data.source", "missing required value")
         info = reg.get("data_source", data["source"], "data.source")
         klass = info.load()
-        self.data = Part("data", info, klass, cfg.build_params(klass.Params, data, "data", ignore=("source",)))
+        self.data = Part("data", info, klass, self._params(klass.Params, data, "data", ignore=("source",)))
 
         gen = dict(raw["generator"])
         if "name" not in gen:
             raise ConfigError("generator.name", "missing required value")
         info = reg.get("generator", gen["name"], "generator.name")
         klass = info.load()
-        self.gen = Part("generator", info, klass, cfg.build_params(klass.Params, gen, "generator", ignore=("name",)))
+        self.gen = Part("generator", info, klass, self._params(klass.Params, gen, "generator", ignore=("name",)))
         self.modality = self.gen.info.modalities[0]
         if self.data.info.modalities[0] != self.modality:
             raise ConfigError(
@@ -167,17 +194,87 @@ class Pipeline:
                 f"{info.name!r} accepts {info.modality}, but generator {self.gen.name!r} makes {self.modality}",
             )
         klass = info.load()
-        return Part(where, info, klass, cfg.build_params(klass.Params, spec, where, ignore=("name",)))
+        return Part(where, info, klass, self._params(klass.Params, spec, where, ignore=("name",)))
+
+    def _params(self, params_cls: type, values: Any, prefix: str, ignore: Sequence[str] = ()) -> Any:
+        """Validated parameters, with declared paths resolved from the config's folder first."""
+        from .preflight import resolve_paths
+
+        values, problems = resolve_paths(params_cls, values, prefix, self.config_dir, self.cwd_keys,
+                                         self._written_at(prefix))
+        self.path_problems += problems
+        self._record_cwd_paths(params_cls, values, prefix)
+        try:
+            return cfg.build_params(params_cls, values, prefix, ignore=ignore)
+        except ConfigError:
+            if problems:  # a validator that reads the file saw the unexpanded name: the variable is the cause
+                raise problems[0].error() from None
+            raise
+
+    def _written_at(self, key: str) -> Any:
+        """The section at ``key`` (``postprocess[1]``) of the config as written (interpolations kept)."""
+        from .preflight import dotted
+
+        node: Any = self.written
+        for part in dotted(key).split("."):
+            try:
+                node = node[int(part)] if isinstance(node, list) else node.get(part)
+            except (IndexError, ValueError, AttributeError, TypeError):
+                return None
+        return node
+
+    def _record_cwd_paths(self, params_cls: type, values: Any, prefix: str) -> None:
+        """A relative path typed on the command line goes into config.yaml resolved: the run's
+        recorded config folder (from which its other paths resolve later) is not what it meant."""
+        from .preflight import dotted, path_fields
+
+        if not isinstance(values, Mapping):
+            return
+        for name in path_fields(params_cls):
+            key = dotted(f"{prefix}.{name}")
+            if (key in self.cwd_keys or dotted(prefix) in self.cwd_keys) and name in values:
+                node = self.written
+                *parents, leaf = key.split(".")
+                for part in parents:
+                    try:
+                        node = node[int(part)] if isinstance(node, list) else node.get(part)
+                    except (IndexError, ValueError, AttributeError):
+                        return
+                    if node is None:
+                        return
+                if isinstance(node, dict) and not (isinstance(node.get(leaf), str) and "${" in node[leaf]):
+                    node[leaf] = values[name]
+
+    @property
+    def parts(self) -> list[Part]:
+        return [self.data, self.gen, *self.postprocessors, *self.metrics, self.exporter]
 
     def validate_options(self, options: Mapping, prefix: str = "generate") -> Any:
         """The generator's options dataclass from a mapping, with the usual key-path errors."""
         return cfg.build_params(self.gen.cls.GenerateOptions, dict(options), prefix)
 
     def check(self) -> "Pipeline":
-        """What construction cannot see: whether Lightning takes the train section on this machine
-        (strategy names, an absent GPU). ``aigc check`` and ``fit`` both ask, before any write."""
+        """What construction cannot see: what the config names outside itself (``check_inputs``) and
+        whether Lightning takes the train section on this machine (strategy names, an absent GPU).
+        ``aigc check`` and ``fit`` both ask, before any data is read or anything written."""
+        self.check_inputs()
         self._check_trainer()
         return self
+
+    def check_inputs(self) -> None:
+        """Unset variables and missing files in declared paths, then each component's own ``check``
+        (a vocoder run that is missing, unfinished or made for other mel settings, say)."""
+        from .preflight import CheckContext, check_paths
+
+        if self.path_problems:
+            raise self.path_problems[0].error()
+        for part in self.parts:
+            check_paths(part.params, part.key)
+        for part in self.parts:
+            checker = getattr(part.cls, "check", None)
+            if callable(checker):
+                checker(part.params, CheckContext(part.key, data=self.data.params, config_dir=self.config_dir,
+                                                  config=self.raw))
 
     # -- run directory -----------------------------------------------------------------------
     def _training_config(self) -> dict:
@@ -218,7 +315,7 @@ class Pipeline:
             raise AigcError(f"{self.run_dir}: run directory is not writable ({getattr(exc, 'strerror', None) or exc})") from None
         if launcher_rank() == 0:
             if state in (NEW, EMPTY):
-                rd.create(_to_yaml(self.written), {"name": self.name})
+                rd.create(_to_yaml(self.written), {"name": self.name, "config_dir": str(self.config_dir)})
             else:
                 rd.remove_stale_temporaries()
                 rd.write_config(_to_yaml(self.written))
@@ -239,18 +336,20 @@ class Pipeline:
 
     def _update_manifest(self, **sections: Any) -> dict:
         return self.rundir.update_manifest(
-            {"name": self.name, "seed": self.seed, "modality": self.modality, "versions": self._versions(),
-             "config": self.written},
+            {"name": self.name, "seed": self.seed, "modality": self.modality, "generator": self.gen.name,
+             "versions": self._versions(), "config_dir": str(self.config_dir)},
             merge=sections,
         )
 
     def _versions(self) -> dict:
-        plugins = {}
-        for part in [self.data, self.gen, *self.postprocessors, *self.metrics, self.exporter]:
+        plugins, provided_by = {}, {}
+        for part in self.parts:
             p = self.registry.plugins.get(part.info.plugin)
             if p is not None:
                 plugins[p.distribution] = p.version
-        versions = {"python": platform.python_version(), "plugins": plugins}
+                provided_by[part.key] = {"name": part.name, "distribution": p.distribution, "version": p.version}
+        # which distribution made each component: the hint when one is uninstalled later (_missing_plugin_hint)
+        versions = {"python": platform.python_version(), "plugins": plugins, "components": provided_by}
         if "torch" in sys.modules:
             versions["torch"] = sys.modules["torch"].__version__
         core = self.registry.plugins.get("builtin")
@@ -261,8 +360,12 @@ class Pipeline:
     def data_source(self):
         """The data source, set up for fitting (reads the data on first call)."""
         if self._source is None:
-            source = self.data.cls(self.data.params, seed=self.seed)
-            source.setup("fit")
+            problems = [p for p in self.path_problems if p.key.startswith("data.")]
+            if problems:  # an unset variable: a config error, not unreadable data
+                raise problems[0].error()
+            with phase(f"reading data ({self.data.name})"):
+                source = self.data.cls(self.data.params, seed=self.seed)
+                source.setup("fit")
             self._source = source
         return self._source
 
@@ -270,32 +373,32 @@ class Pipeline:
         """Train the generator with Lightning; resumes from the run's last checkpoint if there is one."""
         from . import training
 
+        self.check()  # what the config names and what Lightning refuses fail first, before any data is read
         source = self.data_source()  # bad data fails here, before the run directory is touched
-        self.check()  # so do settings Lightning refuses (an absent GPU, say)
         resumable = self.prepare_run_dir(restart=restart)
         started = time.perf_counter()
         from lightning_fabric.utilities.exceptions import MisconfigurationException
 
         try:
             training.seed_everything(self.seed)  # before building: the weights are drawn from it
-            generator = self.gen.cls.build(self.gen.params, source, self.rundir.preprocess_dir)
+            with phase(f"building the generator ({self.gen.name})"):
+                generator = self.gen.cls.build(self.gen.params, source, self.rundir.preprocess_dir)
             samples_dir, exporter = self.rundir.samples_dir, self.exporter.build()
 
             def preview(content: Content, stem: str) -> None:
                 training.write_preview(content, samples_dir, stem, exporter)
 
-            try:
-                summary = training.fit(source, generator, self.train, seed=self.seed, rundir=self.rundir,
-                                       resume=resumable, preview=preview)
+            from .startup import StartupGuard
+
+            try:  # a run stuck meeting its other processes still stops on SIGINT/SIGTERM, its new directory gone
+                with StartupGuard(self._discard_if_fresh) as guard:
+                    summary = training.fit(source, generator, self.train, seed=self.seed, rundir=self.rundir,
+                                           resume=resumable, preview=preview, callbacks=[guard.callback])
             except MisconfigurationException as exc:
                 # a train setting this generator cannot take (clipping with manual optimisation): known once it is built
                 raise ConfigError("train", first_line(exc)) from None
         except BaseException:
-            if launcher_rank() == 0 and self._fresh_state:
-                try:
-                    self.rundir.discard_new(created=self._fresh_state == NEW)
-                except (OSError, AigcError):
-                    pass  # the first error is the one to report
+            self._discard_if_fresh()
             raise
         self._generator = generator
         self._inference = None
@@ -307,19 +410,40 @@ class Pipeline:
         self._update_manifest(training=summary, timings={"fit_s": round(time.perf_counter() - started, 3)})
         return generator
 
+    def _discard_if_fresh(self) -> None:
+        """Remove the run directory this first run made (rank 0), unless it holds a checkpoint."""
+        if launcher_rank() == 0 and self._fresh_state:
+            try:
+                self.rundir.discard_new(created=self._fresh_state == NEW)
+            except (OSError, AigcError):
+                pass  # the first error is the one to report
+
     def _check_trainer(self) -> None:
         """Build (and drop) a Trainer from the train section: what Lightning refuses fails before any write."""
         import pytorch_lightning as pl
 
+        from .layout import check_layout, check_precision
         from .training import quiet_lightning, trainer_kwargs
 
+        check_layout(self.train)  # what Lightning accepts but this machine cannot run (nodes, devices)
         quiet_lightning()
+        from lightning_utilities.core.rank_zero import rank_zero_only
+
         kwargs = dict(trainer_kwargs(self.train), logger=False, enable_checkpointing=False, enable_progress_bar=False,
                       enable_model_summary=False)
+        # Building a Trainer under a launcher's variables sets Lightning's process-wide rank; a
+        # check must leave it as it was, or every later logger in this process thinks it is not
+        # rank 0 and writes nothing.
+        rank = getattr(rank_zero_only, "rank", 0)
         try:
-            pl.Trainer(**kwargs)
+            with warnings.catch_warnings():  # what they warn about is checked below, in one line
+                warnings.simplefilter("ignore")
+                trainer = pl.Trainer(**kwargs)
         except Exception as exc:  # Lightning's own checks: MisconfigurationException, ValueError...
             raise ConfigError("train", first_line(exc)) from None
+        finally:
+            rank_zero_only.rank = rank
+        check_precision(self.train, trainer)
 
     def load_generator(self):
         """Load the trained generator from model/, verified against the manifest's sha256."""
@@ -328,10 +452,11 @@ class Pipeline:
             raise CheckpointError(f"{self.run_dir}: no trained model here (missing {MODEL_DIR}/); run 'aigc run' first")
         recorded = self.rundir.verified_model_files()  # no record: refused, never loaded unverified
         self.fingerprint = self.rundir.model_fingerprint(recorded)
-        generator_name = (self.manifest().get("config") or {}).get("generator", {}).get("name")
+        generator_name = self.rundir.recorded_generator()
         if generator_name and generator_name != self.gen.name:
             raise CheckpointError(f"{model_dir}: holds a {generator_name!r} checkpoint, not {self.gen.name!r}")
-        self._generator = self.gen.cls.load_artifact(model_dir, self.gen.params)
+        with phase(f"loading the model ({self.gen.name})"):
+            self._generator = self.gen.cls.load_artifact(model_dir, self.gen.params)
         self._inference = None
         return self._generator
 
@@ -373,7 +498,8 @@ class Pipeline:
         for part in self.metrics:
             context = MetricContext(self.generator, self.data_source(), content, cache, self.seed, self.run_dir,
                                     inference=self.inference)
-            results[part.name] = part.build().compute(context)
+            with phase(f"metric {part.name}"):
+                results[part.name] = part.build().compute(context)
         for line in gate_warnings(results):
             print(f"WARNING: {line}", file=sys.stderr)
         return results
@@ -418,6 +544,33 @@ class Pipeline:
         if failed:
             raise QualityGateError(f"{self.run_dir}: quality gate failed: {failed[0]}")
         return self.run_dir
+
+
+#: Config keys that name a component, and the manifest's key of that component (``versions.components``).
+_NAME_KEYS = (("data.source", "data"), ("generator.name", "generator"), ("output.exporter", "output.exporter"))
+
+
+def _missing_plugin_hint(exc: ConfigError, manifest: Mapping, registry: Registry | None = None) -> ConfigError:
+    """``exc`` with the distribution to reinstall, when it says a component the run was made with is unknown."""
+    if "unknown" not in str(exc):
+        return exc
+    versions = manifest.get("versions") if isinstance(manifest.get("versions"), Mapping) else {}
+    components = versions.get("components") if isinstance(versions.get("components"), Mapping) else {}
+    part = dict(_NAME_KEYS).get(exc.key) or (exc.key[:-len(".name")] if exc.key.endswith(".name") else exc.key)
+    made_by = components.get(part)
+    problem = str(exc).split(": ", 1)[-1].split(" (known:")[0]
+    if isinstance(made_by, Mapping) and made_by.get("distribution"):
+        dist, version = made_by["distribution"], made_by.get("version")
+        made = f"{dist} {version}" if version else dist
+        return ConfigError(exc.key, f"{problem}: this run was made with {made}, which is not installed now; "
+                                    f"reinstall it (aigc plugins install {dist})")
+    plugins = versions.get("plugins") if isinstance(versions.get("plugins"), Mapping) else {}
+    installed = {p.distribution for p in (registry or get_registry()).plugins.values()}
+    gone = sorted(f"{d} {v}" for d, v in plugins.items() if d not in installed)
+    if gone:  # a run from before components were recorded: the plugins it used that are missing now
+        return ConfigError(exc.key, f"{problem}: this run was made with {', '.join(gone)}, not installed now; "
+                                    f"reinstall {'it' if len(gone) == 1 else 'them'} (aigc plugins install NAME)")
+    return exc
 
 
 def gate_warnings(metrics: Mapping, only: str | None = None) -> list[str]:

@@ -4,11 +4,15 @@ A plugin declares the version it targets with an entry point in the group ``aigc
 is its plugin name and whose value points here::
 
     [project.entry-points."aigc.api"]
-    my-plugin = "aigc_core.plugin_api:v2"
+    my-plugin = "aigc_core.plugin_api:v3"
 
 That value is a valid entry-point object reference, so every packaging tool accepts it, and the
 core reads the major version from the text alone: a plugin built for another major version is
 reported and skipped before any of its code is imported.
+
+Version 3 changed one thing: a generator is a plain ``torch.nn.Module`` (``aigc_core.Generator``)
+and its training a separate ``aigc_core.GeneratorTraining`` (a ``LightningModule``) it names in
+``Generator.training``, so generating from a finished run never imports Lightning.
 
 Version 2 changed one thing: parameters. A component's ``Params`` (and a generator's
 ``GenerateOptions``) are pydantic models, subclasses of ``aigc_core.Params``, instead of
@@ -18,8 +22,10 @@ form, ``aigc plugins info`` and the docs.
 
 #: Major version 1: parameters were dataclasses with ``validate()``. No longer loaded.
 v1 = "1.0"
-#: Major version 2 of the hooks in ``aigc_core.hookspecs`` and the bases plugins subclass.
+#: Major version 2: a generator was itself a ``LightningModule``. No longer loaded.
 v2 = "2.0"
+#: Major version 3 of the hooks in ``aigc_core.hookspecs`` and the bases plugins subclass.
+v3 = "3.0"
 
 #: What the author of a version-1 plugin changes to reach version 2, in one line.
 FROM_V1 = (
@@ -29,6 +35,16 @@ FROM_V1 = (
     "across fields, a @model_validator(mode=\"after\") raising aigc_core.ParamError(\"key\", \"message\"); "
     "use params.model_dump() where dataclasses.asdict(params) was; then declare "
     "\"aigc_core.plugin_api:v2\" in [project.entry-points.\"aigc.api\"] (docs/writing-plugins.md)"
+)
+
+#: What the author of a version-2 plugin changes to reach version 3, in one line.
+FROM_V2 = (
+    "move each generator's training hooks (training_step, configure_optimizers, validation_step, "
+    "datamodule) and training-only networks into a subclass of aigc_core.GeneratorTraining that reaches "
+    "the generator as self.generator; name it on the generator as training = \"package.module:Class\"; "
+    "keep in the generator only what generate() needs, under the same attribute names (its saved runs "
+    "still load); then declare \"aigc_core.plugin_api:v3\" in [project.entry-points.\"aigc.api\"] "
+    "(docs/writing-plugins.md)"
 )
 
 

@@ -222,7 +222,7 @@ def _api_problem(ep: Any, dist: str) -> str | None:
     nothing is assumed to target the current version.
     """
     from . import PLUGIN_API_VERSION
-    from .plugin_api import FROM_V1
+    from .plugin_api import FROM_V1, FROM_V2
 
     if ep.dist is None:
         return None
@@ -241,7 +241,10 @@ def _api_problem(ep: Any, dist: str) -> str | None:
     major = match.group(1)
     if major == "1":
         return (f"plugin {ep.name!r} (distribution {dist}) targets aigc plugin API 1; this aigc-core provides "
-                f"{PLUGIN_API_VERSION}, skipped. To update it: {FROM_V1}")
+                f"{PLUGIN_API_VERSION}, skipped. To update it: {FROM_V1}; then {FROM_V2}")
+    if major == "2":
+        return (f"plugin {ep.name!r} (distribution {dist}) targets aigc plugin API 2; this aigc-core provides "
+                f"{PLUGIN_API_VERSION}, skipped. To update it: {FROM_V2}")
     if major != PLUGIN_API_VERSION.split(".")[0]:
         return (
             f"plugin {ep.name!r} (distribution {dist}) targets aigc plugin API {major}.x, "

@@ -126,9 +126,9 @@ class Registry:
     def modality_register_function(self, plugin: PluginInfo):
         """The ``register`` callable an ``aigc_register_modalities`` implementation receives."""
 
-        def register(name: str, description: str = ""):
+        def register(name: str, target: Any = None, description: str = ""):
             try:
-                add_modality(name, description)
+                add_modality(name, description, target, plugin=plugin.name)
             except ValueError as exc:
                 raise PluginError(f"plugin {plugin.name!r}: {exc}") from None
             if name not in plugin.modalities:

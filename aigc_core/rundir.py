@@ -146,6 +146,15 @@ class RunDir:
             return LEGACY
         return FOREIGN
 
+    def recorded_generator(self) -> str | None:
+        """The generator the manifest says trained this run (runs made before the config lived only
+        in ``config.yaml`` kept a copy of it in the manifest)."""
+        manifest = self.manifest()
+        name = manifest.get("generator")
+        if isinstance(name, str):
+            return name
+        return ((manifest.get("config") or {}).get("generator") or {}).get("name")
+
     def refuse_unless_writable(self) -> str:
         """The state, or a one-line UsageError where aigc must not write (no advice to wipe anything)."""
         try:

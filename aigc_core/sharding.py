@@ -243,6 +243,12 @@ def generate_sharded(inference: Inference, n: int, out: Path, *, seed: int | Non
         raise UsageError(f"number of samples must be in [0, {MAX_SAMPLES}], got {n}")
     if devices < 1 or num_nodes < 1 or shard_size < 1:
         raise UsageError("--devices, --num-nodes and --shard-size must be at least 1")
+    from types import SimpleNamespace
+
+    from .layout import check_layout
+
+    check_layout(SimpleNamespace(num_nodes=num_nodes, devices=devices, accelerator=accelerator),
+                 keys={"num_nodes": "--num-nodes", "devices": "--devices"})  # before anything is written
     out = Path(out)
     seed = inference.resolve_seed(seed, "--seed")
     opts = inference.options(options)

@@ -23,20 +23,18 @@ This module imports torch and Lightning (generators need them); import it from t
 
 from __future__ import annotations
 
-import copy
 import inspect
 import json
-import math
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from .params import build_params, describe_schema, is_params_class, json_schema
 from .content import Content, Item
-from .modalities import known_modalities
+from .modalities import InvalidItem, get_modality, known_modalities
 from .errors import AigcError, CheckpointError, first_line
 
 GENERATOR_CHECKS = ("modality", "params", "train-step", "output", "metadata", "same-seed", "empty", "round-trip")
@@ -58,8 +56,9 @@ class ContractFailure(AssertionError):
         super().__init__("\n".join(lines))
 
 
-class _Fail(Exception):
-    """Raised inside one check; becomes that check's entry in ContractFailure."""
+#: Raised inside one check (by the kit, or by a ``Modality``'s checks); becomes that check's entry
+#: in ContractFailure.
+_Fail = InvalidItem
 
 
 def _require(condition: bool, reason: str) -> None:
@@ -146,36 +145,17 @@ def _check_params_class(params_cls: Any, what: str, values: Mapping | None) -> A
 
 
 def check_item(modality: str, item: Any, where: str, info: Mapping | None = None) -> None:
-    """Raise ``_Fail`` unless ``item`` is a valid Item of ``modality`` (see ``aigc_core.content``)."""
+    """Raise ``_Fail`` unless ``item`` is a valid Item of ``modality`` (its ``Modality.check_item``)."""
     _require(isinstance(item, Item), f"{where} is {type(item).__name__}, not aigc_core.Item")
     _require(isinstance(item.meta, dict), f"{where}.meta is {type(item.meta).__name__}, not dict")
-    data = item.data
-    if modality == "text":
-        _require(isinstance(data, str), f"{where}.data is {type(data).__name__}, text items must be str")
-        return
-    _require(isinstance(data, np.ndarray), f"{where}.data is {type(data).__name__}, not a numpy array "
-                                           "(items hold numpy data, never tensors)")
-    _require(data.dtype == np.float32, f"{where}.data has dtype {data.dtype}, expected float32")
-    _require(bool(np.isfinite(data).all()), f"{where}.data has NaN or infinite values")
-    if modality == "image":
-        _require(data.ndim == 3 and data.shape[0] in (1, 3, 4),
-                 f"{where}.data has shape {data.shape}, expected CHW with 1, 3 or 4 channels")
-        lo, hi = float(data.min()), float(data.max())
-        _require(lo >= 0.0 and hi <= 1.0, f"{where}.data has values in [{lo:.4g}, {hi:.4g}], expected [0, 1]")
-        shape = (info or {}).get("shape")
-        if shape is not None:
-            _require(list(data.shape) == list(shape),
-                     f"{where}.data has shape {list(data.shape)}, the data's info says {list(shape)}")
-    elif modality == "audio":
-        _require(data.ndim == 1 and data.size > 0, f"{where}.data has shape {data.shape}, expected 1-D mono samples")
-        peak = float(np.abs(data).max())
-        _require(peak <= 1.0, f"{where}.data peaks at {peak:.4g}, expected values in [-1, 1]")
-        rate = item.meta.get("sample_rate")
-        _require(isinstance(rate, int) and not isinstance(rate, bool) and rate > 0,
-                 f"{where}.meta['sample_rate'] is {rate!r}, expected a positive int")
-        expected = (info or {}).get("sample_rate")
-        if expected is not None:
-            _require(rate == expected, f"{where}.meta['sample_rate'] is {rate}, the data's is {expected}")
+    _modality(modality).check_item(item, where, info)
+
+
+def _modality(name: str) -> Any:
+    """The registered Modality of ``name``; the kit's own error for an unknown one."""
+    if name not in known_modalities():
+        raise ValueError(f"unknown modality {name!r}")
+    return get_modality(name)
 
 
 def check_content(content: Any, modality: str, where: str, n: int | None = None,
@@ -310,9 +290,10 @@ class GeneratorContract(_Contract):
         import torch
 
         from .training import quiet_lightning
+        from .training_module import as_datamodule, training_module
 
         quiet_lightning()
-        model = self.model
+        model = training_module(self.model)  # the generator, and what only training needs
         before = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
         _require(bool(before), "the model has no floating-point parameters to train")
         trainer = pl.Trainer(
@@ -322,7 +303,7 @@ class GeneratorContract(_Contract):
             default_root_dir=str(self.workdir / "lightning"),
         )
         torch.manual_seed(self.seed)
-        trainer.fit(model, datamodule=model.datamodule(self.source))
+        trainer.fit(model, datamodule=as_datamodule(model.datamodule(self.source)))
         self._trained = True
         _require(trainer.global_step >= 1, "one training batch made no optimiser step "
                                            "(training_step/configure_optimizers)")
@@ -512,12 +493,7 @@ class DataSourceContract(_Contract):
             raise _Fail(f"info must be JSON-serialisable (it is saved with checkpoints): {exc}") from None
         if "modality" in info:
             _require(info["modality"] == self.cls.modality, f"info['modality'] is {info['modality']!r}")
-        if self.cls.modality == "image":
-            shape = info.get("shape")
-            _require(isinstance(shape, list) and len(shape) == 3, f"info['shape'] is {shape!r}, expected [C, H, W]")
-        if self.cls.modality == "audio":
-            rate = info.get("sample_rate")
-            _require(isinstance(rate, int) and rate > 0, f"info['sample_rate'] is {rate!r}, expected a positive int")
+        _modality(self.cls.modality).check_info(info)
 
     def check_items(self) -> None:
         source = self.build()
@@ -564,21 +540,7 @@ def _raw_equal(a: Any, b: Any) -> bool:
 
 
 def _check_raw_item(modality: str, raw: Any, where: str, info: Mapping) -> None:
-    if modality == "text":
-        _require(isinstance(raw, str), f"{where} is {type(raw).__name__}; text sources yield str")
-        return
-    _require(isinstance(raw, (tuple, list)) and len(raw) == 2, f"{where} must be (data, label)")
-    data = np.asarray(_to_numpy(raw[0]))
-    _require(np.issubdtype(data.dtype, np.floating), f"{where} data has dtype {data.dtype}, expected float")
-    _require(bool(np.isfinite(data).all()), f"{where} data has NaN or infinite values")
-    if modality == "image":
-        _require(data.ndim == 3, f"{where} data has shape {data.shape}, expected CHW")
-        _require(list(data.shape) == list(info.get("shape", data.shape)),
-                 f"{where} data has shape {list(data.shape)}, info['shape'] is {info.get('shape')}")
-        _require(float(data.min()) >= 0.0 and float(data.max()) <= 1.0, f"{where} data is outside [0, 1]")
-    else:
-        _require(data.ndim == 1, f"{where} data has shape {data.shape}, expected 1-D mono samples")
-        _require(float(np.abs(data).max(initial=0.0)) <= 1.0, f"{where} data is outside [-1, 1]")
+    _modality(modality).check_raw(raw, where, info)
 
 
 def check_data_source(cls: type, params: Mapping | None = None, seed: int = 0) -> None:
@@ -599,7 +561,9 @@ def registrations(plugin: Any) -> list[dict]:
         if impl is None:
             continue
 
-        def register(name, target, modality=(), description="", _kind=kind):
+        def register(name, target=None, modality=(), description="", _kind=kind):
+            if _kind == "modality":  # a modality is its own: register(name, target, description)
+                modality = (name,)
             found.append({"kind": _kind, "name": name, "target": target, "description": description,
                           "modalities": (modality,) if isinstance(modality, str) else tuple(modality)})
 
@@ -608,19 +572,27 @@ def registrations(plugin: Any) -> list[dict]:
 
 
 def check_registrations(plugin: Any) -> list[dict]:
-    """Every registration names a loadable class whose declared modality matches, with a description."""
+    """Every registration names a loadable class whose declared modality matches, with a description.
+
+    The plugin's own modalities count as known, and each must name an ``aigc_core.Modality``.
+    """
     import importlib
+
+    from .modalities import Modality
 
     failures = {}
     found = registrations(plugin)
     if not found:
         failures["registrations"] = "the plugin registers no component (implement an aigc_register_* hook)"
+    known = set(known_modalities()) | {e["name"] for e in found if e["kind"] == "modality"}
     for entry in found:
         where = f"{entry['kind']} {entry['name']!r}"
         target = entry["target"]
         if not entry["description"]:
             failures[f"metadata {entry['name']}"] = f"{where} has no description (aigc plugins list shows it)"
-        bad = [m for m in entry["modalities"] if m not in known_modalities()]
+        if entry["kind"] == "modality" and target is None:
+            continue  # the base Modality: downloads, no checks
+        bad = [m for m in entry["modalities"] if m not in known]
         if bad or not entry["modalities"]:
             failures[f"modality {entry['name']}"] = f"{where} registered with modality {entry['modalities']}"
             continue
@@ -635,6 +607,10 @@ def check_registrations(plugin: Any) -> list[dict]:
                 continue
             target = obj
         entry["class"] = target
+        if entry["kind"] == "modality":
+            if not (isinstance(target, Modality) or (isinstance(target, type) and issubclass(target, Modality))):
+                failures[f"target {entry['name']}"] = f"{where}: {entry['target']!r} is not an aigc_core.Modality"
+            continue
         declared = getattr(target, "modality", None)
         if entry["kind"] in ("generator", "data_source") and declared not in entry["modalities"]:
             failures[f"modality {entry['name']}"] = (
@@ -649,38 +625,28 @@ def check_registrations(plugin: Any) -> list[dict]:
 
 
 def sample_content(modality: str, n: int = 3, seed: int = 0) -> Content:
-    """A few valid items of ``modality`` (with some structure, so filters have work to do)."""
-    rng = np.random.default_rng(seed)
-    if modality == "image":
-        data = [np.clip(rng.random((1, 8, 8)) * 0.5 + i / (2 * n), 0, 1).astype(np.float32) for i in range(n)]
-        return Content("image", [Item(d, {"index": i, "seed": seed}) for i, d in enumerate(data)])
-    if modality == "text":
-        words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog"]
-        texts = [" ".join(rng.choice(words, size=5 + i)) for i in range(n)]
-        return Content("text", [Item(t, {"index": i, "seed": seed}) for i, t in enumerate(texts)])
-    if modality == "audio":
-        rate = 8000
-        t = np.arange(rate // 4) / rate
-        waves = [(0.3 * np.sin(2 * math.pi * (220 + 110 * i) * t) + 0.01 * rng.standard_normal(t.size))
-                 .astype(np.float32) for i in range(n)]
-        return Content("audio", [Item(w, {"index": i, "seed": seed, "sample_rate": rate}) for i, w in enumerate(waves)])
-    raise ValueError(f"unknown modality {modality!r}")
+    """A few valid items of ``modality`` (with some structure, so filters have work to do):
+    its ``Modality.sample_content``."""
+    return _modality(modality).sample_content(n, seed)
 
 
 def tiny_source(modality: str, n: int = 24, seed: int = 0, batch_size: int = 8, **info: Any) -> Any:
     """An in-memory data source of ``n`` items, so generator tests need no files or downloads.
 
-    Images are 1x8x8 (override with ``shape=[C, H, W]``), audio is 0.25 s at 8 kHz
-    (``sample_rate=``, ``num_samples=``), text is short sentences. Splits are 75/12.5/12.5 %.
+    The items are the modality's ``Modality.tiny_items``: for the core's, images are 1x8x8
+    (override with ``shape=[C, H, W]``), audio is 0.25 s at 8 kHz (``sample_rate=``,
+    ``num_samples=``), text is short sentences. Splits are 75/12.5/12.5 %.
     """
     from .components import DataParams, DataSource, split_indices
+
+    kind = _modality(modality)
 
     class TinySource(DataSource):
         Params = DataParams
 
         def __init__(self, params: Any = None, seed: int = 0):
             super().__init__(params, seed)
-            content = _tiny_items(modality, n, seed, info)
+            content = kind.tiny_items(n, seed, info)
             parts = split_indices(n, 0.125, 0.125, seed)
             self._splits = {name: [content[i] for i in idx] for name, idx in parts.items()}
 
@@ -691,36 +657,12 @@ def tiny_source(modality: str, n: int = 24, seed: int = 0, batch_size: int = 8, 
         def info(self) -> dict:
             base = {"modality": modality, "sizes": {k: len(v) for k, v in self._splits.items()},
                     "num_classes": 2, "classes": ["a", "b"]}
-            if modality == "image":
-                base["shape"] = list(info.get("shape", [1, 8, 8]))
-            if modality == "audio":
-                base["sample_rate"] = int(info.get("sample_rate", 8000))
-                base["num_samples"] = int(info.get("num_samples", base["sample_rate"] // 4))
+            base.update(kind.tiny_info(info))
             return base
 
     TinySource.modality = modality
     TinySource.component_name = f"tiny-{modality}"
     return TinySource(DataParams(batch_size=batch_size, val_fraction=0.125, test_fraction=0.125), seed)
-
-
-def _tiny_items(modality: str, n: int, seed: int, info: Mapping) -> list:
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    if modality == "image":
-        c, h, w = info.get("shape", [1, 8, 8])
-        base = torch.linspace(0, 1, h * w).reshape(1, h, w).expand(c, h, w)
-        return [((base + 0.2 * torch.rand(c, h, w, generator=g)) / 1.2, i % 2) for i in range(n)]
-    if modality == "audio":
-        rate = int(info.get("sample_rate", 8000))
-        length = int(info.get("num_samples", rate // 4))
-        t = torch.arange(length) / rate
-        return [((0.5 * torch.sin(2 * math.pi * (200 + 50 * (i % 4)) * t)).float(), i % 2) for i in range(n)]
-    if modality == "text":
-        words = ["to", "be", "or", "not", "that", "is", "the", "question", "whether", "tis", "nobler"]
-        return [" ".join(words[(i + k) % len(words)] for k in range(4 + i % 5)) + "." for i in range(n)]
-    raise ValueError(f"unknown modality {modality!r}")
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -752,7 +694,7 @@ def check_mid_epoch_resume(config: Mapping, workdir: Path, kill_at_step: int, ev
     reference = Pipeline.from_config({**config, "output": {"dir": str(workdir / "reference")}})
     reference.fit()
     killed = Pipeline.from_config({**config, "output": {"dir": str(workdir / "killed")}})
-    cls = killed.gen.cls
+    cls = killed.gen.cls.training_class()
     original = cls.training_step
 
     def dying(self, batch, batch_idx):

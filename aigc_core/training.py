@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -10,6 +11,7 @@ import logging
 import os
 import pickle
 import random
+import sys
 import tempfile
 import time
 import warnings
@@ -25,14 +27,15 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from torch.utils.data import RandomSampler
 
+from . import progress
 from .allocator import tune_allocator
 from .atomic import write_bytes, write_text
 from .content import Content
 from .errors import AigcError, CheckpointError, Interrupted, first_line
+from .modalities import get_modality
 from .resume import RunCheckpoints, StopSignals, loaders_in
 from .rundir import CHECKPOINT_FILE, LOGS_DIR, RunDir
-
-PREVIEW = {"image": 64, "text": 4, "audio": 4}
+from .training_module import as_datamodule, training_module
 
 _QUIET = (
     r".*does not have many workers.*",
@@ -41,6 +44,8 @@ _QUIET = (
     r".*Experiment logs directory .* exists and is not empty.*",
     r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
     r".*resuming from a checkpoint that ended before the epoch ended.*",  # resume.RunCheckpoints handles it
+    # Lightning's Timer (train.max_time) saved its state; resumed without a budget, nothing needs it
+    r".*callbacks used to create the checkpoint need to be provided during `Trainer` instantiation.*",
 )
 
 
@@ -69,24 +74,20 @@ class SampleWriter(Callback):
         if self.preview is None or not self.every or (trainer.current_epoch + 1) % self.every \
                 or not trainer.is_global_zero:
             return
-        was_training = module.training
-        module.eval()
+        generator = module.generator
+        was_training = generator.training
+        generator.eval()
         try:
-            content = module.generate(PREVIEW.get(module.modality, 4), seed=self.seed)
+            content = generator.generate(get_modality(generator.modality).preview_count, seed=self.seed)
         finally:
-            module.train(was_training)
+            generator.train(was_training)
         self.preview(content, f"epoch_{trainer.current_epoch + 1:03d}")
 
 
 def write_preview(content: Content, directory: Path, stem: str, exporter) -> None:
-    """Images as one grid ``STEM.png``; other modalities through ``exporter`` into ``directory/STEM``."""
-    if content.modality == "image":
-        from .imaging import make_grid, png_bytes
-
-        grid = make_grid([item.data for item in content.items], nrow=8)
-        write_bytes(directory / f"{stem}.png", png_bytes(grid))
-    else:
-        exporter.export(content, directory / stem)
+    """As the modality writes previews (``Modality.write_preview``): images as one grid
+    ``STEM.png``, others through ``exporter`` into ``directory/STEM``."""
+    get_modality(content.modality).write_preview(content, directory, stem, exporter)
 
 
 class NonFiniteLossGuard(Callback):
@@ -356,14 +357,113 @@ class EpochShuffle(RandomSampler):
         return super().__iter__()
 
 
+class RunProgress(Callback):
+    """The whole run's progress and time left, where Lightning's bar shows one epoch's.
+
+    The share done is the largest of the bounds that apply (epochs, ``max_steps``, the time
+    budget), so the estimate follows whichever ends training first; the time left comes from the
+    pace of this session (a resumed run does not count the first session's speed). It feeds the
+    phase ``training`` (plain lines in a log) and Lightning's bar on a terminal (``RunBar``).
+    """
+
+    def __init__(self, shown: progress.Phase, max_epochs: int, max_steps: int, budget_s: float | None):
+        self.shown = shown
+        self.max_epochs = int(max_epochs)
+        self.max_steps = int(max_steps)
+        self.budget_s = budget_s
+        self.text = ""
+        self._mark: tuple[float, float] | None = None  # (time, share) when this session started
+
+    def fraction(self, trainer: pl.Trainer, batches_in_epoch: int) -> float | None:
+        shares = []
+        per_epoch = trainer.num_training_batches
+        if self.max_epochs > 0 and isinstance(per_epoch, int) and per_epoch > 0:
+            shares.append((trainer.current_epoch * per_epoch + batches_in_epoch) / (self.max_epochs * per_epoch))
+        if self.max_steps > 0:
+            shares.append(trainer.global_step / self.max_steps)
+        timer = _timer(trainer)
+        if timer is not None and self.budget_s:
+            shares.append(timer.time_elapsed("train") / self.budget_s)
+        return min(1.0, max(shares)) if shares else None
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._mark = None
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx: int) -> None:
+        share = self.fraction(trainer, batch_idx + 1)
+        epochs = f"epoch {trainer.current_epoch + 1}" + (f"/{self.max_epochs}" if self.max_epochs > 0 else "")
+        detail = f"{epochs}, step {trainer.global_step}"
+        if share is None:
+            self.shown.update(batch_idx + 1, detail=detail)
+            return
+        now = time.monotonic()
+        if self._mark is None:
+            self._mark = (now, share)
+        t0, s0 = self._mark
+        left = (now - t0) / (share - s0) * (1.0 - share) if share > s0 else None
+        timer = _timer(trainer)
+        if timer is not None and self.budget_s:
+            budget_left = max(0.0, self.budget_s - timer.time_elapsed("train"))
+            left = budget_left if left is None else min(left, budget_left)
+        self.text = f"{share:.0%}" + (f", {progress.format_duration(left)} left" if left is not None else "")
+        self.shown.update(round(100 * share, 1), 100, detail=detail, eta=left)
+
+
+def _timer(trainer: pl.Trainer) -> Any:
+    from pytorch_lightning.callbacks import Timer
+
+    return next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+
+
+def _run_bar(run: RunProgress) -> Callback:
+    """Lightning's own bar (one epoch), with the whole run's share and time left beside its figures."""
+    from pytorch_lightning.callbacks import TQDMProgressBar
+
+    class RunBar(TQDMProgressBar):
+        # Lightning writes its bars to stdout, where aigc prints what a command made: stderr instead
+        def init_sanity_tqdm(self):
+            with contextlib.redirect_stdout(sys.stderr):
+                return super().init_sanity_tqdm()
+
+        def init_train_tqdm(self):
+            with contextlib.redirect_stdout(sys.stderr):
+                return super().init_train_tqdm()
+
+        def init_validation_tqdm(self):
+            with contextlib.redirect_stdout(sys.stderr):
+                return super().init_validation_tqdm()
+
+        def get_metrics(self, trainer: pl.Trainer, module: pl.LightningModule) -> dict:
+            items = super().get_metrics(trainer, module)
+            if run.text:
+                items["run"] = run.text
+            return items
+
+    return RunBar()
+
+
+def _frozen_eval_modules_only(module: torch.nn.Module) -> bool:
+    """True when every module in eval mode sits in a frozen sub-model (a trained vocoder inside a
+    spectrogram generator: eval mode, no parameter requiring grad): Lightning's warning about
+    eval-mode modules would then be noise. Any other eval-mode module keeps the warning."""
+    modules = dict(module.named_modules())
+    roots = [name for name, m in modules.items()
+             if not m.training and (name == "" or modules[name.rpartition(".")[0]].training)]
+    for name in roots:
+        params = list(modules[name].parameters())
+        if not params or any(p.requires_grad for p in params):
+            return False
+    return bool(roots)
+
+
 def _clock() -> float:
     """The training clock of time-based checkpoints (a function, so tests can stand in for time)."""
     return time.monotonic()
 
 
-def _strategy(name: Any, generator: pl.LightningModule) -> Any:
+def _strategy(name: Any, module: pl.LightningModule) -> Any:
     """A GAN's manual optimisation leaves one network unused in each backward pass; DDP must know."""
-    if name == "ddp" and not generator.automatic_optimization:
+    if name == "ddp" and not module.automatic_optimization:
         return "ddp_find_unused_parameters_true"
     return name
 
@@ -386,13 +486,23 @@ def trainer_kwargs(train: Any) -> dict:
     for key in ("gradient_clip_val", "limit_train_batches", "limit_val_batches"):
         if getattr(t, key) is not None:
             kwargs[key] = getattr(t, key)
+    budget = t.time_budget_s()
+    if budget is not None:
+        from datetime import timedelta
+
+        kwargs["max_time"] = timedelta(seconds=budget)
+        if t.max_epochs < 1:
+            kwargs["max_epochs"] = -1  # the time budget alone ends training
     return kwargs
 
 
-def fit(source: pl.LightningDataModule, generator: pl.LightningModule, train: Any, *, seed: int, rundir: RunDir,
+def fit(source: Any, generator: torch.nn.Module, train: Any, *, seed: int, rundir: RunDir,
         resume: bool, preview: Callable[[Content, str], None] | None = None,
         callbacks: Sequence[Callback] = ()) -> dict:
     """Train ``generator`` on ``source`` with the ``train`` settings; checkpoints and logs go into ``rundir``.
+
+    The generator is wrapped in the LightningModule its class names (``Generator.training``); the
+    trained weights stay in ``generator`` itself.
 
     Returns the training summary. ``resume``: continue from ``checkpoints/last.ckpt`` when it is
     there (verified first). ``preview(content, stem)`` receives the previews made every
@@ -401,9 +511,9 @@ def fit(source: pl.LightningDataModule, generator: pl.LightningModule, train: An
     quiet_lightning()
     tune_allocator()
     t = train
-    datamodule = generator.datamodule(source)
+    module = training_module(generator)
+    datamodule = as_datamodule(module.datamodule(source))
     run_dir = rundir.path
-    last = rundir.checkpoint_dir / CHECKPOINT_FILE
     checkpoint_io = RunCheckpointIO(rundir)
     stop = StopSignals()
     checkpoints = RunCheckpoints(run_dir, checkpoint_io, every_n_epochs=t.checkpoint_every_n_epochs,
@@ -422,26 +532,66 @@ def fit(source: pl.LightningDataModule, generator: pl.LightningModule, train: An
     except ModuleNotFoundError:
         pass
     kwargs = trainer_kwargs(t)
-    kwargs.update(
-        strategy=_strategy(t.strategy, generator),
-        enable_progress_bar=t.progress_bar, enable_model_summary=False, enable_checkpointing=False,
-        default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks,
-        plugins=[checkpoint_io],
-    )
-    try:
-        trainer = pl.Trainer(**kwargs)
-    except (ValueError, TypeError, RuntimeError) as exc:  # Lightning's own checks of the train section
-        from .errors import ConfigError
+    budget = t.time_budget_s()
+    # the CLI's display: on a terminal Lightning's bar draws (with the run's share and time left),
+    # in a log plain lines do (a bar's carriage returns make a mess of a log), --quiet shows neither
+    shown_as = progress.display_kind()
+    bar = t.progress_bar if shown_as in (None, "rich") else False
+    with progress.phase("training", external=bar, listen=False, unit="%") as shown:
+        run = RunProgress(shown, kwargs["max_epochs"], t.max_steps, budget)
+        callbacks.insert(0, run)
+        if bar:
+            callbacks.insert(0, _run_bar(run))
+        kwargs.update(
+            strategy=_strategy(t.strategy, module),
+            enable_progress_bar=bar, enable_model_summary=False, enable_checkpointing=False,
+            default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks,
+            plugins=[checkpoint_io],
+        )
+        try:
+            trainer = pl.Trainer(**kwargs)
+        except (ValueError, TypeError, RuntimeError) as exc:  # Lightning's own checks of the train section
+            from .errors import ConfigError
 
-        raise ConfigError("train", str(exc).strip().splitlines()[0]) from None
+            raise ConfigError("train", str(exc).strip().splitlines()[0]) from None
+        started = time.perf_counter()
+        _train(trainer, module, datamodule, rundir, resume, stop, checkpoints)
+    summary = {
+        "global_step": int(trainer.global_step),
+        "epochs": int(trainer.current_epoch),
+        "resumed_from": checkpoints.resumed_from,
+        "checkpoints_written": checkpoints.written,
+        "checkpoint_s": round(checkpoints.seconds, 3),
+        "train_s": round(time.perf_counter() - started, 3),
+        "accelerator": type(trainer.accelerator).__name__,
+        "world_size": int(trainer.world_size),
+        "precision": str(trainer.precision),  # what it really trained in (Lightning's name)
+        "global_rank": int(trainer.global_rank),
+    }
+    timer = _timer(trainer)
+    if budget is not None and timer is not None:
+        used = float(timer.time_elapsed("train"))
+        summary["time_budget"] = {"max_time_s": round(budget, 3), "used_s": round(used, 3),
+                                  "stopped": used >= budget}
+        if used >= budget and trainer.is_global_zero and progress.display_kind() != "off":
+            print(f"aigc: training stopped at its time budget ({progress.format_duration(budget)} of training, "
+                  f"train.max_time/max_minutes) at epoch {trainer.current_epoch}, step {trainer.global_step}; "
+                  "a rerun with a larger budget goes on from there", file=sys.stderr, flush=True)
+    return summary
+
+
+def _train(trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any, rundir: RunDir, resume: bool,
+           stop: StopSignals, checkpoints: RunCheckpoints) -> None:
+    last = rundir.checkpoint_dir / CHECKPOINT_FILE
     ckpt_path = None
     if resume and last.is_file():
         rundir.verify_checkpoint(last)  # before Lightning opens it at all
         ckpt_path = str(last)
-    started = time.perf_counter()
     try:
-        with stop:
-            trainer.fit(generator, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        with stop, warnings.catch_warnings():
+            if _frozen_eval_modules_only(module):
+                warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if stop.signum is not None:  # the signal came after the last batch: the final checkpoint is written
             raise checkpoints._interrupted()
     except (NonFiniteLoss, CheckpointError, Interrupted):
@@ -456,17 +606,6 @@ def fit(source: pl.LightningDataModule, generator: pl.LightningModule, train: An
         if ckpt_path and isinstance(exc, (RuntimeError, KeyError)) and "state_dict" in str(exc):
             raise CheckpointError(f"{last}: does not fit this generator (a checkpoint of another model?)") from None
         raise
-    return {
-        "global_step": int(trainer.global_step),
-        "epochs": int(trainer.current_epoch),
-        "resumed_from": checkpoints.resumed_from,
-        "checkpoints_written": checkpoints.written,
-        "checkpoint_s": round(checkpoints.seconds, 3),
-        "train_s": round(time.perf_counter() - started, 3),
-        "accelerator": type(trainer.accelerator).__name__,
-        "world_size": int(trainer.world_size),
-        "global_rank": int(trainer.global_rank),
-    }
 
 
 def _is_unpickling_error(exc: BaseException) -> bool:

@@ -249,7 +249,7 @@ def main() -> None:
         cells = [f"{r['scores'][k]:.4g}" if isinstance(r["scores"].get(k), (int, float)) else "" for k in names]
         print(f"| {r['backend']} | {r['steps']} | {r['train_cpu_min']} | " + " | ".join(cells) + " |")
     ref = next((s for s in speeds if s[0].startswith("dcgan")), None)
-    print(f"\n| sampler | images/s (wall) | images per CPU-s | ratio to dcgan (CPU) |\n|---|---:|---:|---:|")
+    print("\n| sampler | images/s (wall) | images per CPU-s | ratio to dcgan (CPU) |\n|---|---:|---:|---:|")
     for name, wall, cpu in speeds:
         ratio = f"{cpu / ref[2]:.3g}" if ref else ""
         print(f"| {name} | {wall:.3g} | {cpu:.3g} | {ratio} |")

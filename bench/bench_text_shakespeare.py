@@ -13,6 +13,7 @@ is the issue's measurement on a machine of this kind.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -24,6 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="overrides of configs/text-shakespeare.yaml, e.g. train.max_steps=400")
+    argv = parser.parse_args(argv).overrides
     data = os.environ.get("AIGC_DATA_DIR")
     if not data or not (Path(data) / "text" / "tinyshakespeare.txt").is_file():
         print("AIGC_DATA_DIR must point at the shared data (text/tinyshakespeare.txt)", file=sys.stderr)

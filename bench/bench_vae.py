@@ -81,8 +81,10 @@ def plain_loop(pipe, epochs: int) -> None:
 
     pl.seed_everything(pipe.seed, verbose=False)
     source = pipe.data_source()
+    from aigc_vae.training import VAETraining
+
     model = pipe.gen.cls.build(pipe.gen.params, source, Path(pipe.run_dir))
-    opt = model.configure_optimizers()
+    opt = VAETraining(model).configure_optimizers()
     train, val = source.train_dataloader(), source.val_dataloader()
     for _ in range(epochs):
         model.train()

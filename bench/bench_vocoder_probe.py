@@ -2,7 +2,7 @@
 distance of held-out clips fastest, per second of CPU, against Griffin-Lim in the same run.
 
 A probe trains only the non-adversarial part (the same crops, losses and optimiser as
-``MelVocoder.training_step`` before ``gan_start_steps``; the scored output is the network
+``MelVocoderTraining.training_step`` before ``gan_start_steps``; the scored output is the network
 alone, without ``griffin_lim_iters`` refinement, which --gl-eval adds) in a plain loop for a fixed number of
 steps, so probes of different settings are comparable step for step; it prints the CPU seconds
 they took (time.process_time, this process only) because the machine is shared.
@@ -56,6 +56,7 @@ def main() -> None:
     from aigc_audio.model import split_tensors
     from aigc_audio.stft_distance import stft_distance
     from aigc_audio.vocoder import MelVocoder, MelVocoderParams
+    from aigc_audio.vocoder_training import MelVocoderTraining
 
     torch.manual_seed(0)
     pipe = Pipeline.from_config(ROOT / "configs/vocoder-fsdd.yaml", ["output.dir=/tmp/vocoder-probe-unused"])
@@ -65,10 +66,10 @@ def main() -> None:
         k, v = kv.split("=", 1)
         overrides[k] = v
     base = {k: v for k, v in pipe.raw["generator"].items() if k != "name"}
-    fields = MelVocoderParams.__dataclass_fields__
+    fields = MelVocoderParams.model_fields
     params = {**base, **overrides}
     for k, v in list(params.items()):
-        t = fields[k].type
+        t = fields[k].annotation
         if v is None:
             continue
         if "int" in str(t) and "Literal" not in str(t):
@@ -76,6 +77,7 @@ def main() -> None:
         elif "float" in str(t):
             params[k] = float(v)
     model = MelVocoder.build(MelVocoderParams(**params), source, None)
+    training = MelVocoderTraining(model)  # crops and the magnitude loss
     net = model.net
     train_waves, _ = split_tensors(source.split("train"))
     test_waves, _ = split_tensors(source.split("test"), limit=args.clips)
@@ -100,13 +102,13 @@ def main() -> None:
             for g in opt.param_groups:
                 g["lr"] = p.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         idx = torch.randint(len(train_waves), (bs,), generator=gen)
-        mel, target = model.crops(train_waves[idx])
+        mel, target = training.crops(train_waves[idx])
         spec = net.spectrum(mel)
         loss = mel.new_zeros(())
         if p.stft_weight:
             loss = loss + p.stft_weight * stft_distance(net._istft(spec, target.shape[1]), target, model.sample_rate)
         if p.magnitude_weight:
-            loss = loss + p.magnitude_weight * model.magnitude_distance(spec, target)
+            loss = loss + p.magnitude_weight * training.magnitude_distance(spec, target)
         opt.zero_grad()
         loss.backward()
         opt.step()

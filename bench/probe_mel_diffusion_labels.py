@@ -1,6 +1,7 @@
 """Does the label move a trained mel-diffusion's clips? Class and time embedding norms, then the rms spread of
 samples across labels (same seed) against across seeds (same label), in diffusion space, DPM-Solver 10 steps:
-python bench/probe_mel_diffusion_labels.py RUN_DIR [GUIDANCE ...] (docs/benchmarks.md, Audio, round four)."""
+python bench/probe_mel_diffusion_labels.py RUN_DIR [GUIDANCE ...] (figures: "Round four" of the old notebook,
+`git show d04d114:docs/benchmarks.md`)."""
 import sys, torch
 torch.set_num_threads(1)
 from aigc_core import Pipeline

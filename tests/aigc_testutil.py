@@ -64,3 +64,29 @@ def data_dir() -> Path | None:
 
 
 requires_data = pytest.mark.skipif(data_dir() is None, reason="AIGC_DATA_DIR is not set to ../shared/data")
+
+
+def tiny_backend_configs(out_dir: Path) -> dict[str, dict]:
+    """One tiny config per bundled backend (a few training steps each), keyed by generator name.
+
+    For tests and benchmarks that need a finished run of every backend, not a good one."""
+    def config(name: str, data: dict, generator: dict, generate: dict | None = None) -> dict:
+        return {
+            "name": f"tiny-{name}", "seed": 0, "data": data, "generator": generator,
+            "train": {"max_epochs": 1, "max_steps": 2, "accelerator": "cpu", "progress_bar": False,
+                      "sample_every_n_epochs": 0, "limit_val_batches": 0},
+            "generate": {"num_samples": 4, **(generate or {})},
+            "metrics": [], "output": {"dir": str(Path(out_dir) / name)},
+        }
+
+    digits = {"source": "sklearn-digits", "image_size": 16, "batch_size": 16, "limit": 64}
+    notes = {"source": "synth-notes", "sample_rate": 8000, "duration": 0.25, "num_items": 32, "batch_size": 8}
+    return {
+        "dcgan": config("dcgan", digits, {"name": "dcgan", "size": "debug"}),
+        "vae": config("vae", digits, {"name": "vae", "size": "debug"}),
+        "ddpm": config("ddpm", digits, {"name": "ddpm", "size": "debug"}, {"num_inference_steps": 2}),
+        "causal-lm": config("causal-lm", {"source": "python-docs", "limit": 20, "max_chars": 20_000, "batch_size": 8},
+                            {"name": "causal-lm", "size": "debug", "vocab_size": 300}, {"max_new_tokens": 8}),
+        "mel-diffusion": config("mel-diffusion", notes, {"name": "mel-diffusion", "size": "debug"},
+                                {"num_inference_steps": 2}),
+    }

@@ -77,6 +77,9 @@ class FakeTextOptions(Params):
     max_new_tokens: int = Field(8, ge=1, le=10_000)
     delay_s: float = Field(0.0, ge=0, le=3, description="pause per piece, to make streams slow enough to cancel")
     ignore_cancel: bool = Field(False, description="behave like a generator that never calls check_cancelled()")
+    steps: int = Field(0, ge=0, le=10_000, description="slow steps before answering, like diffusion steps: each "
+                                                     "sleeps step_s, then reports progress and checks cancellation")
+    step_s: float = Field(0.05, ge=0, le=3, description="seconds per step")
 
 
 class _Counters:
@@ -88,6 +91,9 @@ class _Counters:
         self.closed = 0
         self.pieces = 0
         self.cancelled = 0  # generate calls stopped early by a cancelled token
+        #: ``[asked, done]`` per generate call that asked for ``steps``, in call order; ``done``
+        #: grows while the call runs, so a test sees where a stopped call stopped.
+        self.steps: list[list[int]] = []
 
 
 counters = _Counters()
@@ -125,7 +131,18 @@ def _fake_classes():
             return out
 
         def generate(self, n: int, seed: int = 0, prompt: str = "", max_new_tokens: int = 8,
-                     delay_s: float = 0.0, ignore_cancel: bool = False) -> Content:
+                     delay_s: float = 0.0, ignore_cancel: bool = False, steps: int = 0,
+                     step_s: float = 0.05) -> Content:
+            if steps:  # a slow model that works in steps, checking between them as a real one does
+                record = [steps, 0]
+                with counters.lock:
+                    counters.steps.append(record)
+                for done in range(steps):
+                    if not ignore_cancel:
+                        check_cancelled()
+                    time.sleep(step_s)
+                    record[1] = done + 1
+                    report_progress(done + 1, steps)
             # once per call: a slow model, for queue and timeout tests. The delay passes in small
             # steps with a cancellation check between them, as a real decoding loop checks per token.
             deadline = time.monotonic() + delay_s
@@ -146,7 +163,8 @@ def _fake_classes():
             return Content("text", items)
 
         def stream(self, seed: int = 0, prompt: str = "", max_new_tokens: int = 8,
-                   delay_s: float = 0.0, ignore_cancel: bool = False) -> Iterator[str]:
+                   delay_s: float = 0.0, ignore_cancel: bool = False, steps: int = 0,
+                   step_s: float = 0.05) -> Iterator[str]:
             with counters.lock:
                 counters.started += 1
             try:
@@ -228,3 +246,23 @@ def fake_text_run(run_dir: str | Path, name: str = "fake-text", generate: str = 
                   f"generate: {generate}\n", {"name": name, "modality": "text"})
     rundir.save_model(lambda directory: (Path(directory) / "fake.json").write_text('{"fake": true}\n'))
     return rundir.path
+
+
+def tiny_vae_run(run_dir: str | Path, name: str = "digits-vae") -> Path | None:
+    """A ``vae`` (aigc-vae) at debug size trained for one epoch on 100 digits at 8x8, or None when
+    that plugin is not installed; reused when ``run_dir`` already holds it."""
+    from aigc_core import Pipeline, RunDir, get_registry
+
+    if "vae" not in get_registry().names("generator"):
+        return None
+    run_dir = Path(run_dir)
+    if RunDir(run_dir).manifest_path.is_file() and RunDir(run_dir).model_dir.is_dir():
+        return run_dir
+    Pipeline.from_config({
+        "name": name, "seed": 0,
+        "data": {"source": "sklearn-digits", "image_size": 8, "limit": 100, "batch_size": 50},
+        "generator": {"name": "vae", "size": "debug"},
+        "train": {"max_epochs": 1, "accelerator": "cpu", "progress_bar": False, "sample_every_n_epochs": 0},
+        "metrics": [], "output": {"dir": str(run_dir)},
+    }).fit()
+    return run_dir

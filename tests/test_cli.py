@@ -10,7 +10,8 @@ import pytest
 from aigc_testutil import cli, run_aigc, tiny_gan_config, write_yaml
 
 #: pydantic too: its import alone is about a third of `aigc plugins list` (typed parameters load lazily)
-HEAVY = ("torch", "pytorch_lightning", "lightning", "transformers", "torchaudio", "pydantic")
+HEAVY = ("torch", "pytorch_lightning", "lightning", "transformers", "torchaudio", "pydantic",
+         "rich")  # the progress display imports rich when a phase is first shown, not at start-up
 
 
 @pytest.mark.parametrize("args", [["--help"], ["plugins", "list"], ["plugins", "list", "--json", "--all"]])
@@ -103,9 +104,11 @@ def test_missing_data_directory_names_it(tmp_path, capsys):
     config = tiny_gan_config(tmp_path / "run")
     config["data"] = {"source": "image-folder", "path": str(tmp_path / "nowhere"), "image_size": 8}
     cfg = write_yaml(tmp_path / "c.yaml", config)
-    code, _, err = cli(capsys, "run", str(cfg))
-    assert code == 1
-    assert f"{tmp_path / 'nowhere'}: image folder does not exist" in err and "Traceback" not in err
+    for command in ("check", "run"):  # a folder the config names is checked before anything runs: exit 2
+        code, _, err = cli(capsys, command, str(cfg))
+        assert code == 2
+        assert f"data.path: {tmp_path / 'nowhere'}: no such directory" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
     config["data"]["path"] = str(empty)

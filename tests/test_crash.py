@@ -429,9 +429,9 @@ def test_corrupt_and_foreign_checkpoints_are_refused(run_copy, capsys):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(run_copy, capsys, monkeypatch):
-    from aigc_gan.model import DCGAN
+    from aigc_gan.training import DCGANTraining
 
-    original = DCGAN.training_step
+    original = DCGANTraining.training_step
 
     def poisoned(self, batch, batch_idx):
         out = original(self, batch, batch_idx)
@@ -439,7 +439,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(run_copy, capsys, monkeyp
             self.log("loss_injected", math.nan)
         return out
 
-    monkeypatch.setattr(DCGAN, "training_step", poisoned)
+    monkeypatch.setattr(DCGANTraining, "training_step", poisoned)
     last = run_copy / "checkpoints" / "last.ckpt"
     before = sha(last), sha(run_copy / "model" / "model.safetensors")
     code, err = _resume(capsys, run_copy, "train.checkpoint_every_n_steps=0")  # no newer good one before the NaN

@@ -142,7 +142,9 @@ def test_the_fuzzer_reaches_both_outcomes():
     if STATS["tried"] < EXAMPLES:
         pytest.skip("runs after test_check_never_shows_a_traceback in the same session")
     print(f"fuzz: {STATS}")
-    assert STATS["ok"] > 20 and STATS["errors"] > 200, STATS
+    # A garbage-only fuzzer gives 0 ok; 17 of 1,000 pass since check also refuses what this
+    # machine cannot run (issue 29) and paths that do not exist (issue 26), 39 before.
+    assert STATS["ok"] > 10 and STATS["errors"] > 200, STATS
 
 
 # --------------------------------------------------------------------------------------------

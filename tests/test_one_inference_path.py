@@ -36,14 +36,14 @@ def _client(*runs: Path):
 
 
 def test_cli_server_and_python_write_the_same_image_bytes(gan_run, tmp_path, capsys):
-    from aigc_core import Inference
+    from aigc_core import Run
 
     code, _, err = cli(capsys, "generate", str(gan_run), "-n", "3", "--seed", "5", "--out", str(tmp_path / "cli"))
     assert code == 0, err
     by_cli = {p.name: p.read_bytes() for p in sorted((tmp_path / "cli").glob("*.png"))}
     assert len(by_cli) == 3
 
-    _, files = Inference.from_run_dir(gan_run)(3, 5, out=tmp_path / "py")
+    _, files = Run.load(gan_run).inference(3, 5, out=tmp_path / "py")
     by_python = {p.name: p.read_bytes() for p in files}
 
     with _client(gan_run) as client:
@@ -54,14 +54,14 @@ def test_cli_server_and_python_write_the_same_image_bytes(gan_run, tmp_path, cap
 
     assert by_cli == by_python == by_server
     assert len(set(by_cli.values())) == 3  # three different samples, not one repeated
-    other, _ = Inference.from_run_dir(gan_run)(3, 6)  # another seed: other content
+    other, _ = Run.load(gan_run).inference(3, 6)  # another seed: other content
     assert [i.meta["seed"] for i in other.items] == [6, 6, 6]
 
 
 def test_every_path_stamps_the_checkpoint_and_uses_the_configured_seed(text_run, tmp_path, capsys):
-    from aigc_core import Inference, RunDir
+    from aigc_core import Run, RunDir
 
-    inference = Inference.from_run_dir(text_run)
+    inference = Run.load(text_run).inference
     content = inference.generate()
     fingerprint = RunDir(text_run).model_fingerprint()
     assert {i.meta["checkpoint_sha256"] for i in content.items} == {fingerprint}
@@ -73,9 +73,9 @@ def test_every_path_stamps_the_checkpoint_and_uses_the_configured_seed(text_run,
 
 
 def test_streaming_gives_the_same_text_on_every_path_and_honours_generate_seed(text_run, capsys):
-    from aigc_core import Inference
+    from aigc_core import Run
 
-    inference = Inference.from_run_dir(text_run)
+    inference = Run.load(text_run).inference
     by_python = "".join(inference.stream())
     code, by_cli, err = cli(capsys, "generate", str(text_run), "--stream")
     assert code == 0, err
@@ -97,3 +97,24 @@ def _with_event(lines):
         if line.startswith("data: "):
             yield line, previous
         previous = line
+
+
+def test_run_loads_the_verified_model_and_refuses_a_tampered_one(gan_run, tmp_path):
+    """``Run.load`` is the one loader: it describes the run, its generator is the verified model in
+    eval mode, and a changed weight file is a one-line CheckpointError, not a model."""
+    import shutil
+
+    from aigc_core import CheckpointError, Run, RunDir
+
+    run = Run.load(gan_run)
+    assert (run.name, run.generator_name, run.modality) == ("digits-gan", "dcgan", "image")
+    assert run.fingerprint == RunDir(gan_run).model_fingerprint()
+    assert not run.generator.training
+    assert [i.meta["checkpoint_sha256"] for i in run.generate(2, seed=1).items] == [run.fingerprint] * 2
+    assert run.config["generator"]["name"] == "dcgan" and run.manifest["name"] == "digits-gan"
+    copy = tmp_path / "copy"
+    shutil.copytree(gan_run, copy)
+    weights = copy / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + bytes([weights.read_bytes()[-1] ^ 1]))
+    with pytest.raises(CheckpointError, match="sha256"):
+        Run.load(copy)

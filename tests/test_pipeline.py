@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import pytest
 
 from aigc_core import Pipeline, sha256_file
 from aigc_core.imaging import read_png_text

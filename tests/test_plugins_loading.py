@@ -79,22 +79,22 @@ def test_misspelt_hook_name_is_reported_with_a_suggestion(plugin_dir):
 def test_plugin_for_another_api_major_is_skipped_unimported(plugin_dir):
     fake_dist(plugin_dir, "aigc-future", "zz_future", """
         raise RuntimeError("imported although it targets another plugin API")
-    """, api="aigc_core.plugin_api:v3")
+    """, api="aigc_core.plugin_api:v4")
     registry = load_plugins()
     problem = next(p for p in registry.problems if "zz_future" in p)
-    assert "targets aigc plugin API 3.x" in problem and "provides 2.0" in problem and "skipped" in problem
+    assert "targets aigc plugin API 4.x" in problem and "provides 3.0" in problem and "skipped" in problem
     assert "zz_future" not in sys.modules
     assert "fine-step" in registry.names("postprocessor")
 
 
 def test_current_api_declaration_loads(plugin_dir):
-    fake_dist(plugin_dir, "aigc-now", "zz_now", GOOD.replace("fine-step", "now-step"), api="aigc_core.plugin_api:v2")
+    fake_dist(plugin_dir, "aigc-now", "zz_now", GOOD.replace("fine-step", "now-step"), api="aigc_core.plugin_api:v3")
     registry = load_plugins()
     assert not [p for p in registry.problems if "zz_now" in p]
     assert "now-step" in registry.names("postprocessor")
     import aigc_core.plugin_api
 
-    assert aigc_core.plugin_api.v2.split(".")[0] == "2"  # the declared reference really exists
+    assert aigc_core.plugin_api.v3.split(".")[0] == "3"  # the declared reference really exists
 
 
 def test_a_version_1_plugin_is_skipped_with_what_to_change(plugin_dir):
@@ -108,10 +108,26 @@ def test_a_version_1_plugin_is_skipped_with_what_to_change(plugin_dir):
     assert "(distribution aigc-old) targets aigc plugin API 1" in problem and "skipped" in problem
     for change in ("subclass of aigc_core.Params instead of a @dataclass", "Field(default, description=",
                    "replace validate() by Field bounds", "aigc_core.ParamError", "model_dump()",
-                   '"aigc_core.plugin_api:v2"'):
+                   '"aigc_core.plugin_api:v2"', "aigc_core.GeneratorTraining", '"aigc_core.plugin_api:v3"'):
         assert change in problem, change
     assert "zz_old" not in sys.modules
     assert "fine-step" in registry.names("postprocessor")
+
+
+def test_a_version_2_plugin_is_skipped_with_what_to_change(plugin_dir):
+    """Plugin API 3: a generator is a plain module and its training a GeneratorTraining; a plugin
+    whose generators are still LightningModules is told so, and never imported."""
+    fake_dist(plugin_dir, "aigc-v2", "zz_v2", """
+        raise RuntimeError("imported although it targets plugin API 2")
+    """, api="aigc_core.plugin_api:v2")
+    registry = load_plugins()
+    problems = [p for p in registry.problems if "zz_v2" in p]
+    assert len(problems) == 1 and "\n" not in problems[0]
+    assert "(distribution aigc-v2) targets aigc plugin API 2" in problems[0] and "skipped" in problems[0]
+    for change in ("subclass of aigc_core.GeneratorTraining", "self.generator", 'training = "package.module:Class"',
+                   '"aigc_core.plugin_api:v3"'):
+        assert change in problems[0], change
+    assert "zz_v2" not in sys.modules
 
 
 def test_an_undeclared_plugin_with_dataclass_params_is_told_what_to_change(plugin_dir):

@@ -91,6 +91,7 @@ def test_a_run_of_an_older_aigc_is_recognised_and_never_written(trained_run, tmp
     shutil.copytree(trained_run, legacy)
     manifest = json.loads((legacy / "manifest.json").read_text())
     del manifest["format"]
+    manifest["config"] = tiny_gan_config(legacy)  # an older aigc kept a copy of the config here
     (legacy / "manifest.json").write_text(json.dumps(manifest))
     before = snapshot(legacy)
     config = write_yaml(tmp_path / "c.yaml", tiny_gan_config(legacy))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -281,6 +280,26 @@ def test_stream_sends_the_same_text_as_generate(client):
     streamed = "".join(d["text"] for e, d in events if e == "piece")
     generated = client.post(f"/v1/models/{TEXT}/generate", json={"n": 1, **body}).json()["items"][0]["text"]
     assert streamed == generated
+
+
+def test_stream_of_n_texts_sends_text_i_as_the_stream_of_seed_plus_i(client):
+    """The page's Samples: 3 with streaming on: three texts, each told apart by its index, each
+    the text one request with seed + index makes, so a box can be remade alone."""
+    body = {"n": 3, "seed": 9, "options": {"prompt": "once", "max_new_tokens": 4}}
+    with client.stream("POST", f"/v1/models/{TEXT}/stream", json=body) as reply:
+        events = list(_events(reply.iter_lines()))
+    assert events[0] == ("start", {"model": TEXT, "seed": 9, "n": 3}) and events[-1][0] == "done"
+    texts: dict[int, str] = {}
+    for event, data in events:
+        if event == "piece":
+            assert data["seed"] == 9 + data["index"]
+            texts[data["index"]] = texts.get(data["index"], "") + data["text"]
+    assert sorted(texts) == [0, 1, 2] and len(set(texts.values())) == 3
+    for index, text in texts.items():
+        alone = {"n": 1, "seed": 9 + index, "options": body["options"]}
+        assert client.post(f"/v1/models/{TEXT}/generate", json=alone).json()["items"][0]["text"] == text
+    too_many = client.post(f"/v1/models/{TEXT}/stream", json={"n": 10_000})
+    assert too_many.status_code == 422 and too_many.json()["field"] == "n"
 
 
 def test_client_leaving_mid_stream_stops_generation_and_others_are_served(server):

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from aigc_core import Content, DataParams, Field, Params, DataSource, Generator, Item, PostProcessor, sample_seed
+from aigc_core import (Content, DataParams, Field, GeneratorTraining, Params, DataSource, Generator, Item,
+                       PostProcessor, sample_seed)
 from aigc_core.testing import (ContractFailure, DataSourceContract, GeneratorContract, PostProcessorContract,
                                check_registrations, tiny_source)
 
@@ -20,20 +21,23 @@ class O(Params):
     scale: float = 1.0
 
 
+class GoodTraining(GeneratorTraining):
+    def training_step(self, batch, batch_idx):
+        return ((batch[0] - self.generator.mean) ** 2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.params.lr)
+
+
 class Good(Generator):
     modality = "image"
     Params = P
     GenerateOptions = O
+    training = GoodTraining
 
     def __init__(self, params, info):
         super().__init__(params, info)
         self.mean = nn.Parameter(torch.full(tuple(info["shape"]), 0.5))
-
-    def training_step(self, batch, batch_idx):
-        return ((batch[0] - self.mean) ** 2).mean()
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=self.params.lr)
 
     def noise(self, seed, i):
         return torch.rand(self.mean.shape, generator=torch.Generator().manual_seed(sample_seed(seed, i)))
@@ -136,9 +140,12 @@ def test_run_lists_every_failing_check(image_source, tmp_path):
 
 
 def test_untrainable_generator_fails_train_step(image_source, tmp_path):
-    class Frozen(Good):
+    class FrozenTraining(GoodTraining):
         def training_step(self, batch, batch_idx):
-            return (self.mean * 0).sum() + batch[0].mean() * 0
+            return (self.generator.mean * 0).sum() + batch[0].mean() * 0
+
+    class Frozen(Good):
+        training = FrozenTraining
 
     with pytest.raises(ContractFailure, match=r"\[train-step\] one training step changed no parameter"):
         GeneratorContract(Frozen, image_source, workdir=tmp_path).check("train-step")

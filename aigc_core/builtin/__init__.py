@@ -9,6 +9,14 @@ _B = "aigc_core.builtin"
 
 
 @hookimpl
+def aigc_register_modalities(register):
+    register("image", f"{_B}.modalities:ImageModality", description="numpy.float32 array, CHW, values in [0, 1]")
+    register("text", f"{_B}.modalities:TextModality", description="str")
+    register("audio", f"{_B}.modalities:AudioModality",
+             description="numpy.float32 array, 1-D mono waveform in [-1, 1], with meta['sample_rate']")
+
+
+@hookimpl
 def aigc_register_data_sources(register):
     register("sklearn-digits", f"{_B}.image_sources:SklearnDigits", modality="image",
              description="The 1,797 real 8x8 handwritten digits shipped inside scikit-learn, resized")

@@ -10,7 +10,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ import torch
 from aigc_core.components import DataParams, InMemorySource, LabelledTensors
 from aigc_core.errors import DataError, first_line
 from aigc_core.params import Field, ParamError, model_validator
+from aigc_core.preflight import PathField
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
@@ -79,7 +80,7 @@ class AudioSource(InMemorySource):
 
 
 class AudioFolderParams(AudioParams):
-    path: str = Field(min_length=1, description="a folder of WAV/FLAC/OGG files; $VARS are expanded when the data is read")
+    path: str = PathField(min_length=1, exists="dir", description="a folder of WAV/FLAC/OGG files; ~ and $VARS are expanded")
     labels: Literal["folders", "pattern", "none"] = Field("folders", description="class labels from subfolders, from a file-name pattern, or none")
     label_pattern: str = Field(r"^(?P<label>[^_]+)_", description="matched against the file name; FSDD: <digit>_<speaker>_<n>.wav")
     on_corrupt: Literal["skip", "fail"] = Field("skip", description="an unreadable or empty file: skip it with a warning, or stop")

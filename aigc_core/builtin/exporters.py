@@ -1,9 +1,12 @@
-"""Exporters for the three modalities. Names depend only on item indices, so the same seed
-writes the same bytes to the same paths."""
+"""Exporters for the core's modalities, and ``FileExporter`` for any modality's own encoder.
+
+Names depend only on item indices, so the same seed writes the same bytes to the same paths. The
+formats themselves are written once, in ``modalities.py`` (and ``aigc_core.imaging.png_bytes``),
+which the server's responses use too.
+"""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from pathlib import Path
@@ -13,7 +16,9 @@ import numpy as np
 from aigc_core.atomic import write_bytes, write_text
 from aigc_core.base import Exporter
 from aigc_core.content import Content, Item
+from aigc_core.modalities import get_modality
 from aigc_core.params import Field, Params
+from aigc_core.progress import report_progress
 
 #: Item metadata that is processing history rather than provenance; written elsewhere or not at all.
 NOT_PROVENANCE = ("postprocess", "dropped")
@@ -53,6 +58,21 @@ def animations(content: Content) -> dict[str, list[Item]]:
     return {name: sorted(items, key=lambda i: int(i.meta.get("frame", 0))) for name, items in groups.items()}
 
 
+class FileExporter(Exporter):
+    """One file per item, written by its modality's encoder (``Modality.encode``, named with its
+    ``suffix``) with the item's provenance inside: a new modality's exporter in one registration,
+    writing the same bytes the server sends."""
+
+    def export(self, content: Content, directory: Path) -> list[Path]:
+        modality = get_modality(content.modality)
+        grids: list[int] = []
+        written = []
+        for position, item in enumerate(content.items):
+            path = Path(directory) / f"{_stem(item, position, grids)}{modality.suffix}"
+            written.append(write_bytes(path, modality.encode(item, provenance(item))))
+        return written
+
+
 class PNGExporter(Exporter):
     """One PNG per item (provenance in its text chunks); frames of an animation (a walk in a latent
     space, say) also become ``<animation>.gif`` or ``.webp`` (``meta["animation_format"]``)."""
@@ -68,6 +88,7 @@ class PNGExporter(Exporter):
             if "postprocess" in item.meta:
                 meta["aigc:postprocess"] = item.meta["postprocess"]
             written.append(write_bytes(path, png_bytes(item.data, meta)))
+            report_progress(position + 1, len(content.items))
         for name, frames in animations(content).items():
             fmt = "webp" if frames[0].meta.get("animation_format") == "webp" else "gif"
             shapes = {np.asarray(f.data).shape for f in frames}
@@ -106,8 +127,7 @@ class WAVExporter(Exporter):
     Params = WAVParams
 
     def export(self, content: Content, directory: Path) -> list[Path]:
-        import soundfile as sf
-
+        from aigc_core.builtin.modalities import wav_bytes
         from aigc_core.builtin.spectrograms import contact_sheet, sheet_name, spectrogram_image
         from aigc_core.imaging import png_bytes
 
@@ -119,14 +139,9 @@ class WAVExporter(Exporter):
             if rate <= 0:
                 raise ValueError(f"audio item {position} has no sample_rate in its metadata")
             wave = np.clip(np.nan_to_num(np.asarray(item.data, np.float32)), -1.0, 1.0)
-            buf = io.BytesIO()
-            with sf.SoundFile(buf, "w", samplerate=rate, channels=1, subtype="PCM_16", format="WAV") as f:
-                f.comment = json.dumps(provenance(item), sort_keys=True)
-                f.software = "aigc"
-                f.write(wave)
             stem = _stem(item, position, grids)
             path = Path(directory) / f"{stem}.wav"
-            written.append(write_bytes(path, buf.getvalue()))
+            written.append(write_bytes(path, wav_bytes(wave, rate, json.dumps(provenance(item), sort_keys=True))))
             label = item.meta.get("class", item.meta.get("label"))
             label = None if label is None else str(label)
             title = stem + (f", label {label}" if label is not None else "")
@@ -137,6 +152,7 @@ class WAVExporter(Exporter):
                 heading = (f"label {label}: " if label is not None else "") + f"{len(wave) / rate:.2f} s at {rate} Hz"
                 picture = spectrogram_image(wave, rate, heading)
                 written.append(write_bytes(Path(directory) / f"{stem}.png", png_bytes(picture, meta)))
+            report_progress(position + 1, len(content.items))
         if self.params.contact_sheet and clips:
             rate = clips[0][3]
             same_rate = [c for c in clips if c[3] == rate]
@@ -153,8 +169,9 @@ class WAVExporter(Exporter):
             written.append(write_bytes(Path(directory) / "spectrograms.png", png_bytes(sheet, {"aigc:clips": len(overview)})))
             for lab in labels if len(labels) > 1 else []:
                 group = [c for c in same_rate if c[0] == lab][:limit]
-                sheet = contact_sheet([c[2] for c in group], rate, [c[1] for c in group],
-                                      f"label {lab}: {len(group)} clips", columns=cols)
+                count = f"{len(group)} clip" + ("s" if len(group) != 1 else "")
+                sheet = contact_sheet([c[2] for c in group], rate, [c[1] for c in group], f"label {lab}: {count}",
+                                      columns=cols)
                 written.append(write_bytes(Path(directory) / sheet_name(lab),
                                            png_bytes(sheet, {"aigc:clips": len(group), "aigc:label": lab})))
         return written

@@ -15,6 +15,7 @@ from aigc_core.base import Metric, MetricContext
 from aigc_core.classifier_cache import cache_path, cached_model, data_identity
 from aigc_core.frechet import frechet_distance
 from aigc_core.params import Field, Params
+from aigc_core.progress import report_progress
 
 
 class ClassifierParams(Params):
@@ -63,13 +64,15 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, p: Clas
         return net  # nothing to learn from: random features still compare distributions
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     net.train()
-    for _ in range(p.classifier_epochs):
+    per_epoch = -(-len(y) // p.batch_size)
+    for epoch in range(p.classifier_epochs):
         order = torch.randperm(len(y), generator=g)
-        for idx in torch.split(order, p.batch_size):
+        for i, idx in enumerate(torch.split(order, p.batch_size)):
             loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
+            report_progress(epoch * per_epoch + i + 1, p.classifier_epochs * per_epoch)
     return net
 
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from aigc_core.components import DataParams, InMemorySource, LabelledTensors, split_indices
 from aigc_core.errors import DataError
 from aigc_core.params import Field
+from aigc_core.preflight import PathField
 
 
 class ImageTensorDataset(LabelledTensors):
@@ -88,7 +89,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
 class ImageFolderParams(ImageParams):
-    path: str = Field(min_length=1, description="the folder of images; subfolders become classes")
+    path: str = PathField(min_length=1, exists="dir", description="the folder of images; subfolders become classes")
     channels: Literal[1, 3] = Field(3, description="1 (grey) or 3 (RGB)")
     on_corrupt: Literal["skip", "fail"] = Field("skip", description="an unreadable file: skip it with a warning, or stop")
 
@@ -140,7 +141,7 @@ MNIST_FILES = {
 
 
 class MNISTParams(ImageParams):
-    root: Optional[str] = Field(None, description="default: $AIGC_MNIST_DIR, else $AIGC_DATA_DIR/mnist, else data/mnist")
+    root: Optional[str] = PathField(None, exists="none", description="default: $AIGC_MNIST_DIR, else $AIGC_DATA_DIR/mnist, else data/mnist")
     image_size: ImageSize = Field(28, description="MNIST's own size; dcgan needs 8/16/32/64")
     download: bool = Field(False, description="fetch with torchvision when absent (needs network and torchvision)")
 
@@ -166,6 +167,18 @@ class MNIST(ImageSource):
     """MNIST from a local directory; its official test split is the ``test`` split here."""
 
     Params = MNISTParams
+
+    @classmethod
+    def check(cls, params: MNISTParams, context) -> None:
+        """The four files must be there, unless they may be downloaded."""
+        from aigc_core.errors import ConfigError
+
+        if params.download:
+            return
+        try:
+            cls(params)._paths()
+        except DataError as exc:
+            raise ConfigError(f"{context.key}.root", str(exc)) from None
 
     @property
     def root(self) -> Path:

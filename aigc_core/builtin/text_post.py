@@ -16,6 +16,7 @@ from typing import Literal, Optional
 from aigc_core.base import PostProcessor
 from aigc_core.content import Content, Item
 from aigc_core.params import Field, ParamError, Params, model_validator
+from aigc_core.preflight import PathField
 
 
 def _note(item: Item, name: str, detail) -> Item:
@@ -164,7 +165,7 @@ class Length(PostProcessor):
 
 
 class BlocklistParams(Params):
-    path: Optional[str] = Field(None, description="one entry a line; \"re:PATTERN\" lines are regexes, \"#\" starts a comment")
+    path: Optional[str] = PathField(None, exists="file", description="one entry a line; \"re:PATTERN\" lines are regexes, \"#\" starts a comment")
     words: list[str] = Field([], description="more entries given inline, in the same form")
     case_sensitive: bool = Field(False, description="match case exactly")
 

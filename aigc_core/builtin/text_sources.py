@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from aigc_core.components import DataParams, DataSource, HeldOut, split_indices
 from aigc_core.errors import DataError
 from aigc_core.params import Field, ParamError, model_validator
+from aigc_core.preflight import PathField
 
 TEXT_SUFFIXES = (".txt", ".md", ".rst", ".text")
 
@@ -125,8 +126,8 @@ def _slice(docs: list[str], lo: int, hi: int) -> list[str]:
 
 
 class TextFilesParams(TextParams):
-    path: str = Field("", description="a .txt file, a folder of them, or a .jsonl file ($VARS expanded)")
-    paths: list[str] = Field([], description="several files or folders, read in order")
+    path: str = PathField("", description="a .txt file, a folder of them, or a .jsonl file (~ and $VARS expanded)")
+    paths: list[str] = PathField([], description="several files or folders, read in order")
     field: Optional[str] = Field(None, description="JSONL files: the field holding the text")
     encoding: str = Field("utf-8", description="text encoding of the files")
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
+
+from .. import progress
+
+QUIET_HELP = ("no progress on stderr (by default each long phase shows what runs, done/total and the time "
+              "left: a live line on a terminal, plain lines in a log; AIGC_PROGRESS=plain|rich|off chooses)")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +27,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--restart", action="store_true",
                    help="discard an earlier run in the same directory instead of resuming or refusing "
                         "(removes only the files that run's manifest lists)")
+    p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("generate", help="make new content from a trained run directory",
@@ -39,6 +44,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "nothing else is touched")
     p.add_argument("--prompt", action="append", default=None, help="a prompt (text generators); repeatable")
     p.add_argument("--stream", action="store_true", help="print text as it is generated (text generators)")
+    p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     shard = p.add_argument_group("sharded generation (any of these turns it on; see docs/distributed.md)")
     shard.add_argument("--devices", type=int, default=None, metavar="K",
                        help="processes (or GPUs) per node for Lightning's predict loop; output goes in resumable shards")
@@ -64,6 +70,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ..ranks import launcher_rank
+
+    # the other processes of a distributed run stay quiet: one process shows the progress
+    with progress.showing("off" if args.quiet or launcher_rank() != 0 else "auto"):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..errors import Interrupted
     from ..pipeline import Pipeline
     from ..ranks import launcher_rank
@@ -105,7 +119,15 @@ def parse_options(items: list[str]) -> dict:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from ..inference import Inference, check_seed
+    from ..ranks import launcher_rank
+
+    with progress.showing("off" if args.quiet or args.stream or launcher_rank() != 0 else "auto"):
+        return _generate(args)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from ..inference import check_seed
+    from ..run import Run
     from ..rundir import OutputDir, RunDir
 
     options = parse_options(args.options)
@@ -113,7 +135,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         options["prompts"] = list(args.prompt)
     if args.seed is not None:
         check_seed(args.seed, "--seed")
-    inference = Inference.from_run_dir(args.run_dir)
+    inference = Run.load(args.run_dir).inference
     if args.stream:
         if not inference.streams:
             from ..errors import UsageError

@@ -1,8 +1,16 @@
-"""``aigc serve``: the HTTP API and web page over trained runs (``aigc_core.server``)."""
+"""``aigc serve``: the HTTP API and web page over trained runs (``aigc_core.server``).
+
+Loading runs takes seconds to minutes (torch's import, checkpoints checked against their sha256),
+so the command says what it loads as it goes, on stderr, and where the server listens once it
+does: a line per model and a heartbeat, never more than ten seconds of silence.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import threading
+import time
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -57,17 +65,79 @@ def cmd_serve(args: argparse.Namespace) -> int:
         allowed_hosts=args.allow_host, header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
         keep_alive_s=args.keep_alive, max_connections=args.max_connections,
     )  # refuses a public bind without a (strong) key before any model loads
+    say("loading " + (f"{len(args.runs)} models" if len(args.runs) > 1 else "1 model") + " (the first load imports torch)")
     from ..server.app import create_app
-    from ..server.connections import bind_socket, uvicorn_config
-    import uvicorn
+    from ..server.connections import bind_socket, guarded_server, uvicorn_config
+    from ..server.models import load_models
 
-    app = create_app(args.runs, settings)  # a bad run directory fails here, before a socket is bound
+    with Heartbeat() as beat:
+        def report(position: int, total: int, run_dir, model) -> None:
+            if model is None:
+                beat.doing(f"loading {run_dir}")
+                say(f"loading model {position + 1} of {total}: {run_dir}")
+            else:
+                say(f"loaded {model.name} ({_kind(model)}) in {beat.elapsed():.1f} s")
+                beat.doing(None)
+
+        models = load_models(args.runs, report=report)  # a bad run directory fails here, before a socket is bound
+        app = create_app(models, settings)
     sock = bind_socket(settings.host, settings.port)
+    url = _url(settings.host, sock.getsockname()[1])
+
+    def started() -> None:  # uvicorn says nothing of a socket it was handed: say where to go
+        say(f"serving {', '.join(models)} at {url} (web page; API reference at {url}docs); Ctrl-C stops")
+
     try:
-        server = uvicorn.Server(uvicorn_config(app, settings, log_level=args.log_level))
+        server = guarded_server(uvicorn_config(app, settings, log_level=args.log_level), on_started=started)
         server.run(sockets=[sock])
     finally:
         sock.close()
     if not server.started:
         raise AigcError(f"the server on {settings.host}:{settings.port} did not start; see the log above")
     return 0
+
+
+def say(text: str) -> None:
+    print(f"aigc serve: {text}", file=sys.stderr, flush=True)
+
+
+def _kind(model) -> str:
+    return f"{model.modality}, {model.inference.generator_name}" + (", streams" if model.can_stream else "")
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+class Heartbeat:
+    """A line once ``every`` seconds have passed without one while a step (loading a model) goes on."""
+
+    def __init__(self, every: float = 8.0):
+        self.every = every
+        self._what: str | None = None
+        self._since = self._said = time.monotonic()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="aigc-serve-heartbeat", daemon=True)
+
+    def doing(self, what: str | None) -> None:
+        self._what, self._since = what, time.monotonic()
+        self._said = self._since
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._since
+
+    def _beat(self) -> None:
+        while not self._done.wait(0.25):
+            what = self._what
+            if what is not None and time.monotonic() - self._said >= self.every:
+                self._said = time.monotonic()
+                say(f"still {what} ({self.elapsed():.0f} s)")
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join(timeout=1)

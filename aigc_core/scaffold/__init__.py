@@ -102,6 +102,8 @@ def plan(name: str, kind: str, modality: str) -> dict[str, str]:
         f"{pkg}/{values['module']}.py": f"{kind}/{modality}.py.tmpl",
         "tests/test_contract.py": f"{kind}/test_contract.py.tmpl",
     }
+    if kind == "generator":  # the LightningModule that trains it lives apart: generating needs no Lightning
+        sources[f"{pkg}/training.py"] = f"generator/{modality}_training.py.tmpl"
     return {path: _render(_template(src), values, src) for path, src in sources.items()}
 
 

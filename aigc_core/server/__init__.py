@@ -1,7 +1,7 @@
 """HTTP serving of trained runs: a JSON API, server-sent events for text, and a web page.
 
 ``create_app(run_dirs, settings)`` loads each run once (checkpoints verified by
-``Pipeline.from_run_dir``) and returns a FastAPI app; ``aigc serve`` runs it under uvicorn.
+``Run.load``) and returns a FastAPI app; ``aigc serve`` runs it under uvicorn.
 Everything here drives the public ``Pipeline`` API only, so a new modality plugin is served
 without changes to this package.
 """

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import AigcError, ConfigError, first_line
 from . import encoding
-from .batching import Batcher, Job, QueueFull, fresh_seeds
+from .batching import Batcher, ClientGone, Job, QueueFull, fresh_seeds
 from .models import RequestError, ServedModel, load_models
 from .security import APIKeyMiddleware, BodyLimitMiddleware, HostCheckMiddleware
 from .settings import ServerSettings, is_loopback
@@ -46,6 +46,7 @@ class GenerateRequest(BaseModel):
 
 class StreamRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    n: StrictInt = Field(1, description="texts to stream one after another; text i is the stream of seed + i")
     seed: Optional[StrictInt] = None
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -182,7 +183,7 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
                          429: {"description": "queue full; see Retry-After"},
                          503: {"description": "the model's worker is stuck past the time limit; retry later"},
                          504: {"description": "timed out (the generation is cancelled)"}})
-    async def generate(name: str, body: GenerateRequest):
+    async def generate(name: str, body: GenerateRequest, request: Request):
         model = get_model(name)
         if not 1 <= body.n <= settings.max_samples:
             raise RequestError(422, f"n: must be between 1 and {settings.max_samples}, got {body.n}", "n")
@@ -192,12 +193,12 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
         job = Job(body.n, body.seed, options, body.postprocess, loop.create_future())
         started = time.perf_counter()
         batchers[name].submit(job)
-        try:
-            result = await asyncio.wait_for(asyncio.shield(job.future), settings.timeout_s)
+        try:  # a client that leaves or a timeout stops the generation at its next step
+            result = await batchers[name].wait(job, request.receive, settings.timeout_s)
         except TimeoutError:
-            job.future.cancel()
-            batchers[name].abandon(job)  # the generator stops at its next check_cancelled()
             raise RequestError(504, f"generation took longer than the server's limit of {settings.timeout_s:g} s") from None
+        except ClientGone:  # nobody reads this reply; 499 as nginx logs it
+            raise RequestError(499, "the client closed the connection; its generation was stopped") from None
         except ConfigError as exc:  # the generator refused an option value (a label it never saw...)
             key = exc.key.replace("generate.", "options.", 1) if exc.key.startswith("generate.") else exc.key
             message = str(exc).replace(exc.key, key, 1) if exc.key else str(exc)
@@ -230,12 +231,16 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
     @app.post("/v1/models/{name}/stream", tags=["generate"], summary="Stream text as server-sent events",
               response_class=StreamingResponse,
               responses={200: {"content": {"text/event-stream": {}},
-                               "description": "events: start, piece {text}, done, error {error}"}})
+                               "description": "events: start {seed, n}, piece {text, index, seed}, done, "
+                                              "error {error}"}})
     async def stream(name: str, body: StreamRequest):
         model = get_model(name)
         if not model.can_stream:
             raise RequestError(422, f"model {name!r} ({model.inference.generator_name}) does not stream; use /generate", "model")
+        if not 1 <= body.n <= settings.max_samples:
+            raise RequestError(422, f"n: must be between 1 and {settings.max_samples}, got {body.n}", "n")
         check_seed(body.seed)
+        check_seed(None if body.seed is None else body.seed + body.n - 1)
         options = model.validated_options(body.options, settings)
         seed = body.seed if body.seed is not None else fresh_seeds.randrange(2**31)
         with streams_lock:
@@ -253,23 +258,27 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
                 stop.set()
 
         def produce() -> None:
-            pieces = None
+            end = object()
             try:
-                pieces = iter(model.inference.stream(seed, **options))
-                end = object()
-                while not stop.is_set():
-                    with model.lock:  # one step at a time: batches for others go on between steps
-                        piece = next(pieces, end)
-                    if piece is end:
+                for index in range(body.n):  # text i is what a stream of seed + i sends alone
+                    pieces = iter(model.inference.stream(seed + index, **options))
+                    try:
+                        while not stop.is_set():
+                            with model.lock:  # one step at a time: batches for others go on between steps
+                                piece = next(pieces, end)
+                            if piece is end:
+                                break
+                            post("piece", (index, str(piece)))
+                    finally:
+                        close = getattr(pieces, "close", None)
+                        if close is not None:
+                            close()  # runs the generator's cleanup: the cancelled generation stops here
+                    if stop.is_set():
                         break
-                    post("piece", str(piece))
             except Exception as exc:
                 log.warning("stream of model %s failed: %s", name, first_line(exc))
                 post("error", exc)
             finally:
-                close = getattr(pieces, "close", None)
-                if close is not None:
-                    close()  # runs the generator's cleanup: the cancelled generation stops here
                 with streams_lock:
                     active_streams[name] -= 1
                 post("end", None)
@@ -285,7 +294,7 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
             count = 0
             deadline = loop.time() + settings.timeout_s
             try:
-                yield _sse("start", {"model": name, "seed": seed})
+                yield _sse("start", {"model": name, "seed": seed, "n": body.n})
                 while True:
                     remaining = deadline - loop.time()
                     if remaining <= 0:
@@ -297,13 +306,13 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
                         continue
                     if kind == "piece":
                         count += 1
-                        yield _sse("piece", {"text": value})
+                        yield _sse("piece", {"text": value[1], "index": value[0], "seed": seed + value[0]})
                     elif kind == "error":
                         err = str(value) if isinstance(value, ConfigError) else first_line(value)
                         yield _sse("error", {"error": f"generation failed: {err}"})
                         return
                     else:
-                        yield _sse("done", {"pieces": count, "seed": seed})
+                        yield _sse("done", {"pieces": count, "seed": seed, "n": body.n})
                         return
             finally:
                 stop.set()  # the client left or we are done: the producer stops at its next step

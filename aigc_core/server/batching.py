@@ -9,9 +9,11 @@ generator may pair items with list entries by index, and a request must get its 
 Generation runs on one worker thread per model, never on the event loop; the queue in front of
 it is bounded and answers 429 when full.
 
-A request that times out is abandoned; once every request of the call being computed was
-abandoned, the call's :class:`~aigc_core.cancel.CancelToken` is cancelled and the generator stops
-at its next ``check_cancelled()`` (between batches or decoding steps). A generator that never
+A request whose client leaves (the page's Stop aborts its fetch, which closes the connection) or
+that times out is abandoned; once every request of the call being computed was abandoned, the
+call's :class:`~aigc_core.cancel.CancelToken` is cancelled and the generator stops at its next
+``check_cancelled()`` (between batches, denoising or decoding steps), so the worker is free for
+the next request within one step rather than after the whole call. A generator that never
 checks keeps the worker busy: past the time limit the batcher reports itself ``stuck`` (``/readyz``
 says not ready) and new requests get 503 at once instead of waiting for a 504.
 """
@@ -25,14 +27,25 @@ import math
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
 
 from ..cancel import CancelToken, cancellation
 from ..content import Content
 from .models import RequestError, ServedModel
 
 fresh_seeds = random.SystemRandom()
+
+
+class ClientGone(Exception):
+    """The client closed its connection before its result was ready."""
+
+
+async def client_gone(receive: Callable[[], Awaitable[dict]]) -> None:
+    """Return once the ASGI server reports the connection closed. Called after the body was read,
+    so the next message is ``http.disconnect``: uvicorn sends it the moment the socket closes."""
+    while (await receive()).get("type") != "http.disconnect":
+        pass
 
 
 class QueueFull(Exception):
@@ -82,7 +95,7 @@ class Batcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"aigc-{model.name}")
         self._task: asyncio.Task | None = None
         self.batch_time_s = 0.05  # running estimate for Retry-After
-        self.stats = {"calls": 0, "requests": 0, "samples": 0}
+        self.stats = {"calls": 0, "requests": 0, "samples": 0, "gone": 0}
         #: ``(done, total)`` the generator last reported for the call on the worker; None when idle.
         self.progress: tuple[int, int] | None = None
 
@@ -127,6 +140,25 @@ class Batcher:
         active = self._active
         if active is not None and any(j is job for j in active[0]) and all(j.abandoned for j in active[0]):
             active[1].cancel("every request waiting for it timed out")
+
+    async def wait(self, job: Job, receive: Callable[[], Awaitable[dict]], timeout_s: float) -> "Result":
+        """The job's result; :class:`ClientGone` when the client leaves first, ``TimeoutError``
+        past ``timeout_s``. Either way the job is abandoned, and its call stopped when nobody else
+        waits for it: work nobody will read must not hold the worker."""
+        gone = asyncio.ensure_future(client_gone(receive))
+        try:
+            done, _ = await asyncio.wait({job.future, gone}, timeout=timeout_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if job.future in done:
+            return job.future.result()
+        job.future.cancel()
+        self.abandon(job)  # the generator stops at its next check_cancelled()
+        if gone in done:
+            self.stats["gone"] += 1
+            raise ClientGone()
+        raise TimeoutError()
 
     def submit(self, job: Job) -> None:
         if self.stuck:

@@ -14,6 +14,17 @@ nothing. So the protocol here adds, per server:
   client, which sends its head at once, is still served; when every connection is busy with a
   request, the new one is closed instead.
 
+The cap counts connections that have a protocol, but each accepted socket is an open file a
+moment earlier: asyncio accepts as many sockets per turn of its loop as the listen backlog it was
+given (uvicorn's default: 2048), and closes an evicted one only on the next turn. Under a flood
+the open files were thus the cap plus thousands, and with the common ``ulimit -n`` of 1024 and the
+default cap of 512 the server hit ``EMFILE``: a traceback per failed ``accept``, accepting paused a
+second at a time, real clients timed out (issue 29). So asyncio is told to accept at most
+``ACCEPT_BATCH`` sockets per turn, the kernel keeps its own queue of ``KERNEL_BACKLOG`` pending
+connections (which cost this process no file), and at start the open-file limit must leave room for
+the cap plus a few batches (``check_file_limit``: the soft limit is raised toward the hard one, and
+a cap that still does not fit is refused in one line).
+
 The body deadline lives in ``security.BodyLimitMiddleware`` (408), the keep-alive idle time is
 uvicorn's ``timeout_keep_alive``.
 """
@@ -22,10 +33,18 @@ from __future__ import annotations
 
 import collections
 import socket
-from typing import Any
+from typing import Any, Callable
 
-from ..errors import AigcError
+from ..errors import AigcError, UsageError
 from .settings import ServerSettings
+
+#: Sockets asyncio accepts per turn of its event loop (uvicorn's ``backlog``): the open files the
+#: connection cap has not seen yet are a few of these batches at most.
+ACCEPT_BATCH = 64
+#: Connections the kernel queues for ``accept`` (``listen``'s backlog); they cost this process no file.
+KERNEL_BACKLOG = 2048
+#: Files the process keeps besides connections: the listener, the model's files, the loop's, logs.
+FILE_RESERVE = 128
 
 
 def guarded_protocol(settings: ServerSettings) -> type:
@@ -86,10 +105,59 @@ def guarded_protocol(settings: ServerSettings) -> type:
     return GuardedH11Protocol
 
 
-def uvicorn_config(app: Any, settings: ServerSettings, **kwargs: Any) -> Any:
-    """The uvicorn configuration ``aigc serve`` and the test server share."""
+def files_needed(settings: ServerSettings) -> int:
+    """Open files the server may hold at once: the cap, the batches not yet counted, the rest."""
+    return settings.max_connections + 4 * ACCEPT_BATCH + FILE_RESERVE
+
+
+def check_file_limit(settings: ServerSettings) -> None:
+    """Raise the soft open-file limit toward the hard one when the cap needs it; refuse a cap that
+    cannot fit, so that ``accept`` never fails with ``EMFILE`` under a flood."""
+    try:
+        import resource
+    except ImportError:  # not a POSIX system: nothing to ask
+        return
+    need = files_needed(settings)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    if hard == resource.RLIM_INFINITY or hard >= need:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+            return
+        except (ValueError, OSError):
+            pass
+    raise UsageError(f"server setting max_connections: {settings.max_connections} connections need about {need} "
+                     f"open files, but this process may open {hard} (ulimit -Hn); lower --max-connections "
+                     "or raise the limit")
+
+
+def guarded_server(config: Any, on_started: Callable[[], None] | None = None) -> Any:
+    """A ``uvicorn.Server`` for ``config`` (from ``uvicorn_config``) whose listening sockets get the
+    kernel's full queue back after asyncio set it to ``ACCEPT_BATCH``; ``on_started()`` is called
+    once it listens (``aigc serve`` prints its URL then)."""
     import uvicorn
 
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            for sock in sockets or ():  # asyncio's create_server set the queue to the accept batch
+                try:
+                    sock.listen(KERNEL_BACKLOG)
+                except OSError:
+                    pass
+            if self.started and on_started is not None:
+                on_started()
+
+    return _Server(config)
+
+
+def uvicorn_config(app: Any, settings: ServerSettings, **kwargs: Any) -> Any:
+    """The uvicorn configuration ``aigc serve`` and the test server share (after
+    ``check_file_limit``); serve it with ``guarded_server``."""
+    import uvicorn
+
+    check_file_limit(settings)
     return uvicorn.Config(
         app,
         host=settings.host,
@@ -97,6 +165,7 @@ def uvicorn_config(app: Any, settings: ServerSettings, **kwargs: Any) -> Any:
         http=guarded_protocol(settings),
         timeout_keep_alive=settings.keep_alive_s,
         h11_max_incomplete_event_size=settings.max_header_bytes,
+        backlog=ACCEPT_BATCH,
         lifespan="on",
         **kwargs,
     )

@@ -1,12 +1,13 @@
-"""Generated items as bytes and JSON: PNG for images, 16-bit WAV for audio, strings for text.
+"""Generated items as bytes and JSON, each through its modality's encoder (``Modality.encode``).
 
-Metadata travels with each item (in the JSON, and inside PNG text chunks and the WAV comment),
-so a downloaded file still says which run, seed and index made it.
+Metadata travels with each item (in the JSON, and inside the file where its format allows: PNG
+text chunks, the WAV comment), so a downloaded file still says which run, seed and index made it.
+Nothing here knows a format: the built-in plugin's modalities write PNG, WAV and text, the same
+encoders the exporters use, and a plugin's modality brings its own.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import math
@@ -16,9 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..content import Content, Item
-
-MEDIA_TYPES = {"image": "image/png", "audio": "audio/wav", "text": "text/plain; charset=utf-8"}
-SUFFIXES = {"image": ".png", "audio": ".wav", "text": ".txt"}
+from ..modalities import get_modality
 
 
 def jsonable(value: Any) -> Any:
@@ -39,24 +38,7 @@ def jsonable(value: Any) -> Any:
 
 
 def item_bytes(modality: str, item: Item, meta: dict) -> bytes:
-    if modality == "image":
-        from ..imaging import png_bytes
-
-        return png_bytes(item.data, {"aigc": meta})
-    if modality == "audio":
-        import soundfile as sf
-
-        rate = int(item.meta.get("sample_rate") or 0)
-        if rate <= 0:
-            raise ValueError("audio item has no sample_rate in its metadata")
-        wave = np.clip(np.nan_to_num(np.asarray(item.data, np.float32)), -1.0, 1.0)
-        buf = io.BytesIO()
-        with sf.SoundFile(buf, "w", samplerate=rate, channels=1, subtype="PCM_16", format="WAV") as f:
-            f.comment = json.dumps(meta, sort_keys=True)[:2000]
-            f.software = "aigc"
-            f.write(wave)
-        return buf.getvalue()
-    return str(item.data).encode("utf-8")
+    return get_modality(modality).encode(item, meta)
 
 
 def file_name(modality: str, item: Item, position: int) -> str:
@@ -67,19 +49,18 @@ def file_name(modality: str, item: Item, position: int) -> str:
         stem = f"sample_{position:05d}"
     if item.meta.get("kind") == "grid":
         stem = f"grid_{position:05d}"
-    return stem + SUFFIXES[modality]
+    return stem + get_modality(modality).suffix
 
 
 def to_json(content: Content) -> list[dict]:
+    modality = get_modality(content.modality)
     out = []
     for position, item in enumerate(content.items):
         meta = jsonable(item.meta)
-        entry: dict[str, Any] = {"media_type": MEDIA_TYPES[content.modality], "meta": meta,
-                                 "filename": file_name(content.modality, item, position)}
-        if content.modality == "text":
-            entry["text"] = str(item.data)
-        else:
-            entry["data_base64"] = base64.b64encode(item_bytes(content.modality, item, meta)).decode("ascii")
+        entry: dict[str, Any] = {"media_type": modality.media_type, "meta": meta,
+                                 "filename": file_name(content.modality, item, position),
+                                 "derived": is_derived(item)}
+        entry.update(modality.payload(item, meta))
         out.append(entry)
     return out
 
@@ -105,7 +86,8 @@ def to_files(content: Content, summary: dict, requested: int | None = None) -> t
     if len(content.items) == 1 or (requested == 1 and len(samples) == 1):
         position = samples[0] if samples else 0
         item = content.items[position]
-        return item_bytes(content.modality, item, jsonable(item.meta)), MEDIA_TYPES[content.modality], names[position]
+        media_type = get_modality(content.modality).media_type
+        return item_bytes(content.modality, item, jsonable(item.meta)), media_type, names[position]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         metas = []

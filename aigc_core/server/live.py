@@ -15,9 +15,7 @@ class LiveServer:
 
     def __init__(self, app: Any, host: str = "127.0.0.1"):
         """Configured as ``aigc serve`` configures uvicorn, from the app's own settings."""
-        import uvicorn
-
-        from .connections import uvicorn_config
+        from .connections import guarded_server, uvicorn_config
         from .settings import ServerSettings
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -26,7 +24,7 @@ class LiveServer:
         self.url = f"http://{host}:{self.sock.getsockname()[1]}"
         settings = getattr(getattr(app, "state", None), "settings", None) or ServerSettings()
         config = uvicorn_config(app, settings, log_level="warning", timeout_graceful_shutdown=2)
-        self.server = uvicorn.Server(config)
+        self.server = guarded_server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> "LiveServer":

@@ -5,8 +5,10 @@
 const $ = (id) => document.getElementById(id);
 let models = [];
 let controller = null;
+let request = 0;  // which request the progress poll belongs to; a late answer for an old one is ignored
 
 function setStatus(text) { $("status").textContent = text; }
+function setState(state) { $("results").dataset.state = state; }
 
 function showError(text) {
   const box = $("error");
@@ -15,6 +17,12 @@ function showError(text) {
 }
 
 function current() { return models.find((m) => m.name === $("model").value); }
+
+function el(tag, props = {}, children = []) {
+  const node = Object.assign(document.createElement(tag), props);
+  for (const child of children) node.append(child);
+  return node;
+}
 
 // One form field per property of the model's option schema (JSON Schema, from the generator's
 // GenerateOptions): its kind, whether null is allowed, its choices and its default.
@@ -29,39 +37,35 @@ function fields(m) {
                     nullable: types.some((t) => t.type === "null"), kind: kinds[one.type] || "any" };
     if (one.enum) Object.assign(field, { kind: "choice", choices: one.enum });
     if (one.items) field.items = kinds[one.items.type] || "any";
+    if (one["x-aigc-file"]) Object.assign(field, { kind: "file", accept: prop.contentMediaType || "" });
     return field;
   });
 }
 
+// A labelled control: <label for> names it, the option's description is linked as its help.
 function fieldFor(opt) {
-  const label = document.createElement("label");
-  label.textContent = opt.name + " ";
+  const id = `option-${opt.name}`;
   let input;
   if (opt.kind === "bool") {
-    input = document.createElement("input");
-    input.type = "checkbox";
-    input.checked = opt.default === true;
+    input = el("input", { type: "checkbox", checked: opt.default === true });
   } else if (opt.kind === "choice") {
-    input = document.createElement("select");
+    input = el("select");
     for (const choice of opt.choices) {
-      const o = document.createElement("option");
-      o.value = JSON.stringify(choice);
-      o.textContent = String(choice);
-      o.selected = choice === opt.default;
-      input.appendChild(o);
+      input.appendChild(el("option", { value: JSON.stringify(choice), textContent: String(choice),
+                                       selected: choice === opt.default }));
     }
   } else if (opt.kind === "int" || opt.kind === "float") {
-    input = document.createElement("input");
-    input.type = "number";
-    input.step = opt.kind === "int" ? "1" : "any";
-    input.value = opt.default === null ? "" : String(opt.default);
+    input = el("input", { type: "number", step: opt.kind === "int" ? "1" : "any",
+                          value: opt.default === null ? "" : String(opt.default) });
     if (opt.nullable) input.placeholder = "default";
-  } else if (opt.kind === "str" && !/prompt/i.test(opt.name)) {
+  } else if (opt.kind === "file") {  // sent as the file's content: the server opens no path
     input = document.createElement("input");
-    input.type = "text";
-    input.value = opt.default === null ? "" : opt.default;
+    input.type = "file";
+    if (opt.accept) input.accept = opt.accept;
+  } else if (opt.kind === "str" && !/prompt/i.test(opt.name)) {
+    input = el("input", { type: "text", value: opt.default === null ? "" : opt.default });
   } else {
-    input = document.createElement("textarea");
+    input = el("textarea");
     if (opt.kind === "list") {
       input.placeholder = "one per line";
       input.value = Array.isArray(opt.default) ? opt.default.join("\n") : "";
@@ -72,19 +76,30 @@ function fieldFor(opt) {
       input.value = opt.default === null ? "" : JSON.stringify(opt.default);
     }
   }
-  input.name = opt.name;
+  Object.assign(input, { id, name: opt.name });
   input.dataset.option = opt.name;
-  label.appendChild(input);
+  const label = el("label", { htmlFor: id, textContent: opt.name });
+  const box = el("div", { className: opt.kind === "bool" ? "field check" : "field" },
+                 opt.kind === "bool" ? [input, label] : [label, input]);
   if (opt.help) {
-    const help = document.createElement("div");
-    help.className = "help";
-    help.textContent = opt.help;
-    label.appendChild(help);
+    box.appendChild(el("p", { className: "help", id: `${id}-help`, textContent: opt.help }));
+    input.setAttribute("aria-describedby", `${id}-help`);
   }
-  return label;
+  return box;
+}
+
+// A file option's value: the chosen file as a data: URL (base64), which the server decodes.
+function fileContent(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
 }
 
 function readOption(opt, input) {
+  if (opt.kind === "file") return input.files.length ? fileContent(input.files[0]) : undefined;
   if (opt.kind === "bool") return input.checked;
   if (opt.kind === "choice") return JSON.parse(input.value);
   const raw = input.value;
@@ -98,12 +113,12 @@ function readOption(opt, input) {
   try { return JSON.parse(raw); } catch (e) { return raw; }
 }
 
-function options() {
+async function options() {
   const m = current();
   const out = {};
   for (const opt of fields(m)) {
     const input = document.querySelector(`[data-option="${opt.name}"]`);
-    const value = readOption(opt, input);
+    const value = await readOption(opt, input);
     if (value === undefined) continue;
     if (JSON.stringify(value) !== JSON.stringify(opt.default)) out[opt.name] = value;
   }
@@ -112,23 +127,25 @@ function options() {
 
 function clearResults() {
   $("gallery").replaceChildren();
-  $("stream-output").textContent = "";
-  $("stream-output").hidden = true;
-  delete $("stream-output").dataset.done;
+  $("derived-items").replaceChildren();
+  $("derived").hidden = true;
+  $("result-tools").hidden = true;
   showError("");
+  setState("idle");
 }
 
 function renderModel() {
   const m = current();
   const box = $("options");
-  box.replaceChildren(Object.assign(document.createElement("legend"), { textContent: "Options" }));
+  box.replaceChildren(el("legend", { textContent: "Options" }));
   clearResults();  // the previous model's results do not belong under this one
   if (!m) return;
   setStatus(`${m.name} ready`);
   for (const opt of fields(m)) box.appendChild(fieldFor(opt));
-  $("model-info").textContent = `${m.modality} · ${m.generator}` +
+  $("options").hidden = !fields(m).length;
+  $("model-info").textContent = `${m.modality} · ${m.generator}` + (m.stream ? " · streams text" : "") +
     (m.postprocess.length ? ` · post-processing: ${m.postprocess.join(", ")}` : "");
-  $("stream-label").hidden = !m.stream;
+  $("stream-field").hidden = !m.stream;  // only a model that streams offers it
   $("stream").checked = m.stream;
 }
 
@@ -137,58 +154,132 @@ function seedValue() {
   return raw === "" ? null : Number(raw);
 }
 
-function caption(item) {
-  const meta = item.meta || {};
-  const parts = [];
-  if (meta.seed !== undefined) parts.push(`seed ${meta.seed}`);
-  if (meta.index !== undefined) parts.push(`#${meta.index}`);
-  if (meta.label !== undefined) parts.push(`label ${meta.label}`);
-  return parts.join(" · ");
-}
+// -- results ------------------------------------------------------------------------------
 
-function download(item, href) {
-  const a = document.createElement("a");
-  a.href = href;
-  a.download = item.filename;
-  a.textContent = "download";
-  a.className = "download";
-  return a;
-}
-
-function addItem(item) {
-  const fig = document.createElement("figure");
-  const cap = document.createElement("figcaption");
-  cap.textContent = caption(item) + " ";
-  let href;
-  if (item.text !== undefined) {
-    fig.className = "text";
-    const pre = document.createElement("pre");
-    pre.className = "sample-text";
-    pre.textContent = item.text;
-    fig.appendChild(pre);
-    href = URL.createObjectURL(new Blob([item.text], { type: "text/plain" }));
-  } else {
-    href = `data:${item.media_type};base64,${item.data_base64}`;
-    if (item.media_type.startsWith("image/")) {
-      const img = document.createElement("img");
-      img.className = "sample";
-      img.alt = item.filename;
-      img.src = href;
-      fig.appendChild(img);
-    } else {
-      fig.className = "audio";
-      const audio = document.createElement("audio");
-      audio.className = "sample";
-      audio.controls = true;
-      audio.src = href;
-      fig.appendChild(audio);
-      fig.appendChild(Spectrogram.figure(item.data_base64, audio));  // static/spectrogram.js
-    }
+// What made the sound of a clip: a trained vocoder run, or Griffin-Lim (the audio plugin says).
+function vocoderText(meta) {
+  if (meta.vocoder === "griffin-lim") {
+    return "vocoder: Griffin-Lim" + (meta.griffin_lim_iters ? ` (${meta.griffin_lim_iters} iterations)` : "");
   }
-  cap.appendChild(download(item, href));
-  fig.appendChild(cap);
-  $("gallery").appendChild(fig);
+  if (meta.vocoder) return `vocoder: trained ${meta.vocoder}` + (meta.vocoder_run ? ` (${meta.vocoder_run})` : "");
+  return null;
 }
+
+function captionParts(meta) {
+  const parts = [];
+  if (meta.kind === "grid") parts.push("grid of the samples");
+  if (meta.index !== undefined && meta.kind !== "grid") parts.push(`#${meta.index}`);
+  if (meta.seed !== undefined) parts.push(`seed ${meta.seed}`);
+  // the class's name, as the exporters write it; the index only when the run knows no names
+  if (meta.class !== undefined && meta.class !== null) parts.push(String(meta.class));
+  else if (meta.label !== undefined && meta.label !== null) parts.push(`label ${meta.label}`);
+  const vocoder = vocoderText(meta);
+  if (vocoder) parts.push(vocoder);
+  return parts;
+}
+
+function caption(meta, filename, href) {
+  const cap = el("figcaption");
+  for (const part of captionParts(meta)) cap.appendChild(el("span", { textContent: part }));
+  const link = el("a", { className: "download", textContent: "download", download: filename });
+  link.setAttribute("aria-label", `download ${filename}`);
+  if (href) link.href = href;
+  cap.appendChild(link);
+  return cap;
+}
+
+// Images at a whole multiple of their own pixels (no blur, no squeeze into a fixed box):
+// "fit" makes a sample about 128 px on its longer side, and a grid shows its cells at the
+// samples' scale, as far as the results column has room (a chosen zoom scrolls in its frame).
+function fitZoom(img) {
+  return Math.max(1, Math.floor(128 / Math.max(img.naturalWidth, img.naturalHeight)));
+}
+
+function zoomFor(img) {
+  const chosen = $("zoom").value;
+  if (chosen !== "auto") return Number(chosen);
+  if (!img.closest("figure").classList.contains("derived")) return fitZoom(img);
+  const sample = document.querySelector("#gallery img.result");
+  const scale = sample && sample.naturalWidth ? fitZoom(sample) : Infinity;
+  const room = Math.min(720, $("results").clientWidth - 16);
+  return Math.max(1, Math.min(scale, Math.floor(room / img.naturalWidth)));
+}
+
+function sizeImage(img) {
+  if (!img.naturalWidth || !img.naturalHeight) return;
+  const zoom = zoomFor(img);
+  img.style.width = `${img.naturalWidth * zoom}px`;
+  img.style.height = `${img.naturalHeight * zoom}px`;
+  img.dataset.zoom = String(zoom);
+}
+
+function resizeImages() { document.querySelectorAll("#results img.result").forEach(sizeImage); }
+
+function imageFigure(item, href) {
+  const img = el("img", { className: "result", alt: `generated image ${item.filename}`, src: href });
+  img.addEventListener("load", resizeImages);  // a grid's scale follows the samples'
+  return [el("div", { className: "frame" }, [img])];
+}
+
+function audioFigure(item, href) {
+  const audio = el("audio", { className: "result", controls: true, preload: "auto", src: href });
+  audio.setAttribute("aria-label", `generated clip ${item.filename}`);
+  const box = el("div", { className: "spectrogram-box" });
+  return [audio, box, () => Spectrogram.attach(box, item.data_base64, audio)];  // static/spectrogram.js
+}
+
+function textFigure(text) {
+  return [el("pre", { className: "sample-text result", textContent: text })];
+}
+
+function fileFigure(item) {
+  return [el("p", { textContent: `${item.media_type} (no preview on this page)` })];
+}
+
+// How each kind of item is shown; an item's media type picks one, an unknown type gets a link.
+const RENDERERS = {
+  text: (item) => textFigure(item.text),
+  image: imageFigure,
+  audio: audioFigure,
+};
+
+function kindOf(item, display = {}) {
+  if (display.render === "download") return "file";
+  if (display.render === "text" && item.text === undefined && item.data_base64 !== undefined) {
+    item.text = new TextDecoder().decode(Uint8Array.from(atob(item.data_base64), (c) => c.charCodeAt(0)));
+  }
+  if (RENDERERS[display.render]) return display.render;
+  if (item.text !== undefined) return "text";
+  const major = (item.media_type || "").split("/")[0];
+  return RENDERERS[major] ? major : "file";
+}
+
+// How an item is shown is its modality's to say: the model's `display` (render image, audio,
+// text or download, an optional note), so a plugin's own modality needs no change here.
+function addItem(item, display = {}) {
+  const kind = kindOf(item, display);
+  const derived = item.derived === true;  // a view of the samples (a grid), not one of them
+  const href = item.text !== undefined
+    ? URL.createObjectURL(new Blob([item.text], { type: "text/plain" }))
+    : `data:${item.media_type};base64,${item.data_base64}`;
+  const parts = (RENDERERS[kind] || fileFigure)(item, href);
+  const fig = el("figure", { className: `${kind} ${derived ? "derived" : "sample"}` });
+  fig.dataset.kind = kind;
+  const after = [];
+  for (const part of parts) {
+    if (typeof part === "function") after.push(part);
+    else fig.appendChild(part);
+  }
+  if (display.note) fig.appendChild(el("div", { className: "note", textContent: display.note }));
+  fig.appendChild(caption(item.meta || {}, item.filename, href));
+  (derived ? $("derived-items") : $("gallery")).appendChild(fig);
+  if (derived) $("derived").hidden = false;
+  if (kind === "image") $("result-tools").hidden = false;
+  after.forEach((fn) => fn());  // drawn once the figure has its width
+  return fig;
+}
+
+// -- requests -----------------------------------------------------------------------------
 
 async function errorText(resp) {
   try {
@@ -199,37 +290,45 @@ async function errorText(resp) {
   }
 }
 
-async function generate() {
+function plural(count, word) { return `${count} ${word}${count === 1 ? "" : "s"}`; }
+
+async function generate(n) {
   const m = current();
-  const body = { n: Number($("n").value || 1), seed: seedValue(), options: options() };
+  const body = { n, seed: seedValue(), options: await options() };
   setStatus("generating…");
   const t0 = performance.now();
-  const poll = setInterval(() => showProgress(m), 250);
-  let resp;
+  const mine = request;
+  const poll = setInterval(() => showProgress(m, mine), 250);
+  let data;
   try {
-    resp = await fetch(`v1/models/${encodeURIComponent(m.name)}/generate`, {
+    const resp = await fetch(`v1/models/${encodeURIComponent(m.name)}/generate`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
       signal: controller.signal,
     });
+    if (!resp.ok) throw new Error(await errorText(resp));
+    data = await resp.json();
   } finally {
     clearInterval(poll);
+    request += 1;  // a poll still in flight belongs to a finished request now
     $("progress").hidden = true;
   }
-  if (!resp.ok) throw new Error(await errorText(resp));
-  const data = await resp.json();
-  $("gallery").replaceChildren();
-  data.items.forEach(addItem);
+  data.items.forEach((item) => addItem(item, m.display || {}));
+  // results count as shown once their pictures are decoded and sized
+  await Promise.all([...document.querySelectorAll("#results img.result")].map((i) => i.decode().catch(() => null)));
+  resizeImages();
+  const samples = data.items.filter((i) => !i.derived).length;
+  const extra = data.items.length - samples;
   const dropped = data.dropped.length ? `, ${data.dropped.length} dropped by quality gates` : "";
-  setStatus(`${data.items.length} ${m.modality} item(s), seed ${data.seed}${dropped}, ` +
-            `${Math.round(performance.now() - t0)} ms`);
+  setStatus(`${plural(samples, m.modality + " sample")}${extra ? ` (+ ${plural(extra, "grid")})` : ""}, ` +
+            `seed ${data.seed}${dropped}, ${Math.round(performance.now() - t0)} ms`);
 }
 
 // The steps the generator reported for the call the model is on (diffusion steps, say).
-async function showProgress(m) {
+async function showProgress(m, mine) {
   try {
     const resp = await fetch(`v1/models/${encodeURIComponent(m.name)}/progress`);
     const p = await resp.json();
-    if (!resp.ok || p.total == null) return;
+    if (mine !== request || !resp.ok || p.total == null) return;
     const bar = $("progress");
     bar.max = p.total;
     bar.value = p.done;
@@ -239,57 +338,82 @@ async function showProgress(m) {
   } catch (e) { /* progress is a nicety: the request itself reports errors */ }
 }
 
-async function stream() {
+// One box per text, filled as its pieces arrive; its download is ready when the stream ends.
+async function stream(n) {
   const m = current();
-  const out = $("stream-output");
-  out.textContent = "";
-  out.hidden = false;
+  const boxes = [];
+  const box = (index, seed) => {
+    if (!boxes[index]) {
+      const fig = addItem({ text: "", filename: `sample_${String(index).padStart(5, "0")}.txt`,
+                            meta: { index, seed } });
+      fig.classList.add("streaming");
+      boxes[index] = { fig, pre: fig.querySelector("pre"), text: "" };
+    }
+    return boxes[index];
+  };
   setStatus("streaming…");
   const resp = await fetch(`v1/models/${encodeURIComponent(m.name)}/stream`, {
     method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ seed: seedValue(), options: options() }), signal: controller.signal,
+    body: JSON.stringify({ n, seed: seedValue(), options: await options() }), signal: controller.signal,
   });
   if (!resp.ok) throw new Error(await errorText(resp));
   const reader = resp.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      let event = "message", data = "";
-      for (const line of block.split("\n")) {
-        if (line.startsWith("event: ")) event = line.slice(7);
-        else if (line.startsWith("data: ")) data += line.slice(6);
+  const finish = () => boxes.forEach((b) => {
+    if (!b) return;
+    b.fig.querySelector("a.download").href = URL.createObjectURL(new Blob([b.text], { type: "text/plain" }));
+    b.fig.classList.remove("streaming");
+  });
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        let event = "message", data = "";
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event: ")) event = line.slice(7);
+          else if (line.startsWith("data: ")) data += line.slice(6);
+        }
+        const payload = data ? JSON.parse(data) : {};
+        if (event === "piece") {
+          const b = box(payload.index || 0, payload.seed);  // n boxes, one per text
+          b.text += payload.text;
+          b.pre.textContent = b.text;
+        } else if (event === "error") throw new Error(payload.error);
+        else if (event === "done") setStatus(`streamed ${plural(payload.n || 1, "text")} (${payload.pieces} pieces), seed ${payload.seed}`);
+        else if (event === "start") {
+          for (let i = 0; i < (payload.n || 1); i++) box(i, payload.seed + i);
+          setStatus(`streaming ${plural(payload.n || 1, "text")}, seed ${payload.seed}…`);
+        }
       }
-      const payload = data ? JSON.parse(data) : {};
-      if (event === "piece") out.textContent += payload.text;
-      else if (event === "error") throw new Error(payload.error);
-      else if (event === "done") setStatus(`streamed ${payload.pieces} pieces, seed ${payload.seed}`);
-      else if (event === "start") setStatus(`streaming, seed ${payload.seed}…`);
     }
+  } finally {
+    finish();  // a stopped stream keeps what arrived, downloadable
   }
-  out.dataset.done = "true";
 }
 
 async function submit(event) {
   event.preventDefault();
-  showError("");
-  $("stream-output").hidden = true;
-  delete $("stream-output").dataset.done;
+  clearResults();
   controller = new AbortController();
   $("generate").disabled = true;
   $("stop").hidden = false;
+  setState("running");
+  const n = Math.max(1, Math.floor(Number($("n").value || 1)));
   try {
-    if (current().stream && $("stream").checked) await stream();
-    else await generate();
+    if (current().stream && $("stream").checked) await stream(n);
+    else await generate(n);
+    setState("done");
+    const top = $("results").getBoundingClientRect().top;
+    if (top > window.innerHeight * 0.8) $("results").scrollIntoView({ block: "start" });  // the phone's one column
   } catch (e) {
-    if (e.name !== "AbortError") { showError(e.message); setStatus("failed"); }
-    else setStatus("stopped");
+    if (e.name !== "AbortError") { showError(e.message); setStatus("failed"); setState("failed"); }
+    else { setStatus("stopped"); setState("stopped"); }
   } finally {
     $("generate").disabled = false;
     $("stop").hidden = true;
@@ -298,22 +422,21 @@ async function submit(event) {
 
 async function init() {
   $("form").addEventListener("submit", submit);
+  // aborting the fetch closes its connection: the server stops the generation at its next step
   $("stop").addEventListener("click", () => controller && controller.abort());
   $("model").addEventListener("change", () => { if (controller) controller.abort(); renderModel(); });
+  $("zoom").addEventListener("change", resizeImages);
+  let width = window.innerWidth;
+  window.addEventListener("resize", () => { if (window.innerWidth !== width) { width = window.innerWidth; resizeImages(); } });
   try {
     const resp = await fetch("v1/models");
     if (!resp.ok) throw new Error(await errorText(resp));
     const data = await resp.json();
     models = data.models;
     $("n").max = data.limits.max_samples;
-    for (const m of models) {
-      const o = document.createElement("option");
-      o.value = m.name;
-      o.textContent = `${m.name} (${m.modality})`;
-      $("model").appendChild(o);
-    }
+    for (const m of models) $("model").appendChild(el("option", { value: m.name, textContent: `${m.name} (${m.modality})` }));
     renderModel();
-    setStatus(`${models.length} model(s) ready`);
+    setStatus(`${plural(models.length, "model")} ready`);
     document.body.dataset.ready = "true";
   } catch (e) {
     showError(`cannot list models: ${e.message}`);

@@ -1,4 +1,4 @@
-// A spectrogram beside each generated clip, computed in the browser from the WAV the server
+// A spectrogram under each generated clip, as wide as its box, computed in the browser from the WAV the server
 // sent (16-bit PCM): time in seconds, frequency in Hz, a dB colour bar, and a playhead that
 // follows the audio player. Plain browser APIs; the same analysis as the exporter's PNGs
 // (about 32 ms Hann frames, an eighth-window hop, 80 dB below the loudest bin).
@@ -88,16 +88,16 @@ const Spectrogram = (() => {
     return out;
   }
 
-  // draw into a canvas: plot area, Hz axis on the left, seconds below, colour bar on the right
-  function draw(canvas, base64) {
-    const { rate, samples } = decodeWav(base64);
-    if (!rate || !samples.length) return null;
-    const { db, frames, bins, top } = analyse(samples, rate);
+  // draw into a canvas at its size in device pixels: plot area, Hz axis on the left, seconds
+  // below, colour bar on the right; margins and text scale with the device pixel ratio
+  function draw(canvas, analysis, scale) {
+    const { db, frames, bins, top, rate, samples } = analysis;
     const ctx = canvas.getContext("2d");
-    const W = canvas.width, H = canvas.height;
-    const L = 52, R = 62, T = 8, B = 34, pw = W - L - R, ph = H - T - B;
+    const W = canvas.width, H = canvas.height, px = (v) => Math.round(v * scale);
+    const L = px(52), R = px(66), T = px(8), B = px(34), pw = W - L - R, ph = H - T - B;
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, W, H);
+    if (pw < 8 || ph < 8) return null;
     const img = ctx.createImageData(pw, ph);
     for (let y = 0; y < ph; y++) {
       const k = Math.floor((ph - 1 - y) * bins / ph);
@@ -111,29 +111,30 @@ const Spectrogram = (() => {
     ctx.putImageData(img, L, T);
     ctx.fillStyle = "#222";
     ctx.strokeStyle = "#222";
-    ctx.font = "11px system-ui, sans-serif";
+    ctx.lineWidth = Math.max(1, scale);
+    ctx.font = `${px(12)}px system-ui, sans-serif`;
     const seconds = samples.length / rate, nyquist = rate / 2;
     ctx.textAlign = "right";
     ctx.textBaseline = "middle";
     for (const hz of ticks(nyquist, 4)) {
       const y = T + ph - hz / nyquist * ph;
-      ctx.fillText(String(hz), L - 5, y);
-      ctx.beginPath(); ctx.moveTo(L - 3, y); ctx.lineTo(L, y); ctx.stroke();
+      ctx.fillText(String(hz), L - px(5), y);
+      ctx.beginPath(); ctx.moveTo(L - px(3), y); ctx.lineTo(L, y); ctx.stroke();
     }
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
-    for (const s of ticks(seconds, 5)) {
+    for (const s of ticks(seconds, Math.max(2, Math.min(8, Math.floor(pw / px(70)))))) {
       const x = L + s / seconds * pw;
-      ctx.fillText(String(s), x, T + ph + 4);
-      ctx.beginPath(); ctx.moveTo(x, T + ph); ctx.lineTo(x, T + ph + 3); ctx.stroke();
+      ctx.fillText(String(s), x, T + ph + px(4));
+      ctx.beginPath(); ctx.moveTo(x, T + ph); ctx.lineTo(x, T + ph + px(3)); ctx.stroke();
     }
-    ctx.fillText("time (s)", L + pw / 2, T + ph + 18);
+    ctx.fillText("time (s)", L + pw / 2, T + ph + px(18));
     ctx.save();
-    ctx.translate(11, T + ph / 2);
+    ctx.translate(px(11), T + ph / 2);
     ctx.rotate(-Math.PI / 2);
-    ctx.fillText("Hz", 0, -6);
+    ctx.fillText("Hz", 0, -px(6));
     ctx.restore();
-    const bx = W - R + 10, bw = 10;
+    const bx = W - R + px(10), bw = px(10);
     for (let y = 0; y < ph; y++) {
       const [r, g, b] = colour(1 - y / ph);
       ctx.fillStyle = `rgb(${r},${g},${b})`;
@@ -142,38 +143,58 @@ const Spectrogram = (() => {
     ctx.fillStyle = "#222";
     ctx.textAlign = "left";
     ctx.textBaseline = "middle";
-    for (const d of [0, -20, -40, -60, -80]) ctx.fillText(String(d), bx + bw + 3, T - d / RANGE_DB * ph);
-    ctx.textBaseline = "top";
-    ctx.fillText("dB", bx, T + ph + 4);
+    for (const d of [0, -20, -40, -60, -80]) ctx.fillText(d ? String(d) : "0 dB", bx + bw + px(3), T - d / RANGE_DB * ph);
     return { L, T, pw, ph, seconds, image: ctx.getImageData(0, 0, W, H) };
   }
 
-  // a figure with the player above the spectrogram; the playhead follows playback
-  function figure(base64, audio) {
+  // Redrawn at the width its box has: full width on any screen, axes text at a legible size.
+  const resized = typeof ResizeObserver === "function"
+    ? new ResizeObserver((entries) => entries.forEach((e) => e.target.spectrogram && e.target.spectrogram.fit()))
+    : null;
+
+  // a canvas under the player, as wide as ``box``; the playhead follows playback
+  function attach(box, base64, audio) {
+    const { rate, samples } = decodeWav(base64);
     const canvas = document.createElement("canvas");
-    canvas.width = 520;
-    canvas.height = 220;
     canvas.className = "spectrogram";
     canvas.setAttribute("role", "img");
     canvas.setAttribute("aria-label", "spectrogram: time in seconds, frequency in Hz");
-    const drawn = draw(canvas, base64);
-    if (drawn) {
+    box.appendChild(canvas);
+    if (!rate || !samples.length) { canvas.hidden = true; return canvas; }
+    const analysis = { ...analyse(samples, rate), rate, samples };
+    let drawn = null, width = 0;
+    const playhead = () => {
+      if (!drawn) return;
       const ctx = canvas.getContext("2d");
-      const playhead = () => {
-        ctx.putImageData(drawn.image, 0, 0);
-        if (audio.currentTime > 0) {
-          const x = drawn.L + Math.min(audio.currentTime / drawn.seconds, 1) * drawn.pw;
-          ctx.strokeStyle = "#3cf";
-          ctx.beginPath(); ctx.moveTo(x, drawn.T); ctx.lineTo(x, drawn.T + drawn.ph); ctx.stroke();
-        }
-        if (!audio.paused) requestAnimationFrame(playhead);
-      };
-      audio.addEventListener("play", playhead);
-      audio.addEventListener("seeked", playhead);
-      audio.addEventListener("ended", playhead);
-    }
+      ctx.putImageData(drawn.image, 0, 0);
+      if (audio.currentTime > 0) {
+        const x = drawn.L + Math.min(audio.currentTime / drawn.seconds, 1) * drawn.pw;
+        ctx.strokeStyle = "#3cf";
+        ctx.lineWidth = Math.max(1, window.devicePixelRatio || 1);
+        ctx.beginPath(); ctx.moveTo(x, drawn.T); ctx.lineTo(x, drawn.T + drawn.ph); ctx.stroke();
+      }
+      if (!audio.paused) requestAnimationFrame(playhead);
+    };
+    const fit = () => {
+      const css = Math.floor(box.clientWidth);
+      if (!css || css === width) return;
+      width = css;
+      const scale = window.devicePixelRatio || 1, height = Math.round(Math.min(240, Math.max(160, css * 0.4)));
+      canvas.width = Math.round(css * scale);
+      canvas.height = Math.round(height * scale);
+      canvas.style.width = css + "px";
+      canvas.style.height = height + "px";
+      drawn = draw(canvas, analysis, scale);
+      playhead();
+    };
+    box.spectrogram = { fit };
+    audio.addEventListener("play", playhead);
+    audio.addEventListener("seeked", playhead);
+    audio.addEventListener("ended", playhead);
+    fit();
+    if (resized) resized.observe(box);
     return canvas;
   }
 
-  return { figure, decodeWav, analyse };
+  return { attach, decodeWav, analyse };
 })();

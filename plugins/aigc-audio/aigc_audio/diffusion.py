@@ -13,6 +13,9 @@ classifier-free guidance; an EMA copy for sampling; DDIM / DPM-Solver sampling) 
 to the clip's frames -> a trained mel-vocoder (``generator.vocoder``) or Griffin-Lim.
 ``patch: 2`` folds 2 x 2 mel pixels into channels before the U-Net, a quarter of the
 full-resolution cost, which is what a CPU budget of minutes affords at 64 x 64.
+
+``MelDiffusion`` holds only what sampling needs, in plain torch, so a finished run generates
+without Lightning; how it learns is ``aigc_audio.diffusion_training``.
 """
 
 from __future__ import annotations
@@ -81,10 +84,11 @@ class MelDiffusionOptions(Params):
         return name
 
 
-class MelDiffusion(denoiser.DenoiserTraining, MelGenerator):
+class MelDiffusion(MelGenerator):
     generator_name = "mel-diffusion"
     Params = MelDiffusionParams
     GenerateOptions = MelDiffusionOptions
+    training = "aigc_audio.diffusion_training:MelDiffusionTraining"
 
     def __init__(self, params: MelDiffusionParams, info: dict):
         super().__init__(params, info)
@@ -111,14 +115,6 @@ class MelDiffusion(denoiser.DenoiserTraining, MelGenerator):
         lo, hi = math.log(LOG_FLOOR), float(log_mel.max())
         hi = max(hi, lo + 1.0)
         return torch.tensor([(hi + lo) / 2, (hi - lo) / 2])
-
-    # -- training (the Lightning hooks: denoiser.DenoiserTraining) -------------------------
-    def diffusion_loss(self, wave: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator | None = None,
-                       drop: float = 0.0) -> torch.Tensor:
-        x = self.encode_input(wave).clamp(-1.0, 1.0)
-        labels = y.long().clamp(0, self.conditioned - 1) if self.conditioned else None
-        return denoiser.denoising_loss(self.unet, self.noise_scheduler, x, labels, self.conditioned,
-                                       generator=generator, drop=drop, snr_gamma=self.params.snr_gamma)
 
     # -- generation ---------------------------------------------------------------------------
     @torch.no_grad()

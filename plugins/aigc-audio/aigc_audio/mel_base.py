@@ -17,7 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from aigc_core import ConfigError, Generator, Item, sample_seed
-from aigc_core import Field, Params, field_validator
+from aigc_core import Field, Params, PathField, field_validator
 
 from .features import LOG_FLOOR, MelFeatures, default_n_fft
 from .vocoder import VocoderNet, griffin_lim_notice, load_vocoder_run, saved_params
@@ -45,7 +45,7 @@ class MelParams(Params):
     hop_length: Optional[int] = Field(None, ge=1, description="default: n_fft / 4")
     griffin_lim_iters: int = Field(32, ge=1, description="Griffin-Lim iterations when turning spectrograms back into sound")
     mel_match_iters: Optional[int] = Field(None, ge=0, description="after vocoding: steps fitting each clip's own log-mel to the asked one; default: the vocoder run's setting, 0 with Griffin-Lim")
-    vocoder: Optional[str] = Field(None, description="a finished mel-vocoder run directory (e.g. runs/vocoder-fsdd); none: Griffin-Lim")
+    vocoder: Optional[str] = PathField(None, exists="dir", missing="train one first, e.g. aigc run configs/vocoder-fsdd.yaml", description="a finished mel-vocoder run directory, relative to the config's folder (e.g. ../runs/vocoder-fsdd); none: Griffin-Lim")
 
     @field_validator("vocoder")
     @classmethod
@@ -118,6 +118,19 @@ class MelGenerator(Generator):
         return self.vocoder
 
     # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def check(cls, params: MelParams, context) -> None:
+        """The named vocoder run must be a finished mel-vocoder made with this model's mel settings:
+        found by ``aigc check``, not after the data is read. The sample rate is the generator's, else
+        the data source's, when either names one."""
+        if not params.vocoder:
+            return
+        rate = params.sample_rate or getattr(context.data, "sample_rate", None)
+        n_fft = params.n_fft or (default_n_fft(rate) if rate else None)
+        hop = params.hop_length or (n_fft // 4 if n_fft else None)
+        expected = {"sample_rate": rate, "n_mels": params.n_mels, "n_fft": n_fft, "hop_length": hop}
+        load_vocoder_run(params.vocoder, expected, key=f"{context.key}.vocoder")
+
     def normalisation(self, log_mel: torch.Tensor) -> torch.Tensor:
         """``[offset, scale]`` fitted to training log-mels: the model sees ``(mel - offset) / scale``."""
         raise NotImplementedError
@@ -188,4 +201,11 @@ class MelGenerator(Generator):
         if peak > 0.99:
             wave = wave * np.float32(0.99 / peak)
         return Item(wave, {"index": index, "seed": seed, "sample_seed": sample_seed(seed, index),
-                           "sample_rate": self.sample_rate, "label": label, "class": self.classes[label], **meta})
+                           "sample_rate": self.sample_rate, "label": label, "class": self.classes[label],
+                           **self.vocoder_meta(), **meta})
+
+    def vocoder_meta(self) -> dict:
+        """Which vocoder made the sound, so a listener can tell a trained vocoder from Griffin-Lim."""
+        if self.vocoder is None:
+            return {"vocoder": "griffin-lim", "griffin_lim_iters": self.params.griffin_lim_iters}
+        return {"vocoder": "mel-vocoder", "vocoder_run": str(self.info["vocoder"].get("run", ""))}

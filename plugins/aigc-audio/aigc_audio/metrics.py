@@ -30,6 +30,7 @@ import torchaudio.transforms as T
 from torch import nn
 
 from aigc_core import ConfigError, MetricContext, Metric, cache_path, cached_model, data_identity, frechet_distance
+from aigc_core import report_progress
 from aigc_core import Field, Params
 
 from .features import default_n_fft
@@ -112,6 +113,7 @@ def train_classifier(waves: torch.Tensor, labels: torch.Tensor, sample_rate: int
             loss.backward()
             opt.step()
             sched.step()
+            report_progress(sched.last_epoch, steps)  # the whole training: minutes on a CPU
     net.eval()
     return net
 

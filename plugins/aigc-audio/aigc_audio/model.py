@@ -1,11 +1,12 @@
-"""A class-conditional VAE of log-mel spectrograms, as a LightningModule.
+"""A class-conditional VAE of log-mel spectrograms: its networks and its sampling, in plain torch.
 
 Waveform -> log-mel (torchaudio) -> normalised by the training set's mean and spread -> encoder
 (three stride-2 convolutions) -> q(z | x, class) -> decoder (mirror image) -> log-mel. Sampling
-draws z from N(0, I) per sample seed, decodes with the asked class and vocodes with
+draws z from the prior per sample seed, decodes with the asked class and vocodes with
 a trained neural vocoder (``generator.vocoder``: a finished mel-vocoder run, copied into this
 model's checkpoint so a run stays self-contained) or, without one, InverseMelScale + Griffin-Lim.
-docs/audio.md argues why a VAE rather than a GAN.
+A finished run loads here without Lightning; the losses and optimiser are ``MelVAETraining``
+(``vae_training.py``). docs/audio.md argues why a VAE rather than a GAN.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Literal, Optional
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from aigc_core import CheckpointError, Content, check_cancelled, sample_seed
 from aigc_core import Field, Params
@@ -92,6 +92,7 @@ class MelVAE(MelGenerator):
     frame_multiple = 8  # three stride-2 convolutions
     Params = MelVAEParams
     GenerateOptions = MelVAEOptions
+    training = "aigc_audio.vae_training:MelVAETraining"
 
     def __init__(self, params: MelVAEParams, info: dict):
         super().__init__(params, info)
@@ -106,46 +107,22 @@ class MelVAE(MelGenerator):
         """The training set's log-mel mean and spread."""
         return torch.stack([log_mel.mean(), log_mel.std().clamp_min(1e-3)])
 
-    # -- training -----------------------------------------------------------------------------
+    # -- the network ----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, y: torch.Tensor):
+        """Encode, draw z from the posterior, decode: the reconstruction training scores."""
         mu, logvar = self.encoder(x, y)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         return self.decoder(z, y), mu, logvar
 
-    def _losses(self, batch):
-        wave, y = batch
-        y = y.clamp(0, self.num_classes - 1)
-        x = self.encode_input(wave)
-        recon, mu, logvar = self(x, y)
-        rec = F.mse_loss(recon, x, reduction="none").flatten(1).sum(1).mean()
-        kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(1).mean()
-        return rec, kl, x.shape[0]
-
-    def training_step(self, batch, batch_idx):
-        rec, kl, n = self._losses(batch)
-        warm = self.params.kl_warmup_steps
-        beta = self.params.kl_weight * (min(1.0, (self.global_step + 1) / warm) if warm else 1.0)
-        loss = rec + beta * kl
-        self.log_dict({"loss": loss.detach(), "loss_rec": rec.detach(), "kl": kl.detach()}, prog_bar=True,
-                      on_step=True, on_epoch=False, batch_size=n)
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        rec, kl, n = self._losses(batch)
-        self.log("val_loss", rec + self.params.kl_weight * kl, batch_size=n)
-
-    def on_fit_end(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if self.params.prior == "class" and datamodule is not None:
-            waves, labels = split_tensors(datamodule.split("train"))
-            self.fit_class_prior(waves, labels)
-
+    # -- the prior, fitted once training ends --------------------------------------------------
     @torch.no_grad()
     def fit_class_prior(self, waves: torch.Tensor, labels: torch.Tensor) -> None:
         """Why: with a KL weight low enough for sharp spectrograms, the codes of real clips do not
         fill N(0, I) and prior samples land where the decoder never learnt (the blur, the wrong
         digits). A Gaussian per class fitted to the training clips' codes (mixture mean and
-        covariance of their posteriors) puts samples where the decoder was trained instead."""
+        covariance of their posteriors) puts samples where the decoder was trained instead.
+        Plain torch, like the normalisation ``build`` fits: training calls it when it ends
+        (``MelVAETraining.on_fit_end``), and a finished run's prior can be refitted without Lightning."""
         was_training = self.training
         self.eval()
         mus, variances = [], []
@@ -167,9 +144,6 @@ class MelVAE(MelGenerator):
             cov = centred.T @ centred / (len(centred) - 1) + torch.diag(var[rows].mean(0)) + 1e-4 * eye
             self.prior_mean[k] = m.float().to(self.prior_mean.device)
             self.prior_scale[k] = torch.linalg.cholesky(cov).float().to(self.prior_scale.device)
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(list(self.encoder.parameters()) + list(self.decoder.parameters()), lr=self.params.lr)
 
     # -- generation ---------------------------------------------------------------------------
     def latents(self, n: int, seed: int, start: int = 0) -> torch.Tensor:

@@ -1,8 +1,10 @@
-"""A small neural vocoder (log-mel -> waveform), trained the HiFi-GAN way, as a generator of its own.
+"""A small neural vocoder (log-mel -> waveform) as a generator of its own: the network and its
+sampling, in plain torch (how it is trained, the HiFi-GAN way, is ``vocoder_training.py``).
 
 Why its own generator: a vocoder learns from audio alone (no labels, no spectrogram model), so
 it trains once per data setting (rate and mel analysis) and any spectrogram generator reuses it
-by naming the finished run (``generator.vocoder: runs/vocoder-fsdd``, see ``load_vocoder_run``).
+by naming the finished run (``generator.vocoder: runs/vocoder-fsdd``, see ``load_vocoder_run``,
+which loads the plain ``VocoderNet`` without Lightning).
 
 The network works at the frame rate and lets an inverse STFT make the samples (as Vocos and
 iSTFTNet do), because a CPU budget of minutes does not buy the hundreds of thousands of steps
@@ -19,17 +21,11 @@ STFT stays near Griffin-Lim's distance, while learning the magnitude alone from 
 (``stft_weight: 0``, ``magnitude_weight``) and letting ``griffin_lim_iters`` of Griffin-Lim find
 a phase for it lands clearly below: Griffin-Lim's phase is good on a consistent magnitude, and
 what makes its clips phasey is the smeared magnitude that inverting the mel filter bank gives.
-
-Training follows HiFi-GAN: random crops of ``segment_frames`` mel frames; first
-``gan_start_steps`` steps on the multi-resolution STFT distance alone (a dense gradient), then
-least-squares adversarial losses from multi-period (2, 3, 5, 7, 11) and multi-scale (x1, x2, x4)
-discriminators plus feature matching.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Literal, Optional
@@ -37,16 +33,13 @@ from typing import Literal, Optional
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, RunDir, UsageError
+from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, RunDir, UsageError, check_cancelled
 from aigc_core import Field, ParamError, Params, model_validator
 
 from .features import LOG_FLOOR, MelFeatures, default_n_fft, match_log_mel
-from .stft_distance import stft_distance
 
 SIZES = {"debug": (32, 2, 4), "small": (128, 4, 8), "base": (256, 6, 16)}  # width, blocks, discriminator width
-PERIODS = (2, 3, 5, 7, 11)
 #: settings a spectrogram generator and its vocoder must share, with the config key that sets each
 MEL_KEYS = ("sample_rate", "n_mels", "n_fft", "hop_length")
 
@@ -183,7 +176,10 @@ class VocoderNet(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            waves = [self.refine(self.spectrum(log_mel[i:i + 1]), num_samples) for i in range(len(log_mel))]
+            waves = []
+            for i in range(len(log_mel)):
+                check_cancelled()  # per clip: a server that gave up on this request stops it here
+                waves.append(self.refine(self.spectrum(log_mel[i:i + 1]), num_samples))
         finally:
             self.train(was_training)
         out = torch.cat(waves) if waves else log_mel.new_zeros(0, num_samples)
@@ -191,81 +187,15 @@ class VocoderNet(nn.Module):
         return match_log_mel(out, log_mel, self.log_mel, iters).clamp(-1.0, 1.0)
 
 
-def _wn(module: nn.Module) -> nn.Module:
-    return nn.utils.parametrizations.weight_norm(module)
-
-
-class PeriodDiscriminator(nn.Module):
-    """Looks at every p-th sample as a 2-D image: catches periodic (pitch) structure."""
-
-    def __init__(self, period: int, width: int):
-        super().__init__()
-        self.period = period
-        chans = [1, width, 2 * width, 4 * width, 4 * width]
-        self.convs = nn.ModuleList(_wn(nn.Conv2d(chans[i], chans[i + 1], (5, 1), (3 if i < 3 else 1, 1), padding=(2, 0)))
-                                   for i in range(4))
-        self.post = _wn(nn.Conv2d(chans[-1], 1, (3, 1), padding=(1, 0)))
-
-    def forward(self, x: torch.Tensor):
-        b, t = x.shape
-        if t % self.period:
-            x = F.pad(x, (0, self.period - t % self.period), mode="reflect")
-        x = x.view(b, 1, -1, self.period)
-        return _scores_and_features(self.convs, self.post, x)
-
-
-def _scores_and_features(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor):
-    """Both discriminator kinds return their scores and every layer's output (for feature matching)."""
-    feats = []
-    for conv in convs:
-        x = F.leaky_relu(conv(x), 0.1)
-        feats.append(x)
-    x = post(x)
-    feats.append(x)
-    return x.flatten(1), feats
-
-
-class ScaleDiscriminator(nn.Module):
-    """Strided grouped 1-D convolutions over the waveform at one sample rate."""
-
-    def __init__(self, width: int):
-        super().__init__()
-        w = width
-        self.convs = nn.ModuleList([
-            _wn(nn.Conv1d(1, w, 15, 1, padding=7)),
-            _wn(nn.Conv1d(w, 2 * w, 41, 4, padding=20, groups=4)),
-            _wn(nn.Conv1d(2 * w, 4 * w, 41, 4, padding=20, groups=4)),
-            _wn(nn.Conv1d(4 * w, 4 * w, 5, 1, padding=2)),
-        ])
-        self.post = _wn(nn.Conv1d(4 * w, 1, 3, padding=1))
-
-    def forward(self, x: torch.Tensor):
-        x = x.unsqueeze(1)
-        return _scores_and_features(self.convs, self.post, x)
-
-
-class Discriminators(nn.Module):
-    def __init__(self, kind: str, width: int):
-        super().__init__()
-        self.periods = nn.ModuleList(PeriodDiscriminator(p, width) for p in PERIODS) if "mpd" in kind else nn.ModuleList()
-        self.scales = nn.ModuleList(ScaleDiscriminator(width) for _ in range(3)) if "msd" in kind else nn.ModuleList()
-
-    def forward(self, wave: torch.Tensor):
-        outs = [d(wave) for d in self.periods]
-        x = wave
-        for i, d in enumerate(self.scales):
-            if i:
-                x = F.avg_pool1d(x.unsqueeze(1), 4, 2, padding=2).squeeze(1)
-            outs.append(d(x))
-        return outs  # [(scores, features), ...]
-
-
 class MelVocoder(Generator):
+    """The vocoder network (``net``, what a spectrogram generator carries) and the mel analysis
+    that feeds it; ``generate`` re-synthesises real clips. The discriminators are training's."""
     modality = "audio"
     Params = MelVocoderParams
     GenerateOptions = MelVocoderOptions
     shards = True
     reads_data = True
+    training = "aigc_audio.vocoder_training:MelVocoderTraining"
 
     def __init__(self, params: MelVocoderParams, info: dict):
         rate = int(params.sample_rate or info["sample_rate"])
@@ -273,7 +203,6 @@ class MelVocoder(Generator):
         resolved = MelVocoderParams(**{**params.model_dump(), "sample_rate": rate, "n_fft": n_fft,
                                        "hop_length": params.hop_length or n_fft // 4})
         super().__init__(resolved, info)
-        self.automatic_optimization = False
         self.sample_rate = rate
         self.num_samples = int(info["num_samples"])
         self.classes = [str(c) for c in (info.get("classes") or ["all"])]
@@ -282,10 +211,8 @@ class MelVocoder(Generator):
         except ValueError as exc:
             raise ConfigError("generator." + str(exc).split(":")[0], str(exc).split(": ", 1)[1]) from None
         self.net = VocoderNet(resolved)
-        self.segment_frames = max(2, min(resolved.segment_frames, self.num_samples // resolved.hop_length))
-        disc_width = SIZES[resolved.size][2] if resolved.width is None else 4 * max(1, resolved.width // 64)
-        self.discriminators = (Discriminators(resolved.discriminator, disc_width)
-                               if resolved.discriminator != "none" else None)
+        #: the data source previews re-synthesise while training (set by the training module)
+        self.preview_data = None
         # what a spectrogram generator needs to rebuild the net from model.json alone
         self.info["vocoder_params"] = resolved.model_dump()
 
@@ -302,106 +229,6 @@ class MelVocoder(Generator):
         model.net.norm.copy_(torch.stack([mel.mean(), mel.std().clamp_min(1e-3)]))
         return model
 
-    # -- training -----------------------------------------------------------------------------
-    def crops(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Random aligned (mel, waveform) crops, drawn where each clip has sound (clips are
-        zero-padded to a fixed length; crops of digital silence would teach little)."""
-        hop, frames = self.params.hop_length, self.segment_frames
-        with torch.no_grad():
-            mel = self.features.log_mel(wave)
-        loud = wave.abs() > 1e-4
-        last = torch.where(loud.any(1), wave.shape[1] - 1 - loud.flip(1).float().argmax(1), torch.zeros_like(loud[:, 0], dtype=torch.long))
-        limit = (self.num_samples - frames * hop) // hop
-        max_start = (last // hop - frames).clamp(0, max(limit, 0))
-        start = (torch.rand(len(wave), device=wave.device) * (max_start + 1).float()).long()
-        mels = torch.stack([mel[i, :, s:s + frames] for i, s in enumerate(start.tolist())])
-        waves = torch.stack([wave[i, s * hop:(s + frames - 1) * hop] for i, s in enumerate(start.tolist())])
-        return mels, waves
-
-    def magnitude_distance(self, spec: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """L1 between log magnitudes of the predicted spectrum (before the inverse STFT) and the
-        target's STFT: a dense, phase-free signal for the magnitude, which then stays a
-        consistent spectrogram that Griffin-Lim refinement can work with. The two frames at each
-        edge of a crop are left out (the crop's own STFT pads there, the mel did not)."""
-        true = torch.stft(target, self.params.n_fft, self.params.hop_length, self.params.n_fft, self.net.window,
-                          center=True, return_complex=True)
-        frames = min(spec.shape[-1], true.shape[-1])
-        edge = 2 if frames > 8 else 0
-        est = spec[..., edge:frames - edge].abs().clamp_min(1e-4).log()
-        ref = true[..., edge:frames - edge].abs().clamp_min(1e-4).log()
-        return (est - ref).abs().mean()
-
-    def _set_lr(self, optimizers, batch_idx: int) -> None:
-        """Progress is counted in batches, not in global_step: with the discriminators on, two
-        optimisers step per batch."""
-        if self.params.lr_schedule != "cosine" or self._trainer is None:
-            return
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        done = self.current_epoch * int(self.trainer.num_training_batches) + batch_idx
-        lr = self.params.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, done / total)))
-        for opt in optimizers:
-            for group in opt.param_groups:
-                group["lr"] = lr
-
-    def training_step(self, batch, batch_idx):
-        wave, _ = batch
-        p = self.params
-        self._set_lr(self.optimizers(), batch_idx)
-        mel, target = self.crops(wave)
-        spec = self.net.spectrum(mel)
-        opt_g, opt_d = self.optimizers()
-        adversarial = self.discriminators is not None and self.global_step >= p.gan_start_steps
-        # with only the magnitude loss on, the waveform is made for the log alone, without a graph
-        wave_losses = adversarial or bool(p.stft_weight)
-        with torch.set_grad_enabled(wave_losses):
-            fake = self.net._istft(spec if wave_losses else spec.detach(), target.shape[1])
-        logs = {}
-        if adversarial:
-            loss_d = 0.0
-            for (real_score, _), (fake_score, _) in zip(self.discriminators(target), self.discriminators(fake.detach())):
-                loss_d = loss_d + (1 - real_score).pow(2).mean() + fake_score.pow(2).mean()
-            opt_d.zero_grad()
-            self.manual_backward(loss_d)
-            opt_d.step()
-            logs["loss_d"] = loss_d.detach()
-        with torch.set_grad_enabled(wave_losses):
-            stft = stft_distance(fake, target, self.sample_rate)
-        loss_g = p.stft_weight * stft if wave_losses else mel.new_zeros(())
-        if p.magnitude_weight:
-            magnitude = self.magnitude_distance(spec, target)
-            loss_g = loss_g + p.magnitude_weight * magnitude
-            logs["loss_magnitude"] = magnitude.detach()
-        if adversarial:
-            with torch.no_grad():
-                real_feats = [feats for _, feats in self.discriminators(target)]
-            adv, fm = 0.0, 0.0
-            for (score, feats), reals in zip(self.discriminators(fake), real_feats):
-                adv = adv + (1 - score).pow(2).mean()
-                fm = fm + sum(F.l1_loss(f, r) for f, r in zip(feats, reals))
-            loss_g = loss_g + p.adversarial_weight * adv + p.feature_match_weight * fm
-            logs["loss_adv"] = adv.detach()
-        opt_g.zero_grad()
-        self.manual_backward(loss_g)
-        opt_g.step()
-        logs.update({"loss": loss_g.detach(), "loss_stft": stft.detach()})
-        self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(wave))
-        return loss_g
-
-    def validation_step(self, batch, batch_idx):
-        wave, _ = batch
-        mel = self.features.log_mel(wave)
-        spec = self.net.spectrum(mel)
-        self.log("val_loss", stft_distance(self.net._istft(spec, wave.shape[1]), wave, self.sample_rate),
-                 batch_size=len(wave))
-        if self.params.magnitude_weight:
-            self.log("val_magnitude", self.magnitude_distance(spec, wave), batch_size=len(wave))
-
-    def configure_optimizers(self):
-        opt_g = torch.optim.AdamW(self.net.parameters(), lr=self.params.lr, betas=(0.8, 0.99))
-        disc = list(self.discriminators.parameters()) if self.discriminators is not None else [nn.Parameter(torch.zeros(1))]
-        opt_d = torch.optim.AdamW(disc, lr=self.params.lr, betas=(0.8, 0.99))
-        return [opt_g, opt_d]
-
     # -- generation ---------------------------------------------------------------------------
     def vocode(self, log_mel: torch.Tensor, num_samples: int) -> torch.Tensor:
         return self.net.vocode(log_mel, num_samples)
@@ -414,8 +241,8 @@ class MelVocoder(Generator):
         """Re-synthesis of real clips from their own mel spectrograms: what a vocoder alone can make."""
         from .mel_base import split_tensors
 
-        if data_source is None:  # a preview during training: the Trainer's data
-            data_source = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if data_source is None:  # a preview during training: the data being trained on
+            data_source = self.preview_data
         if data_source is None:
             raise UsageError("mel-vocoder re-synthesises real clips: pass data_source (the pipeline does this)")
         source = data_source() if callable(data_source) else data_source
@@ -429,7 +256,7 @@ class MelVocoder(Generator):
             for j, wave in enumerate(out):
                 k = int(labels[idx[j]])
                 meta = {"index": start + j, "seed": seed, "sample_rate": self.sample_rate, "mode": "resynthesis",
-                        "split": split, "source_index": int(idx[j]), "label": k,
+                        "split": split, "source_index": int(idx[j]), "label": k, "vocoder": "mel-vocoder",
                         "class": self.classes[k] if k < len(self.classes) else str(k)}
                 items.append(Item(np.nan_to_num(wave.astype(np.float32)), meta))
         return Content("audio", items)
@@ -474,7 +301,7 @@ def load_vocoder_run(run_dir: str | Path, expected: dict, key: str = "generator.
     manifest = run.manifest()
     if not manifest:
         raise ConfigError(key, f"{manifest_path}: unreadable (not a JSON object)")
-    name = ((manifest.get("config") or {}).get("generator") or {}).get("name")
+    name = run.recorded_generator()  # the manifest's generator (older runs: its copy of the config)
     if name != "mel-vocoder":
         raise ConfigError(key, f"{run_dir} holds a {name!r} run, not a mel-vocoder")
     if not (manifest.get("checkpoint") or {}).get("files"):

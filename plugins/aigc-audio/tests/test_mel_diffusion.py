@@ -20,6 +20,7 @@ from aigc_core import CheckpointError, ConfigError, Pipeline
 from aigc_core.config import build_params
 
 from aigc_audio.diffusion import MelDiffusion
+from aigc_audio.diffusion_training import MelDiffusionTraining
 from aigc_audio.mel_base import split_tensors
 
 FAST = {"num_inference_steps": 4, "batch_size": 4}
@@ -43,10 +44,18 @@ def config(out: Path, epochs: int = 40, **generator) -> dict:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     path = tmp_path_factory.mktemp("mel-diffusion")
-    with pytest.MonkeyPatch.context() as env:  # a private classifier cache for this module
-        env.setenv("AIGC_CACHE_DIR", str(path / "cache"))
-        torch.manual_seed(0)
-        yield path
+    threads = torch.get_num_threads()
+    # one thread: the debug U-Net's tensors are too small to share. Under load 6-9 on two cores, this
+    # module cost 172 CPU-s (450 s wall, the run's 40 epochs 368 s) with two threads, mostly threads
+    # spinning while they wait for each other, and 26 CPU-s (53 s wall) with one
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as env:  # a private classifier cache for this module
+            env.setenv("AIGC_CACHE_DIR", str(path / "cache"))
+            torch.manual_seed(0)
+            yield path
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +67,11 @@ def run(base):
 def losses(run_dir: Path) -> list[float]:
     with open(run_dir / "logs" / "csv" / "metrics.csv", newline="") as f:
         return [float(r["loss"]) for r in csv.DictReader(f) if r.get("loss")]
+
+
+def loss_of(gen, waves, labels) -> torch.Tensor:
+    """The training loss of ``gen`` on these clips, at the same noise for every model."""
+    return MelDiffusionTraining(gen).diffusion_loss(waves, labels, generator=torch.Generator().manual_seed(1))
 
 
 def band_spread(gen, waves) -> float:
@@ -80,8 +94,8 @@ def test_loss_falls_on_a_tiny_synthetic_set(run):
     waves, labels = split_tensors(pipe.data_source().split("test"))
     fresh = MelDiffusion.build(pipe.generator.params, pipe.data_source(), run_dir)
     with torch.no_grad():
-        trained = float(pipe.generator.diffusion_loss(waves, labels, generator=torch.Generator().manual_seed(1)))
-        untrained = float(fresh.diffusion_loss(waves, labels, generator=torch.Generator().manual_seed(1)))
+        trained = float(loss_of(pipe.generator, waves, labels))
+        untrained = float(loss_of(fresh, waves, labels))
     assert trained < 0.6 * untrained, (trained, untrained)
 
 
@@ -93,8 +107,8 @@ def test_snr_gamma_weights_the_training_loss(run):
     weighted = MelDiffusion.build(pipe.generator.params.model_copy(update={"snr_gamma": 5.0}), pipe.data_source(), run_dir)
     weighted.load_state_dict(pipe.generator.state_dict())
     with torch.no_grad():
-        plain = float(pipe.generator.diffusion_loss(waves, labels, generator=torch.Generator().manual_seed(1)))
-        min_snr = float(weighted.diffusion_loss(waves, labels, generator=torch.Generator().manual_seed(1)))
+        plain = float(loss_of(pipe.generator, waves, labels))
+        min_snr = float(loss_of(weighted, waves, labels))
     assert min_snr < 0.9 * plain, (min_snr, plain)
 
 

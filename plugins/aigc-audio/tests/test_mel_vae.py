@@ -16,6 +16,28 @@ from aigc_core import CheckpointError, ConfigError, Pipeline
 ROOT = Path(__file__).resolve().parents[3]
 
 
+TRAINING_STACK = ("pytorch_lightning", "lightning", "lightning_fabric", "torchmetrics", "matplotlib")
+
+
+def loaded_after(code: str) -> list[str]:
+    """Runs ``code`` in a fresh interpreter; the training-stack packages it left in sys.modules."""
+    import subprocess
+    import sys
+
+    probe = code + (f"\nimport sys\nprint(sorted({{m.split('.')[0] for m in sys.modules}} & set({TRAINING_STACK!r})))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=os.environ, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1].replace("'", '"'))
+
+
+def generate_command(run: Path, out: Path, n: int = 2) -> str:
+    """``aigc generate RUN -n N --out OUT`` as the console script runs it, in-process."""
+    return ("import runpy, sys\n"
+            f"sys.argv = ['aigc', 'generate', {str(run)!r}, '-n', '{n}', '--out', {str(out)!r}]\n"
+            "try:\n    runpy.run_module('aigc_core', run_name='__main__')\n"
+            "except SystemExit as exc:\n    assert not exc.code, exc.code\n")
+
+
 def tiny_config(out: Path) -> dict:
     return {
         "name": "audio-tiny",
@@ -43,6 +65,13 @@ def run_dir(tmp_path_factory):
             os.environ.pop("AIGC_CACHE_DIR", None)
         else:
             os.environ["AIGC_CACHE_DIR"] = old
+
+
+def test_generate_loads_no_training_stack_nor_matplotlib(run_dir, tmp_path):
+    """Issue 30: a finished mel-vae run generates (and draws its spectrograms) with plain torch."""
+    out = tmp_path / "generated"
+    assert loaded_after(generate_command(run_dir, out)) == []
+    assert {p.name for p in out.iterdir()} >= {"sample_00000.wav", "sample_00000.png", "spectrograms.png"}
 
 
 def test_run_writes_wavs_spectrograms_and_metrics(run_dir):

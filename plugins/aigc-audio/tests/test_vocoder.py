@@ -62,7 +62,9 @@ def base(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def vocoder_run(base):
-    return Pipeline.from_config(vocoder_config(base / "vocoder")).run()
+    config = vocoder_config(base / "vocoder")
+    config["train"]["sample_every_n_epochs"] = 16  # one preview, after the last epoch
+    return Pipeline.from_config(config).run()
 
 
 def stft_losses(run_dir: Path) -> list[float]:
@@ -89,6 +91,16 @@ def test_vocoder_loss_falls_on_a_tiny_set(vocoder_run):
         assert any(r.get("loss_d") for r in csv.DictReader(f))  # the discriminators did train
 
 
+def test_previews_during_training_resynthesise_the_training_data(vocoder_run):
+    """The generator has no Trainer to ask for data: the training module hands it the source."""
+    previews = sorted((vocoder_run / "samples" / "epoch_016").glob("*.wav"))
+    assert len(previews) == 4
+    import soundfile as sf
+
+    wave, rate = sf.read(str(previews[0]))
+    assert rate == RATE and np.abs(wave).max() > 0.01  # sound, not silence
+
+
 def test_resynthesis_of_a_pure_tone_keeps_its_pitch(vocoder_run):
     gen = Pipeline.from_run_dir(vocoder_run).generator
     for freq in (220.0, 392.0):  # inside the notes' range (MIDI 48-72), not necessarily a trained note
@@ -108,6 +120,31 @@ def test_save_and_load_round_trip_gives_the_same_samples(vocoder_run):
     again = Pipeline.from_run_dir(vocoder_run).generate(3, seed=1)
     assert [i.meta["source_index"] for i in again.items] == [0, 1, 2]
     assert all(np.array_equal(x.data, y.data) for x, y in zip(again.items, pipe.generate(3, seed=1).items))
+
+
+def test_a_vocoder_run_loads_and_generates_without_the_training_stack(vocoder_run, base):
+    """Issue 30: load_vocoder_run (how a spectrogram generator takes a vocoder) gives the plain
+    network, and ``aigc generate`` on the vocoder's own run loads neither Lightning nor matplotlib."""
+    import os
+    import subprocess
+    import sys
+
+    out = base / "vocoder-generated"
+    code = (
+        "import runpy, sys\n"
+        "from aigc_audio.vocoder import VocoderNet, load_vocoder_run\n"
+        f"net, _ = load_vocoder_run({str(vocoder_run)!r}, {{}})\n"
+        "assert type(net) is VocoderNet and not net.training\n"
+        f"sys.argv = ['aigc', 'generate', {str(vocoder_run)!r}, '-n', '2', '--out', {str(out)!r}]\n"
+        "try:\n    runpy.run_module('aigc_core', run_name='__main__')\n"
+        "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "heavy = ('pytorch_lightning', 'lightning', 'lightning_fabric', 'torchmetrics', 'matplotlib')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert len(list(out.glob("sample_*.wav"))) == 2
 
 
 def test_fidelity_metric_reports_vocoder_and_griffin_lim(vocoder_run):
@@ -134,6 +171,8 @@ def test_mel_vae_uses_a_named_vocoder_and_carries_it(base, vocoder_run, capfd):
     vocoded = gen.to_wave(mel)
     griffin = gen.features.invert(mel[:, 0, :, :gen.frames] * gen.norm[1] + gen.norm[0], gen.num_samples)
     assert not torch.allclose(vocoded, griffin, atol=1e-3)  # it is not Griffin-Lim underneath
+    meta = pipe.generate(1, seed=0).items[0].meta  # and each clip says so (the web page shows it)
+    assert meta["vocoder"] == "mel-vocoder" and meta["vocoder_run"] == str(copy)
     assert "Griffin-Lim" not in capfd.readouterr().err
 
 
@@ -143,6 +182,8 @@ def test_without_a_vocoder_griffin_lim_with_a_one_line_notice(base, capfd):
     notices = [line for line in err.splitlines() if "Griffin-Lim" in line]
     assert len(notices) == 1 and "generator.vocoder" in notices[0]
     assert len(list((run / "outputs").glob("*.wav"))) == 2
+    meta = Pipeline.from_run_dir(run).generate(1, seed=0).items[0].meta
+    assert meta["vocoder"] == "griffin-lim" and meta["griffin_lim_iters"] == 4 and "vocoder_run" not in meta
 
 
 def test_vocoder_of_another_sample_rate_is_a_one_line_error_naming_the_key(base, vocoder_run):
@@ -158,11 +199,17 @@ def test_vocoder_of_another_mel_setting_is_a_one_line_error_naming_the_key(base,
         Pipeline.from_config(vae_config(base / "vae-32", vocoder_run, n_mels=32)).run()
     not_a_vocoder = base / "not-a-vocoder"
     not_a_vocoder.mkdir()
-    (not_a_vocoder / "manifest.json").write_text(json.dumps({"config": {"generator": {"name": "mel-vae"}}}))
-    with pytest.raises(ConfigError, match=r"^generator\.vocoder: .* holds a 'mel-vae' run, not a mel-vocoder"):
-        Pipeline.from_config(vae_config(base / "vae-x", not_a_vocoder)).run()
-    with pytest.raises(ConfigError, match=r"^generator\.vocoder: .*nowhere: not a run directory"):
+    # a manifest names its generator; one written before that kept a copy of the config
+    for manifest in ({"generator": "mel-vae"}, {"config": {"generator": {"name": "mel-vae"}}}):
+        (not_a_vocoder / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(ConfigError, match=r"^generator\.vocoder: .* holds a 'mel-vae' run, not a mel-vocoder"):
+            Pipeline.from_config(vae_config(base / "vae-x", not_a_vocoder)).run()
+    # a missing folder is refused with the config (PathField), a folder that holds no run by load_vocoder_run
+    with pytest.raises(ConfigError, match=r"^generator\.vocoder: .*nowhere: no such directory; train one first"):
         Pipeline.from_config(vae_config(base / "vae-y", base / "nowhere")).run()
+    (base / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"^generator\.vocoder: .*empty: not a run directory \(no manifest\.json\)"):
+        Pipeline.from_config(vae_config(base / "vae-z", base / "empty")).run()
 
 
 @pytest.fixture(scope="module")
@@ -178,16 +225,18 @@ def test_magnitude_recipe_learns_and_keeps_pitch(magnitude_run):
     started (the least-squares inverse of the mel filter bank, which an untrained head gives)."""
     from aigc_audio.model import split_tensors
     from aigc_audio.vocoder import VocoderNet, saved_params
+    from aigc_audio.vocoder_training import MelVocoderTraining
 
     pipe = Pipeline.from_run_dir(magnitude_run)
     gen = pipe.generator
+    training = MelVocoderTraining(gen)  # the magnitude loss is training's
     waves, _ = split_tensors(pipe.data_source().split("test"))
     untrained = VocoderNet(saved_params(gen.info["vocoder_params"]))
     untrained.norm.copy_(gen.net.norm)
     with torch.no_grad():
         mel = gen.features.log_mel(waves)
-        trained_d = float(gen.magnitude_distance(gen.net.spectrum(mel), waves))
-        untrained_d = float(gen.magnitude_distance(untrained.spectrum(mel), waves))
+        trained_d = float(training.magnitude_distance(gen.net.spectrum(mel), waves))
+        untrained_d = float(training.magnitude_distance(untrained.spectrum(mel), waves))
     assert trained_d < 0.98 * untrained_d, (trained_d, untrained_d)
     for freq in (220.0, 392.0):
         back = gen.vocode(gen.features.log_mel(tone(freq)), tone(freq).shape[1])

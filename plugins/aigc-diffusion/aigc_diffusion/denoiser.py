@@ -1,22 +1,23 @@
-"""Class-conditional denoising diffusion over (C, H, W) tensors: the part of ``ddpm`` that knows
-nothing of images. PUBLIC API of aigc-diffusion: other plugins (aigc-audio's ``mel-diffusion``)
-build on it, so a change here is a change for them too.
+"""Class-conditional denoising diffusion over (C, H, W) tensors: the networks and the sampling of
+``ddpm`` that know nothing of images, in plain torch and diffusers. PUBLIC API of aigc-diffusion:
+other plugins (aigc-audio's ``mel-diffusion``) build on it, so a change here is a change for them too.
 
 Why a module of functions and not a base class: each generator keeps its own modules (``unet``,
-``unet_ema``, ``noise_scheduler``) under its own names, so its checkpoints and Lightning state
-stay as they are, and it decides itself how its data maps into the diffusion space [-1, 1].
+``unet_ema``, ``noise_scheduler``) under its own names, so its artifacts and checkpoints stay as
+they are, and it decides itself how its data maps into the diffusion space [-1, 1].
+
+Why no training here: a finished run samples with this module alone, so ``aigc generate`` never
+imports Lightning. The loss, the min-SNR weights, the EMA step and the Lightning hooks that every
+denoising generator shares are ``aigc_diffusion.training``.
 
 * ``build_unet``: diffusers' ``UNet2DModel`` with one class embedding more than there are classes
   (the "null" class that classifier-free guidance contrasts with); ``patch > 1`` folds
   ``patch x patch`` pixels into channels first (space-to-depth), which cuts the cost of the
   full-resolution level by ``patch**2`` for large, smooth inputs such as spectrograms.
-* ``denoising_loss``: noise of a random strength, the net predicts it (or v); labels dropped
-  to the null class with probability ``drop``.
+* ``noise_schedule``: the DDPM forward process a model is trained with; samplers are configured
+  from it.
 * ``make_sampler`` / ``scheduler_class``: any DDPM-compatible diffusers scheduler by short or
   class name, with one-line ``ConfigError``s naming ``generate.*``.
-* ``DenoiserTraining``: the Lightning training hooks (AdamW, the training and validation
-  losses, the EMA step) that every denoising generator shares; a generator adds only how a
-  batch maps into diffusion space (``diffusion_loss``).
 * ``sample_chunks``: the guided sampling loop in chunks aligned to ``batch_size`` and padded to
   full size; all randomness of sample ``i`` comes from ``torch_generator(seed, i)``, so a sample
   depends on ``(seed, i)`` alone, never on ``n``, ``start`` or a shard layout.
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aigc_core import ConfigError, report_progress, torch_generator
+from aigc_core import ConfigError, check_cancelled, report_progress, torch_generator
 
 #: short names for the schedulers people mean; any diffusers scheduler class name works too
 SCHEDULERS = {"ddim": "DDIMScheduler", "dpm-solver": "DPMSolverMultistepScheduler", "ddpm": "DDPMScheduler",
@@ -111,75 +112,6 @@ def noise_schedule(num_train_timesteps: int, beta_schedule: str, prediction_type
                          prediction_type=prediction_type, clip_sample=True)
 
 
-def denoising_loss(net: nn.Module, noise_scheduler, x: torch.Tensor, labels: torch.Tensor | None, num_classes: int,
-                   generator: torch.Generator | None = None, drop: float = 0.0,
-                   snr_gamma: float | None = None) -> torch.Tensor:
-    """Noise-prediction (or v-prediction) loss of a batch already in diffusion space [-1, 1], at
-    random noise levels; ``labels`` None for an unconditional net. ``snr_gamma``: min-SNR
-    weighting (Hang et al., 2023), which stops the nearly clean, easy noise levels from pulling
-    the shared weights against the noisy ones that shape the image; it converges several times
-    faster, which is what a CPU budget needs."""
-    n = x.shape[0]
-    steps = noise_scheduler.config.num_train_timesteps
-    noise = torch.randn(x.shape, generator=generator).to(x)
-    t = torch.randint(0, steps, (n,), generator=generator).to(x.device)
-    if labels is not None and drop > 0:
-        dropped = torch.rand(n, generator=generator).to(x.device) < drop
-        labels = torch.where(dropped, torch.full_like(labels, num_classes), labels)
-    noisy = noise_scheduler.add_noise(x, noise, t)
-    pred = net(noisy, t, class_labels=labels).sample
-    epsilon = noise_scheduler.config.prediction_type == "epsilon"
-    target = noise if epsilon else noise_scheduler.get_velocity(x, noise, t)
-    if not snr_gamma:
-        return F.mse_loss(pred, target)
-    return (F.mse_loss(pred, target, reduction="none").flatten(1).mean(1) * snr_weight(noise_scheduler, t, snr_gamma)).mean()
-
-
-def snr_weight(noise_scheduler, t: torch.Tensor, gamma: float) -> torch.Tensor:
-    """min(SNR, gamma) in the units of the net's target: / SNR for noise, / (SNR + 1) for v."""
-    alpha_bar = noise_scheduler.alphas_cumprod.to(t.device)[t].float()
-    snr = alpha_bar / (1.0 - alpha_bar)
-    if noise_scheduler.config.prediction_type == "epsilon":
-        return (gamma / snr).clamp(max=1.0)  # min(SNR, gamma) / SNR, finite where SNR is 0
-    return snr.clamp(max=gamma) / (snr + 1.0)
-
-
-@torch.no_grad()
-def update_ema(ema: nn.Module | None, net: nn.Module, decay: float, step: int) -> None:
-    """One EMA step; warm start: early on the EMA follows closely, so short runs still sample well."""
-    if ema is None:
-        return
-    decay = min(decay, (1 + step) / (10 + step))
-    for ema_p, p in zip(ema.parameters(), net.parameters()):
-        ema_p.lerp_(p, 1.0 - decay)
-
-
-class DenoiserTraining:
-    """Lightning hooks of a denoising generator, mixed in before its ``Generator`` base (so they
-    replace LightningModule's defaults). The generator provides ``unet``, ``unet_ema`` (or None),
-    ``params`` with ``lr``, ``weight_decay``, ``label_dropout`` and ``ema_decay``, and
-    ``diffusion_loss(inputs, labels, generator=None, drop=0.0)``: the one thing that differs, how
-    its batch maps into diffusion space. A batch is ``(inputs, labels)``."""
-
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.unet.parameters(), lr=self.params.lr, weight_decay=self.params.weight_decay)
-
-    def training_step(self, batch, batch_idx):
-        inputs, labels = batch
-        loss = self.diffusion_loss(inputs, labels, drop=self.params.label_dropout)
-        self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=inputs.shape[0])
-        return loss
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        update_ema(self.unet_ema, self.unet, self.params.ema_decay, self.global_step)
-
-    def validation_step(self, batch, batch_idx):
-        inputs, labels = batch
-        # fixed noise per batch: the validation loss moves only when the model does
-        g = torch.Generator().manual_seed(batch_idx)
-        self.log("val_loss", self.diffusion_loss(inputs, labels, generator=g), batch_size=inputs.shape[0])
-
-
 def make_sampler(noise_scheduler, name: str, steps: int):
     """A sampler ``name`` set to ``steps`` steps, or a ConfigError naming the ``generate.*`` key."""
     try:
@@ -239,6 +171,7 @@ def sample_chunks(net: nn.Module, noise_scheduler, shape: tuple[int, ...], seed:
         # deterministic samplers (UniPC, ...) take no generator: they draw no noise to seed
         noise = {"generator": gens} if "generator" in inspect.signature(sampler.step).parameters else {}
         for s, t in enumerate(sampler.timesteps):
+            check_cancelled()  # per step: a server whose client left stops here, not after every step
             out = guided(net, sampler.scale_model_input(x, t), t, labels, null_label, guidance_scale)
             x = sampler.step(out, t, x, **noise).prev_sample
             (progress or report_progress)(c * len(sampler.timesteps) + s + 1, len(chunks) * len(sampler.timesteps))

@@ -1,4 +1,5 @@
-"""A denoising diffusion model as a LightningModule, on diffusers' U-Net and schedulers.
+"""A denoising diffusion model's networks and sampling, on diffusers' U-Net and schedulers, in
+plain torch (its training is ``aigc_diffusion.training``).
 
 Training: a clean image gets noise of a random strength (DDPMScheduler.add_noise) and the U-Net
 learns to predict that noise; class labels are dropped to a "null" class now and then, so the
@@ -8,8 +9,9 @@ image in ``num_inference_steps`` steps, with the EMA copy of the U-Net.
 
 Everything random in sampling (the starting noise and the noise that stochastic schedulers add
 at each step) comes from one ``torch.Generator`` per sample seeded with ``sample_seed(seed, i)``.
-The diffusion itself (U-Net, loss, EMA, guided sampling loop) is ``aigc_diffusion.denoiser``,
-shared with spectrogram generators; this module adds what is particular to images.
+The diffusion itself (U-Net, guided sampling loop) is ``aigc_diffusion.denoiser``, shared with
+spectrogram generators; this module adds what is particular to images. ``DDPM`` holds only what
+sampling needs, so a finished run loads and generates without Lightning.
 """
 
 from __future__ import annotations
@@ -84,11 +86,12 @@ def unet_levels(size: str) -> int:
     return len(SIZES[size][0])
 
 
-class DDPM(denoiser.DenoiserTraining, Generator):
+class DDPM(Generator):
     modality = "image"
     shards = True
     Params = DDPMParams
     GenerateOptions = DDPMOptions
+    training = "aigc_diffusion.training:DDPMTraining"
 
     def __init__(self, params: DDPMParams, info: dict):
         super().__init__(params, info)
@@ -106,15 +109,6 @@ class DDPM(denoiser.DenoiserTraining, Generator):
         self.unet_ema = copy.deepcopy(self.unet).requires_grad_(False) if params.ema_decay > 0 else None
         self.noise_scheduler = denoiser.noise_schedule(params.num_train_timesteps, params.beta_schedule,
                                                        params.prediction_type)
-
-    # -- training (the Lightning hooks: denoiser.DenoiserTraining) -------------------------
-    def diffusion_loss(self, x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator | None = None,
-                       drop: float = 0.0) -> torch.Tensor:
-        """Noise-prediction loss of a batch in [0, 1], at random noise levels."""
-        labels = y.long() if self.num_classes else None
-        # the model's own scale: data in [0, 1], diffusion in [-1, 1]
-        return denoiser.denoising_loss(self.unet, self.noise_scheduler, x * 2.0 - 1.0, labels, self.num_classes,
-                                       generator=generator, drop=drop, snr_gamma=self.params.snr_gamma)
 
     # -- generation ---------------------------------------------------------------------------
     def make_scheduler(self, name: str, steps: int):

@@ -1,4 +1,5 @@
-"""The public denoiser module on its own: what other plugins (aigc-audio's mel-diffusion) rely on."""
+"""The public denoiser and training modules on their own: what other plugins (aigc-audio's
+mel-diffusion) rely on."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from aigc_core import ConfigError
-from aigc_diffusion import denoiser
+from aigc_diffusion import denoiser, training
 
 
 @pytest.mark.parametrize("patch", [1, 2, 4])
@@ -59,9 +60,9 @@ def test_loss_is_seeded_and_label_dropout_draws_from_the_same_generator():
     schedule = denoiser.noise_schedule(100, "squaredcos_cap_v2", "epsilon")
     x, y = torch.rand(4, 1, 8, 8) * 2 - 1, torch.tensor([0, 1, 0, 1])
     with torch.no_grad():
-        a = denoiser.denoising_loss(net, schedule, x, y, 2, generator=torch.Generator().manual_seed(1), drop=0.5)
-        b = denoiser.denoising_loss(net, schedule, x, y, 2, generator=torch.Generator().manual_seed(1), drop=0.5)
-        c = denoiser.denoising_loss(net, schedule, x, y, 2, generator=torch.Generator().manual_seed(2), drop=0.5)
+        a = training.denoising_loss(net, schedule, x, y, 2, generator=torch.Generator().manual_seed(1), drop=0.5)
+        b = training.denoising_loss(net, schedule, x, y, 2, generator=torch.Generator().manual_seed(1), drop=0.5)
+        c = training.denoising_loss(net, schedule, x, y, 2, generator=torch.Generator().manual_seed(2), drop=0.5)
     assert a == b and a != c
 
 
@@ -93,7 +94,7 @@ def test_sampler_errors_name_the_generate_key():
 def test_min_snr_weight_is_min_snr_gamma_in_the_units_of_the_target(prediction):
     schedule = denoiser.noise_schedule(1000, "squaredcos_cap_v2", prediction)
     t = torch.arange(1000)
-    weight = denoiser.snr_weight(schedule, t, 5.0).double()
+    weight = training.snr_weight(schedule, t, 5.0).double()
     alpha_bar = schedule.alphas_cumprod.double()
     snr = alpha_bar / (1 - alpha_bar)
     expected = snr.clamp(max=5.0) / (snr if prediction == "epsilon" else snr + 1)
@@ -111,7 +112,7 @@ def test_min_snr_loss_weights_each_sample_and_a_huge_gamma_is_the_plain_loss():
 
     def loss(gamma):
         with torch.no_grad():
-            return float(denoiser.denoising_loss(net, schedule, x, y, 2, generator=torch.Generator().manual_seed(3),
+            return float(training.denoising_loss(net, schedule, x, y, 2, generator=torch.Generator().manual_seed(3),
                                                  snr_gamma=gamma))
 
     plain, huge, weighted = loss(None), loss(1e12), loss(5.0)

@@ -1,9 +1,9 @@
-"""A DCGAN as a LightningModule: the science here, the engineering in Lightning's Trainer.
+"""A DCGAN's networks and its sampling, in plain torch (its training is in ``training.py``).
 
 Generator: latent (+ class embedding) -> 4x4 -> stride-2 transposed convs -> image in [-1, 1].
 Discriminator: stride-2 convs down to 4x4 -> one logit, with a projection term for classes.
-Two optimisers under manual optimisation (Lightning 2's way), BCE with logits, and an EMA copy
-of the generator that does the sampling.
+``DCGAN`` holds what sampling needs (the generator and its EMA copy, which does the sampling), so
+a finished run loads here without Lightning; ``DCGANTraining`` adds the discriminator and the losses.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from torch.nn import functional as F
 
 from aigc_core import ConfigError, Content, Generator, Item, check_cancelled, sample_seed
 from aigc_core import Field, Params, field_validator
-
-from .augment import augment
 
 SIZES = {"debug": (8, 16), "small": (32, 64), "base": (64, 128)}  # width, latent
 CLASS_EMBED_STD = 0.1  # the class vector starts well below the noise's scale (N(0, 1)); see GeneratorNet
@@ -86,7 +84,7 @@ def _levels(size: int) -> int:
     return levels
 
 
-def _dcgan_init(module: nn.Module) -> None:
+def dcgan_init(module: nn.Module) -> None:
     """The DCGAN paper's initialisation: small normal weights, unit-centred norms."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         weight = getattr(module, "weight_orig", module.weight)
@@ -218,104 +216,18 @@ class DCGAN(Generator):
     shards = True
     Params = DCGANParams
     GenerateOptions = DCGANOptions
+    training = "aigc_gan.training:DCGANTraining"
 
     def __init__(self, params: DCGANParams, info: dict):
         super().__init__(params, info)
-        self.automatic_optimization = False
         channels, height, width = info["shape"]
         if height != width:
             raise ConfigError("data.image_size", f"dcgan needs square images, got {height}x{width}")
         self.num_classes = int(info.get("num_classes") or 0) if params.conditional else 0
         self.G = GeneratorNet(params.latent, params.width, channels, height, self.num_classes,
                               params.class_norm)
-        self.D = DiscriminatorNet(params.width, channels, height, self.num_classes, params.spectral_norm,
-                                  params.minibatch_std)
-        self.G.apply(_dcgan_init)
-        self.D.apply(_dcgan_init)
+        self.G.apply(dcgan_init)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if params.ema_decay > 0 else None
-
-    # -- training -----------------------------------------------------------------------------
-    def configure_optimizers(self):
-        p = self.params
-        opt_g = torch.optim.Adam(self.G.parameters(), lr=p.lr_g, betas=(p.beta1, p.beta2))
-        opt_d = torch.optim.Adam(self.D.parameters(), lr=p.lr_d, betas=(p.beta1, p.beta2))
-        return opt_g, opt_d
-
-    @property
-    def iteration(self) -> int:
-        """Training iterations so far: Lightning counts each of the two optimiser steps as a global step."""
-        return self.global_step // 2
-
-    def d_view(self, x: torch.Tensor) -> torch.Tensor:
-        """What the discriminator sees: the image, augmented when the config asks (real and fake alike)."""
-        policy = self.params.augmentations
-        return augment(x, policy) if policy else x
-
-    def d_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-        if self.params.loss == "hinge":
-            return F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
-        real_target = torch.full_like(d_real, 1.0 - self.params.label_smoothing)
-        return F.binary_cross_entropy_with_logits(d_real, real_target) + \
-            F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
-
-    def g_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
-        if self.params.loss == "hinge":
-            return -d_fake.mean()
-        return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))  # non-saturating
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        x = x * 2.0 - 1.0  # the generator's own preprocessing: data in [0, 1], model in [-1, 1]
-        y = y if self.num_classes else None
-        p = self.params
-        opt_g, opt_d = self.optimizers()
-        n = x.shape[0]
-        z = torch.randn(n, p.latent, device=self.device)
-
-        fake = self.G(z, y)
-        r1 = p.r1_gamma > 0 and self.iteration % p.r1_every == 0
-        x_real = x.detach().requires_grad_(True) if r1 else x
-        d_real = self.D(self.d_view(x_real), y)
-        d_fake = self.D(self.d_view(fake.detach()), y)
-        loss_d = self.d_loss(d_real, d_fake)
-        logs = {"loss_d": loss_d.detach()}
-        if r1:
-            # R1 (Mescheder et al. 2018): flat discriminator around real data, scaled for laziness
-            (grad,) = torch.autograd.grad(d_real.sum(), x_real, create_graph=True)
-            penalty = grad.pow(2).flatten(1).sum(1).mean()
-            loss_d = loss_d + 0.5 * p.r1_gamma * p.r1_every * penalty
-            logs["r1"] = penalty.detach()
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(loss_d)
-        opt_d.step()
-
-        loss_g = self.g_loss(self.D(self.d_view(fake), y))
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss_g)
-        opt_g.step()
-        self._update_ema()
-
-        logs["loss_g"] = loss_g.detach()
-        self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
-        return loss_d + loss_g
-
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        y = y if self.num_classes else None
-        d_real = self.D(x * 2.0 - 1.0, y)
-        self.log("val_d_real_acc", (d_real > 0).float().mean(), batch_size=x.shape[0])
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        if self.G_ema is None:
-            return
-        decay = self.params.ema_decay
-        # warm start: early on the EMA follows closely, so short runs still sample well
-        decay = min(decay, (1 + self.iteration) / (10 + self.iteration))
-        for ema_p, p in zip(self.G_ema.parameters(), self.G.parameters()):
-            ema_p.lerp_(p, 1.0 - decay)
-        for ema_b, b in zip(self.G_ema.buffers(), self.G.buffers()):
-            ema_b.copy_(b)
 
     # -- generation ---------------------------------------------------------------------------
     def latents(self, n: int, seed: int, start: int = 0) -> torch.Tensor:

@@ -55,16 +55,18 @@ def test_conditioning_labels_and_bad_label():
 def test_one_training_step_changes_both_networks():
     import pytorch_lightning as pl
 
-    model = make(spectral_norm=True, conditional=True)
+    from aigc_gan.training import DCGANTraining
+
+    model = DCGANTraining(make(spectral_norm=True, conditional=True))
     x = torch.rand(8, 1, 16, 16)
     y = torch.randint(0, 10, (8,))
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
-    g_before = [p.detach().clone() for p in model.G.parameters()]
+    g_before = [p.detach().clone() for p in model.generator.G.parameters()]
     d_before = [p.detach().clone() for p in model.D.parameters()]
     trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, train_dataloaders=loader)
-    assert any(not torch.equal(a, b) for a, b in zip(g_before, model.G.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(g_before, model.generator.G.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(d_before, model.D.parameters()))
     assert torch.isfinite(trainer.callback_metrics["loss_d"]) and torch.isfinite(trainer.callback_metrics["loss_g"])
 

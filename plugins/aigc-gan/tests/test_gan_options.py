@@ -11,11 +11,17 @@ from aigc_core import ConfigError
 from aigc_core.config import build_params
 from aigc_gan.augment import augment
 from aigc_gan.model import DCGAN
+from aigc_gan.training import DCGANTraining
 
 
 def make(shape=(1, 16, 16), classes=10, **params):
     return DCGAN(build_params(DCGAN.Params, {"size": "debug", **params}, "generator"),
                  {"shape": list(shape), "num_classes": classes})
+
+
+def trainable(**params):
+    """The generator wrapped in the LightningModule that trains it (discriminator, losses)."""
+    return DCGANTraining(make(**params))
 
 
 def train_steps(model, steps=2, n=8, seed=0):
@@ -49,23 +55,23 @@ def test_truncation_outside_unit_interval_names_the_key(value):
 
 
 def test_hinge_and_non_saturating_losses_differ_as_defined():
-    model = make(loss="hinge")
+    model = trainable(loss="hinge")
     d_real, d_fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.0])
     assert float(model.d_loss(d_real, d_fake)) == pytest.approx((0.0 + 0.5) / 2 + (0.0 + 1.0) / 2)
     assert float(model.g_loss(d_fake)) == pytest.approx(1.0)
-    ns = make()
+    ns = trainable()
     assert float(ns.g_loss(d_fake)) == pytest.approx(float(torch.nn.functional.softplus(-d_fake).mean()))
-    logs = train_steps(make(loss="hinge", conditional=True))
+    logs = train_steps(trainable(loss="hinge", conditional=True))
     assert np.isfinite(logs["loss_d"]) and np.isfinite(logs["loss_g"])
 
 
 def test_r1_penalty_is_computed_and_changes_the_discriminator_update():
-    logs = train_steps(make(r1_gamma=10.0))
+    logs = train_steps(trainable(r1_gamma=10.0))
     assert logs["r1"] > 0
-    a, b = make(r1_gamma=10.0), make()
+    a, b = trainable(r1_gamma=10.0), trainable()
     train_steps(a, steps=1), train_steps(b, steps=1)
     assert not all(torch.equal(p, q) for p, q in zip(a.D.parameters(), b.D.parameters()))
-    assert "r1" not in train_steps(make())
+    assert "r1" not in train_steps(trainable())
 
 
 def test_augmentation_is_differentiable_random_per_sample_and_shape_keeping():
@@ -85,16 +91,16 @@ def test_augmentation_is_differentiable_random_per_sample_and_shape_keeping():
 
 
 def test_augmentation_reaches_the_discriminator_in_training():
-    model = make(augment="translation,cutout,color")
+    model = trainable(augment="translation,cutout,color")
     x = torch.rand(4, 1, 16, 16) * 2 - 1
     assert not torch.equal(model.d_view(x), x)
-    assert torch.equal(make().d_view(x), x)
-    logs = train_steps(make(augment="translation,cutout,color", conditional=True))
+    assert torch.equal(trainable().d_view(x), x)
+    logs = train_steps(trainable(augment="translation,cutout,color", conditional=True))
     assert np.isfinite(logs["loss_d"])
 
 
 def test_two_time_scale_learning_rates_reach_the_optimisers():
-    opt_g, opt_d = make(lr_g=1e-4, lr_d=4e-4).configure_optimizers()
+    opt_g, opt_d = trainable(lr_g=1e-4, lr_d=4e-4).configure_optimizers()
     assert opt_g.param_groups[0]["lr"] == 1e-4 and opt_d.param_groups[0]["lr"] == 4e-4
 
 
@@ -123,7 +129,7 @@ def test_class_norm_puts_per_class_gain_and_shift_in_every_generator_norm():
         norms[-1].shift.weight[1] += 1.0
     after = model.G(z, y)
     assert torch.equal(before[:2], after[:2]) and not torch.allclose(before[2:], after[2:])
-    logs = train_steps(model)
+    logs = train_steps(DCGANTraining(model))
     assert np.isfinite(logs["loss_d"]) and np.isfinite(logs["loss_g"])
     # unconditional models have no class to look up: plain batch norm, as before
     assert not any(isinstance(m, ClassBatchNorm) for m in make(class_norm=True).G.modules())

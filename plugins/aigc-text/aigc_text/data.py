@@ -2,13 +2,15 @@
 
 Documents are encoded, joined by the end-of-text token, and cut into windows of ``context + 1``
 tokens that overlap by one, so every token but the first is predicted exactly once per epoch.
+
+Plain torch: the metrics score held-out text with the same windows, without Lightning. Training
+hands ``TokenDataModule`` to the Trainer through ``aigc_core.training_module.as_datamodule``.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -39,9 +41,11 @@ class TokenBlocks(Dataset):
         return self.tokens[start:start + self.context + 1]
 
 
-class TokenDataModule(pl.LightningDataModule):
+class TokenDataModule:
+    """The loaders of a ``LightningDataModule`` (``setup``, ``train_dataloader``, ``val_dataloader``)
+    over a text source tokenised once."""
+
     def __init__(self, source, tokenizer, context: int, seed: int):
-        super().__init__()
         self.source = source
         self.tokenizer = tokenizer
         self.context = context

@@ -4,11 +4,14 @@ From scratch: a GPT-2 architecture sized from the config and a byte-level BPE to
 on the training split. Or ``pretrained:`` a local model directory or hub id, to fine-tune.
 The artifact is the plain Hugging Face layout, so ``AutoModelForCausalLM.from_pretrained`` and
 every other tool load ``RUN_DIR/model`` as is.
+
+This module is what sampling needs (the transformers model, the tokenizer, the decoding loop) and
+imports no Lightning: the loss, the optimiser and its schedule, and the tokenised training data
+are in ``training.py``, which only ``aigc run`` imports.
 """
 
 from __future__ import annotations
 
-import math
 import queue
 import shutil
 import tempfile
@@ -17,12 +20,10 @@ from pathlib import Path
 from typing import Annotated, Iterator, Literal, Optional
 
 import torch
-from torch.nn import functional as F
 
 from aigc_core import AigcError, CheckpointError, ConfigError, Content, Generator, Item, check_cancelled, sample_seed
 from aigc_core import Field, ParamError, Params, model_validator
 
-from .data import TokenDataModule
 from .sampling import Decoder, Sampling
 from .tokenizer import load_tokenizer, resolve, train_bpe
 
@@ -129,6 +130,7 @@ class CausalLM(Generator):
     shards = True
     Params = CausalLMParams
     GenerateOptions = TextOptions
+    training = "aigc_text.training:CausalLMTraining"
 
     def __init__(self, params: CausalLMParams, info: dict, model=None, tokenizer=None):
         super().__init__(params, info)
@@ -192,42 +194,6 @@ class CausalLM(Generator):
         # read back, as a resumed run does: a loaded tokenizer saves other metadata than a fresh one,
         # and a resumed run must write the same artifact as one that was never interrupted
         return load_tokenizer(directory, "generator.tokenizer")
-
-    def datamodule(self, source):
-        return TokenDataModule(source, self.tokenizer, self.context, source.seed)
-
-    # -- training -------------------------------------------------------------------------
-    def _loss(self, batch: torch.Tensor) -> torch.Tensor:
-        logits = self.model(input_ids=batch[:, :-1]).logits
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1))
-
-    def training_step(self, batch, batch_idx):
-        loss = self._loss(batch)
-        self.log("train_loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=len(batch))
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        self.log("val_loss", self._loss(batch), prog_bar=True, on_epoch=True, batch_size=len(batch))
-
-    def configure_optimizers(self):
-        p = self.params
-        decay = [q for q in self.model.parameters() if q.requires_grad and q.dim() >= 2]
-        rest = [q for q in self.model.parameters() if q.requires_grad and q.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": p.weight_decay},
-                                 {"params": rest, "weight_decay": 0.0}], lr=p.lr, betas=(p.beta1, p.beta2))
-        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
-        floor = p.min_lr / p.lr
-
-        def factor(step: int) -> float:
-            if step < p.warmup_steps:
-                return (step + 1) / (p.warmup_steps + 1)
-            if p.schedule == "constant":
-                return 1.0
-            progress = min(1.0, (step - p.warmup_steps) / max(1, total - p.warmup_steps))
-            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # -- generation -----------------------------------------------------------------------
     def encode_prompts(self, prompts: list[str]) -> list[list[int]]:

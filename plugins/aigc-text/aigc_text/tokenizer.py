@@ -27,7 +27,6 @@ PROBE_TIMEOUT_S = 1.5
 def train_bpe(texts: Iterable[str], vocab_size: int):
     """Byte-level BPE trained on ``texts``; deterministic for the same texts and size."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -1,9 +1,12 @@
-"""A convolutional VAE as a LightningModule: the science here, the engineering in the Trainer.
+"""A convolutional VAE in plain torch: its networks, its likelihoods and its sampling.
 
 The model's own methods are the public API (``encode``, ``decode``, ``reconstruct``,
 ``sample``, ``interpolate``, ``traverse``); ``generate`` maps its ``mode`` option onto them and
 wraps the result as ``Content``. Images enter and leave in [0, 1]; binarising them is this
 model's preprocessing, done in ``prepare`` so that training, validation and metrics agree.
+The ELBO and the importance-sampled likelihood stay here because the ``vae-likelihood`` metric
+scores finished runs with them; only the optimiser, the KL warm-up and the Lightning hooks live
+in ``training.py``, so a finished run loads and generates without Lightning.
 """
 
 from __future__ import annotations
@@ -11,14 +14,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Callable, ClassVar, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
 from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, UsageError, check_cancelled, sample_seed
-from aigc_core import Field, ParamError, Params, model_validator
+from aigc_core import Field, FileContent, FileField, ParamError, Params, model_validator
 
 from . import likelihoods as lk
 from .nets import Decoder, Encoder
@@ -70,8 +73,10 @@ class VAEOptions(Params):
     label: Optional[int] = Field(None, ge=0, description="conditional models: the class of every item (default: cycle through classes)")
     temperature: float = Field(1.0, gt=0, description="scale of the prior's std when sampling latents")
     steps: int = Field(8, ge=2, description="interpolation and traversal: images per row")
-    a: Optional[str] = Field(None, description="interpolation between two image files (PNG...) instead of random latents")
-    b: Optional[str] = Field(None, description="interpolation: image file to end at (with a)")
+    a: Optional[FileContent] = FileField(None, media_type="image/png", description=(
+        "interpolation from this image (PNG..., the model's shape) instead of random latents: a path on the CLI "
+        "and in Python, the file's bytes (base64) over HTTP"))
+    b: Optional[FileContent] = FileField(None, media_type="image/png", description="interpolation: the image to end at (with a)")
     dim: int = Field(0, ge=0, description="traversal: the latent dimension that varies")
     span: float = Field(3.0, gt=0, description="traversal: from -span to +span prior standard deviations")
     split: Literal["test", "val", "train"] = Field("test", description="reconstructions: the images to reconstruct")
@@ -102,6 +107,7 @@ class VAE(Generator):
     #: ``generate``: reconstructions need held-out images.
     shards = True
     reads_data = True
+    training = "aigc_vae.training:VAETraining"
 
     def __init__(self, params: VAEParams, info: dict):
         super().__init__(params, info)
@@ -219,15 +225,7 @@ class VAE(Generator):
         y = self._class_labels(1, 0, label)
         return self.decode(z, None if y is None else y.expand(steps))
 
-    # -- training -----------------------------------------------------------------------------
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.params.lr, weight_decay=self.params.weight_decay)
-
-    def beta_now(self) -> float:
-        warm = self.params.kl_warmup_steps
-        ramp = 1.0 if warm <= 0 else min(1.0, self.global_step / warm)
-        return self.params.beta * ramp
-
+    # -- the likelihood: the training objective, and what the vae-likelihood metric scores -----
     def elbo_terms(self, x: torch.Tensor, y: Any = None, generator: torch.Generator | None = None):
         """Per-image log p(x | z) (one z from q) and KL(q || p), both in nats."""
         mu, logvar = self.encoder(x, self._labels(y))
@@ -237,24 +235,6 @@ class VAE(Generator):
         out = self.decoder(z, self._labels(y))
         rec = lk.log_prob(self.params.likelihood, out, x, self.log_std)
         return rec, lk.gaussian_kl(mu, logvar)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        x = self.prepare(x, train=True)
-        rec, kl = self.elbo_terms(x, y)
-        beta = self.beta_now()
-        loss = (beta * kl - rec).mean()
-        self.log_dict({"loss": loss.detach(), "kl": kl.mean().detach(), "beta": beta}, prog_bar=True,
-                      on_step=True, on_epoch=False, batch_size=x.shape[0])
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        x = self.prepare(x, train=False, offset=batch_idx * x.shape[0])
-        rec, kl = self.elbo_terms(x, y)
-        n = x.shape[0]
-        self.log_dict({"val_elbo": (rec - kl).mean(), "val_kl": kl.mean(), "val_rec": rec.mean()},
-                      prog_bar=True, batch_size=n)
 
     @torch.no_grad()
     def log_likelihood(self, x: torch.Tensor, y: Any = None, k: int = 200,
@@ -283,7 +263,7 @@ class VAE(Generator):
     # -- generation ---------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, n: int, seed: int = 0, mode: str = "samples", label: Optional[int] = None,
-                 temperature: float = 1.0, steps: int = 8, a: Optional[str] = None, b: Optional[str] = None,
+                 temperature: float = 1.0, steps: int = 8, a: Optional[bytes] = None, b: Optional[bytes] = None,
                  dim: int = 0, span: float = 3.0, split: str = "test", batch_size: int = 64,
                  data_source: Any = None, start: int = 0) -> Content:
         """``n`` items of ``mode``: samples, reconstructions (side by side with the original),
@@ -361,10 +341,11 @@ class VAE(Generator):
         if a is not None:
             xa, xb = read_image(a, "generate.a", self.shape), read_image(b, "generate.b", self.shape)
             return self._grid([self.interpolate(xa, xb, steps, label)], seed, "interpolation",
-                              [{"from": str(a), "to": str(b)}])
+                              [{"from": _label(a), "to": _label(b)}])
         rows = []
         t = torch.linspace(0, 1, steps, device=self.device).unsqueeze(1)
         for r in range(n):
+            check_cancelled()  # per row
             ends = self.latents(2, seed, 2 * r)
             y = self._class_labels(1, r, label)
             z = ends[0] * (1 - t) + ends[1] * t
@@ -375,8 +356,10 @@ class VAE(Generator):
         def row_label(r: int) -> Optional[int]:
             return label if label is not None or not self.num_classes else r % self.num_classes
 
-        rows = [self.traverse(dim, steps, span, self.latents(1, seed, r, temperature)[0], row_label(r))
-                for r in range(n)]
+        rows = []
+        for r in range(n):
+            check_cancelled()  # per row
+            rows.append(self.traverse(dim, steps, span, self.latents(1, seed, r, temperature)[0], row_label(r)))
         return self._grid(rows, seed, "traversal", [{"dim": dim, "span": span} for _ in range(n)])
 
     # -- artifacts ------------------------------------------------------------------------------
@@ -401,24 +384,39 @@ class VAE(Generator):
         return super().load_artifact(directory, params, info)
 
 
-def read_image(path: str, key: str, shape: tuple[int, int, int]) -> torch.Tensor:
-    """An image file as a CHW float tensor in [0, 1], refused unless it has the model's shape."""
+def _label(data: bytes) -> str:
+    return data.label if isinstance(data, FileContent) else FileContent(data).label
+
+
+def read_image(data: bytes, key: str, shape: tuple[int, int, int]) -> torch.Tensor:
+    """An image file's bytes (an option's ``FileContent``: the reading of a path, if any, was done
+    by the options, never here) as a CHW float tensor in [0, 1], refused unless it has the model's
+    shape. The size is checked before the pixels are decoded, so a small file that claims a huge
+    image costs nothing."""
+    import io
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
-    p = Path(path).expanduser()
+    where = f"{data.source}: " if isinstance(data, FileContent) and data.source else ""
     try:
-        with Image.open(p) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is refused below, undecoded
+            img = Image.open(io.BytesIO(data))
+        with img:
+            if img.mode not in ("L", "RGB"):
+                raise ConfigError(key, f"{where}{img.mode} image; the model takes "
+                                       f"{'grey (L)' if shape[0] == 1 else 'RGB'} images")
+            got = (1 if img.mode == "L" else 3, img.height, img.width)
+            if got != tuple(shape):
+                raise ConfigError(key, f"{where}image of shape {'x'.join(map(str, got))}, but the model takes "
+                                       f"{'x'.join(map(str, shape))} (C x H x W)")
             img.load()
             arr = np.asarray(img)
-            mode = img.mode
-    except FileNotFoundError:
-        raise ConfigError(key, f"{p}: no such image file") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ConfigError(key, f"{p}: not a readable image ({exc})") from None
-    if mode not in ("L", "RGB"):
-        raise ConfigError(key, f"{p}: {mode} image; the model takes {'grey (L)' if shape[0] == 1 else 'RGB'} images")
+    except Image.DecompressionBombError:
+        raise ConfigError(key, f"{where}an image of more pixels than PIL decodes; the model takes "
+                               f"{'x'.join(map(str, shape))} (C x H x W)") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):  # PIL's errors for a broken file
+        raise ConfigError(key, f"{where}not a readable image") from None
     arr = arr[None] if arr.ndim == 2 else np.transpose(arr, (2, 0, 1))
-    if tuple(arr.shape) != tuple(shape):
-        raise ConfigError(key, f"{p}: image of shape {'x'.join(map(str, arr.shape))}, but the model takes "
-                               f"{'x'.join(map(str, shape))} (C x H x W)")
     return torch.from_numpy(arr.astype(np.float32) / 255.0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from aigc_core import ConfigError, UsageError
+from aigc_core import Cancelled, CancelToken, ConfigError, UsageError, cancellation
 from aigc_core.config import build_params
 from aigc_vae import likelihoods as lk
 from aigc_vae.model import VAE, VAEOptions, VAEParams, fixed_binarize
@@ -115,7 +115,9 @@ def test_conditional_model_cycles_classes_and_refuses_unknown_labels():
 
 
 def test_kl_warmup_ramps_beta_linearly():
-    model = make(beta=0.5, kl_warmup_steps=100)
+    from aigc_vae.training import VAETraining
+
+    model = VAETraining(make(beta=0.5, kl_warmup_steps=100))
     model.trainer = type("T", (), {"global_step": 25})()  # what Lightning reads global_step from
     assert model.beta_now() == pytest.approx(0.125)
     model.trainer.global_step = 1000
@@ -143,9 +145,48 @@ def test_bad_parameters_name_their_key(values, key):
 
 def test_options_need_both_interpolation_ends():
     with pytest.raises(ConfigError, match="^generate.b: give both a and b"):
-        build_params(VAEOptions, {"mode": "interpolation", "a": "x.png"}, "generate")
+        build_params(VAEOptions, {"mode": "interpolation", "a": b"PNG bytes"}, "generate")
 
 
 def test_images_too_small_for_the_depth_are_refused():
     with pytest.raises(ConfigError, match="generator.channels: 3 stride-2 levels need images of at least 8"):
         make(shape=(1, 4, 4), channels=[4, 4, 4])
+
+
+class CancelAfter(CancelToken):
+    """Cancelled by its own ``checks``-th check: shows where the VAE checks."""
+
+    def __init__(self, checks: int):
+        super().__init__()
+        self.left, self.seen = checks, 0
+
+    def check(self) -> None:
+        self.seen += 1
+        self.left -= 1
+        if self.left <= 0:
+            self.cancel("test")
+        super().check()
+
+
+class _Split:
+    def __init__(self, n: int):
+        self.items = [(torch.rand(1, 8, 8), i % 10) for i in range(n)]
+
+    def split(self, name: str):
+        return self.items
+
+
+@pytest.mark.parametrize("mode, options", [
+    ("samples", {"batch_size": 2}),           # six samples in three blocks
+    ("reconstructions", {"batch_size": 2}),   # six held-out images in three blocks
+    ("interpolation", {"steps": 3}),          # six rows
+    ("traversal", {"steps": 3}),              # six rows
+])
+def test_every_mode_stops_at_its_next_cancellation_check(mode, options):
+    """A server that gave up on a request (issue 29): the VAE stops at the second of its checks."""
+    model = make()
+    token = CancelAfter(2)
+    with cancellation(token), pytest.raises(Cancelled):
+        model.generate(6, seed=0, mode=mode, data_source=_Split(6), **options)
+    assert token.seen == 2
+    assert len(model.generate(6, seed=0, mode=mode, data_source=_Split(6), **options).items) >= 6  # no token: all
