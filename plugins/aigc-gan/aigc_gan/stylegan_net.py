@@ -162,9 +162,15 @@ class ModulatedConv2d(nn.Module):
     def __init__(self, inputs: int, outputs: int, kernel: int, w_dim: int, demodulate: bool = True,
                  up: bool = False):
         super().__init__()
+        if up:
+            # a stride-2 transposed 4x4 convolution: upsampling and convolving in one step, each output
+            # pixel from 2x2 taps (no checkerboard: the kernel is a multiple of the stride), at a
+            # quarter of the cost of convolving an upsampled input with 3x3
+            kernel = 4
         self.weight = nn.Parameter(torch.randn(outputs, inputs, kernel, kernel))
         self.affine = EqualLinear(w_dim, inputs, bias_init=1.0)  # styles start at 1: the plain conv
-        self.scale = 1.0 / math.sqrt(inputs * kernel * kernel)
+        # fan-in of one output pixel: all input channels times the taps that reach it
+        self.scale = 1.0 / math.sqrt(inputs * (4 if up else kernel * kernel))
         self.demodulate, self.up = demodulate, up
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -172,11 +178,14 @@ class ModulatedConv2d(nn.Module):
         weight = self.weight * self.scale
         x = x * styles[:, :, None, None]
         if self.up:
-            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        out = F.conv2d(x, weight, padding=weight.shape[-1] // 2)
+            out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2, padding=1)
+            taps = weight.square().sum((2, 3)) / 4  # an output pixel sees a quarter of the kernel
+        else:
+            out = F.conv2d(x, weight, padding=weight.shape[-1] // 2)
+            taps = weight.square().sum((2, 3))
         if self.demodulate:
-            # sum over (in, k, k) of (weight * style)^2, per sample and output channel
-            d = (styles.square() @ weight.square().sum((2, 3)).t() + 1e-8).rsqrt()  # (N, outputs)
+            # the norm of the modulated weights reaching each output channel, per sample
+            d = (styles.square() @ taps.t() + 1e-8).rsqrt()  # (N, outputs)
             out = out * d[:, :, None, None]
         return out
 
@@ -302,7 +311,7 @@ def interpolate_styles(w_a: torch.Tensor, w_b: torch.Tensor, frames: int) -> tor
 
 # -- projection: the w of a given image -------------------------------------------------------------
 
-def project(G: StyleGenerator, target: torch.Tensor, w_start: torch.Tensor, steps: int = 200, lr: float = 0.05,
+def project(G: StyleGenerator, target: torch.Tensor, w_start: torch.Tensor, steps: int = 200, lr: float = 0.1,
             noise: Optional[Sequence[torch.Tensor]] = None, w_weight: float = 1e-3,
             on_step=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit ws in W+ (one w per layer) so that ``G.synthesis(ws, noise)`` reproduces ``target``

@@ -145,7 +145,7 @@ def test_projection_finds_an_image_the_generator_can_make():
     target = G.synthesis(G.broadcast(w_true), noise).detach()
     start = G.mapping(torch.randn(256, DEBUG.z_dim)).mean(0, keepdim=True).detach()
     start_error = (G.synthesis(G.broadcast(start), noise) - target).square().mean()
-    ws, error = project(G, target, start, steps=60, lr=0.05, noise=noise)
+    ws, error = project(G, target, start, steps=150, lr=0.1, noise=noise)
     assert ws.shape == (1, G.num_ws, DEBUG.w_dim)
     assert float(error[0]) < 0.1 * float(start_error), f"error {float(error[0]):.4f} from {float(start_error):.4f}"
     assert all(p.requires_grad for p in G.parameters()), "projection gives the generator back as it found it"
