@@ -95,13 +95,5 @@ def to_files(content: Content, summary: dict, requested: int | None = None) -> t
             meta = jsonable(item.meta)
             zf.writestr(name, item_bytes(content.modality, item, meta))
             metas.append({"file": name, "meta": meta})
-        if content.modality == "image":  # frames of a walk also travel as the animation the exporter writes
-            from ..builtin.exporters import animations
-            from ..imaging import animation_bytes
-
-            for name, frames in animations(content).items():
-                fmt = "webp" if frames[0].meta.get("animation_format") == "webp" else "gif"
-                zf.writestr(f"{name}.{fmt}", animation_bytes([f.data for f in frames], fmt,
-                                                             int(frames[0].meta.get("frame_ms", 100))))
         zf.writestr("meta.json", json.dumps({**summary, "items": metas}, indent=2, sort_keys=True))
     return buf.getvalue(), "application/zip", "samples.zip"
