@@ -132,6 +132,8 @@ def test_projection_returns_the_reconstruction_variations_and_a_grid(tmp_path):
     assert content.items[-1].meta["kind"] == "grid"
     recon = content.items[0].data
     assert np.abs(recon - target).mean() < 0.5 * np.abs(model.generate(1, seed=99).items[0].data - target).mean()
+    unfitted = model.generate(1, seed=0, project=image_option(path), project_steps=1).items[0]
+    assert content.items[0].meta["mse"] < 0.5 * unfitted.meta["mse"], "the steps fit the image"
     variations = stack(content)[1:]
     assert all(not np.allclose(v, recon) for v in variations)
     again = model.generate(4, seed=0, project=path.read_bytes(), project_steps=40)

@@ -80,8 +80,12 @@ def test_path_length_regulariser_penalises_uneven_lengths_and_tracks_their_mean(
     pl_mean = torch.zeros(())
     penalty, length = path_length_penalty(images, ws, pl_mean, decay=1.0)
     assert float(pl_mean) == pytest.approx(float(length)) and float(penalty) > 0
-    logs = train_steps(make(pl_weight=2.0, pl_every=1))
+    with_pl, without = make(pl_weight=2.0, pl_every=1), make()
+    logs = train_steps(with_pl, steps=1)
+    train_steps(without, steps=1)
     assert logs["pl"] > 0 and logs["pl_length"] > 0
+    assert not all(torch.equal(p, q) for p, q in zip(with_pl.G.parameters(), without.G.parameters())), \
+        "the penalty reaches the generator's update"
 
 
 def test_mode_seeking_penalty_falls_as_paired_images_differ_more():
