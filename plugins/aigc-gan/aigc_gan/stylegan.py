@@ -10,7 +10,7 @@ and its p) is ``aigc_gan.stylegan_training``, imported only by training.
 from __future__ import annotations
 
 import io
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 import numpy as np
 import torch
@@ -54,6 +54,12 @@ class StyleGANParams(Params):
     ada_kimg: float = Field(100.0, gt=0, description="ada: thousands of real images for p to move by 1 (its speed)")
     ada_interval: int = Field(4, ge=1, description="ada: adjust p every this many discriminator steps")
     augment_ops: str = Field("blit,geom,color", description="transformation groups, comma-separated: blit (flip, quarter turns, integer shifts), geom (scale, rotate, stretch, shift), color, cutout")
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _off_is_not_a_bool(cls, value):
+        # YAML 1.1, and so OmegaConf, reads a bare ``off`` (``augment: off``, ``generator.augment=off``) as false
+        return "off" if value is False else value
 
     @field_validator("augment_ops")
     @classmethod
@@ -111,6 +117,11 @@ class StyleGAN(Generator):
     Params = StyleGANParams
     GenerateOptions = StyleGANOptions
     training = "aigc_gan.stylegan_training:StyleGANTraining"
+    #: LoRA's default layers (peft's rule: a module named so, or whose name ends in ".pattern"): the
+    #: affine layers that turn w into every convolution's styles, and the mapping network's first two
+    #: layers (every preset has them). They are ``EqualLinear`` (weights scaled at run time), which
+    #: a LoRA for ``nn.Linear`` would merge wrongly: see the plugin README, "Adapters".
+    adapter_targets: ClassVar[tuple[str, ...]] = ("affine", "mapping.layers.0", "mapping.layers.1")
 
     def __init__(self, params: StyleGANParams, info: dict):
         super().__init__(params, info)

@@ -195,3 +195,21 @@ def test_artifact_round_trip_keeps_the_average_w_and_refuses_foreign_weights(tmp
     other = build_params(StyleGAN.Params, {"size": "small"}, "generator")
     with pytest.raises(CheckpointError, match="does not fit this stylegan"):
         StyleGAN.load_artifact(tmp_path, other)
+
+
+@pytest.mark.parametrize("size", ["debug", "small", "base"])
+def test_adapter_targets_name_the_style_and_mapping_layers_of_every_preset(size):
+    model = StyleGAN(build_params(StyleGAN.Params, {"size": size}, "generator"), {"shape": [1, 8, 8], "num_classes": 0})
+    names = [name for name, _ in model.named_modules()]
+    for pattern in StyleGAN.adapter_targets:
+        hits = [n for n in names if n == pattern or n.endswith("." + pattern)]
+        assert hits, f"{pattern!r} names no layer of a {size} stylegan"
+    affine = [n for n in names if n.endswith(".affine")]
+    assert len(affine) == (model.depth - 1) + model.depth // 2  # every modulated convolution, every RGB output
+
+
+def test_augment_off_written_bare_in_yaml_is_off():
+    """YAML 1.1 reads ``augment: off`` as false: the user meant the mode."""
+    assert build_params(StyleGAN.Params, {"augment": False}, "generator").augment == "off"
+    with pytest.raises(ConfigError, match="generator.augment"):
+        build_params(StyleGAN.Params, {"augment": True}, "generator")
