@@ -359,8 +359,8 @@ class MinibatchStd(nn.Module):
     ``group`` samples: a generator that draws one picture for every z is given away by a spread of
     zero (Karras et al. 2018). With labels, the groups are the samples of each class in the batch:
     a conditional generator that draws one picture per class still spreads across classes, and
-    only the spread within a class gives it away (measured: one picture per class after 2,000
-    steps with groups of 4 mixed classes; docs/benchmarks.md)."""
+    only the spread within a class gives it away (seen in calibration runs: one picture per class
+    after 2,000 steps with groups of 4 mixed classes)."""
 
     def __init__(self, group: int = 4):
         super().__init__()
