@@ -59,6 +59,29 @@ def png_bytes(image: np.ndarray, text: Mapping[str, Any] | None = None) -> bytes
     return buf.getvalue()
 
 
+def animation_bytes(frames: Sequence[np.ndarray], fmt: str = "gif", frame_ms: int = 100,
+                    comment: str = "") -> bytes:
+    """CHW float frames in [0, 1] as one looping animated GIF or WebP (lossless). No time stamps:
+    the same frames give the same bytes. ``comment`` (provenance) goes into the GIF's comment."""
+    from PIL import Image
+
+    if not frames:
+        raise ValueError("no frames to animate")
+    fmt = fmt.lower()
+    if fmt not in ("gif", "webp"):
+        raise ValueError(f"animation format must be gif or webp, got {fmt!r}")
+    pictures = [Image.fromarray(to_uint8_hwc(f)) for f in frames]
+    buf = io.BytesIO()
+    if fmt == "gif":
+        extra = {"comment": comment.encode("utf-8")[:255]} if comment else {}
+        pictures[0].save(buf, format="GIF", save_all=True, append_images=pictures[1:], duration=frame_ms,
+                         loop=0, optimize=False, **extra)
+    else:
+        pictures[0].save(buf, format="WEBP", save_all=True, append_images=pictures[1:], duration=frame_ms,
+                         loop=0, lossless=True, quality=100, method=4)
+    return buf.getvalue()
+
+
 def read_png_text(data: bytes) -> dict:
     from PIL import Image
 

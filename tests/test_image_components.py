@@ -142,6 +142,38 @@ def test_png_exporter_names_and_provenance(tmp_path):
     assert not list(tmp_path.glob(".*"))
 
 
+def test_png_exporter_writes_frames_of_an_animation_as_one_gif_or_webp(tmp_path):
+    """Items marked as frames of one animation (a walk in a latent space) also become one animated
+    file, frames in their ``frame`` order; other items and unsafe names get none."""
+    from PIL import Image
+
+    from aigc_core.builtin.exporters import PNGExporter
+
+    frames = [Item(np.full((1, 4, 4), k / 5, np.float32), {"index": k, "animation": "walk_000", "frame": 4 - k})
+              for k in range(5)]
+    webp = [Item(np.full((3, 4, 4), k / 2, np.float32), {"index": 5 + k, "animation": "walk_001", "frame": k,
+                                                          "animation_format": "webp"}) for k in range(3)]
+    stray = [Item(np.zeros((1, 4, 4), np.float32), {"index": 9, "animation": "../escape", "frame": 0})]
+    content = Content("image", frames + webp + stray)
+    files = PNGExporter().export(content, tmp_path)
+    names = sorted(f.name for f in files)
+    assert names == sorted([f"sample_{i:05d}.png" for i in [*range(8), 9]] + ["walk_000.gif", "walk_001.webp"])
+    with Image.open(tmp_path / "walk_000.gif") as gif:
+        assert gif.n_frames == 5 and gif.info["loop"] == 0
+        firsts = []
+        for k in range(gif.n_frames):
+            gif.seek(k)
+            firsts.append(np.asarray(gif.convert("L"))[0, 0])
+    assert firsts == sorted(firsts, reverse=True), "frames in meta['frame'] order, not item order"
+    with Image.open(tmp_path / "walk_001.webp") as anim:
+        assert anim.n_frames == 3
+    again = tmp_path / "again"
+    again.mkdir()
+    PNGExporter().export(content, again)
+    assert (again / "walk_000.gif").read_bytes() == (tmp_path / "walk_000.gif").read_bytes()
+    assert (again / "walk_001.webp").read_bytes() == (tmp_path / "walk_001.webp").read_bytes()
+
+
 def test_frechet_distance_properties():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(500, 4))

@@ -44,6 +44,8 @@ TINY_RUNS = {
             "generator": {"name": "vae", "size": "debug"}, "postprocess": [{"name": "image-grid", "nrow": 2}]},
     "ddpm": {"data": {"source": "sklearn-digits", "image_size": 8, "limit": 96, "batch_size": 32},
              "generator": {"name": "ddpm", "size": "debug"}, "generate": {"num_inference_steps": 3, "batch_size": 4}},
+    "stylegan": {"data": {"source": "sklearn-digits", "image_size": 8, "limit": 96, "batch_size": 32},
+                 "generator": {"name": "stylegan", "size": "debug", "conditional": True}},
     "mel-vae": {"data": NOTES, "generator": {"name": "mel-vae", "size": "debug", "griffin_lim_iters": 4}},
     "mel-diffusion": {"data": NOTES, "generator": {"name": "mel-diffusion", "size": "debug", "griffin_lim_iters": 4},
                       "generate": {"num_inference_steps": 3, "batch_size": 4}},
@@ -402,4 +404,36 @@ def test_a_file_option_sends_the_chosen_file_not_a_path(page, tmp_path):
     page.set_input_files('[data-option="a"]', [])
     page.set_input_files('[data-option="b"]', [])
     page.select_option('[data-option="mode"]', '"samples"')
+    assert page.outside == []
+
+
+def test_style_mixing_and_a_walk_in_w_show_on_the_page(page):
+    """A style mix's grid says which seed gave which layers; a walk's frames also play in place."""
+    if not page.locator('#model option[value="tiny-stylegan"]').count():
+        pytest.skip("the aigc-gan plugin (generator stylegan) is not installed")
+    page.select_option("#model", "tiny-stylegan")
+    page.fill("#n", "3")
+    page.fill("#seed", "1")
+    page.fill('[data-option="mix"]', "7")
+    assert press_generate(page) == "done", page.text_content("#error")
+    assert page.locator("#gallery img.result").count() == 3
+    grid_caption = page.text_content("#derived-items figure.derived figcaption")
+    assert "top: seed 1 (coarse, layers 0-1); middle: seed 7 (fine, 2-3); bottom: mixed" in grid_caption
+    assert "layers 0-1 from seed 1, 2-3 from seed 7" in page.text_content("#gallery figure figcaption")
+    page.fill('[data-option="mix"]', "")
+    page.fill('[data-option="interpolate"]', "7")
+    page.fill('[data-option="frames"]', "4")
+    page.fill("#n", "1")
+    assert press_generate(page) == "done", page.text_content("#error")
+    assert page.locator("#gallery img.result").count() == 4  # the frames
+    animation = page.locator("#derived-items figure.animation img")
+    assert animation.count() == 1 and "walk_000: 4 frames" in page.text_content("#derived-items figure.animation")
+    seen = set()
+    for _ in range(12):  # it plays: the picture changes (100 ms a frame)
+        seen.add(animation.get_attribute("src"))
+        time.sleep(0.05)
+    assert len(seen) >= 2
+    page.fill('[data-option="interpolate"]', "")
+    page.fill('[data-option="frames"]', "16")
+    page.fill("#seed", "")
     assert page.outside == []

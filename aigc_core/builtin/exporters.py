@@ -43,6 +43,21 @@ def _stem(item: Item, position: int, grids: list[int]) -> str:
     return f"sample_{int(index):05d}"
 
 
+#: a name an animation may be written under (it comes from item metadata, so it is checked)
+_ANIMATION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def animations(content: Content) -> dict[str, list[Item]]:
+    """Items that say they are frames of one animation (``meta["animation"]``: its name,
+    ``meta["frame"]``: their place), grouped by name in frame order."""
+    groups: dict[str, list[Item]] = {}
+    for item in content.items:
+        name = item.meta.get("animation")
+        if isinstance(name, str) and _ANIMATION_NAME.match(name) and item.meta.get("kind") != "grid":
+            groups.setdefault(name, []).append(item)
+    return {name: sorted(items, key=lambda i: int(i.meta.get("frame", 0))) for name, items in groups.items()}
+
+
 class FileExporter(Exporter):
     """One file per item, written by its modality's encoder (``Modality.encode``, named with its
     ``suffix``) with the item's provenance inside: a new modality's exporter in one registration,
@@ -59,8 +74,11 @@ class FileExporter(Exporter):
 
 
 class PNGExporter(Exporter):
+    """One PNG per item (provenance in its text chunks); frames of an animation (a walk in a latent
+    space, say) also become ``<animation>.gif`` or ``.webp`` (``meta["animation_format"]``)."""
+
     def export(self, content: Content, directory: Path) -> list[Path]:
-        from aigc_core.imaging import png_bytes
+        from aigc_core.imaging import animation_bytes, png_bytes
 
         grids: list[int] = []
         written = []
@@ -71,6 +89,15 @@ class PNGExporter(Exporter):
                 meta["aigc:postprocess"] = item.meta["postprocess"]
             written.append(write_bytes(path, png_bytes(item.data, meta)))
             report_progress(position + 1, len(content.items))
+        for name, frames in animations(content).items():
+            fmt = "webp" if frames[0].meta.get("animation_format") == "webp" else "gif"
+            shapes = {np.asarray(f.data).shape for f in frames}
+            if len(shapes) != 1:
+                raise ValueError(f"animation {name!r}: its frames differ in shape ({sorted(shapes)})")
+            comment = json.dumps({k: v for k, v in provenance(frames[0]).items() if k not in ("frame", "index")},
+                                 sort_keys=True)
+            data = animation_bytes([f.data for f in frames], fmt, int(frames[0].meta.get("frame_ms", 100)), comment)
+            written.append(write_bytes(Path(directory) / f"{name}.{fmt}", data))
         return written
 
 

@@ -139,6 +139,7 @@ async function options() {
 }
 
 function clearResults() {
+  stopAnimations();
   $("gallery").replaceChildren();
   $("derived-items").replaceChildren();
   $("derived").hidden = true;
@@ -196,7 +197,9 @@ function vocoderText(meta) {
 
 function captionParts(meta) {
   const parts = [];
-  if (meta.kind === "grid") parts.push("grid of the samples");
+  // a generator may say what its grid shows (a style mix's rows, a walk per row)
+  if (meta.kind === "grid") parts.push(typeof meta.caption === "string" ? meta.caption : "grid of the samples");
+  else if (typeof meta.caption === "string") parts.push(meta.caption);
   if (meta.index !== undefined && meta.kind !== "grid") parts.push(`#${meta.index}`);
   if (meta.seed !== undefined) parts.push(`seed ${meta.seed}`);
   // the class's name, as the exporters write it; the index only when the run knows no names
@@ -308,6 +311,39 @@ function addItem(item, display = {}) {
   return fig;
 }
 
+// Samples that are frames of one animation (meta.animation names it, meta.frame orders it: a walk
+// in a latent space) are also played in place, as the GIF the exporter writes for them.
+let players = [];
+
+function stopAnimations() {
+  players.forEach(clearInterval);
+  players = [];
+}
+
+function addAnimations(items) {
+  const groups = new Map();
+  for (const item of items) {
+    const meta = item.meta || {};
+    if (item.derived || typeof meta.animation !== "string" || !item.data_base64) continue;
+    if (!groups.has(meta.animation)) groups.set(meta.animation, []);
+    groups.get(meta.animation).push(item);
+  }
+  for (const [name, frames] of groups) {
+    frames.sort((a, b) => (a.meta.frame || 0) - (b.meta.frame || 0));
+    const sources = frames.map((f) => `data:${f.media_type};base64,${f.data_base64}`);
+    const img = el("img", { className: "result", alt: `${name}: ${frames.length} frames, playing`, src: sources[0] });
+    img.addEventListener("load", resizeImages, { once: true });
+    let k = 0;
+    players.push(setInterval(() => { k = (k + 1) % sources.length; img.src = sources[k]; },
+                             frames[0].meta.frame_ms || 100));
+    const cap = el("figcaption", {}, [el("span", { textContent: `${name}: ${frames.length} frames, playing` })]);
+    const fig = el("figure", { className: "image derived animation" }, [el("div", { className: "frame" }, [img]), cap]);
+    fig.dataset.kind = "animation";
+    $("derived-items").prepend(fig);
+    $("derived").hidden = false;
+  }
+}
+
 // -- requests -----------------------------------------------------------------------------
 
 async function errorText(resp) {
@@ -344,6 +380,7 @@ async function generate(n) {
     $("progress").hidden = true;
   }
   data.items.forEach((item) => addItem(item, m.display || {}));
+  addAnimations(data.items);
   // results count as shown once their pictures are decoded and sized
   await Promise.all([...document.querySelectorAll("#results img.result")].map((i) => i.decode().catch(() => null)));
   resizeImages();

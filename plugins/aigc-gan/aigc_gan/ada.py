@@ -151,8 +151,13 @@ class AdaptiveAugment(nn.Module):
         self.register_buffer("sign_sum", torch.zeros((), dtype=torch.float64))
         self.register_buffer("seen", torch.zeros((), dtype=torch.float64))
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
-        #: the r_t of the last adjustment (nan before the first)
-        self.register_buffer("r_t", torch.tensor(float("nan"), dtype=torch.float64))
+        #: the r_t of the last adjustment (0 until ``measured``)
+        self.register_buffer("r_t", torch.zeros((), dtype=torch.float64))
+
+    @property
+    def measured(self) -> bool:
+        """Whether r_t has been measured yet (after ``interval`` discriminator steps)."""
+        return int(self.steps) >= self.interval
 
     def forward(self, x: torch.Tensor, generator=None) -> torch.Tensor:
         return augment(x, float(self.p), self.ops, generator)

@@ -6,6 +6,7 @@ from aigc_core.testing import GENERATOR_CHECKS, GeneratorContract, check_registr
 
 import aigc_gan.plugin
 from aigc_gan.model import DCGAN
+from aigc_gan.stylegan import StyleGAN
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +17,7 @@ def contract(tmp_path_factory):
 
 def test_registrations():
     entries = check_registrations(aigc_gan.plugin)
-    assert [(e["kind"], e["name"]) for e in entries] == [("generator", "dcgan")]
+    assert [(e["kind"], e["name"]) for e in entries] == [("generator", "dcgan"), ("generator", "stylegan")]
 
 
 @pytest.mark.parametrize("check", GENERATOR_CHECKS)
@@ -27,4 +28,20 @@ def test_contract(contract, check):
 def test_conditional_contract(tmp_path):
     """Class-conditional sampling (labels cycle with the index) keeps the seeding contract."""
     GeneratorContract(DCGAN, tiny_source("image"), params={"size": "debug", "conditional": True},
+                      workdir=tmp_path).run(["train-step", "output", "same-seed", "round-trip"])
+
+
+@pytest.fixture(scope="module")
+def style_contract(tmp_path_factory):
+    return GeneratorContract(StyleGAN, tiny_source("image"), params={"size": "debug", "r1_every": 1},
+                             workdir=tmp_path_factory.mktemp("stylegan-contract"), modality="image")
+
+
+@pytest.mark.parametrize("check", GENERATOR_CHECKS)
+def test_stylegan_contract(style_contract, check):
+    style_contract.check(check)
+
+
+def test_stylegan_conditional_contract(tmp_path):
+    GeneratorContract(StyleGAN, tiny_source("image"), params={"size": "debug", "conditional": True},
                       workdir=tmp_path).run(["train-step", "output", "same-seed", "round-trip"])

@@ -131,6 +131,22 @@ def test_minibatch_std_shows_the_batch_spread():
     assert MinibatchStd(4)(varied)[:, -1].mean() > 0.3
 
 
+def test_minibatch_std_of_a_conditional_discriminator_is_taken_within_each_class():
+    """One picture per class is a collapse too: the spread across classes must not hide it."""
+    one_per_class = torch.randn(2, 3, 4, 4).repeat_interleave(4, 0)  # classes 0, 0, 0, 0, 1, 1, 1, 1
+    labels = torch.tensor([0] * 4 + [1] * 4)
+    assert MinibatchStd(4)(one_per_class)[:, -1].mean() > 0.3, "groups of mixed classes see spread"
+    assert MinibatchStd(4)(one_per_class, labels)[:, -1].abs().max() < 1e-3
+    varied = torch.randn(8, 3, 4, 4)
+    assert MinibatchStd(4)(varied, labels)[:, -1].min() > 0.3
+    torch.manual_seed(0)
+    D = Discriminator(3, 8, DEBUG, num_classes=2)
+    seen = []
+    D.mbstd.register_forward_hook(lambda mod, args, out: seen.append(out[:, -1].abs().max()))
+    D(torch.randn(2, 3, 8, 8).repeat_interleave(4, 0), labels)
+    assert float(seen[0]) < 1e-3, "the conditional D groups by label"
+
+
 def test_conditional_discriminator_uses_the_label():
     torch.manual_seed(0)
     D = Discriminator(1, 16, DEBUG, num_classes=10)
@@ -145,7 +161,7 @@ def test_projection_finds_an_image_the_generator_can_make():
     target = G.synthesis(G.broadcast(w_true), noise).detach()
     start = G.mapping(torch.randn(256, DEBUG.z_dim)).mean(0, keepdim=True).detach()
     start_error = (G.synthesis(G.broadcast(start), noise) - target).square().mean()
-    ws, error = project(G, target, start, steps=60, lr=0.05, noise=noise)
+    ws, error = project(G, target, start, steps=150, lr=0.1, noise=noise)
     assert ws.shape == (1, G.num_ws, DEBUG.w_dim)
     assert float(error[0]) < 0.1 * float(start_error), f"error {float(error[0]):.4f} from {float(start_error):.4f}"
     assert all(p.requires_grad for p in G.parameters()), "projection gives the generator back as it found it"
