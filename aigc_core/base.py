@@ -73,6 +73,21 @@ class Metric(Component):
     def compute(self, context: MetricContext) -> dict[str, float]:  # pragma: no cover
         raise NotImplementedError
 
+    def needs(self) -> dict[str, int]:
+        """The fewest items each split must hold for ``compute`` (``{"val": 2, "test": 2}``).
+
+        Declared rather than discovered, so a few-shot data set too small for this metric can be
+        refused as soon as the data is read (``aigc_core.splits.check_needs``), before training,
+        and in one line naming the fraction to change; ``compute`` calls ``require`` first.
+        """
+        return {}
+
+    def require(self, data: Any) -> None:
+        """Refuse (``ConfigError`` naming ``data.<split>_fraction``) splits smaller than ``needs``."""
+        from .splits import check_needs
+
+        check_needs(data, {self.component_name or type(self).__name__: self.needs()})
+
 
 class Exporter(Component):
     """Writes content to files, each under a temporary name first (``atomic_write``)."""

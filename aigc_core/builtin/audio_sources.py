@@ -15,10 +15,12 @@ from typing import Annotated, Literal
 import numpy as np
 import torch
 
+from aigc_core.builtin.files import FileSelection, select_files
 from aigc_core.components import DataParams, InMemorySource, LabelledTensors
 from aigc_core.errors import DataError, first_line
 from aigc_core.params import Field, ParamError, model_validator
 from aigc_core.preflight import PathField
+from aigc_core.splits import require_training_items
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
@@ -62,6 +64,10 @@ class AudioSource(InMemorySource):
         """Float waveforms (N, num_samples) in [-1, 1], int64 labels, class names."""
         raise NotImplementedError
 
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        require_training_items(self, {name: len(part) for name, part in self._splits.items()})
+
     @property
     def info(self) -> dict:
         self.setup()
@@ -79,7 +85,7 @@ class AudioSource(InMemorySource):
 # Files
 
 
-class AudioFolderParams(AudioParams):
+class AudioFolderParams(AudioParams, FileSelection):
     path: str = PathField(min_length=1, exists="dir", description="a folder of WAV/FLAC/OGG files; ~ and $VARS are expanded")
     labels: Literal["folders", "pattern", "none"] = Field("folders", description="class labels from subfolders, from a file-name pattern, or none")
     label_pattern: str = Field(r"^(?P<label>[^_]+)_", description="matched against the file name; FSDD: <digit>_<speaker>_<n>.wav")
@@ -144,6 +150,7 @@ class AudioFolder(AudioSource):
         if not root.is_dir():
             raise DataError(f"{root}: audio folder does not exist (data.path)")
         files = sorted(q for q in root.rglob("*") if q.suffix.lower() in AUDIO_SUFFIXES and q.is_file())
+        files = select_files(files, root, p)
         if not files:
             raise DataError(f"{root}: no audio files found (looked for {', '.join(AUDIO_SUFFIXES)})")
         pattern = re.compile(p.label_pattern) if p.labels == "pattern" else None

@@ -109,13 +109,16 @@ def generated_images(ctx: MetricContext, n: int) -> tuple[torch.Tensor, torch.Te
 class FrechetDistance(Metric):
     Params = ClassifierParams
 
+    def needs(self) -> dict[str, int]:
+        """Features need two images a side at least (a covariance); fewer is refused before scoring."""
+        return {"val": 2, "test": 2}
+
     def compute(self, ctx: MetricContext) -> dict[str, float]:
+        self.require(ctx.data)
         net, accuracy = cached_classifier(ctx, self.params)
         x_val, _ = tensors(ctx.data.split("val"))
         x_test, _ = tensors(ctx.data.split("test"))
         n = min(self.params.num_samples, len(x_val), len(x_test))
-        if n < 2:
-            raise ValueError("frechet: the val and test splits need at least two images each")
         x_gen, _ = generated_images(ctx, n)
         feats_val = net.features(x_val[:n])
         fd_generated = frechet_distance(net.features(x_gen), feats_val)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from aigc_core.base import Metric, MetricContext
+from aigc_core.errors import AigcError
 from aigc_core.builtin.frechet import ClassifierParams, cached_classifier, generated_images, tensors
 from aigc_core.params import Field
 
@@ -79,14 +80,19 @@ def _mean(values) -> float:
 class ImageDiversity(Metric):
     Params = DiversityParams
 
+    def needs(self) -> dict[str, int]:
+        """Features need two images a side at least (a covariance); fewer is refused before scoring."""
+        return {"val": self.params.k + 2, "test": self.params.k + 2}
+
     def compute(self, ctx: MetricContext) -> dict:
+        self.require(ctx.data)
         p = self.params
         net, _ = cached_classifier(ctx, p)
         x_val, y_val = tensors(ctx.data.split("val"))
         x_test, y_test = tensors(ctx.data.split("test"))
         n = min(p.num_samples, len(x_val), len(x_test))
         if n < p.k + 2:
-            raise ValueError(f"image-diversity: the val and test splits need at least {p.k + 2} images each")
+            raise AigcError(f"image-diversity: num_samples ({p.num_samples}) must be at least k + 2 ({p.k + 2})")
         x_gen, y_gen = generated_images(ctx, n)
         f_val = torch.from_numpy(net.features(x_val[:n]))
         f_test = torch.from_numpy(net.features(x_test[:n]))

@@ -38,7 +38,12 @@ def closer_share(generated: np.ndarray, test: np.ndarray, val: np.ndarray, q: fl
 class ImageMemorisation(Metric):
     Params = MemorisationParams
 
+    def needs(self) -> dict[str, int]:
+        """Features need two images a side at least (a covariance); fewer is refused before scoring."""
+        return {"val": 2, "test": 2}
+
     def compute(self, ctx: MetricContext) -> dict:
+        self.require(ctx.data)
         p = self.params
         net, _ = cached_classifier(ctx, p)
         x_train, _ = tensors(ctx.data.split("train"))
@@ -48,8 +53,6 @@ class ImageMemorisation(Metric):
         x_val, _ = tensors(ctx.data.split("val"))
         x_test, _ = tensors(ctx.data.split("test"))
         n = min(p.num_samples, len(x_val), len(x_test))
-        if n < 2:
-            raise ValueError("image-memorisation: the val and test splits need at least two images each")
         x_gen, _ = generated_images(ctx, n)
         sets = {"generated": x_gen, "test": x_test[:n], "val": x_val[:n]}
         result: dict = {}

@@ -13,10 +13,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from aigc_core.builtin.files import FileSelection, select_files
 from aigc_core.components import DataParams, InMemorySource, LabelledTensors, split_indices
 from aigc_core.errors import DataError
 from aigc_core.params import Field
 from aigc_core.preflight import PathField
+from aigc_core.splits import require_training_items
 
 
 class ImageTensorDataset(LabelledTensors):
@@ -57,6 +59,10 @@ class ImageSource(InMemorySource):
         """Float NCHW images in [0, 1], int64 labels, class names."""
         raise NotImplementedError
 
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        require_training_items(self, {name: len(part) for name, part in self._splits.items()})
+
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         return resize_images(images.float(), self.params.image_size)
 
@@ -88,7 +94,7 @@ class SklearnDigits(ImageSource):
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
-class ImageFolderParams(ImageParams):
+class ImageFolderParams(ImageParams, FileSelection):
     path: str = PathField(min_length=1, exists="dir", description="the folder of images; subfolders become classes")
     channels: Literal[1, 3] = Field(3, description="1 (grey) or 3 (RGB)")
     on_corrupt: Literal["skip", "fail"] = Field("skip", description="an unreadable file: skip it with a warning, or stop")
@@ -106,6 +112,7 @@ class ImageFolder(ImageSource):
         if not root.is_dir():
             raise DataError(f"{root}: image folder does not exist (data.path)")
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files = select_files(files, root, self.params)
         if not files:
             raise DataError(f"{root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
         class_names = sorted({p.parent.relative_to(root).as_posix() for p in files if p.parent != root})

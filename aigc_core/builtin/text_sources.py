@@ -16,10 +16,12 @@ from typing import Literal, Optional
 
 from torch.utils.data import Dataset
 
+from aigc_core.builtin.files import FileSelection, select_files
 from aigc_core.components import DataParams, DataSource, HeldOut, split_indices
 from aigc_core.errors import DataError
 from aigc_core.params import Field, ParamError, model_validator
 from aigc_core.preflight import PathField
+from aigc_core.splits import require_training_items
 
 TEXT_SUFFIXES = (".txt", ".md", ".rst", ".text")
 
@@ -74,7 +76,9 @@ class TextSource(DataSource):
             docs = _cut(docs, self.params.max_chars)
         if not docs:
             raise DataError(f"{self.describe()}: no text to train on")
-        self._splits = self.make_splits(docs)
+        splits = self.make_splits(docs)
+        require_training_items(self, {name: len(part) for name, part in splits.items()})
+        self._splits = splits
 
     def make_splits(self, docs: list[str]) -> dict[str, TextDataset]:
         p = self.params
@@ -125,7 +129,7 @@ def _slice(docs: list[str], lo: int, hi: int) -> list[str]:
     return out
 
 
-class TextFilesParams(TextParams):
+class TextFilesParams(TextParams, FileSelection):
     path: str = PathField("", description="a .txt file, a folder of them, or a .jsonl file (~ and $VARS expanded)")
     paths: list[str] = PathField([], description="several files or folders, read in order")
     field: Optional[str] = Field(None, description="JSONL files: the field holding the text")
@@ -153,6 +157,7 @@ class TextFiles(TextSource):
             p = Path(name).expanduser()
             if p.is_dir():
                 found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in (*TEXT_SUFFIXES, ".jsonl"))
+                found = select_files(found, p, self.params)
                 if not found:
                     raise DataError(f"{p}: no text files here ({', '.join(TEXT_SUFFIXES)} or .jsonl)")
                 out += found

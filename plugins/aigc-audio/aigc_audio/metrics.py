@@ -137,7 +137,13 @@ class AudioClassifierScore(Metric):
                                                         self.params.embedding_dim), train)
         return net.eval()
 
+    def needs(self) -> dict[str, int]:
+        """Half the test clips are scored against the other half, two a side at least; the
+        classifier needs clips to learn from."""
+        return {"test": 4, self.params.classifier_split: 2}
+
     def compute(self, ctx: MetricContext) -> dict[str, float]:
+        self.require(ctx.data)
         info = ctx.data.info
         gen = ctx.generator
         gen_rate = int(getattr(gen, "sample_rate", 0) or gen.info.get("sample_rate", 0))
@@ -148,8 +154,6 @@ class AudioClassifierScore(Metric):
         test = ctx.data.split("test")
         half = len(test) // 2
         n = min(self.params.num_samples, half)
-        if n < 2:
-            raise ValueError("audio-classifier: the test split needs at least four clips (data.test_fraction)")
         # temperature is a VAE's option; a diffusion model has none and samples with its run's options
         extra = {"temperature": self.params.temperature} if "temperature" in gen.GenerateOptions.model_fields else {}
         generated = ctx.generate(n, seed=ctx.seed + 1, **extra)
@@ -208,6 +212,10 @@ class VocoderFidelity(Metric):
 
     Params = VocoderFidelityParams
 
+    def needs(self) -> dict[str, int]:
+        """Real clips to re-synthesise."""
+        return {self.params.split: 1}
+
     def compute(self, ctx: MetricContext) -> dict[str, float]:
         from .stft_distance import stft_distance
 
@@ -219,9 +227,8 @@ class VocoderFidelity(Metric):
         rate = int(ctx.data.info["sample_rate"])
         if rate != int(gen.sample_rate):
             raise ConfigError("data.sample_rate", f"is {rate} Hz but the generator was trained at {gen.sample_rate} Hz")
+        self.require(ctx.data)
         waves, _ = split_tensors(ctx.data.split(self.params.split), limit=self.params.num_clips)
-        if len(waves) == 0:
-            raise ValueError(f"vocoder-fidelity: the {self.params.split} split is empty")
         with torch.no_grad():
             mel = features.log_mel(waves)
             candidates = {"griffin_lim": features.invert(mel, waves.shape[1])}

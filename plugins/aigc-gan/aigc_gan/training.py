@@ -81,6 +81,10 @@ class DCGANTraining(GeneratorTraining):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
+        if x.shape[0] == 1:
+            # Batch norm needs two values per channel: a lone image (the last batch of a few-shot
+            # split that leaves one over, or batch_size 1) is seen twice rather than crash or be lost.
+            x, y = x.repeat(2, 1, 1, 1), y.repeat(2)
         x = x * 2.0 - 1.0  # the generator's own preprocessing: data in [0, 1], model in [-1, 1]
         y = y if self.generator.num_classes else None
         p = self.params

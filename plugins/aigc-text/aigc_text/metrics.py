@@ -71,7 +71,12 @@ def _first_chars(docs: list[str], limit: int) -> list[str]:
 class TextLikelihood(Metric):
     Params = LikelihoodParams
 
+    def needs(self) -> dict[str, int]:
+        """Held-out text to score: one document at least."""
+        return {self.params.split: 1}
+
     def compute(self, context: MetricContext) -> dict[str, float]:
+        self.require(context.data)
         docs = list(context.data.split(self.params.split))
         if self.params.max_chars is not None:
             docs = _first_chars(docs, self.params.max_chars)
