@@ -56,6 +56,11 @@ _LAZY = {
     "cache_path": "aigc_core.classifier_cache",
     "cached_model": "aigc_core.classifier_cache",
     "data_identity": "aigc_core.classifier_cache",
+    # pretrained bases named by a folder or a hub id (standard library until a hub id is looked up)
+    "hub_offline": "aigc_core.hub",
+    "hub_offline_mode": "aigc_core.hub",
+    "resolve_pretrained": "aigc_core.hub",
+    "pretrained_record": "aigc_core.hub",
 }
 
 
@@ -77,8 +82,8 @@ __all__ = [
     "MODALITIES", "Metric", "Modality", "get_modality",
     "MetricContext", "NoParams", "PLUGIN_API_VERSION", "ParamError", "Params", "Pipeline", "PluginError",
     "Field", "FileContent", "FileField", "field_validator", "model_validator",
-    "PostProcessor", "QualityGateError", "Run", "RunDir", "UsageError", "atomic_path", "atomic_write", "cache_path", "cached_model", "data_identity", "frechet_distance", "get_registry", "hookimpl", "hookspec", "known_modalities", "make_grid", "png_bytes",
-    "phase", "progress_reporting", "report_progress", "PathField", "CheckContext",
+    "PostProcessor", "QualityGateError", "Run", "RunDir", "UsageError", "atomic_path", "atomic_write", "cache_path", "cached_model", "data_identity", "frechet_distance", "get_registry", "hub_offline", "hub_offline_mode", "hookimpl", "hookspec", "known_modalities", "make_grid", "png_bytes",
+    "phase", "pretrained_record", "progress_reporting", "report_progress", "resolve_pretrained", "PathField", "CheckContext",
     "cancellation", "check_cancelled", "sample_seed", "sha256_file", "split_indices", "torch_generator", "write_bytes",
     "write_json", "write_text",
 ]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable, Literal, Optional
+from typing import Callable, ClassVar, Literal, Optional
 
 import torch
 
@@ -89,6 +89,9 @@ class MelDiffusion(MelGenerator):
     Params = MelDiffusionParams
     GenerateOptions = MelDiffusionOptions
     training = "aigc_audio.diffusion_training:MelDiffusionTraining"
+    #: LoRA's default layers: aigc-diffusion's U-Net targets (resnet convolutions and time
+    #: projections, attention where a level has it); an instance keeps those its U-Net has.
+    adapter_targets: ClassVar[tuple[str, ...]] = denoiser.ADAPTER_TARGETS
 
     def __init__(self, params: MelDiffusionParams, info: dict):
         super().__init__(params, info)
@@ -105,6 +108,7 @@ class MelDiffusion(MelGenerator):
         self.unet_ema = copy.deepcopy(self.unet).requires_grad_(False) if params.ema_decay > 0 else None
         self.noise_scheduler = denoiser.noise_schedule(params.num_train_timesteps, params.beta_schedule,
                                                        params.prediction_type)
+        self.adapter_targets = denoiser.present_targets(self.unet, type(self).adapter_targets)
 
     def frame_multiple_for(self, params: MelDiffusionParams) -> int:
         return denoiser.side_multiple(len(SIZES[params.size][0]), params.patch)

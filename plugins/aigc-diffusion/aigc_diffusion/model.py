@@ -17,13 +17,13 @@ sampling needs, so a finished run loads and generates without Lightning.
 from __future__ import annotations
 
 import copy
-from typing import Callable, Literal, Optional
+from typing import Callable, ClassVar, Literal, Optional
 
 import numpy as np
 import torch
 
 from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, sample_seed
-from aigc_core import Field, Params, field_validator
+from aigc_core import Field, Params, field_validator, hub_offline_mode, pretrained_record, resolve_pretrained
 
 from . import denoiser
 from .denoiser import BETA_SCHEDULES, NORM_GROUPS, SCHEDULERS, scheduler_class  # noqa: F401 (names users import)
@@ -86,29 +86,182 @@ def unet_levels(size: str) -> int:
     return len(SIZES[size][0])
 
 
+BASE_KEY = "generator.base"
+#: what marks a diffusers folder: a pipeline's index, or a bare model's config
+DIFFUSERS_MARKERS = ("model_index.json", "config.json")
+#: what a base fixes and this config may therefore not set
+ARCHITECTURE_KEYS = ("size", "base_channels", "patch", "film")
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _read_json(path) -> dict:
+    import json
+
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(BASE_KEY, f"{path.parent}: not a diffusers model folder (no {path.name})") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(BASE_KEY, f"{path}: unreadable ({first_line(exc)})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(BASE_KEY, f"{path}: not a JSON object")
+    return value
+
+
+def _diffusers_folder(base: str):
+    """The local folder of ``base``: itself, or a hub id's snapshot (configs first, then only
+    the U-Net's safetensors: nothing else is fetched, no pickle and no code)."""
+    from pathlib import Path
+
+    ref, kwargs = resolve_pretrained(base, BASE_KEY, DIFFUSERS_MARKERS)
+    if not kwargs and Path(ref).is_dir():
+        return Path(ref)
+    from huggingface_hub import snapshot_download
+
+    try:
+        with hub_offline_mode(bool(kwargs)):  # from the cache: nothing may reach for the hub
+            folder = Path(snapshot_download(ref, allow_patterns=["*.json"], **kwargs))
+            weights = "unet/*.safetensors" if (folder / "model_index.json").is_file() else "*.safetensors"
+            return Path(snapshot_download(ref, allow_patterns=["*.json", weights], **kwargs))
+    except Exception as exc:  # the hub's many error types (not found, gated, offline): all one line
+        raise ConfigError(BASE_KEY, f"{ref!r}: cannot fetch it from the Hugging Face hub ({first_line(exc)})") from None
+
+
+def base_classes(config) -> int:
+    """Classes of a base U-Net: aigc's conditional nets have one embedding more (the null class)."""
+    embeds = config.get("num_class_embeds")
+    return int(embeds) - 1 if embeds else 0
+
+
+def _check_base_fits(base: str, config: dict, info: dict, params: DDPMParams) -> None:
+    """The base must make the data's images: its channels, its size, its classes (or none)."""
+    channels, height, width = (int(v) for v in info["shape"])
+    if config.get("in_channels") != channels or config.get("out_channels") != channels:
+        raise ConfigError(BASE_KEY, f"{base}: its U-Net makes {config.get('out_channels')}-channel images, the data "
+                                    f"has {channels} channel(s)")
+    size = config.get("sample_size")
+    side = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+    if side != (height, width):
+        raise ConfigError(BASE_KEY, f"{base}: its U-Net was trained on {side[0]}x{side[1]} images, the data gives "
+                                    f"{height}x{width} (set data.image_size to {side[0]})")
+    if config.get("class_embed_type") is not None:
+        raise ConfigError(BASE_KEY, f"{base}: class_embed_type {config['class_embed_type']!r} is not a class table; "
+                                    "ddpm takes unconditional or class-conditional (num_class_embeds) U-Nets")
+    classes = base_classes(config)
+    data_classes = int(info.get("num_classes") or 0)
+    if classes and not (params.conditional and data_classes == classes):
+        raise ConfigError(BASE_KEY, f"{base}: a U-Net conditioned on {classes} classes (+ the null class), but the "
+                                    f"data has {data_classes or 'no'} classes" +
+                                    ("" if params.conditional else " (generator.conditional is false)"))
+    for key in ARCHITECTURE_KEYS:
+        if key in params.model_fields_set:
+            raise ConfigError(f"generator.{key}", "the base's U-Net is used as it is; drop this key "
+                                                  f"(generator.base is {base})")
+
+
+def _check_schedule(base: str, config: dict, params: DDPMParams) -> None:
+    """A key this config sets must agree with the schedule the base was trained with."""
+    for key in ("num_train_timesteps", "beta_schedule", "prediction_type"):
+        if key in params.model_fields_set and key in config and getattr(params, key) != config[key]:
+            raise ConfigError(f"generator.{key}", f"{getattr(params, key)!r}, but the base was trained with "
+                                                  f"{config[key]!r} (generator.base is {base}); drop this key")
+
+
 class DDPM(Generator):
     modality = "image"
     shards = True
     Params = DDPMParams
     GenerateOptions = DDPMOptions
     training = "aigc_diffusion.training:DDPMTraining"
+    #: LoRA's default layers: the resnets' convolutions and time projections, and attention where
+    #: the U-Net has it (``denoiser.ADAPTER_TARGETS``); an instance keeps those its U-Net has.
+    adapter_targets: ClassVar[tuple[str, ...]] = denoiser.ADAPTER_TARGETS
 
-    def __init__(self, params: DDPMParams, info: dict):
+    def __init__(self, params: DDPMParams, info: dict, unet=None):
+        """``info["unet_config"]`` (and ``"scheduler_config"``), set by ``load_base``, make the
+        U-Net and noise schedule of a pretrained base instead of the preset ``size``; they travel
+        in ``model.json``, so a run fine-tuned from such a base loads its own artifact as is."""
         super().__init__(params, info)
         channels, height, width = info["shape"]
-        step = denoiser.side_multiple(unet_levels(params.size), params.patch)
-        if height % step or width % step:
-            patched = f" with patch {params.patch}" if params.patch > 1 else ""
-            raise ConfigError("data.image_size", f"ddpm size {params.size!r}{patched} needs image sides divisible by {step}, "
-                                                 f"got {height}x{width}")
-        classes = int(info.get("num_classes") or 0)
-        self.num_classes = classes if params.conditional and classes > 1 else 0
-        _, layers, attention = SIZES[params.size]
-        self.unet = denoiser.build_unet((channels, height, width), params.channels, layers, attention, self.num_classes,
-                                        params.patch, film=params.film)
+        native = info.get("unet_config")
+        if native is not None:
+            self.num_classes = base_classes(native)
+            if unet is None:
+                from diffusers import UNet2DModel
+
+                unet = UNet2DModel.from_config(native)
+            self.unet = unet
+        else:
+            step = denoiser.side_multiple(unet_levels(params.size), params.patch)
+            if height % step or width % step:
+                patched = f" with patch {params.patch}" if params.patch > 1 else ""
+                raise ConfigError("data.image_size", f"ddpm size {params.size!r}{patched} needs image sides divisible by {step}, "
+                                                     f"got {height}x{width}")
+            classes = int(info.get("num_classes") or 0)
+            self.num_classes = classes if params.conditional and classes > 1 else 0
+            _, layers, attention = SIZES[params.size]
+            self.unet = denoiser.build_unet((channels, height, width), params.channels, layers, attention,
+                                            self.num_classes, params.patch, film=params.film)
         self.unet_ema = copy.deepcopy(self.unet).requires_grad_(False) if params.ema_decay > 0 else None
-        self.noise_scheduler = denoiser.noise_schedule(params.num_train_timesteps, params.beta_schedule,
-                                                       params.prediction_type)
+        if info.get("scheduler_config") is not None:
+            from diffusers import DDPMScheduler
+
+            self.noise_scheduler = DDPMScheduler.from_config(info["scheduler_config"])
+        else:
+            self.noise_scheduler = denoiser.noise_schedule(params.num_train_timesteps, params.beta_schedule,
+                                                           params.prediction_type)
+        self.adapter_targets = denoiser.present_targets(self.unet, type(self).adapter_targets)
+
+    # -- a pretrained base ---------------------------------------------------------------------
+    @classmethod
+    def load_base(cls, base: str, params: DDPMParams, info: dict) -> "DDPM":
+        """``generator.base``: a diffusers pipeline folder (``model_index.json``, ``unet/``,
+        ``scheduler/``, as ``DDPMPipeline.save_pretrained`` writes), a bare ``UNet2DModel`` folder
+        or a hub id of either. The U-Net and its noise schedule come from the base (a bare U-Net
+        takes the schedule from this config's keys); the data must have its image size and
+        channels. Safetensors only; nothing from the folder runs (only the U-Net and scheduler
+        classes named here are built, never the pipeline's own). An unconditional base stays
+        unconditional: its samples ignore the data's labels (no guidance), because a class
+        embedding added fresh would start as noise the frozen base never saw; a class-conditional
+        one must have aigc's layout, one embedding per class plus the null class."""
+        folder = _diffusers_folder(base)
+        unet_dir = folder / "unet" if (folder / "model_index.json").is_file() else folder
+        config = _read_json(unet_dir / "config.json")
+        if config.get("_class_name", "UNet2DModel") != "UNet2DModel":
+            raise ConfigError(BASE_KEY, f"{base}: holds a {config['_class_name']}; ddpm starts from a UNet2DModel "
+                                        "(pixel-space, unconditional or class-conditional)")
+        if not any(unet_dir.glob("*.safetensors")):
+            raise ConfigError(BASE_KEY, f"{base}: no safetensors weights in {unet_dir.name}/ (aigc never loads pickled "
+                                        ".bin checkpoints; convert them with save_pretrained(safe_serialization=True))")
+        _check_base_fits(base, config, info, params)
+        scheduler_config = None
+        if (folder / "scheduler" / "scheduler_config.json").is_file():
+            scheduler_config = {k: v for k, v in _read_json(folder / "scheduler" / "scheduler_config.json").items()
+                                if not k.startswith("_")}
+            _check_schedule(base, scheduler_config, params)
+        from diffusers import UNet2DModel
+
+        try:  # a plain model class from its config: no pipeline, no custom code, tensors only
+            unet = UNet2DModel.from_pretrained(str(unet_dir), use_safetensors=True, local_files_only=True)
+        except (OSError, ValueError, RuntimeError, TypeError) as exc:
+            raise ConfigError(BASE_KEY, f"{base}: cannot load its U-Net ({first_line(exc)})") from None
+        unet_config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
+        info = {**info, "unet_config": unet_config, "scheduler_config": scheduler_config}
+        if scheduler_config is None:  # a bare U-Net: the schedule this config names
+            info["scheduler_config"] = {k: v for k, v in dict(denoiser.noise_schedule(
+                params.num_train_timesteps, params.beta_schedule, params.prediction_type).config).items()
+                if not k.startswith("_")}
+        model = cls(params, info, unet=unet.train())
+        return model
+
+    @classmethod
+    def base_record(cls, base: str) -> dict:
+        """The base's weights (sha256 of its safetensors) or, for a hub id, its cached revision."""
+        return pretrained_record(base, markers=DIFFUSERS_MARKERS)
 
     # -- generation ---------------------------------------------------------------------------
     def make_scheduler(self, name: str, steps: int):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 import numpy as np
 import torch
@@ -214,12 +214,24 @@ class DiscriminatorNet(nn.Module):
         return logit
 
 
+def gan_targets(net: GeneratorNet) -> tuple[str, ...]:
+    """The projection and every transposed convolution but the last: that one makes the 1-3
+    image channels, too few for a low-rank update to add anything a rank-8 adapter could use."""
+    convs = [i for i, layer in enumerate(net.body) if isinstance(layer, nn.ConvTranspose2d)]
+    return ("project.0",) + tuple(f"body.{i}" for i in convs[:-1])
+
+
 class DCGAN(Generator):
     modality = "image"
     shards = True
     Params = DCGANParams
     GenerateOptions = DCGANOptions
     training = "aigc_gan.training:DCGANTraining"
+    #: LoRA's default layers (peft target_modules: a module name or its dotted suffix, so G and
+    #: G_ema get the same ones): the projection from the latent and the transposed convolutions.
+    #: Their indices in ``body`` depend on the image size, so an instance lists its own
+    #: (``gan_targets``); these two exist at every size from 16 pixels.
+    adapter_targets: ClassVar[tuple[str, ...]] = ("project.0", "body.0")
 
     def __init__(self, params: DCGANParams, info: dict):
         super().__init__(params, info)
@@ -231,6 +243,7 @@ class DCGAN(Generator):
                               params.class_norm)
         self.G.apply(dcgan_init)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if params.ema_decay > 0 else None
+        self.adapter_targets = gan_targets(self.G)
 
     # -- generation ---------------------------------------------------------------------------
     def latents(self, n: int, seed: int, start: int = 0) -> torch.Tensor:

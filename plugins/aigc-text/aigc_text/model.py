@@ -1,7 +1,8 @@
 """A transformers causal language model as an aigc generator.
 
 From scratch: a GPT-2 architecture sized from the config and a byte-level BPE tokenizer trained
-on the training split. Or ``pretrained:`` a local model directory or hub id, to fine-tune.
+on the training split. Or ``generator.base:`` a transformers model directory or hub id (with its
+tokenizer), to fine-tune or adapt (``load_base``; ``pretrained:`` is its old name, still read).
 The artifact is the plain Hugging Face layout, so ``AutoModelForCausalLM.from_pretrained`` and
 every other tool load ``RUN_DIR/model`` as is.
 
@@ -17,19 +18,23 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Annotated, Iterator, Literal, Optional
+from typing import Annotated, ClassVar, Iterator, Literal, Optional
 
 import torch
 
 from aigc_core import AigcError, CheckpointError, ConfigError, Content, Generator, Item, check_cancelled, sample_seed
 from aigc_core import Field, ParamError, Params, model_validator
+from aigc_core import hub_offline_mode, pretrained_record, resolve_pretrained
 
 from .sampling import Decoder, Sampling
-from .tokenizer import load_tokenizer, resolve, train_bpe
+from .tokenizer import load_tokenizer, train_bpe
 
 # layers, heads, width, context
 SIZES = {"debug": (2, 2, 32, 64), "small": (4, 4, 128, 128), "base": (6, 6, 384, 256)}
 TOKENIZER_DIR = "tokenizer"
+#: LoRA targets of pretrained bases of other families (peft's names for them), tried in order when
+#: a base has none of GPT-2's: Llama, Mistral, Qwen, OPT, Phi...; GPT-NeoX, Falcon, Bloom
+OTHER_TARGETS = (("q_proj", "k_proj", "v_proj", "o_proj"), ("query_key_value",))
 
 
 class CausalLMParams(Params):
@@ -40,7 +45,7 @@ class CausalLMParams(Params):
     context: Optional[int] = Field(None, ge=1, description="tokens the model sees at once")
     vocab_size: int = Field(2048, ge=257, le=1_000_000, description="of the trained BPE tokenizer; 257 is bytes plus end-of-text")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout in attention and MLP")
-    pretrained: Optional[str] = Field(None, description="a local model directory or a hub id, to fine-tune")
+    pretrained: Optional[str] = Field(None, description="the old name of generator.base (a transformers model directory or hub id); still read")
     tokenizer: Optional[str] = Field(None, description="a tokenizer directory to use instead of training one")
     tokenizer_max_chars: int = Field(20_000_000, ge=1, description="BPE is trained on at most this much of the training split")
     lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW)")
@@ -117,6 +122,17 @@ def _context_of(model) -> int:
     return 1024
 
 
+def _targets_of(model, default: tuple[str, ...]) -> tuple[str, ...]:
+    """GPT-2's projections, or those of the first other family the model has: a pretrained base
+    need not be a GPT-2, and a default that names no layer of it adapts nothing."""
+    names = [name for name, _ in model.named_modules()]
+    for family in (default, *OTHER_TARGETS):
+        present = tuple(t for t in family if any(n == t or n.endswith("." + t) for n in names))
+        if present:
+            return present
+    return default
+
+
 def _check_vocab(tokenizer, model, error) -> None:
     rows = model.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > rows:
@@ -131,6 +147,10 @@ class CausalLM(Generator):
     Params = CausalLMParams
     GenerateOptions = TextOptions
     training = "aigc_text.training:CausalLMTraining"
+    #: LoRA's default layers (peft target_modules: a module name or its dotted suffix): every
+    #: attention and MLP projection of GPT-2 (transformers' Conv1D, which peft adapts), the usual
+    #: choice for a small model. A base of another family gets its own names (``OTHER_TARGETS``).
+    adapter_targets: ClassVar[tuple[str, ...]] = ("c_attn", "c_proj", "c_fc")
 
     def __init__(self, params: CausalLMParams, info: dict, model=None, tokenizer=None):
         super().__init__(params, info)
@@ -138,32 +158,56 @@ class CausalLM(Generator):
             raise ConfigError("generator", "a text model needs a tokenizer (build it with CausalLM.build)")
         self.tokenizer = tokenizer
         self.model = model if model is not None else _gpt2(params, tokenizer)
+        self.adapter_targets = _targets_of(self.model, type(self).adapter_targets)
         model_context = _context_of(self.model)
         self.context = min(params.context or model_context, model_context)
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
     def build(cls, params: CausalLMParams, source, workdir: Path) -> "CausalLM":
-        model = None
-        if params.pretrained:
-            from transformers import AutoModelForCausalLM
-
-            ref, kwargs = resolve(params.pretrained, "generator.pretrained")
-            _quiet_transformers()
-            tokenizer = load_tokenizer(params.tokenizer or ref, "generator.tokenizer" if params.tokenizer
-                                       else "generator.pretrained", **kwargs)
-            try:
-                model = AutoModelForCausalLM.from_pretrained(  # loads in eval mode; never the folder's own code
-                    ref, **{**kwargs, "trust_remote_code": False}).train()
-            except (OSError, ValueError) as exc:
-                raise ConfigError("generator.pretrained", f"{ref}: cannot load ({str(exc).splitlines()[0]})") from None
-            key = "generator.tokenizer" if params.tokenizer else "generator.pretrained"
-            _check_vocab(tokenizer, model, lambda m: ConfigError(key, m))
-        elif params.tokenizer:
+        if params.pretrained:  # the old name of generator.base: the same loading, errors under its own key
+            return cls._from_pretrained(params.pretrained, params, source.info, "generator.pretrained")
+        if params.tokenizer:
             tokenizer = load_tokenizer(params.tokenizer, "generator.tokenizer")
         else:
             tokenizer = cls.fit_tokenizer(params, source, Path(workdir) / TOKENIZER_DIR)
         info = dict(source.info)
+        info["vocab"] = len(tokenizer)
+        return cls(params, info, tokenizer=tokenizer)
+
+    @classmethod
+    def load_base(cls, base: str, params: CausalLMParams, info: dict) -> "CausalLM":
+        """``generator.base``: a transformers model folder or hub id (with its tokenizer, or
+        ``generator.tokenizer``), to fine-tune or adapt. Safetensors only, never the folder's own
+        code; offline, a hub id not in the local cache fails at once."""
+        if params.pretrained and params.pretrained != base:
+            raise ConfigError("generator.pretrained", "is the old name of generator.base; give only generator.base")
+        return cls._from_pretrained(base, params, info, "generator.base")
+
+    @classmethod
+    def base_record(cls, base: str) -> dict:
+        """The base's weights (sha256 of its safetensors) or, for a hub id, its cached revision."""
+        return pretrained_record(base)
+
+    @classmethod
+    def _from_pretrained(cls, base: str, params: CausalLMParams, info: dict, key: str) -> "CausalLM":
+        from transformers import AutoModelForCausalLM
+
+        ref, kwargs = resolve_pretrained(base, key)
+        if not kwargs and Path(ref).is_dir() and not any(Path(ref).glob("*.safetensors")):
+            raise ConfigError(key, f"{ref}: no safetensors weights here (aigc never loads pickled .bin checkpoints; "
+                                   "convert them with save_pretrained(safe_serialization=True))")
+        _quiet_transformers()
+        tok_key = "generator.tokenizer" if params.tokenizer else key
+        with hub_offline_mode(bool(kwargs)):  # from the cache: nothing may reach for the hub
+            tokenizer = load_tokenizer(params.tokenizer or ref, tok_key, **kwargs)
+            try:
+                model = AutoModelForCausalLM.from_pretrained(  # loads in eval mode; never the folder's own code
+                    ref, **{**kwargs, "use_safetensors": True, "trust_remote_code": False}).train()
+            except (OSError, ValueError) as exc:
+                raise ConfigError(key, f"{ref}: cannot load ({str(exc).splitlines()[0]})") from None
+        _check_vocab(tokenizer, model, lambda m: ConfigError(tok_key, m))
+        info = dict(info)
         info["vocab"] = len(tokenizer)
         return cls(params, info, model=model, tokenizer=tokenizer)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, ClassVar, Literal, Optional
 
 import numpy as np
 import torch
@@ -108,6 +108,13 @@ class VAE(Generator):
     shards = True
     reads_data = True
     training = "aigc_vae.training:VAETraining"
+    #: LoRA's default layers (peft target_modules: a module name or its dotted suffix): the
+    #: decoder's fully connected layers and its first transposed convolution, which make the
+    #: images, and the encoder's fully connected layers, so the posterior follows the new data
+    #: (the ELBO trains both). Not the first encoder conv nor the last decoder conv: their 1-3
+    #: image channels leave a low-rank update nothing to add. All exist at every size.
+    adapter_targets: ClassVar[tuple[str, ...]] = ("encoder.fc.0", "encoder.out", "decoder.fc.0", "decoder.fc.2",
+                                                  "decoder.convs.0")
 
     def __init__(self, params: VAEParams, info: dict):
         super().__init__(params, info)
