@@ -97,7 +97,7 @@ def match_targets(generator: Any, patterns: list[str], key: str = f"{KEY}.target
 
 def check_spec(generator: Any, spec: AdapterSpec) -> list[str]:
     """The layers ``spec`` adapts on ``generator``, after every check a config can fail."""
-    patterns = spec.targets if spec.targets is not None else list(getattr(type(generator), "adapter_targets", ()))
+    patterns = spec.targets if spec.targets is not None else list(getattr(generator, "adapter_targets", ()))
     if not patterns:
         raise ConfigError(f"{KEY}.targets", f"generator {type(generator).__name__} declares no default adapter "
                                             "targets; name the layers to adapt")

@@ -227,7 +227,8 @@ class Generator(Checked, torch.nn.Module):
     #: generators that work from held-out data (reconstructions, vocoding real spectrograms).
     reads_data: ClassVar[bool] = False
     #: Layers a LoRA adapter corrects by default (``generator.adapter``; ``targets:`` overrides):
-    #: module names or name endings, as peft matches them. Empty: the user must name them.
+    #: module names or name endings, as peft matches them. Empty: the user must name them. Read
+    #: from the instance, so one that knows its size (layers per resolution) may name more.
     adapter_targets: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Any, info: dict):

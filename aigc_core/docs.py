@@ -215,6 +215,28 @@ other classes, another sample rate) before it writes anything.
 """
 
 
+SMALL_DATA = """## Few-shot data and choosing files
+
+The folder sources (`image-folder`, `audio-folder`, `text-files`) read every file of their kinds
+under `data.path`, except hidden ones (a name starting with `.`, or inside such a folder).
+`data.include` and `data.exclude` are regular expressions matched (`re.search`) against each
+file's path under the folder, with `/` between folders: `include: '^\\d_theo_'` reads one FSDD
+speaker, `exclude: '^drafts/'` skips a subfolder. A bad expression, or one that leaves no file, is
+one line naming the key.
+
+Ten images, a dozen clips or three pages train like thousands: a `batch_size` larger than the
+training split gives one short batch an epoch, and a last batch of one is fine. The held-out
+fractions round (`0.1` of 10 items holds out 1). Fractions that leave the training split empty
+stop the run as the data is read, before anything is written, in one line naming the fraction
+that took the most. A split too small for a metric stops it with one line naming the fraction to
+raise (exit 2): each metric declares its minimum (`Metric.needs`: `frechet` and
+`image-memorisation` 2 images in `val` and in `test`, `image-diversity` `k + 2`,
+`audio-classifier` 4 test clips and 2 in its classifier's split, `text-likelihood` one document
+in its split) and checks it before it computes anything.
+
+"""
+
+
 SECTIONS = (
     ("data_source", "Data sources", "data", "`data: {source: NAME, ...}`"),
     ("generator", "Generators", "generator", "`generator: {name: NAME, ...}`; generation options go in `generate:`"),
@@ -241,7 +263,7 @@ def configuration_markdown(root: Path = ROOT, registry: Any = None) -> str:
            "bundled component is listed here; `aigc plugins info NAME` shows the same for any installed "
            "plugin. Unknown keys and wrong types are errors naming the full key.\n\n",
            "Top-level keys: " + ", ".join(f"`{k}`" for k in cfg.TOP_LEVEL) + ".\n\n",
-           PATHS, TIME_BUDGET, BASE,
+           PATHS, TIME_BUDGET, BASE, SMALL_DATA,
            "## Core sections\n\n"]
     for key, cls in (("train", cfg.TrainConfig), ("generate", cfg.GenerateSection), ("output", cfg.OutputConfig)):
         intro = (cls.__doc__ or "").split("\n\n")[0].replace("\n", " ").replace("``", "`")

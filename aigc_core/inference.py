@@ -142,8 +142,16 @@ class Inference:
         return self.generator.stream(seed=self.resolve_seed(seed), **self.options(options))
 
     def stamp(self, content: Content, seed: int, start: int | None = None) -> Content:
-        """Provenance only this object knows, on every item; a shard's indices count from ``start``."""
+        """Provenance only this object knows, on every item; a shard's indices count from ``start``.
+        An item with a class index also gets the class's name from the data the model learnt
+        (``info["classes"]``), so every client shows "bell" where the model said 3."""
+        info = getattr(self.generator, "info", None)
+        classes = info.get("classes") if isinstance(info, dict) else None
         for position, item in enumerate(content.items):
+            label = item.meta.get("label")
+            if ("class" not in item.meta and isinstance(classes, (list, tuple)) and isinstance(label, int)
+                    and not isinstance(label, bool) and 0 <= label < len(classes)):
+                item.meta["class"] = str(classes[label])
             if start is not None:
                 item.meta["index"] = start + position  # names and provenance use the global index
             item.meta.setdefault("index", position)

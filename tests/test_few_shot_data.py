@@ -169,3 +169,17 @@ def _refused(data, modality, metric, key, says):
     message = str(info.value)
     assert message.startswith(f"{key}: ") and says in message and "\n" not in message, message
     assert info.value.exit_code == 2
+
+
+def test_text_shorter_than_one_context_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
+    pages = tmp_path / "tiny"
+    pages.mkdir()
+    for i in range(3):
+        (pages / f"p{i}.txt").write_text(f"A short page, number {i}.")
+    out = tmp_path / "run"
+    config = write_yaml(tmp_path / "c.yaml", _config(
+        out, {"source": "text-files", "path": str(pages), "val_fraction": 0.0, "test_fraction": 0.0},
+        {"name": "causal-lm", "size": "debug", "vocab_size": 300}))
+    code, _, err = cli(capsys, "run", str(config))
+    assert code == 2 and not out.exists()
+    assert err.strip().splitlines()[-1].startswith(f"aigc: error: data: {pages}: the training split is shorter than one context")

@@ -112,3 +112,17 @@ def test_text_files_selection_in_a_folder(tmp_path):
     params = build_params(TextFiles.Params, {"path": str(tmp_path), "include": "^theirs/"}, "data")
     with pytest.raises(ConfigError, match=r"^data\.include: '\^theirs/' matches none of the 3 files"):
         TextFiles(params).documents()
+
+
+def test_aigc_check_sees_an_unmatched_include_before_any_data_is_read(tmp_path, capsys):
+    from aigc_testutil import cli, write_yaml
+
+    (tmp_path / "clips").mkdir()
+    root = _fsdd(tmp_path / "clips")
+    config = write_yaml(tmp_path / "c.yaml", {
+        "name": "x", "data": {"source": "audio-folder", "path": str(root), "include": "_teho_"},
+        "generator": {"name": "mel-vae", "size": "debug"}, "metrics": [], "output": {"dir": str(tmp_path / "run")}})
+    code, _, err = cli(capsys, "check", str(config))
+    assert code == 2 and "data.include: '_teho_' matches none of the 6 files" in err
+    code, out, _ = cli(capsys, "check", str(config), "data.include=_theo_")
+    assert code == 0

@@ -118,3 +118,20 @@ def test_run_loads_the_verified_model_and_refuses_a_tampered_one(gan_run, tmp_pa
     weights.write_bytes(weights.read_bytes()[:-1] + bytes([weights.read_bytes()[-1] ^ 1]))
     with pytest.raises(CheckpointError, match="sha256"):
         Run.load(copy)
+
+
+def test_items_carry_the_class_name_the_model_learnt(tmp_path):
+    """The page, the CLI's metadata and the API all caption a class by its name, not its index."""
+    from aigc_core import Pipeline, Run
+
+    Pipeline.from_config({
+        "name": "cgan", "seed": 0, "data": {"source": "sklearn-digits", "image_size": 8, "limit": 64},
+        "generator": {"name": "dcgan", "size": "debug", "conditional": True},
+        "train": {"max_steps": 1, "accelerator": "cpu", "progress_bar": False, "sample_every_n_epochs": 0},
+        "metrics": [], "output": {"dir": str(tmp_path / "cgan")},
+    }).fit()
+    run = Run.load(tmp_path / "cgan")
+    classes = run.generator.info["classes"]
+    content = run.inference.generate(4, seed=1)
+    assert [item.meta["label"] for item in content.items] == [0, 1, 2, 3]
+    assert [item.meta["class"] for item in content.items] == [str(classes[i]) for i in range(4)]

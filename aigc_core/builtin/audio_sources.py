@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import numpy as np
 import torch
 
-from aigc_core.builtin.files import FileSelection, select_files
+from aigc_core.builtin.files import FileSelection, check_selection, select_files
 from aigc_core.components import DataParams, InMemorySource, LabelledTensors
 from aigc_core.errors import DataError, first_line
 from aigc_core.params import Field, ParamError, model_validator
@@ -130,6 +130,10 @@ class AudioFolder(AudioSource):
     """WAV/FLAC/OGG files under a folder, labelled by subfolder or by a file-name pattern."""
 
     Params = AudioFolderParams
+
+    @classmethod
+    def check(cls, params: AudioFolderParams, context) -> None:
+        check_selection([params.path], AUDIO_SUFFIXES, params, context.key)
 
     def _label(self, root: Path, path: Path, pattern: re.Pattern | None) -> str | None:
         mode = self.params.labels

@@ -78,3 +78,21 @@ def select_files(files: Iterable[Path], root: Path, params: Params, key: str = "
             raise ConfigError(f"{key}.exclude", f"{exclude!r} excludes all {before} files under {root}"
                               + (" that data.include kept" if include else ""))
     return kept
+
+
+def check_selection(folders: Iterable[str], suffixes: Iterable[str], params: Params, key: str = "data") -> None:
+    """``aigc check``'s look at ``include``/``exclude``: a pattern that leaves no file fails there,
+    before a run reads (or a long job waits for) anything. Listing only, no file is opened; nothing
+    to check without a pattern, and a missing folder is the path check's to report."""
+    import os
+
+    if not (getattr(params, "include", None) or getattr(params, "exclude", None)):
+        return
+    wanted = tuple(s.lower() for s in suffixes)
+    for folder in folders:
+        root = Path(os.path.expandvars(os.path.expanduser(folder)))
+        if not root.is_dir():
+            continue
+        files = sorted(q for q in root.rglob("*") if q.suffix.lower() in wanted and q.is_file())
+        if files:
+            select_files(files, root, params, key)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aigc_core.builtin.files import FileSelection, select_files
+from aigc_core.builtin.files import FileSelection, check_selection, select_files
 from aigc_core.components import DataParams, InMemorySource, LabelledTensors, split_indices
 from aigc_core.errors import DataError
 from aigc_core.params import Field
@@ -104,6 +104,10 @@ class ImageFolder(ImageSource):
     """PNG/JPEG files; images in subfolders take the subfolder's name as their class."""
 
     Params = ImageFolderParams
+
+    @classmethod
+    def check(cls, params: ImageFolderParams, context) -> None:
+        check_selection([params.path], IMAGE_SUFFIXES, params, context.key)
 
     def load(self):
         from PIL import Image, UnidentifiedImageError

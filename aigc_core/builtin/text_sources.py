@@ -16,7 +16,7 @@ from typing import Literal, Optional
 
 from torch.utils.data import Dataset
 
-from aigc_core.builtin.files import FileSelection, select_files
+from aigc_core.builtin.files import FileSelection, check_selection, select_files
 from aigc_core.components import DataParams, DataSource, HeldOut, split_indices
 from aigc_core.errors import DataError
 from aigc_core.params import Field, ParamError, model_validator
@@ -146,6 +146,11 @@ class TextFiles(TextSource):
     """.txt files (one document each), folders of them (sorted by name), or JSONL with a field."""
 
     Params = TextFilesParams
+
+    @classmethod
+    def check(cls, params: TextFilesParams, context) -> None:
+        folders = ([params.path] if params.path else []) + list(params.paths)
+        check_selection(folders, (*TEXT_SUFFIXES, ".jsonl"), params, context.key)
 
     def describe(self) -> str:
         return self.params.path or ", ".join(self.params.paths)

@@ -90,7 +90,7 @@ class MelDiffusion(MelGenerator):
     GenerateOptions = MelDiffusionOptions
     training = "aigc_audio.diffusion_training:MelDiffusionTraining"
     #: LoRA's default layers: aigc-diffusion's U-Net targets (resnet convolutions and time
-    #: projections, attention where a level has it); an instance keeps those its U-Net has.
+    #: projections); an instance adds attention where its U-Net has it (``denoiser.unet_targets``).
     adapter_targets: ClassVar[tuple[str, ...]] = denoiser.ADAPTER_TARGETS
 
     def __init__(self, params: MelDiffusionParams, info: dict):
@@ -108,7 +108,7 @@ class MelDiffusion(MelGenerator):
         self.unet_ema = copy.deepcopy(self.unet).requires_grad_(False) if params.ema_decay > 0 else None
         self.noise_scheduler = denoiser.noise_schedule(params.num_train_timesteps, params.beta_schedule,
                                                        params.prediction_type)
-        self.adapter_targets = denoiser.present_targets(self.unet, type(self).adapter_targets)
+        self.adapter_targets = denoiser.unet_targets(self.unet)
 
     def frame_multiple_for(self, params: MelDiffusionParams) -> int:
         return denoiser.side_multiple(len(SIZES[params.size][0]), params.patch)

@@ -14,8 +14,8 @@ denoising generator shares are ``aigc_diffusion.training``.
   (the "null" class that classifier-free guidance contrasts with); ``patch > 1`` folds
   ``patch x patch`` pixels into channels first (space-to-depth), which cuts the cost of the
   full-resolution level by ``patch**2`` for large, smooth inputs such as spectrograms.
-* ``ADAPTER_TARGETS``, ``present_targets``: the U-Net's default LoRA layers, and those of them a
-  given net has (attention exists only where a U-Net was built with it).
+* ``ADAPTER_TARGETS``, ``ATTENTION_TARGETS``, ``unet_targets``: the U-Net's default LoRA
+  layers, with attention only where a U-Net was built with it.
 * ``noise_schedule``: the DDPM forward process a model is trained with; samplers are configured
   from it.
 * ``make_sampler`` / ``scheduler_class``: any DDPM-compatible diffusers scheduler by short or
@@ -49,18 +49,21 @@ SAMPLER_SETTINGS = {"timestep_spacing": "trailing", "thresholding": True, "sampl
 
 
 #: LoRA's default layers in a diffusers U-Net (peft target_modules: a module name or its dotted
-#: suffix): both convolutions and the time-embedding projection of every resnet, where most of
-#: the weights and the look of the output are, and the attention projections where a level has
-#: attention (diffusers' usual LoRA targets). Not conv_in/conv_out, whose few channels (1-3 for
-#: images) leave a rank-8 adapter nothing to add, nor the class embedding, a table of a few rows.
-ADAPTER_TARGETS = ("conv1", "conv2", "time_emb_proj", "to_q", "to_k", "to_v", "to_out.0")
+#: suffix): both convolutions and the time-embedding projection of every resnet, which every
+#: UNet2DModel has and where most of the weights and the look of the output are. Not
+#: conv_in/conv_out, whose few channels (1-3 for images) leave a rank-8 adapter nothing to add,
+#: nor the class embedding, a table of a few rows.
+ADAPTER_TARGETS = ("conv1", "conv2", "time_emb_proj")
+#: and the attention projections (diffusers' usual LoRA targets) where a level has attention:
+#: aigc's debug U-Net has none, a published DDPM has them at its lower resolutions
+ATTENTION_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 
-def present_targets(net: nn.Module, targets: tuple[str, ...] = ADAPTER_TARGETS) -> tuple[str, ...]:
-    """The entries of ``targets`` that name at least one module of ``net``: a U-Net built without
-    attention (aigc's debug size) has no to_q, and a default that names nothing adapts nothing."""
+def unet_targets(net: nn.Module) -> tuple[str, ...]:
+    """The default targets of this net: ``ADAPTER_TARGETS``, and ``ATTENTION_TARGETS`` it has
+    (a default that names no layer would adapt nothing, and the adapter's check refuses it)."""
     names = [name for name, _ in net.named_modules()]
-    return tuple(t for t in targets if any(n == t or n.endswith("." + t) for n in names))
+    return ADAPTER_TARGETS + tuple(t for t in ATTENTION_TARGETS if any(n == t or n.endswith("." + t) for n in names))
 
 
 def scheduler_class(name: str) -> type:

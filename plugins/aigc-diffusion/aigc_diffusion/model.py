@@ -137,6 +137,12 @@ def base_classes(config) -> int:
     return int(embeds) - 1 if embeds else 0
 
 
+def _base_shape(config: dict) -> list[int]:
+    size = config.get("sample_size")
+    height, width = (size if isinstance(size, (list, tuple)) else (size, size))
+    return [int(config.get("out_channels") or 0), int(height), int(width)]
+
+
 def _check_base_fits(base: str, config: dict, info: dict, params: DDPMParams) -> None:
     """The base must make the data's images: its channels, its size, its classes (or none)."""
     channels, height, width = (int(v) for v in info["shape"])
@@ -163,6 +169,17 @@ def _check_base_fits(base: str, config: dict, info: dict, params: DDPMParams) ->
                                                   f"(generator.base is {base})")
 
 
+def _check_scheduler_class(base: str, name: str) -> None:
+    """The base's scheduler must describe a DDPM forward process (DDIM, PNDM... do): another kind
+    (score SDE, flow matching) read as DDPM would be a different noise schedule without a word."""
+    from diffusers import DDPMScheduler
+
+    compatible = {c.__name__ for c in DDPMScheduler().compatibles} | {"DDPMScheduler"}
+    if name not in compatible:
+        raise ConfigError(BASE_KEY, f"{base}: its scheduler is a {name}, not a DDPM noise schedule; ddpm starts from "
+                                    "DDPM-trained U-Nets")
+
+
 def _check_schedule(base: str, config: dict, params: DDPMParams) -> None:
     """A key this config sets must agree with the schedule the base was trained with."""
     for key in ("num_train_timesteps", "beta_schedule", "prediction_type"):
@@ -177,8 +194,9 @@ class DDPM(Generator):
     Params = DDPMParams
     GenerateOptions = DDPMOptions
     training = "aigc_diffusion.training:DDPMTraining"
-    #: LoRA's default layers: the resnets' convolutions and time projections, and attention where
-    #: the U-Net has it (``denoiser.ADAPTER_TARGETS``); an instance keeps those its U-Net has.
+    #: LoRA's default layers: the resnets' convolutions and time projections, which every U-Net
+    #: has (``denoiser.ADAPTER_TARGETS``); an instance adds the attention projections where its
+    #: U-Net has attention (``denoiser.unet_targets``).
     adapter_targets: ClassVar[tuple[str, ...]] = denoiser.ADAPTER_TARGETS
 
     def __init__(self, params: DDPMParams, info: dict, unet=None):
@@ -214,11 +232,11 @@ class DDPM(Generator):
         else:
             self.noise_scheduler = denoiser.noise_schedule(params.num_train_timesteps, params.beta_schedule,
                                                            params.prediction_type)
-        self.adapter_targets = denoiser.present_targets(self.unet, type(self).adapter_targets)
+        self.adapter_targets = denoiser.unet_targets(self.unet)
 
     # -- a pretrained base ---------------------------------------------------------------------
     @classmethod
-    def load_base(cls, base: str, params: DDPMParams, info: dict) -> "DDPM":
+    def load_base(cls, base: str, params: DDPMParams, info: dict | None) -> "DDPM":
         """``generator.base``: a diffusers pipeline folder (``model_index.json``, ``unet/``,
         ``scheduler/``, as ``DDPMPipeline.save_pretrained`` writes), a bare ``UNet2DModel`` folder
         or a hub id of either. The U-Net and its noise schedule come from the base (a bare U-Net
@@ -227,7 +245,8 @@ class DDPM(Generator):
         classes named here are built, never the pipeline's own). An unconditional base stays
         unconditional: its samples ignore the data's labels (no guidance), because a class
         embedding added fresh would start as noise the frozen base never saw; a class-conditional
-        one must have aigc's layout, one embedding per class plus the null class."""
+        one must have aigc's layout, one embedding per class plus the null class. ``info`` None
+        (loading a finished personalised run): the base's own size, channels and classes."""
         folder = _diffusers_folder(base)
         unet_dir = folder / "unet" if (folder / "model_index.json").is_file() else folder
         config = _read_json(unet_dir / "config.json")
@@ -237,11 +256,14 @@ class DDPM(Generator):
         if not any(unet_dir.glob("*.safetensors")):
             raise ConfigError(BASE_KEY, f"{base}: no safetensors weights in {unet_dir.name}/ (aigc never loads pickled "
                                         ".bin checkpoints; convert them with save_pretrained(safe_serialization=True))")
+        if info is None:  # a finished personalised run: the base says what it makes
+            info = {"shape": _base_shape(config), "num_classes": base_classes(config)}
         _check_base_fits(base, config, info, params)
         scheduler_config = None
         if (folder / "scheduler" / "scheduler_config.json").is_file():
-            scheduler_config = {k: v for k, v in _read_json(folder / "scheduler" / "scheduler_config.json").items()
-                                if not k.startswith("_")}
+            raw = _read_json(folder / "scheduler" / "scheduler_config.json")
+            _check_scheduler_class(base, raw.get("_class_name", "DDPMScheduler"))
+            scheduler_config = {k: v for k, v in raw.items() if not k.startswith("_")}
             _check_schedule(base, scheduler_config, params)
         from diffusers import UNet2DModel
 

@@ -17,6 +17,7 @@ import torch
 
 from aigc_core import ConfigError
 from aigc_core.config import build_params
+from aigc_diffusion import denoiser
 from aigc_diffusion.model import DDPM
 
 INFO = {"shape": [1, 8, 8], "num_classes": 2}
@@ -97,7 +98,38 @@ def test_pipeline_folder_loads_with_its_unet_and_schedule_and_generates(pipeline
     assert "label" not in content.items[0].meta
     again = model.generate(1, seed=1, num_inference_steps=2, batch_size=2)
     assert again.items[0].data.tobytes() == content.items[0].data.tobytes()
-    assert set(model.adapter_targets) == set(DDPM.adapter_targets)  # its attention levels are targets too
+    assert model.adapter_targets == denoiser.ADAPTER_TARGETS + denoiser.ATTENTION_TARGETS  # it has attention
+
+
+def test_ddpm_training_fine_tunes_a_native_base(pipeline_dir, no_network):
+    """The training module needs nothing new for a native base: labelled data and an
+    unconditional base train unconditionally, the loss is finite and the weights move."""
+    import pytorch_lightning as pl
+
+    from aigc_core.training import quiet_lightning
+    from aigc_diffusion.training import DDPMTraining
+
+    model = DDPM.load_base(str(pipeline_dir), params(lr=1e-2), INFO)
+    before = model.unet.conv_in.weight.detach().clone()
+    quiet_lightning()
+    x, y = torch.rand(8, 1, 8, 8), torch.arange(8) % 2
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
+    trainer = pl.Trainer(max_steps=2, max_epochs=-1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(DDPMTraining(model), train_dataloaders=loader)
+    assert torch.isfinite(trainer.callback_metrics["loss"])
+    assert not torch.equal(model.unet.conv_in.weight, before)
+
+
+def test_without_data_info_the_base_says_what_it_makes(pipeline_dir, tmp_path, no_network):
+    """A finished personalised run loads its base with info None: the same net as in training."""
+    model = DDPM.load_base(str(pipeline_dir), params(), None)
+    assert model.info["shape"] == [1, 8, 8] and model.num_classes == 0
+    trained = DDPM.load_base(str(pipeline_dir), params(), INFO)
+    a = model.generate(1, seed=2, num_inference_steps=2, batch_size=2).items[0].data
+    assert a.tobytes() == trained.generate(1, seed=2, num_inference_steps=2, batch_size=2).items[0].data.tobytes()
+    tiny_unet(num_class_embeds=3).save_pretrained(str(tmp_path / "cond"))
+    assert DDPM.load_base(str(tmp_path / "cond"), params(), None).num_classes == 2
 
 
 def test_bare_unet_folder_takes_the_schedule_from_the_config(unet_dir, no_network):
@@ -179,6 +211,16 @@ def test_another_diffusers_model_class_is_named(tmp_path, unet_dir, no_network):
     (folder / "config.json").write_text(json.dumps({**config, "_class_name": "UNet2DConditionModel"}))
     with pytest.raises(ConfigError, match=r"^generator\.base: .*other: holds a UNet2DConditionModel; ddpm starts "
                                           r"from a UNet2DModel"):
+        DDPM.load_base(str(folder), params(), INFO)
+
+
+def test_a_scheduler_of_another_process_is_named(tmp_path, pipeline_dir, no_network):
+    folder = tmp_path / "sde"
+    shutil.copytree(pipeline_dir, folder)
+    path = folder / "scheduler" / "scheduler_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "_class_name": "ScoreSdeVeScheduler"}))
+    with pytest.raises(ConfigError, match=r"^generator\.base: .*sde: its scheduler is a ScoreSdeVeScheduler, not a "
+                                          r"DDPM noise schedule"):
         DDPM.load_base(str(folder), params(), INFO)
 
 

@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from aigc_core import DataError
+from aigc_core import ConfigError
 
 
 def encode_stream(tokenizer, docs: Sequence[str]) -> torch.Tensor:
@@ -61,8 +61,9 @@ class TokenDataModule:
                                             self.context)
         if not len(self.blocks["train"]):
             name = getattr(self.source, "describe", lambda: type(self.source).__name__)()
-            raise DataError(f"{name}: the training split is shorter than one context "
-                            f"of {self.context} tokens; give more text or a smaller generator.context")
+            # a usage error (exit 2): few-shot text a user can add to, not a broken file
+            raise ConfigError("data", f"{name}: the training split is shorter than one context "
+                              f"of {self.context} tokens; give more text or a smaller generator.context")
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         p = self.source.params

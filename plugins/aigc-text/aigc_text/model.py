@@ -176,7 +176,7 @@ class CausalLM(Generator):
         return cls(params, info, tokenizer=tokenizer)
 
     @classmethod
-    def load_base(cls, base: str, params: CausalLMParams, info: dict) -> "CausalLM":
+    def load_base(cls, base: str, params: CausalLMParams, info: dict | None) -> "CausalLM":
         """``generator.base``: a transformers model folder or hub id (with its tokenizer, or
         ``generator.tokenizer``), to fine-tune or adapt. Safetensors only, never the folder's own
         code; offline, a hub id not in the local cache fails at once."""
@@ -207,7 +207,7 @@ class CausalLM(Generator):
             except (OSError, ValueError) as exc:
                 raise ConfigError(key, f"{ref}: cannot load ({str(exc).splitlines()[0]})") from None
         _check_vocab(tokenizer, model, lambda m: ConfigError(tok_key, m))
-        info = dict(info)
+        info = dict(info or {"modality": "text"})  # None: a finished personalised run, nothing from the data
         info["vocab"] = len(tokenizer)
         return cls(params, info, model=model, tokenizer=tokenizer)
 

@@ -78,6 +78,13 @@ def test_transformers_folder_loads_with_its_tokenizer_and_generates(base_dir, no
     assert gen.adapter_targets == ("c_attn", "c_proj", "c_fc")
 
 
+def test_without_data_info_the_base_loads_as_it_is(base_dir, no_network):
+    """A finished personalised run loads its base with info None."""
+    gen = CausalLM.load_base(str(base_dir), params(), None)
+    assert gen.info == {"modality": "text", "vocab": len(gen.tokenizer)}
+    assert len(gen.generate(1, seed=0, max_new_tokens=2).items) == 1
+
+
 def test_a_base_of_another_family_gets_its_own_targets(tmp_path, no_network):
     gen = CausalLM.load_base(str(save_base(tmp_path / "llama", family="llama")), params(), INFO)
     assert gen.adapter_targets == ("q_proj", "k_proj", "v_proj", "o_proj")
