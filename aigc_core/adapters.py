@@ -299,7 +299,7 @@ def _freeze_statistics(generator: Any) -> None:
 
 def _thaw_statistics(generator: Any) -> None:
     for module in generator.modules():
-        if "train" in vars(module):
+        if getattr(vars(module).get("train"), "__func__", None) is _stay_in_eval:
             del module.train
 
 
