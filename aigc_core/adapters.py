@@ -126,6 +126,7 @@ def attach(generator: Any, spec: AdapterSpec, name: str = DEFAULT) -> list[str]:
         inject_adapter_in_model(config, generator, adapter_name=name)
     for pname, param in generator.named_parameters():  # peft freezes the rest; say so for every parameter
         param.requires_grad_(_is_adapter_key(pname, name))
+    _freeze_statistics(generator)
     generator.train(was_training)
     activate(generator, name)
     return names
@@ -213,6 +214,7 @@ def merge(generator: Any, name: str = DEFAULT) -> Any:
         setattr(parent, child, layer.get_base_layer())
     for param in generator.parameters():
         param.requires_grad_(True)
+    _thaw_statistics(generator)
     return generator
 
 
@@ -277,6 +279,36 @@ def _wrapped(module: Any) -> Any:
     a second under another name, so the checks look at what it adapts (several adapters, one base)."""
     get = getattr(module, "get_base_layer", None)
     return get() if callable(get) and hasattr(module, "lora_A") else module
+
+
+def _stay_in_eval(self: Any, mode: bool = True) -> Any:
+    import torch.nn as nn
+
+    return nn.Module.train(self, False)
+
+
+def _freeze_statistics(generator: Any) -> None:
+    """Normalisation layers with running statistics (batch norm) stay in eval mode for good.
+
+    Their running mean and variance are base weights in all but name: in training mode they would
+    drift toward the few examples, and the adapter file, which holds only the LoRA tensors, would
+    not carry the drift. The model trained would then not be the model loaded (a DCGAN adapted to
+    digits sampled noise once reloaded), and the base with its adapter off would no longer give
+    its own bytes. Frozen, they normalise with the base's statistics while the adapter trains, as
+    when it samples. ``merge`` gives the layers their ordinary ``train`` back."""
+    import types
+
+    for module in generator.modules():
+        if getattr(module, "track_running_stats", False) and getattr(module, "running_mean", None) is not None:
+            module.train = types.MethodType(_stay_in_eval, module)  # outlives the trainer's model.train()
+            module.eval()
+
+
+def _thaw_statistics(generator: Any) -> None:
+    for module in generator.modules():
+        if getattr(vars(module).get("train"), "__func__", None) is _stay_in_eval:
+            del module.train
+
 
 
 def _is_adapter_key(key: str, name: str | None = None) -> bool:

@@ -411,8 +411,11 @@ class Pipeline:
             self._source = source
         return self._source
 
-    def fit(self, restart: bool = False):
-        """Train the generator with Lightning; resumes from the run's last checkpoint if there is one."""
+    def fit(self, restart: bool = False, callbacks: Sequence[Any] = ()):
+        """Train the generator with Lightning; resumes from the run's last checkpoint if there is one.
+
+        ``callbacks``: more Lightning callbacks for this fit (a benchmark's CPU-time budget, say: the
+        train section's ``max_time`` counts wall time, which a shared machine makes meaningless)."""
         with phase("checking the config and this machine (loading Lightning)", lazy=True):
             from . import training
 
@@ -449,7 +452,7 @@ class Pipeline:
             try:  # a run stuck meeting its other processes still stops on SIGINT/SIGTERM, its new directory gone
                 with StartupGuard(self._discard_if_fresh) as guard:
                     summary = training.fit(source, generator, self.train, seed=self.seed, rundir=self.rundir,
-                                           resume=resumable, preview=preview, callbacks=[guard.callback],
+                                           resume=resumable, preview=preview, callbacks=[guard.callback, *callbacks],
                                            base=self._base_run if self.base is not None else False)
             except MisconfigurationException as exc:
                 # a train setting this generator cannot take (clipping with manual optimisation): known once it is built
