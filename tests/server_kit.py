@@ -233,50 +233,43 @@ def tiny_vae_run(run_dir: str | Path, name: str = "digits-vae") -> Path | None:
                         {"name": "vae", "size": "debug"})
 
 
+def _personalised_runs(base_run: str | Path, out_dir: str | Path, names: list[str], first_seed: int, data: dict,
+                       generator, train: dict) -> list[Path]:
+    """One adapter run per name on ``base_run``, each with its own seed; reused when already there.
+    ``generator(position)`` is the generator section past name and base."""
+    from aigc_core import Pipeline, RunDir
+
+    runs = []
+    for position, name in enumerate(names):
+        run_dir = Path(out_dir) / name
+        if not (RunDir(run_dir).manifest_path.is_file() and RunDir(run_dir).model_dir.is_dir()):
+            Pipeline.from_config({
+                "name": name, "seed": first_seed + position, "data": data,
+                "generator": {"base": str(Path(base_run).absolute()), **generator(position)},
+                "train": {"max_epochs": 1, "accelerator": "cpu", "progress_bar": False, "sample_every_n_epochs": 0,
+                          **train},
+                "metrics": [], "output": {"dir": str(run_dir)},
+            }).fit()
+        runs.append(run_dir)
+    return runs
+
+
 def personalised_gan_runs(base_run: str | Path, out_dir: str | Path, names: list[str]) -> list[Path]:
     """LoRA adapters (rank 1, the projection and the transposed convolution that makes the pixels) on a finished
     ``tiny_gan_run``, each trained a few steps with its own seed so each changes the output its own
-    way; reused when already there. What ``aigc serve`` holds on one base."""
-    from aigc_core import Pipeline, RunDir
-
-    runs = []
-    for position, name in enumerate(names):
-        run_dir = Path(out_dir) / name
-        if not (RunDir(run_dir).manifest_path.is_file() and RunDir(run_dir).model_dir.is_dir()):
-            Pipeline.from_config({
-                "name": name, "seed": 10 + position,
-                "data": {"source": "sklearn-digits", "image_size": 8, "limit": 64, "batch_size": 16},
-                "generator": {"name": "dcgan", "base": str(Path(base_run).absolute()),
-                              "adapter": {"rank": 1, "targets": ["project.0", "body.0"]},
-                              **({"lr_g": 1e-3} if position == 1 else {})},  # one changes a base parameter
-                "train": {"max_epochs": 1, "max_steps": 4, "accelerator": "cpu", "progress_bar": False,
-                          "sample_every_n_epochs": 0, "limit_val_batches": 0},
-                "metrics": [], "output": {"dir": str(run_dir)},
-            }).fit()
-        runs.append(run_dir)
-    return runs
+    way. What ``aigc serve`` holds on one base."""
+    return _personalised_runs(
+        base_run, out_dir, names, 10, {"source": "sklearn-digits", "image_size": 8, "limit": 64, "batch_size": 16},
+        lambda position: {"name": "dcgan", "adapter": {"rank": 1, "targets": ["project.0", "body.0"]},
+                          **({"lr_g": 1e-3} if position == 1 else {})},  # one changes a base parameter
+        {"max_steps": 4, "limit_val_batches": 0})
 
 
 def personalised_text_runs(base_run: str | Path, out_dir: str | Path, names: list[str]) -> list[Path]:
-    """LoRA adapters (rank 2, attention projections) on a finished ``tiny_text_run``, a few steps
-    each; reused when already there."""
-    from aigc_core import Pipeline, RunDir
-
-    runs = []
-    for position, name in enumerate(names):
-        run_dir = Path(out_dir) / name
-        if not (RunDir(run_dir).manifest_path.is_file() and RunDir(run_dir).model_dir.is_dir()):
-            Pipeline.from_config({
-                "name": name, "seed": 20 + position,
-                "data": {"source": "python-docs", "limit": 20, "max_chars": 20_000, "batch_size": 8},
-                "generator": {"name": "causal-lm", "base": str(Path(base_run).absolute()),
-                              "adapter": {"rank": 2, "targets": ["c_attn"]}},
-                "train": {"max_epochs": 1, "max_steps": 2, "accelerator": "cpu", "progress_bar": False,
-                          "sample_every_n_epochs": 0},
-                "metrics": [], "output": {"dir": str(run_dir)},
-            }).fit()
-        runs.append(run_dir)
-    return runs
+    """LoRA adapters (rank 2, attention projections) on a finished ``tiny_text_run``, a few steps each."""
+    return _personalised_runs(
+        base_run, out_dir, names, 20, {"source": "python-docs", "limit": 20, "max_chars": 20_000, "batch_size": 8},
+        lambda position: {"name": "causal-lm", "adapter": {"rank": 2, "targets": ["c_attn"]}}, {"max_steps": 2})
 
 
 # -- fuzzing the server's bodies -----------------------------------------------------------

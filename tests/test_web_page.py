@@ -12,6 +12,8 @@ Set ``AIGC_PAGE_SCREENSHOTS=DIR`` to keep a full-page screenshot of each model a
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import shutil
 import time
@@ -85,13 +87,20 @@ def live(tmp_path_factory):
         yield server
 
 
-@pytest.fixture(scope="module")
-def browser(live):
+@contextlib.contextmanager
+def chromium():
+    """Headless Chromium for a module's page tests (skips, naming what is missing, without playwright)."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser(live):
+    with chromium() as browser:
+        yield browser
 
 
 def open_page(browser, live, width: int):

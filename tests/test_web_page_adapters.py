@@ -13,7 +13,7 @@ import pytest
 
 from aigc_core.server import ServerSettings, create_app
 from server_kit import LiveServer, personalised_gan_runs, tiny_gan_run
-from test_web_page import CHROMIUM, FLAGS, open_page, press_generate, pytestmark  # noqa: F401 - the chromium skip
+from test_web_page import chromium, open_page, press_generate, pytestmark  # noqa: F401 - the chromium skip
 
 BASE = "digits-gan"
 
@@ -29,11 +29,8 @@ def live(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(live):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def _shown(page) -> list[bytes]:

@@ -9,10 +9,15 @@ from aigc_gan.model import DCGAN
 from aigc_gan.stylegan import StyleGAN
 
 
-@pytest.fixture(scope="module")
-def contract(tmp_path_factory):
-    return GeneratorContract(DCGAN, tiny_source("image"), params={"size": "debug"},
-                             workdir=tmp_path_factory.mktemp("dcgan-contract"), modality="image")
+#: Each generator of the plugin, at the size the contract runs it.
+GENERATORS = {"dcgan": (DCGAN, {"size": "debug"}), "stylegan": (StyleGAN, {"size": "debug", "r1_every": 1})}
+
+
+@pytest.fixture(scope="module", params=sorted(GENERATORS))
+def contract(request, tmp_path_factory):
+    cls, params = GENERATORS[request.param]
+    return GeneratorContract(cls, tiny_source("image"), params=params,
+                             workdir=tmp_path_factory.mktemp(f"{request.param}-contract"), modality="image")
 
 
 def test_registrations():
@@ -25,23 +30,8 @@ def test_contract(contract, check):
     contract.check(check)
 
 
-def test_conditional_contract(tmp_path):
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+def test_conditional_contract(tmp_path, name):
     """Class-conditional sampling (labels cycle with the index) keeps the seeding contract."""
-    GeneratorContract(DCGAN, tiny_source("image"), params={"size": "debug", "conditional": True},
-                      workdir=tmp_path).run(["train-step", "output", "same-seed", "round-trip"])
-
-
-@pytest.fixture(scope="module")
-def style_contract(tmp_path_factory):
-    return GeneratorContract(StyleGAN, tiny_source("image"), params={"size": "debug", "r1_every": 1},
-                             workdir=tmp_path_factory.mktemp("stylegan-contract"), modality="image")
-
-
-@pytest.mark.parametrize("check", GENERATOR_CHECKS)
-def test_stylegan_contract(style_contract, check):
-    style_contract.check(check)
-
-
-def test_stylegan_conditional_contract(tmp_path):
-    GeneratorContract(StyleGAN, tiny_source("image"), params={"size": "debug", "conditional": True},
+    GeneratorContract(GENERATORS[name][0], tiny_source("image"), params={"size": "debug", "conditional": True},
                       workdir=tmp_path).run(["train-step", "output", "same-seed", "round-trip"])
