@@ -84,7 +84,7 @@ class StyleGANOptions(Params):
     mix_layer: Optional[int] = Field(None, ge=1, description="style mixing: the first layer taken from the second seed (1 .. depth-1; default: half the depth)")
     interpolate: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="a walk in W from sample i of seed to sample i of this seed: frames, a grid and an animation per walk")
     frames: int = Field(16, ge=2, le=256, description="interpolate: frames per walk")
-    animation: Literal["gif", "webp"] = Field("gif", description="interpolate: the animated file the exporter writes for each walk")
+    animation: Literal["gif", "webp"] = Field("gif", description="interpolate: the animation format of each walk (the exporter writes one per walk)")
     project: Optional[FileContent] = FileField(None, media_type="image/png", description=(
         "projection: fit this image (a path on the CLI and in Python, the file's bytes, base64, over HTTP); "
         "returns its reconstruction and n-1 variations around it"))
