@@ -132,16 +132,6 @@ def attach(generator: Any, spec: AdapterSpec, name: str = DEFAULT) -> list[str]:
     return names
 
 
-def adapter_names(generator: Any) -> list[str]:
-    """The adapters attached to ``generator``."""
-    found: list[str] = []
-    for layer in _lora_layers(generator):
-        for adapter in layer.lora_A.keys():
-            if adapter not in found:
-                found.append(adapter)
-    return found
-
-
 def activate(generator: Any, name: str | None) -> None:
     """Generate with adapter ``name`` (None: the base alone). Changes no weights, only which run."""
     for layer in _lora_layers(generator):

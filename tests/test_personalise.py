@@ -220,3 +220,16 @@ def test_data_the_base_cannot_make_is_refused_before_anything_is_written(runs, t
     code, _, err = cli(capsys, "run", str(write_yaml(tmp_path / "c.yaml", config)))
     assert code == 2 and "generator.base" in err and "shape" in err, err
     assert not out.exists()
+
+
+def test_export_refuses_a_standalone_run_and_a_users_folder(runs, tmp_path, capsys):
+    """Nothing to merge, or somewhere aigc may not write: one line, exit 2, nothing written or changed."""
+    code, _, err = cli(capsys, "export", "--merge", str(runs["base"]), str(tmp_path / "out"))
+    assert code == 2 and "not a personalised run" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    code, _, err = cli(capsys, "export", "--merge", str(runs["mine"]), str(mine))
+    assert code == 2 and "not an aigc run" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in mine.iterdir()) == ["keep.txt"] and (mine / "keep.txt").read_text() == "mine"
