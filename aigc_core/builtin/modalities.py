@@ -159,9 +159,10 @@ class AudioModality(Modality):
     display = {"render": "audio", "spectrogram": True}
 
     def encode(self, item: Item, meta: Mapping[str, Any], comment_limit: int | None = 2000) -> bytes:
-        """A WAV with ``meta`` as JSON in its comment. A comment much longer than 2,000 characters
-        is dropped by libsndfile, so the server keeps the start of it; the exporter, whose
-        provenance is shorter, passes ``comment_limit=None`` and writes it whole."""
+        """A WAV with ``meta`` as JSON in its comment. The server's responses keep the first 2,000
+        characters (libsndfile drops a comment much longer than that, and a response's metadata
+        travels in its JSON anyway); the exporter passes ``comment_limit=None``: its files have
+        always carried the provenance whole, and keep the same bytes."""
         rate = int(item.meta.get("sample_rate") or 0)
         if rate <= 0:
             raise ValueError("audio item has no sample_rate in its metadata")
