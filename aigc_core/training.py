@@ -30,6 +30,7 @@ from .atomic import write_text
 from .content import Content
 from .checkpoints import NonFiniteLoss, RunCheckpointIO, RunCheckpoints, StopSignals, loaders_in
 from .errors import CheckpointError, Interrupted
+from .inference import generate_with
 from .modalities import get_modality
 from .rundir import CHECKPOINT_FILE, LOGS_DIR, RunDir
 from .training_module import as_datamodule, training_module
@@ -71,13 +72,8 @@ class SampleWriter(Callback):
         if self.preview is None or not self.every or (trainer.current_epoch + 1) % self.every \
                 or not trainer.is_global_zero:
             return
-        generator = module.generator
-        was_training = generator.training
-        generator.eval()
-        try:
-            content = generator.generate(get_modality(generator.modality).preview_count, seed=self.seed)
-        finally:
-            generator.train(was_training)
+        generator = module.generator  # eval mode and back, no autograd: generate_with's
+        content = generate_with(generator, get_modality(generator.modality).preview_count, self.seed)
         self.preview(content, f"epoch_{trainer.current_epoch + 1:03d}")
 
 
