@@ -79,15 +79,21 @@ def test_unet_attention_is_a_target_where_the_unet_has_attention(configs, tmp_pa
         assert unmatched(generator, generator.adapter_targets) == []
 
 
-@pytest.mark.parametrize("image_size, convs", [(8, []), (16, ["body.0"]), (32, ["body.0", "body.3"]),
-                                               (64, ["body.0", "body.3", "body.6"])])
-def test_dcgan_adapts_every_transposed_conv_but_the_one_that_makes_pixels(configs, tmp_path, image_size, convs):
+@pytest.mark.parametrize("image_size, lora, last", [(8, ["project.0"], None), (16, ["body.0"], "body.3"),
+                                                    (32, ["body.0"], "body.6"), (64, ["body.0"], "body.9")])
+def test_dcgan_adapts_its_widest_conv_and_trains_the_cheap_layers_whole(configs, tmp_path, image_size, lora, last):
+    """#24's 3% budget: LoRA on the first transposed convolution; norms, the class embedding and the
+    convolution that makes the pixels (where a low-rank correction costs what the layer does) whole."""
     config = {**configs["dcgan"], "data": {**configs["dcgan"]["data"], "image_size": image_size}}
     generator = build(config, tmp_path)
-    assert generator.adapter_targets == ("project.0", *convs)
+    assert generator.adapter_targets == tuple(lora)
     assert unmatched(generator, generator.adapter_targets) == []
-    last = [m for m in generator.G.body if isinstance(m, torch.nn.ConvTranspose2d)][-1]
-    assert last.out_channels == 1  # the one left out: the digits' single channel
+    convs = [n for n, m in generator.G.body.named_children() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert (f"body.{convs[-1]}" if len(convs) > 1 else None) == last
+    assert (last in generator.adapter_whole) if last else not any(n.startswith("body.0") for n in generator.adapter_whole)
+    modules = dict(generator.G.named_modules())
+    assert all(entry in modules and any(True for _ in modules[entry].parameters()) for entry in generator.adapter_whole)
+    assert not set(generator.adapter_whole) & set(generator.adapter_targets)
 
 
 @pytest.mark.parametrize("backend", ["vae", "ddpm", "causal-lm", "mel-diffusion"])
