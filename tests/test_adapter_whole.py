@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from aigc_core import ConfigError
+from aigc_core.testing import generate
 
 
 def _dcgan():
@@ -27,7 +28,7 @@ def _dcgan():
 
 
 def _images(generator) -> list[np.ndarray]:
-    return [item.data for item in generator.generate(6, seed=3).items]
+    return [item.data for item in generate(generator, 6, seed=3).items]
 
 
 def test_layers_trained_whole_are_saved_switched_off_reloaded_and_merged_with_the_adapter():
