@@ -219,9 +219,10 @@ class DiscriminatorNet(nn.Module):
 def gan_targets(net: GeneratorNet) -> tuple[str, ...]:
     """LoRA's layer: the first transposed convolution, the widest (4x4 -> 8x8), where a digit's
     shape is drawn. The projection from the latent is left alone: 2,048 outputs make its rank-8
-    correction cost 4% of a small DCGAN by itself, and the later convolutions narrow to a few
-    channels, where a low-rank correction costs about what the layer does (#24: an adapter
-    within 3% of its base). At 8 pixels the only convolution makes the pixels: the projection then."""
+    correction cost 4% of a small DCGAN by itself (#24: an adapter within 3% of its base). A
+    second LoRA convolution would not fit beside the layers trained whole (``gan_whole``), which
+    measured worth more (docs/benchmarks.md, Personalisation). At 8 pixels the only convolution
+    makes the pixels: the projection then."""
     convs = [i for i, layer in enumerate(net.body) if isinstance(layer, nn.ConvTranspose2d)]
     return (f"body.{convs[0]}",) if len(convs) > 1 else ("project.0",)
 
