@@ -127,12 +127,14 @@ def check_whole(generator: Any, spec: AdapterSpec, lora: list[str]) -> list[str]
             leaves = sorted({name.rsplit(".", 1)[-1] for name in modules if name} | set(modules) - {""})
             raise ConfigError(f"{KEY}.whole", f"{pattern!r} names no layer of this {type(generator).__name__}"
                                               f"{did_you_mean(pattern, leaves)}")
-        if spec.whole is None and set(hits) & set(lora):
+        overlaps = {name: [t for t in lora if t == name or t.startswith(name + ".") or name.startswith(t + ".")]
+                    for name in hits}
+        if spec.whole is None and any(overlaps.values()):
             continue  # a default the user's targets took for LoRA: theirs wins
         for name in hits:
-            if name in lora:
-                raise ConfigError(f"{KEY}.whole", f"{pattern!r} selects {name}, which targets already adapts "
-                                                  "with LoRA; name it in one of the two")
+            if overlaps[name]:
+                raise ConfigError(f"{KEY}.whole", f"{pattern!r} selects {name}, which holds or is the LoRA layer "
+                                                  f"{overlaps[name][0]} of targets; name it in one of the two")
             if not any(True for _ in _wrapped_whole(modules[name]).parameters()):
                 raise ConfigError(f"{KEY}.whole", f"{pattern!r} selects {name}, which has no weights to train")
             if name not in chosen:
@@ -145,8 +147,11 @@ def resolved(generator: Any, spec: AdapterSpec) -> AdapterSpec:
     whose backend later changes its defaults."""
     lora = match_targets(generator, _targets(generator, spec))
     modules = dict(generator.named_modules())
+    def overlaps(name: str) -> bool:
+        return any(t == name or t.startswith(name + ".") or name.startswith(t + ".") for t in lora)
+
     whole = [pattern for pattern in _whole(generator, spec)
-             if spec.whole is not None or not any(name in lora for name in modules
+             if spec.whole is not None or not any(overlaps(name) for name in modules
                                                  if name == pattern or name.endswith("." + pattern))]
     return spec.model_copy(update={"targets": _targets(generator, spec), "whole": whole})
 

@@ -68,8 +68,8 @@ def test_layers_trained_whole_are_saved_switched_off_reloaded_and_merged_with_th
     assert resolved(_dcgan(), AdapterSpec()).whole == list(_dcgan().adapter_whole)  # what adapter.json records
 
 
-@pytest.mark.parametrize("whole, words", [(["body.9"], "names no layer"), (["body.0"], "already adapts"),
-                                          (["body.2"], "no weights")])
+@pytest.mark.parametrize("whole, words", [(["body.9"], "names no layer"), (["body.0"], "is the LoRA layer"),
+                                          (["body"], "holds or is the LoRA layer"), (["body.2"], "no weights")])
 def test_bad_whole_layers_are_one_error_naming_the_key(whole, words):
     from aigc_core.adapters import AdapterSpec, check_spec
 
