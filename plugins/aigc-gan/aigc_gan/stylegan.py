@@ -38,7 +38,10 @@ class StyleGANParams(Params):
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA of the generator that samples (0: the trained weights themselves)")
     w_avg_beta: float = Field(0.995, ge=0, lt=1, description="decay of the tracked average w that truncation pulls toward")
     lr_g: float = Field(0.0025, gt=0, description="generator learning rate (Adam)")
-    lr_d: float = Field(0.0025, gt=0, description="discriminator learning rate (Adam)")
+    # With equalised learning rates every weight is stored at N(0, 1) and Adam moves it by about lr a step:
+    # at the generator's 0.0025 this small D followed G too slowly, and G learnt to draw one picture per
+    # class whatever z was within a few hundred steps (docs/benchmarks.md, "Style-based GAN")
+    lr_d: float = Field(0.02, gt=0, description="discriminator learning rate (Adam); 8x lr_g: at lr_g, D follows G too slowly and G draws one picture per class")
     beta1: float = Field(0.0, ge=0, lt=1, description="Adam beta1 (0 as in StyleGAN2)")
     beta2: float = Field(0.99, ge=0, lt=1, description="Adam beta2")
     r1_gamma: float = Field(1.0, ge=0, description="weight of the R1 penalty on D's gradient at real images (0: off)")
