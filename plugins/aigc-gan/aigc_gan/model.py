@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from aigc_core import ConfigError, Content, Generator, Item, check_cancelled, sample_seed
-from aigc_core import Field, Params, field_validator
+from aigc_core import Field, Params, field_validator, preset
 
 SIZES = {"debug": (8, 16), "small": (32, 64), "base": (64, 128)}  # width, latent
 CLASS_EMBED_STD = 0.1  # the class vector starts well below the noise's scale (N(0, 1)); see GeneratorNet
@@ -64,13 +64,8 @@ class DCGANParams(Params):
             raise ValueError(f"unknown augmentation {unknown[0]!r} (choose from {', '.join(AUGMENTATIONS)})")
         return augment
 
-    @property
-    def width(self) -> int:
-        return self.base_channels or SIZES[self.size][0]
-
-    @property
-    def latent(self) -> int:
-        return self.latent_dim or SIZES[self.size][1]
+    width = preset("base_channels", SIZES, 0)
+    latent = preset("latent_dim", SIZES, 1)
 
 
 class DCGANOptions(Params):

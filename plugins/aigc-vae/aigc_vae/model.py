@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, UsageError, check_cancelled, sample_seed
-from aigc_core import Field, FileContent, FileField, ParamError, Params, model_validator
+from aigc_core import Field, FileContent, FileField, ParamError, Params, model_validator, preset
 
 from . import likelihoods as lk
 from .nets import Decoder, Encoder
@@ -59,13 +59,8 @@ class VAEParams(Params):
     def widths(self) -> list[int]:
         return list(self.channels or SIZES[self.size][0])
 
-    @property
-    def latent(self) -> int:
-        return self.latent_dim or SIZES[self.size][1]
-
-    @property
-    def hidden(self) -> int:
-        return self.hidden_dim or SIZES[self.size][2]
+    latent = preset("latent_dim", SIZES, 1)
+    hidden = preset("hidden_dim", SIZES, 2)
 
 
 class VAEOptions(Params):
