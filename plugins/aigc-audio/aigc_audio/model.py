@@ -16,7 +16,7 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
-from aigc_core import CheckpointError, Content, check_cancelled, sample_seed
+from aigc_core import CheckpointError, Content, check_cancelled, sample_normal
 from aigc_core import Field, Params, preset
 
 from .mel_base import MelGenerator, MelParams, split_tensors  # noqa: F401 (split_tensors: imported from here too)
@@ -143,12 +143,7 @@ class MelVAE(MelGenerator):
     # -- generation ---------------------------------------------------------------------------
     def latents(self, n: int, seed: int, start: int = 0) -> torch.Tensor:
         """Sample i's noise depends on (seed, i) alone, so batching cannot change a sample."""
-        out = torch.empty(n, self.params.latent)
-        g = torch.Generator()
-        for i in range(n):
-            g.manual_seed(sample_seed(seed, start + i))
-            out[i] = torch.randn(self.params.latent, generator=g)
-        return out
+        return sample_normal(n, self.params.latent, seed, start)
 
     @torch.no_grad()
     def generate(self, n: int, seed: int = 0, label=None, temperature: float = 1.0, batch_size: int = 64,

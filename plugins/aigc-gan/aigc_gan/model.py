@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aigc_core import ConfigError, Content, Generator, Item, check_cancelled, sample_seed
+from aigc_core import ConfigError, Content, Generator, Item, check_cancelled, sample_normal, sample_seed
 from aigc_core import Field, Params, field_validator, preset
 
 SIZES = {"debug": (8, 16), "small": (32, 64), "base": (64, 128)}  # width, latent
@@ -243,12 +243,7 @@ class DCGAN(Generator):
     # -- generation ---------------------------------------------------------------------------
     def latents(self, n: int, seed: int, start: int = 0) -> torch.Tensor:
         """Sample i's latent depends on (seed, i) alone: batches and shards cannot change it."""
-        out = torch.empty(n, self.params.latent)
-        g = torch.Generator()
-        for i in range(n):
-            g.manual_seed(sample_seed(seed, start + i))
-            out[i] = torch.randn(self.params.latent, generator=g)
-        return out
+        return sample_normal(n, self.params.latent, seed, start)
 
     @torch.no_grad()
     def generate(self, n: int, seed: int = 0, label: Optional[int] = None, use_ema: bool = True,

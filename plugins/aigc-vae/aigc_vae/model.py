@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, UsageError, check_cancelled, sample_seed
+from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, UsageError, check_cancelled, sample_normal, sample_seed
 from aigc_core import Field, FileContent, FileField, ParamError, Params, model_validator, preset
 
 from . import likelihoods as lk
@@ -178,12 +178,7 @@ class VAE(Generator):
 
     def latents(self, n: int, seed: int, start: int = 0, temperature: float = 1.0) -> torch.Tensor:
         """Latent i depends on (seed, i) alone: batch size and sharding cannot change a sample."""
-        out = torch.empty(n, self.params.latent)
-        g = torch.Generator()
-        for i in range(n):
-            g.manual_seed(sample_seed(seed, start + i))
-            out[i] = torch.randn(self.params.latent, generator=g)
-        return (out * temperature).to(self.device)
+        return (sample_normal(n, self.params.latent, seed, start) * temperature).to(self.device)
 
     def _class_labels(self, n: int, start: int, label: Optional[int]) -> torch.Tensor | None:
         if not self.num_classes:
