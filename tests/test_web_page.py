@@ -89,7 +89,10 @@ def live(tmp_path_factory):
 
 @contextlib.contextmanager
 def chromium():
-    """Headless Chromium for a module's page tests (skips, naming what is missing, without playwright)."""
+    """Headless Chromium for a module's page tests (skips, naming what is missing, without chromium
+    or playwright)."""
+    if not (os.path.isfile(CHROMIUM) or shutil.which(CHROMIUM)):
+        pytest.skip(f"chromium is not installed at {CHROMIUM} (apt-get install -y chromium; .ci/run does it)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
@@ -103,12 +106,13 @@ def browser(live):
         yield browser
 
 
-def open_page(browser, live, width: int):
+def open_page(browser, url: str, width: int):
+    """The served page at ``url``, ready, in a fresh context that refuses any request elsewhere."""
     context = browser.new_context(viewport={"width": width, "height": 800})
     outside = []
 
     def guard(route):  # the page must need nothing but this server
-        if route.request.url.startswith(live.url):
+        if route.request.url.startswith(url):
             route.continue_()
         else:
             outside.append(route.request.url)
@@ -118,14 +122,14 @@ def open_page(browser, live, width: int):
     page = context.new_page()
     page.outside = outside
     page.set_default_timeout(20_000)
-    page.goto(live.url + "/")
+    page.goto(url + "/")
     page.wait_for_selector("body[data-ready=true]")
     return page
 
 
 @pytest.fixture(scope="module")
 def page(browser, live):
-    page = open_page(browser, live, 1280)
+    page = open_page(browser, live.url, 1280)
     yield page
     page.context.close()
 
@@ -259,7 +263,7 @@ def check_shown(page, model: dict, width: int) -> None:
 def test_every_model_kind_with_the_form_defaults_at_desktop_and_phone_width(browser, live, width):
     """Generate pressed with the form untouched on every served model (the defaults must be a valid
     request), then what is shown is measured (see ``check_shown``)."""
-    page = open_page(browser, live, width)
+    page = open_page(browser, live.url, width)
     models = {m["name"]: m for m in page.evaluate("fetch('v1/models').then(r => r.json())")["models"]}
     assert expected_models() <= set(models), sorted(models)
     for name, model in models.items():
@@ -281,7 +285,7 @@ def test_every_model_kind_with_the_form_defaults_at_desktop_and_phone_width(brow
 
 
 def test_every_control_is_labelled_and_focus_is_visible(browser, live):
-    page = open_page(browser, live, 375)
+    page = open_page(browser, live.url, 375)
     for name in ("tiny-lm" if page.locator('#model option[value="tiny-lm"]').count() else "fake-text", "digits-gan"):
         page.select_option("#model", name)
         unnamed = page.eval_on_selector_all(

@@ -45,7 +45,7 @@ def _served(live, name: str, body: dict) -> list[bytes]:
 
 
 def test_the_picker_offers_the_bases_adapters_and_shows_the_chosen_ones_images(browser, live):
-    page = open_page(browser, live, 1280)
+    page = open_page(browser, live.url, 1280)
     sent = []
     page.on("request", lambda r: sent.append(json.loads(r.post_data)) if r.url.endswith("/generate") else None)
     try:
