@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from aigc_testutil import cli, run_aigc, tiny_gan_config, write_yaml
+from aigc_testutil import Forked, cli, run_aigc, tiny_gan_config, write_yaml
 
 LOSS_TOLERANCE = 0.01  # absolute, per logged step
 WEIGHT_TOLERANCE = 1.25  # DDP distance / noise-redraw distance
@@ -162,29 +162,29 @@ def test_one_and_two_processes_write_identical_shards(gan_run, tmp_path, capsys)
     assert "shard_00003/sample_00009.png" in {f for s in index["shards"] for f in s["files"]}
 
 
-KILLER = """
-import os, signal, sys
-from aigc_core import sharding
-original = sharding.ShardWriter.write_on_batch_end
-def killing(self, *args, **kwargs):
-    if len(self.written) == 2:  # die half-way into the third shard: its temporary directory stays behind
-        os.makedirs(os.path.join(self.out, ".shard_00002.k7x_q2ab.tmp"), exist_ok=True)
-        os.kill(os.getpid(), signal.SIGKILL)
-    return original(self, *args, **kwargs)
-sharding.ShardWriter.write_on_batch_end = killing
-from aigc_core.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+def _die_in_the_third_shard() -> None:
+    """In the killed process: die half-way into the third shard, its temporary directory left behind."""
+    import signal
+
+    from aigc_core import sharding
+
+    original = sharding.ShardWriter.write_on_batch_end
+
+    def killing(self, *args, **kwargs):
+        if len(self.written) == 2:
+            os.makedirs(os.path.join(self.out, ".shard_00002.k7x_q2ab.tmp"), exist_ok=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(self, *args, **kwargs)
+
+    sharding.ShardWriter.write_on_batch_end = killing
 
 
 def test_killed_generation_resumes_without_rewriting_finished_shards(gan_run, tmp_path, capsys):
-    import subprocess
-    import sys
-
     out = tmp_path / "gen"
     args = ["generate", str(gan_run), "-n", "8", "--shard-size", "2", "--devices", "1", "--out", str(out)]
-    killed = subprocess.run([sys.executable, "-c", KILLER, *args], capture_output=True, text=True, timeout=300)
-    assert killed.returncode == -9, killed.stderr[-2000:]
+    killed = Forked(*args, before=_die_in_the_third_shard)  # a process of its own, SIGKILLed
+    _, output = killed.communicate(timeout=300)
+    assert killed.returncode == -9, output[-2000:]
     finished = sorted(p.name for p in out.glob("shard_*"))
     assert finished == ["shard_00000", "shard_00001"]
     stamps = {str(p): (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.glob("shard_*/*")}
