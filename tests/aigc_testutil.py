@@ -64,23 +64,27 @@ class Forked:
     """``aigc ARGS`` in a forked copy of this process: a process of its own (its own signals, exit
     status and children) that starts with torch and Lightning already imported, where a fresh
     interpreter pays seconds of CPU to import them again. For tests of what a running process
-    does (a signal, a kill), not of what it imports. Stdout and stderr go to one pipe; the API is
-    the part of ``subprocess.Popen``'s the tests use (``returncode`` is -N after signal N)."""
+    does (a signal, a kill), not of what it imports. Stdout and stderr go to one pipe, or to the
+    file ``output``; ``before()`` runs in the child first (to patch it). The API is the part of
+    ``subprocess.Popen``'s the tests use (``returncode`` is -N after signal N)."""
 
     def __init__(self, *args: str, env: dict | None = None, cwd: str | Path = ROOT,
-                 before: Callable[[], None] | None = None):
+                 before: Callable[[], None] | None = None, output: Path | None = None):
         import signal
         import threading
 
-        read, write = os.pipe()
+        read, write = os.pipe() if output is None else (-1, -1)
         pid = os.fork()
         if pid == 0:  # the child: never returns into pytest
             code = 1
             try:
-                os.close(read)
+                if output is None:
+                    os.close(read)
+                else:
+                    write = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                 os.dup2(write, 1)
                 os.dup2(write, 2)
-                sys.stdout = open(1, "w", buffering=1, closefd=False)
+                sys.stdout = open(1, "w", buffering=1, closefd=False)  # not pytest's capture
                 sys.stderr = open(2, "w", buffering=1, closefd=False)
                 signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh interpreter
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -105,10 +109,12 @@ class Forked:
                     sys.stderr.flush()
                 finally:
                     os._exit(code)
-        os.close(write)
         self.pid, self.returncode, self._chunks = pid, None, []
-        self._reader = threading.Thread(target=self._read, args=(read,), daemon=True)
-        self._reader.start()
+        self._reader = None
+        if output is None:
+            os.close(write)
+            self._reader = threading.Thread(target=self._read, args=(read,), daemon=True)
+            self._reader.start()
 
     def _read(self, fd: int) -> None:
         with os.fdopen(fd, "rb") as pipe:
@@ -138,7 +144,8 @@ class Forked:
             if deadline is not None and time.monotonic() > deadline:
                 raise subprocess.TimeoutExpired(f"aigc (forked, pid {self.pid})", timeout)
             time.sleep(0.02)
-        self._reader.join(timeout=10)
+        if self._reader is not None:
+            self._reader.join(timeout=10)
         return "", b"".join(self._chunks).decode("utf-8", "replace")
 
 
