@@ -110,6 +110,8 @@ class Forked:
                 finally:
                     os._exit(code)
         self.pid, self.returncode, self._chunks = pid, None, []
+        #: (time.monotonic() of its arrival, line) for each line read from the pipe
+        self.lines: list[tuple[float, str]] = []
         self._reader = None
         if output is None:
             os.close(write)
@@ -118,8 +120,9 @@ class Forked:
 
     def _read(self, fd: int) -> None:
         with os.fdopen(fd, "rb") as pipe:
-            for chunk in iter(lambda: pipe.read1(65536), b""):
-                self._chunks.append(chunk)
+            for line in pipe:
+                self.lines.append((time.monotonic(), line.decode("utf-8", "replace").rstrip("\n")))
+                self._chunks.append(line)
 
     def poll(self) -> int | None:
         if self.returncode is None:
