@@ -22,7 +22,7 @@ from .seeding import sample_normal, sample_seed, torch_generator
 
 __version__ = "0.1.0"
 #: The plugin API this core provides; plugins declare the major version they target.
-PLUGIN_API_VERSION = "3.0"
+PLUGIN_API_VERSION = "4.0"
 
 _LAZY = {
     "DataSource": "aigc_core.components",

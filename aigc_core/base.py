@@ -49,22 +49,17 @@ class MetricContext:
     inference: Any = None
 
     def generate(self, n: int, seed: int, **options: Any) -> Content:
-        """``n`` fresh samples as the run makes them (its configured options, stamped), in eval mode.
+        """``n`` fresh samples as the run makes them (its configured options, stamped).
 
         Not post-processed: a metric scores the generator, and post-processors may add derived
-        items (grids) or drop some. Without an ``inference`` the bare generator is asked.
+        items (grids) or drop some. Without an ``inference`` the bare generator is asked, through
+        the same call (``aigc_core.inference.generate_with``: eval mode, no autograd, label checked).
         """
-        generator = self.inference.generator if self.inference is not None else self.generator
-        was_training = getattr(generator, "training", False)
-        if was_training:
-            generator.eval()
-        try:
-            if self.inference is not None:
-                return self.inference.generate(n, seed, **options)
-            return generator.generate(n, seed=seed, **options)
-        finally:
-            if was_training:
-                generator.train(True)
+        if self.inference is not None:
+            return self.inference.generate(n, seed, **options)
+        from .inference import generate_with
+
+        return generate_with(self.generator, n, seed, **options)
 
 
 class Metric(Component):

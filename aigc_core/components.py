@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Sequence
 
 import importlib
 
@@ -201,7 +201,8 @@ class Generator(Checked, torch.nn.Module):
     the layout Lightning recommends and nanoGPT's ``model.py`` follows.
 
     Subclasses set ``modality``, ``Params`` (architecture), ``GenerateOptions`` (options of
-    ``generate``), ``training`` and implement ``__init__(params, info)`` and ``generate``. The
+    ``generate``: their fields and defaults are declared there and nowhere else), ``training`` and
+    implement ``__init__(params, info)`` and ``generate(n, seed, options)``. The
     default artifact is ``model.safetensors`` + ``model.json``; override
     ``save_artifact``/``load_artifact`` for another layout (the text plugin writes the Hugging Face
     layout).
@@ -217,11 +218,11 @@ class Generator(Checked, torch.nn.Module):
     training: ClassVar[str | type] = ""
 
     # -- what this generator can do: declared, so callers never probe its signature ---------------
-    #: ``stream(seed=..., **options) -> Iterator[str]`` yields pieces of text as they are made
+    #: ``stream(seed, options) -> Iterator[str]`` yields pieces of text as they are made
     #: (``aigc generate --stream``, the server's ``/stream`` endpoint).
     streams: ClassVar[bool] = False
-    #: ``generate(n, seed=..., start=K)`` makes samples ``K .. K+n-1`` of the seed's sequence, the
-    #: same bytes as one big call (``aigc generate --devices``, sharded).
+    #: ``generate(n, seed, options, start=K)`` makes samples ``K .. K+n-1`` of the seed's sequence,
+    #: the same bytes as one big call (``aigc generate --devices``, sharded).
     shards: ClassVar[bool] = False
     #: ``generate`` receives ``data_source=`` (a callable returning the set-up data source), for
     #: generators that work from held-out data (reconstructions, vocoding real spectrograms).
@@ -230,6 +231,12 @@ class Generator(Checked, torch.nn.Module):
     #: module names or name endings, as peft matches them. Empty: the user must name them. Read
     #: from the instance, so one that knows its size (layers per resolution) may name more.
     adapter_targets: ClassVar[tuple[str, ...]] = ()
+    #: The classes a ``label`` option may name, ``0 .. num_classes - 1`` (0: the model takes no
+    #: label); an instance sets it from its data and parameters. ``Inference`` checks the label
+    #: against it before ``generate`` runs, with ``classes`` (their names) for a label option typed
+    #: as text, which then names a class or gives its index.
+    num_classes: int = 0
+    classes: Sequence[str] = ()
 
     def __init__(self, params: Any, info: dict):
         super().__init__()
@@ -292,9 +299,14 @@ class Generator(Checked, torch.nn.Module):
         return torch.device("cpu")
 
     # -- generation -----------------------------------------------------------------------
-    def generate(self, n: int, seed: int = 0, **options: Any) -> Content:  # pragma: no cover
-        """``n`` items; same seed, same items. Steps may report ``aigc_core.report_progress(done, total)``
-        and check ``aigc_core.check_cancelled()``; ``start=``/``data_source=`` come only as declared above."""
+    def generate(self, n: int, seed: int, options: Any) -> Content:  # pragma: no cover
+        """``n`` items; same seed, same items. ``options`` is this class's ``GenerateOptions``, validated
+        and merged with the run's defaults, its ``label`` (if any) already checked and a class index.
+        Called only through ``aigc_core.Inference`` (or ``aigc_core.testing.generate`` for a bare
+        model), which holds the network in eval mode without autograd and restores its mode after:
+        ``generate`` does none of that itself. Steps may report ``aigc_core.report_progress(done,
+        total)`` and check ``aigc_core.check_cancelled()``; ``start=``/``data_source=`` come only as
+        declared above."""
         raise NotImplementedError
 
     # -- artifacts ------------------------------------------------------------------------

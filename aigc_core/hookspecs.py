@@ -85,8 +85,10 @@ def aigc_register_generators(register):
     A generator is a subclass of ``aigc_core.Generator`` (a plain ``torch.nn.Module``) with a
     ``Params`` model for its architecture and a ``GenerateOptions`` model for ``generate``'s
     options (both subclasses of ``aigc_core.Params``, pydantic models). It holds what sampling
-    needs, owns its checkpoint, and implements ``generate(n, seed=..., **options) -> Content``
-    deterministically for a given seed. Its class attribute ``training`` names
+    needs, owns its checkpoint, and implements ``generate(n, seed, options) -> Content``
+    deterministically for a given seed, where ``options`` is its validated ``GenerateOptions``
+    object (``aigc_core.Inference`` merges and validates it, checks a ``label`` against
+    ``num_classes``, and holds the model in eval mode without autograd). Its class attribute ``training`` names
     (``"module:Class"``) the subclass of ``aigc_core.GeneratorTraining``, a ``LightningModule``
     wrapping it, that holds the preprocessing, training step and training-only networks; only
     ``aigc run`` imports it, so ``aigc generate`` and ``aigc serve`` never load Lightning.

@@ -282,7 +282,7 @@ class Pipeline:
         return [self.data, self.gen, *self.postprocessors, *self.metrics, self.exporter]
 
     def validate_options(self, options: Mapping, prefix: str = "generate") -> Any:
-        """The generator's options dataclass from a mapping, with the usual key-path errors."""
+        """The generator's validated options object from a mapping, with the usual key-path errors."""
         return cfg.build_params(self.gen.cls.GenerateOptions, dict(options), prefix)
 
     def check(self) -> "Pipeline":

@@ -222,7 +222,7 @@ def _api_problem(ep: Any, dist: str) -> str | None:
     nothing is assumed to target the current version.
     """
     from . import PLUGIN_API_VERSION
-    from .plugin_api import FROM_V1, FROM_V2
+    from .plugin_api import FROM_V1, FROM_V2, FROM_V3
 
     if ep.dist is None:
         return None
@@ -239,12 +239,10 @@ def _api_problem(ep: Any, dist: str) -> str | None:
             f"entry-point group {API_GROUP!r}; expected \"aigc_core.plugin_api:v<major>\"; skipped"
         )
     major = match.group(1)
-    if major == "1":
-        return (f"plugin {ep.name!r} (distribution {dist}) targets aigc plugin API 1; this aigc-core provides "
-                f"{PLUGIN_API_VERSION}, skipped. To update it: {FROM_V1}; then {FROM_V2}")
-    if major == "2":
-        return (f"plugin {ep.name!r} (distribution {dist}) targets aigc plugin API 2; this aigc-core provides "
-                f"{PLUGIN_API_VERSION}, skipped. To update it: {FROM_V2}")
+    steps = {"1": (FROM_V1, FROM_V2, FROM_V3), "2": (FROM_V2, FROM_V3), "3": (FROM_V3,)}.get(major)
+    if steps is not None:
+        return (f"plugin {ep.name!r} (distribution {dist}) targets aigc plugin API {major}; this aigc-core "
+                f"provides {PLUGIN_API_VERSION}, skipped. To update it: {'; then '.join(steps)}")
     if major != PLUGIN_API_VERSION.split(".")[0]:
         return (
             f"plugin {ep.name!r} (distribution {dist}) targets aigc plugin API {major}.x, "

@@ -81,7 +81,7 @@ class Run:
         path = self.rundir.checkpoint_dir / CHECKPOINT_FILE
         if not path.is_file():
             return None
-        from .training import load_checkpoint_file
+        from .checkpoints import load_checkpoint_file
 
         self.rundir.verify_checkpoint(path)
         return load_checkpoint_file(path)["state_dict"]

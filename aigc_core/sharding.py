@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from .atomic import sha256_file, write_json
 from .errors import AigcError, UsageError
-from .inference import Inference
+from .inference import Inference, options_dict
 from .ranks import launcher_rank
 
 PLAN_FILE = "generation.json"
@@ -133,7 +133,7 @@ def _first(batch: list[int]) -> int:
 class ShardPredictor(pl.LightningModule):
     """Wraps a trained generator so that one predict step makes one shard (through ``Inference``)."""
 
-    def __init__(self, inference: Inference, plan: ShardPlan, seed: int, options: dict):
+    def __init__(self, inference: Inference, plan: ShardPlan, seed: int, options: Any):
         super().__init__()
         self.generator = inference.generator  # a submodule: Lightning moves it to the device
         self.inference = inference
@@ -146,7 +146,7 @@ class ShardPredictor(pl.LightningModule):
         if shard < 0:  # padding, so that no process has an empty loop (it would miss the final barrier)
             return None
         lo, hi = self.plan.bounds(shard)
-        return shard, self.inference.generate(hi - lo, self.seed, start=lo, **self.options)
+        return shard, self.inference.generate(hi - lo, self.seed, options=self.options, start=lo)
 
 
 class ShardWriter(BasePredictionWriter):
@@ -216,9 +216,10 @@ def resumed_from(plan: ShardPlan, pending: list[int]) -> dict | None:
     return {"shards_done": len(done), "samples_done": samples}
 
 
-def _settings(inference: Inference, n: int, seed: int, options: dict, shard_size: int) -> dict:
+def _settings(inference: Inference, n: int, seed: int, options: Any, shard_size: int) -> dict:
     return json.loads(json.dumps({
-        "n": n, "seed": seed, "shard_size": shard_size, "generator": inference.generator_name, "options": options,
+        "n": n, "seed": seed, "shard_size": shard_size, "generator": inference.generator_name,
+        "options": options_dict(options),
         "checkpoint_sha256": inference.fingerprint, "postprocess": inference.config.get("postprocess") or [],
         "exporter": inference.exporter.name,
     }, default=str))

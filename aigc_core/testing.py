@@ -241,10 +241,7 @@ class GeneratorContract(_Contract):
         return build_params(self.cls.Params, self.param_values, "generator")
 
     def options(self) -> dict:
-        opts = getattr(self.cls, "GenerateOptions", None)
-        if not is_params_class(opts):
-            return dict(self.option_values)
-        return build_params(opts, self.option_values, "generate").model_dump()
+        return dict(self.option_values)
 
     @property
     def model(self) -> Any:
@@ -253,8 +250,7 @@ class GeneratorContract(_Contract):
         return self._model
 
     def generate(self, model: Any, n: int, seed: int) -> Content:
-        model.eval()
-        return model.generate(n, seed=seed, **self.options())
+        return generate(model, n, seed, **self.options())
 
     # -- checks ----------------------------------------------------------------------------------
     def check_modality(self) -> None:
@@ -272,20 +268,24 @@ class GeneratorContract(_Contract):
         opts = getattr(self.cls, "GenerateOptions", None)
         _check_params_class(opts, "generate", self.option_values)
         signature = inspect.signature(self.cls.generate)
-        takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
-        for name in opts.model_fields:
-            _require(takes_any or name in signature.parameters,
-                     f"GenerateOptions.{name} is not a keyword argument of generate(); "
-                     "the pipeline passes every option")
-        for required in ("n", "seed"):
-            _require(required in signature.parameters or takes_any,
-                     f"generate() must take {required!r} (generate(n, seed=..., **options))")
+        names = [p.name for p in signature.parameters.values() if p.name != "self"]
+        _require(names[:3] == ["n", "seed", "options"],
+                 f"generate() takes ({', '.join(names)}); plugin API 4 wants generate(self, n, seed, options): "
+                 "the options arrive as one GenerateOptions object, whose fields and defaults are their only "
+                 "declaration")
+        repeated = [name for name in opts.model_fields if name in signature.parameters]
+        _require(not repeated, f"generate() repeats GenerateOptions.{repeated[0] if repeated else ''} as an "
+                               "argument; read options.NAME instead")
         for flag, argument in (("shards", "start"), ("reads_data", "data_source")):
             if getattr(self.cls, flag, False):
-                _require(argument in signature.parameters or takes_any,
+                _require(argument in signature.parameters,
                          f"the class declares {flag} = True but generate() takes no {argument}=")
         if getattr(self.cls, "streams", False):
-            _require(callable(getattr(self.cls, "stream", None)), "the class declares streams = True but has no stream()")
+            stream = getattr(self.cls, "stream", None)
+            _require(callable(stream), "the class declares streams = True but has no stream()")
+            taken = [p.name for p in inspect.signature(stream).parameters.values() if p.name != "self"]
+            _require(taken[:2] == ["seed", "options"],
+                     f"stream() takes ({', '.join(taken)}); plugin API 4 wants stream(self, seed, options)")
 
     def check_train_step(self) -> None:
         import pytorch_lightning as pl
@@ -382,6 +382,23 @@ class GeneratorContract(_Contract):
                         f"({first_line(exc)}), expected aigc_core.CheckpointError naming the file") from None
         else:
             raise _Fail("load_artifact() of an empty directory succeeded; it must raise CheckpointError")
+
+
+def generate(model: Any, n: int, seed: int = 0, **options: Any) -> Content:
+    """``n`` items from a bare generator, asked as a run's ``Inference`` asks it: ``options`` (and
+    ``start=``/``data_source=``) validated into its ``GenerateOptions``, the label checked, eval mode
+    without autograd and the model's modes restored after. What a plugin's tests call instead of
+    ``model.generate``, which takes the validated options object (plugin API 4)."""
+    from .inference import generate_with
+
+    return generate_with(model, n, seed, **options)
+
+
+def stream(model: Any, seed: int = 0, **options: Any) -> Iterator[str]:
+    """``model.stream`` as ``Inference.stream`` calls it (options validated, eval mode, no autograd)."""
+    from .inference import check_seed, stream_generator
+
+    return stream_generator(model, check_seed(seed), build_params(type(model).GenerateOptions, options, "generate"))
 
 
 def check_generator(cls: type, source: Any, **kwargs: Any) -> None:
@@ -711,7 +728,7 @@ def tiny_source(modality: str, n: int = 24, seed: int = 0, batch_size: int = 8, 
 class CancelAfter(CancelToken):
     """Cancelled by its own ``checks``-th check: shows where (and how often) a generator checks.
 
-    ``with aigc_core.cancellation(CancelAfter(2)): model.generate(...)`` must raise
+    ``with aigc_core.cancellation(CancelAfter(2)): generate(model, ...)`` must raise
     ``aigc_core.Cancelled``; ``seen`` then counts the checks the generator made."""
 
     def __init__(self, checks: int):
@@ -865,6 +882,7 @@ def check_mid_epoch_resume(config: Mapping, workdir: Path, kill_at_step: int, ev
 __all__ = [
     "ContractFailure", "DATA_SOURCE_CHECKS", "DataSourceContract", "GENERATOR_CHECKS", "GeneratorContract",
     "POSTPROCESSOR_CHECKS", "PostProcessorContract", "check_content", "check_data_source", "check_generator",
+    "generate", "stream",
     "SimulatedKill", "check_item", "check_mid_epoch_resume", "check_postprocessor", "check_registrations",
     "registrations", "same_data",
     "sample_content", "tiny_source",

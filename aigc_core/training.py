@@ -9,10 +9,8 @@ import io
 import json
 import logging
 import os
-import pickle
 import random
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -21,7 +19,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
@@ -29,11 +26,12 @@ from torch.utils.data import RandomSampler
 
 from . import progress
 from .allocator import tune_allocator
-from .atomic import write_bytes, write_text
+from .atomic import write_text
 from .content import Content
-from .errors import AigcError, CheckpointError, Interrupted, first_line
+from .checkpoints import NonFiniteLoss, RunCheckpointIO, RunCheckpoints, StopSignals, loaders_in
+from .errors import CheckpointError, Interrupted
+from .inference import generate_with
 from .modalities import get_modality
-from .resume import RunCheckpoints, StopSignals, loaders_in
 from .rundir import CHECKPOINT_FILE, LOGS_DIR, RunDir
 from .training_module import as_datamodule, training_module
 
@@ -43,7 +41,7 @@ _QUIET = (
     r".*The number of training batches .* is smaller than the logging interval.*",
     r".*Experiment logs directory .* exists and is not empty.*",
     r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
-    r".*resuming from a checkpoint that ended before the epoch ended.*",  # resume.RunCheckpoints handles it
+    r".*resuming from a checkpoint that ended before the epoch ended.*",  # checkpoints.RunCheckpoints handles it
     # Lightning's Timer (train.max_time) saved its state; resumed without a budget, nothing needs it
     r".*callbacks used to create the checkpoint need to be provided during `Trainer` instantiation.*",
 )
@@ -74,13 +72,8 @@ class SampleWriter(Callback):
         if self.preview is None or not self.every or (trainer.current_epoch + 1) % self.every \
                 or not trainer.is_global_zero:
             return
-        generator = module.generator
-        was_training = generator.training
-        generator.eval()
-        try:
-            content = generator.generate(get_modality(generator.modality).preview_count, seed=self.seed)
-        finally:
-            generator.train(was_training)
+        generator = module.generator  # eval mode and back, no autograd: generate_with's
+        content = generate_with(generator, get_modality(generator.modality).preview_count, self.seed)
         self.preview(content, f"epoch_{trainer.current_epoch + 1:03d}")
 
 
@@ -113,119 +106,6 @@ class NonFiniteLossGuard(Callback):
                 f"training stopped: {key} became {value} at step {trainer.global_step}; "
                 "the last good checkpoint is kept (lower the learning rate or check the data)"
             )
-
-
-class NonFiniteLoss(AigcError):
-    pass
-
-
-# --------------------------------------------------------------------------------------------
-# Checkpoints that a kill cannot tear and a stranger cannot plant
-
-def verify_checkpoint(run_dir: Path, path: Path) -> str:
-    """The file's sha256 if the run's manifest vouches for it; see ``RunDir.verify_checkpoint``."""
-    return RunDir(run_dir).verify_checkpoint(path)
-
-
-def _non_finite_tensor(state: dict) -> str | None:
-    for key, value in state.items():
-        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all():
-            return key
-    return None
-
-
-class RunCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint I/O, made crash-safe and safe to load.
-
-    Save: refuse non-finite weights (so the last checkpoint on disk is always a good one), write to
-    a temporary name, fsync, rename, and keep the sha256 in manifest.json. Load: verify the sha256
-    first, then ``torch.load(weights_only=True)``: tensors and plain data only, never arbitrary
-    pickled objects.
-    """
-
-    def __init__(self, run_dir: Path | RunDir):
-        super().__init__()
-        self.rundir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-        self.run_dir = self.rundir.path
-        #: True: ``save_checkpoint`` only serialises; ``flush`` writes it (see resume.RunCheckpoints).
-        self.defer = False
-        self._held: tuple[Path, bytes] | None = None
-
-    def _name(self, path) -> str:
-        return str(Path(path).resolve().relative_to(self.rundir.checkpoint_dir.resolve()))
-
-    def save_checkpoint(self, checkpoint: dict, path, storage_options: Any = None) -> None:
-        bad = _non_finite_tensor(checkpoint.get("state_dict") or {})
-        if bad is not None:
-            raise NonFiniteLoss(
-                f"training stopped: weight {bad} became non-finite at step {checkpoint.get('global_step')}; "
-                "the last good checkpoint is kept (lower the learning rate or check the data)"
-            )
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        if self.defer:
-            self._held = (Path(path), buffer.getvalue())
-        else:
-            self._write(Path(path), buffer.getvalue())
-
-    def flush(self) -> None:
-        """Write the checkpoint that a deferred save serialised, if any."""
-        if self._held is not None:
-            (path, data), self._held = self._held, None
-            self._write(path, data)
-
-    def _write(self, path: Path, data: bytes) -> None:
-        digest = hashlib.sha256(data).hexdigest()
-        name = self._name(path)
-        old = self.rundir.checkpoint_records().get(name) or {}
-        previous = [old["sha256"]] if path.is_file() and old.get("sha256") else []
-        self.rundir.record_checkpoint(name, previous + [digest])  # both digests valid while renaming
-        write_bytes(path, data)
-        self.rundir.record_checkpoint(name, [digest])
-
-    def keep_copy(self, source: Path, target: Path, keep: int) -> None:
-        """Keep ``source`` also as ``target`` (a hard link: no second write), then drop all but the newest ``keep``."""
-        entry = self.rundir.checkpoint_records().get(self._name(source)) or {}
-        if not entry.get("sha256"):
-            return
-        self.rundir.record_checkpoint(self._name(target), [entry["sha256"]])
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)  # atomic's naming
-        os.close(fd)
-        tmp = Path(name)
-        tmp.unlink()
-        try:
-            os.link(source, tmp)
-        except OSError:  # a file system without hard links
-            write_bytes(target, Path(source).read_bytes())
-        else:
-            os.replace(tmp, target)
-        from .resume import kept_copies
-
-        names = list(self.rundir.checkpoint_records())
-        for _, name in kept_copies(names)[:-keep]:
-            self.remove_checkpoint(self.rundir.checkpoint_dir / name)
-
-    def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict:
-        self.rundir.verify_checkpoint(Path(path))
-        return load_checkpoint_file(Path(path), map_location)
-
-    def remove_checkpoint(self, path) -> None:
-        name = self._name(path)
-        Path(path).unlink(missing_ok=True)  # file first: a kill in between leaves a record without a file, harmless
-        self.rundir.record_checkpoint(name, None)
-
-
-def load_checkpoint_file(path: Path, map_location: Any = None) -> dict:
-    """``torch.load`` with ``weights_only=True``; every failure becomes a one-line CheckpointError."""
-    try:
-        checkpoint = torch.load(path, map_location=map_location or "cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors ({first_line(exc)})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({first_line(exc)})") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{path}: not a Lightning checkpoint of this project (no state_dict)")
-    return checkpoint
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,7 +189,7 @@ class EpochSeeder(Callback):
     would draw other noise and another data order than the uninterrupted run. The shuffling
     generator is seeded the way Lightning's DistributedSampler seeds itself (seed + epoch), so one
     process sees the same global batches as N processes. (A resume inside an epoch also needs the
-    states reached within it: resume.RunCheckpoints stores and restores those.)
+    states reached within it: checkpoints.RunCheckpoints stores and restores those.)
     """
 
     def __init__(self, seed: int):

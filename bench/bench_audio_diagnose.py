@@ -17,6 +17,7 @@ from pathlib import Path
 
 
 def main() -> None:
+    from aigc_core.inference import generate_with
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     import numpy as np
@@ -45,7 +46,7 @@ def main() -> None:
     for name, w in checks.items():
         print(f"{name:>16}: accuracy {(net.predict(w)[1] == labels.numpy()).mean():.3f}  (n={n})")
     for t in temperatures:
-        content = gen.generate(n, seed=pipe.seed + 1, temperature=t)
+        content = generate_with(gen, n, seed=pipe.seed + 1, temperature=t)
         w = torch.from_numpy(np.stack([i.data for i in content.items]))
         asked = np.array([i.meta["label"] for i in content.items])
         print(f"prior, T={t:<5g}: accuracy {(net.predict(w)[1] == asked).mean():.3f}  (n={n})")

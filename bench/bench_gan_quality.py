@@ -299,6 +299,7 @@ def train_textbook(pipe, budget: float) -> tuple[object, int]:
 
 def run_side(side: str, config: str, overrides: list[str], budget: float, out: str, num_samples: int,
              deadline: float, queue) -> None:
+    from aigc_core.inference import generate_with
     import torch
 
     torch.set_num_threads(1)
@@ -314,7 +315,7 @@ def run_side(side: str, config: str, overrides: list[str], budget: float, out: s
     from aigc_core.imaging import make_grid, to_uint8_hwc
     from PIL import Image
 
-    items = generator.generate(100, seed=1).items
+    items = generate_with(generator, 100, seed=1).items
     Image.fromarray(to_uint8_hwc(make_grid([i.data for i in items], nrow=10, padding=2)).squeeze()).save(
         Path(out) / f"{side}_grid.png")
     queue.put(result)

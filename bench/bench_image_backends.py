@@ -90,9 +90,10 @@ def train(backend: str, out: Path, budget_s: float, stage: int, metrics: list[st
 
 def sampling_speed(generator, n: int, **options) -> tuple[float, float]:
     """Images per wall second and per CPU second."""
-    generator.generate(min(n, 4), seed=123, **options)  # warm-up: first calls allocate
+    from aigc_core.inference import generate_with
+    generate_with(generator, min(n, 4), seed=123, **options)  # warm-up: first calls allocate
     w0, c0 = time.perf_counter(), time.process_time()
-    generator.generate(n, seed=0, **options)
+    generate_with(generator, n, seed=0, **options)
     return n / (time.perf_counter() - w0), n / (time.process_time() - c0)
 
 

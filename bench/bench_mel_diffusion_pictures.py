@@ -21,6 +21,7 @@ def main() -> None:
 
     from aigc_audio.mel_base import split_tensors
     from aigc_core import Pipeline
+    from aigc_core.inference import generate_with
     from aigc_core.builtin.spectrograms import contact_sheet
 
     out, digit, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
@@ -33,14 +34,14 @@ def main() -> None:
         gen = pipe.generator
         if r == 0:
             waves, labels = split_tensors(pipe.data_source().split("test"))
-            real = waves[labels == gen.label_index(digit)][:n]
+            real = waves[labels == (gen.classes.index(digit) if digit in gen.classes else int(digit))][:n]
             clips += [w.numpy().astype(np.float32) for w in real]
             titles += [f"real {digit} #{i}" for i in range(len(real))]
         given = pipe.generate_options
         opts = dict(given.model_dump() if hasattr(given, "model_dump") else given)
         opts.update({k: type(opts.get(k, v))(v) if opts.get(k) is not None else v for k, v in options.items()})
         opts = {k: v for k, v in opts.items() if k in gen.GenerateOptions.model_fields and k != "label"}
-        content = gen.generate(n, seed=0, label=digit, **opts)
+        content = generate_with(gen, n, seed=0, label=digit, **opts)
         clips += [np.asarray(i.data, np.float32) for i in content.items]
         titles += [f"{Path(run_dir).name} #{i}" for i in range(n)]
     image = contact_sheet(clips, gen.sample_rate, titles, f"digit {digit}: real held-out clips, then " + ", ".join(Path(r).name for r in runs), columns=n)

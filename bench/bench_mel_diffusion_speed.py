@@ -19,6 +19,7 @@ import time
 
 
 def main() -> None:
+    from aigc_core.inference import generate_with
     ap = argparse.ArgumentParser()
     ap.add_argument("vocoder", nargs="?")
     ap.add_argument("--clips", type=int, default=16)
@@ -53,9 +54,9 @@ def main() -> None:
                 model.attach_vocoder(vocoder)
         for name, options in cases:
             model = models[name]
-            model.generate(1, seed=0, **options)  # warm-up
+            generate_with(model, 1, seed=0, **options)  # warm-up
             c0, w0 = time.process_time(), time.perf_counter()
-            model.generate(args.clips, seed=1, **options)
+            generate_with(model, args.clips, seed=1, **options)
             cpu, wall = time.process_time() - c0, time.perf_counter() - w0
             shown = " ".join(f"{k}={v}" for k, v in options.items())
             print(f"{name:13s} {shown:40s} {vocoder:12.12s}: {args.clips / cpu:5.2f} s of audio per CPU-s "

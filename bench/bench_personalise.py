@@ -192,7 +192,7 @@ def same_bytes(base_run, adapter_run, n: int, **options) -> tuple[bool, bool]:
     """(base bytes with the adapter off == the base run's own, adapter on differs from them)."""
     from aigc_core.adapters import disabled
 
-    options = adapter_run.inference.options(options)  # the case's generate options, for the base run too
+    options = adapter_run.inference.options(options).model_dump()  # the case's generate options, for the base run too
     own = item_bytes(base_run.generate(n, seed=7, **options))
     with disabled(adapter_run.generator):
         off = item_bytes(adapter_run.generate(n, seed=7, **options))

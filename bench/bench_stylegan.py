@@ -63,6 +63,7 @@ def _overrides(side: str, out: Path, extra: list[str]) -> list[str]:
 
 
 def run_side(side: str, budget: float, out: str, extra: list[str], num_samples: int, queue) -> None:
+    from aigc_core.inference import generate_with
     import torch
 
     torch.set_num_threads(1)
@@ -83,7 +84,7 @@ def run_side(side: str, budget: float, out: str, extra: list[str], num_samples: 
 
     from aigc_core.imaging import make_grid, to_uint8_hwc
 
-    items = [i for i in generator.generate(100, seed=1).items if i.meta.get("kind") != "grid"]
+    items = [i for i in generate_with(generator, 100, seed=1).items if i.meta.get("kind") != "grid"]
     Image.fromarray(to_uint8_hwc(make_grid([i.data for i in items], nrow=10, padding=2)).squeeze()).save(
         Path(out) / f"{side}_grid.png")
     (Path(out) / f"{side}.json").write_text(json.dumps(result))  # what --reuse reads
@@ -151,9 +152,10 @@ def mixing(generator, classifier, pairs: int = 200) -> dict:
 
 
 def smoothness(generator, walks: int = 20, frames: int = 16) -> dict:
+    from aigc_core.inference import generate_with
     import numpy as np
 
-    content = generator.generate(walks, seed=3, interpolate=4, frames=frames)
+    content = generate_with(generator, walks, seed=3, interpolate=4, frames=frames)
     frames_ = np.stack([i.data for i in content.items if i.meta.get("kind") != "grid"]).reshape(walks, frames, -1)
     steps = np.linalg.norm(np.diff(frames_, axis=1), axis=2)
     ends = np.linalg.norm(frames_[:, -1] - frames_[:, 0], axis=1)
@@ -164,9 +166,10 @@ def smoothness(generator, walks: int = 20, frames: int = 16) -> dict:
 
 
 def speed(generator, n: int = 256) -> float:
-    generator.generate(8, seed=5)
+    from aigc_core.inference import generate_with
+    generate_with(generator, 8, seed=5)
     c0 = time.process_time()
-    generator.generate(n, seed=0, batch_size=64)
+    generate_with(generator, n, seed=0, batch_size=64)
     return n / (time.process_time() - c0)
 
 

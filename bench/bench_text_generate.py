@@ -52,7 +52,8 @@ def main() -> None:
             mask[i, width - len(e):] = 1
 
         def ours() -> int:
-            content = gen.generate(len(prompts), seed=0, prompts=prompts, max_new_tokens=args.tokens,
+            from aigc_core.inference import generate_with
+            content = generate_with(gen, len(prompts), seed=0, prompts=prompts, max_new_tokens=args.tokens,
                                    batch_size=len(prompts))
             return max(i.meta["new_tokens"] for i in content.items)
 

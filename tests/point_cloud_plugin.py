@@ -128,13 +128,12 @@ def _classes():
             self.mean = nn.Parameter(torch.zeros(int(info["num_points"]), 3))
             self.log_std = nn.Parameter(torch.full((int(info["num_points"]), 3), -1.0))
 
-        @torch.no_grad()
-        def generate(self, n: int, seed: int = 0, spread: float = 1.0) -> Content:
+        def generate(self, n: int, seed: int, options: CloudOptions) -> Content:
             items = []
             for i in range(n):
                 g = torch.Generator().manual_seed(sample_seed(seed, i))
                 noise = torch.randn(self.mean.shape, generator=g)
-                points = self.mean + spread * self.log_std.exp() * noise
+                points = self.mean + options.spread * self.log_std.exp() * noise
                 items.append(Item(points.numpy().astype(np.float32), {"index": i, "seed": seed}))
             return Content(NAME, items)
 

@@ -117,9 +117,9 @@ def _fake_classes():
                 out.append(WORDS[(state >> 33) % len(WORDS)])
             return out
 
-        def generate(self, n: int, seed: int = 0, prompt: str = "", max_new_tokens: int = 8,
-                     delay_s: float = 0.0, ignore_cancel: bool = False, steps: int = 0,
-                     step_s: float = 0.05) -> Content:
+        def generate(self, n: int, seed: int, options: Any) -> Content:
+            prompt, max_new_tokens, delay_s = options.prompt, options.max_new_tokens, options.delay_s
+            ignore_cancel, steps, step_s = options.ignore_cancel, options.steps, options.step_s
             if steps:  # a slow model that works in steps, checking between them as a real one does
                 record = [steps, 0]
                 with counters.lock:
@@ -149,9 +149,8 @@ def _fake_classes():
                 items.append(Item(text, {"index": i, "seed": seed, "prompt": prompt}))
             return Content("text", items)
 
-        def stream(self, seed: int = 0, prompt: str = "", max_new_tokens: int = 8,
-                   delay_s: float = 0.0, ignore_cancel: bool = False, steps: int = 0,
-                   step_s: float = 0.05) -> Iterator[str]:
+        def stream(self, seed: int, options: Any) -> Iterator[str]:
+            prompt, max_new_tokens, delay_s = options.prompt, options.max_new_tokens, options.delay_s
             with counters.lock:
                 counters.started += 1
             try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from aigc_core.testing import generate
 
 
 def _dcgan():
@@ -35,7 +36,7 @@ def test_training_with_an_adapter_leaves_the_base_statistics_and_bytes_alone():
     from aigc_core.adapters import AdapterSpec, attach, disabled, merge
 
     generator = _dcgan()
-    before = [item.data for item in generator.generate(6, seed=3).items]
+    before = [item.data for item in generate(generator, 6, seed=3).items]
     statistics = _statistics(generator)
     assert statistics and _norms(generator.G)
     attach(generator, AdapterSpec(rank=2, targets=["project.0"]))
@@ -45,7 +46,7 @@ def test_training_with_an_adapter_leaves_the_base_statistics_and_bytes_alone():
     assert all(torch.equal(v, statistics[k]) for k, v in _statistics(generator).items())
     assert not any(m.training for m in _norms(generator.G))
     with disabled(generator):
-        after = [item.data for item in generator.generate(6, seed=3).items]
+        after = [item.data for item in generate(generator, 6, seed=3).items]
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
 
     merge(generator)  # a standalone model trains like any other: its statistics follow the data again

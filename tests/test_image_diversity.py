@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from aigc_core import Content, Item
+from aigc_core import Content, Item, NoParams
 from aigc_core.base import MetricContext
 from aigc_core.config import build_params
 from aigc_testutil import cli, tiny_gan_config, write_yaml
@@ -29,13 +29,9 @@ class FakeGenerator:
         self.by_label = {int(c): pool_x[pool_y == c] for c in pool_y.unique()}
         self.ignore_noise = ignore_noise
 
-    def eval(self):
-        return self
+    GenerateOptions = NoParams
 
-    def train(self, mode=True):
-        return self
-
-    def generate(self, n, seed=0, **_):
+    def generate(self, n, seed, options):
         items = []
         rng = np.random.default_rng(seed)
         for i in range(n):

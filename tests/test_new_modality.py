@@ -177,8 +177,8 @@ def test_the_contract_kit_checks_the_modality_with_its_own_rules(tmp_path):
     check_data_source(plugin.RingClouds, {"num_items": 16, "num_points": 8, "batch_size": 4})
 
     class Flat(plugin.GaussianCloud):  # 2-D points: the modality's check, not the core's, says why
-        def generate(self, n, seed=0, spread=1.0):
-            out = super().generate(n, seed, spread)
+        def generate(self, n, seed, options):
+            out = super().generate(n, seed, options)
             return Content(NAME, [Item(i.data[:, :2].copy(), i.meta) for i in out.items])
 
     with pytest.raises(ContractFailure) as info:

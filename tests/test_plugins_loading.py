@@ -83,21 +83,21 @@ def test_misspelt_hook_name_is_reported_with_a_suggestion(plugin_dir):
 def test_plugin_for_another_api_major_is_skipped_unimported(plugin_dir):
     registry = load_with(plugin_dir, "aigc-future", "zz_future", """
         raise RuntimeError("imported although it targets another plugin API")
-    """, api="aigc_core.plugin_api:v4")
+    """, api="aigc_core.plugin_api:v5")
     problem = next(p for p in registry.problems if "zz_future" in p)
-    assert "targets aigc plugin API 4.x" in problem and "provides 3.0" in problem and "skipped" in problem
+    assert "targets aigc plugin API 5.x" in problem and "provides 4.0" in problem and "skipped" in problem
     assert "zz_future" not in sys.modules
     assert "fine-step" in registry.names("postprocessor")
 
 
 def test_current_api_declaration_loads(plugin_dir):
     registry = load_with(plugin_dir, "aigc-now", "zz_now", GOOD.replace("fine-step", "now-step"),
-                         api="aigc_core.plugin_api:v3")
+                         api="aigc_core.plugin_api:v4")
     assert not [p for p in registry.problems if "zz_now" in p]
     assert "now-step" in registry.names("postprocessor")
     import aigc_core.plugin_api
 
-    assert aigc_core.plugin_api.v3.split(".")[0] == "3"  # the declared reference really exists
+    assert aigc_core.plugin_api.v4.split(".")[0] == "4"  # the declared reference really exists
 
 
 def test_a_version_1_plugin_is_skipped_with_what_to_change(plugin_dir):
@@ -110,7 +110,8 @@ def test_a_version_1_plugin_is_skipped_with_what_to_change(plugin_dir):
     assert "(distribution aigc-old) targets aigc plugin API 1" in problem and "skipped" in problem
     for change in ("subclass of aigc_core.Params instead of a @dataclass", "Field(default, description=",
                    "replace validate() by Field bounds", "aigc_core.ParamError", "model_dump()",
-                   '"aigc_core.plugin_api:v2"', "aigc_core.GeneratorTraining", '"aigc_core.plugin_api:v3"'):
+                   '"aigc_core.plugin_api:v2"', "aigc_core.GeneratorTraining", '"aigc_core.plugin_api:v3"',
+                   "generate(self, n, seed, options)", '"aigc_core.plugin_api:v4"'):
         assert change in problem, change
     assert "zz_old" not in sys.modules
     assert "fine-step" in registry.names("postprocessor")
@@ -126,9 +127,29 @@ def test_a_version_2_plugin_is_skipped_with_what_to_change(plugin_dir):
     assert len(problems) == 1 and "\n" not in problems[0]
     assert "(distribution aigc-v2) targets aigc plugin API 2" in problems[0] and "skipped" in problems[0]
     for change in ("subclass of aigc_core.GeneratorTraining", "self.generator", 'training = "package.module:Class"',
-                   '"aigc_core.plugin_api:v3"'):
+                   '"aigc_core.plugin_api:v3"', "generate(self, n, seed, options)", '"aigc_core.plugin_api:v4"'):
         assert change in problems[0], change
     assert "zz_v2" not in sys.modules
+
+
+def test_a_version_3_plugin_is_skipped_with_its_one_line_of_what_to_change(plugin_dir):
+    """Plugin API 4: generate(n, seed, options) takes the validated options object, and Inference
+    does eval mode, no-grad, label and seed checks; a plugin whose generate still spreads each option
+    into a keyword argument is told what to change in one line, and never imported."""
+    registry = load_with(plugin_dir, "aigc-v3", "zz_v3", """
+        raise RuntimeError("imported although it targets plugin API 3")
+    """, api="aigc_core.plugin_api:v3")
+    problems = [p for p in registry.problems if "zz_v3" in p]
+    assert len(problems) == 1 and "\n" not in problems[0]
+    problem = problems[0]
+    assert "(distribution aigc-v3) targets aigc plugin API 3; this aigc-core provides 4.0, skipped" in problem
+    for change in ("generate(self, n, seed, options)", "read options.NAME", "stream(self, seed, options)",
+                   "@torch.no_grad()", "eval()/train()", "self.num_classes", "aigc_core.testing.generate",
+                   '"aigc_core.plugin_api:v4"'):
+        assert change in problem, change
+    assert "GeneratorTraining" not in problem  # only the step from 3 to 4
+    assert "zz_v3" not in sys.modules
+    assert "fine-step" in registry.names("postprocessor")
 
 
 def test_an_undeclared_plugin_with_dataclass_params_is_told_what_to_change(plugin_dir):

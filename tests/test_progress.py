@@ -40,7 +40,7 @@ class _Stepper:
 
     modality = "image"
 
-    def generate(self, n, seed=0):
+    def generate(self, n, seed, options):
         import numpy as np
 
         from aigc_core import Content, Item, report_progress

@@ -43,7 +43,7 @@ def test_time_checkpoints_fall_due_on_the_training_clock(tmp_path, monkeypatch):
 
 
 def test_keep_more_checkpoints(tmp_path):
-    from aigc_core.training import verify_checkpoint
+    from aigc_core.checkpoints import verify_checkpoint
 
     manifest = fit(tmp_path, max_epochs=3, checkpoint_every_n_steps=4, checkpoint_keep=3)
     run = tmp_path / "run"

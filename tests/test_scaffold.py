@@ -63,7 +63,7 @@ def test_rendered_package_is_complete(tmp_path, kind, modality):
     pyproject = tomllib.loads((target / "pyproject.toml").read_text())
     eps = pyproject["project"]["entry-points"]
     assert eps["aigc"] == {f"r-{modality}": f"aigc_r_{modality}.plugin"}
-    assert eps["aigc.api"] == {f"r-{modality}": "aigc_core.plugin_api:v3"}
+    assert eps["aigc.api"] == {f"r-{modality}": "aigc_core.plugin_api:v4"}
     assert not any(d.startswith("torch") for d in pyproject["project"]["dependencies"])
     for path in target.rglob("*.py"):
         compile(path.read_text(), str(path), "exec")

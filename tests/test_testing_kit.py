@@ -42,35 +42,33 @@ class Good(Generator):
     def noise(self, seed, i):
         return torch.rand(self.mean.shape, generator=torch.Generator().manual_seed(sample_seed(seed, i)))
 
-    @torch.no_grad()
-    def generate(self, n, seed=0, scale=1.0):
-        return Content("image", [Item(((self.mean + 0.1 * scale * self.noise(seed, i)).clamp(0, 1))
+    def generate(self, n, seed, options):
+        return Content("image", [Item(((self.mean + 0.1 * options.scale * self.noise(seed, i)).clamp(0, 1))
                                       .numpy().astype(np.float32), {"index": i}) for i in range(n)])
 
 
 class IgnoresSeed(Good):
-    @torch.no_grad()
-    def generate(self, n, seed=0, scale=1.0):
+    def generate(self, n, seed, options):
         return Content("image", [Item((self.mean * torch.rand(self.mean.shape)).numpy(), {}) for _ in range(n)])
 
 
 class Float64(Good):
-    def generate(self, n, seed=0, scale=1.0):
-        out = super().generate(n, seed, scale)
+    def generate(self, n, seed, options):
+        out = super().generate(n, seed, options)
         return out.replace([Item(i.data.astype(np.float64), i.meta) for i in out.items])
 
 
 class OutOfRange(Good):
-    def generate(self, n, seed=0, scale=1.0):
-        out = super().generate(n, seed, scale)
+    def generate(self, n, seed, options):
+        out = super().generate(n, seed, options)
         return out.replace([Item(i.data + 1.0, i.meta) for i in out.items])
 
 
 class FailsOnEmpty(Good):
-    def generate(self, n, seed=0, scale=1.0):
+    def generate(self, n, seed, options):
         if n == 0:
             raise IndexError("list index out of range")
-        return super().generate(n, seed, scale)
+        return super().generate(n, seed, options)
 
 
 class ForgetsState(Good):
@@ -83,21 +81,27 @@ class WrongModality(Good):
 
 
 class BatchDependent(Good):
-    @torch.no_grad()
-    def generate(self, n, seed=0, scale=1.0):
+    def generate(self, n, seed, options):
         g = torch.Generator().manual_seed(seed)
         noise = torch.rand((n, *self.mean.shape), generator=g)
         return Content("image", [Item((self.mean * noise[n - 1 - i]).numpy().astype(np.float32), {}) for i in range(n)])
 
 
-class MissingOption(Good):
-    def generate(self, n, seed=0):
-        return super().generate(n, seed)
+class KeywordOptions(Good):
+    """A plugin API 3 generator: each option a keyword argument with its default repeated."""
+
+    def generate(self, n, seed=0, scale=1.0):
+        return super().generate(n, seed, O(scale=scale))
+
+
+class RepeatsOption(Good):
+    def generate(self, n, seed, options, scale=1.0):
+        return super().generate(n, seed, options)
 
 
 class UnserialisableMeta(Good):
-    def generate(self, n, seed=0, scale=1.0):
-        out = super().generate(n, seed, scale)
+    def generate(self, n, seed, options):
+        out = super().generate(n, seed, options)
         for item in out.items:
             item.meta["tensor"] = torch.zeros(1)
         return out
@@ -120,7 +124,8 @@ def test_good_generator_passes(image_source, tmp_path):
     (ForgetsState, "round-trip", "after save_artifact/load_artifact, item 0"),
     (WrongModality, "modality", "the data source given is 'image', the generator declares 'audio'"),
     (BatchDependent, "same-seed", "must depend on (seed, index) alone"),
-    (MissingOption, "params", "GenerateOptions.scale is not a keyword argument of generate()"),
+    (KeywordOptions, "params", "plugin API 4 wants generate(self, n, seed, options)"),
+    (RepeatsOption, "params", "generate() repeats GenerateOptions.scale as an argument"),
     (UnserialisableMeta, "metadata", "JSON-serialisable"),
 ])
 def test_broken_generator_names_check_and_reason(image_source, tmp_path, cls, check, reason):

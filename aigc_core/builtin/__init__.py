@@ -3,7 +3,7 @@
 Targets are strings so that listing plugins imports none of these modules.
 """
 
-from aigc_core.plugins import hookimpl
+from aigc_core.hookspecs import hookimpl
 
 _B = "aigc_core.builtin"
 

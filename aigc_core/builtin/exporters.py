@@ -1,8 +1,8 @@
 """Exporters for the core's modalities, and ``FileExporter`` for any modality's own encoder.
 
-Names depend only on item indices, so the same seed writes the same bytes to the same paths. The
-formats themselves are written once, in ``modalities.py`` (and ``aigc_core.imaging.png_bytes``),
-which the server's responses use too.
+Names depend only on item indices, so the same seed writes the same bytes to the same paths. Every
+item's file is its modality's ``encode`` (``modalities.py``), the encoder the server's responses
+use too; what the exporters add is around the items: names, animations, spectrograms, samples.jsonl.
 """
 
 from __future__ import annotations
@@ -78,16 +78,15 @@ class PNGExporter(Exporter):
     space, say) also become ``<animation>.gif`` or ``.webp`` (``meta["animation_format"]``)."""
 
     def export(self, content: Content, directory: Path) -> list[Path]:
-        from aigc_core.imaging import animation_bytes, png_bytes
+        from aigc_core.imaging import animation_bytes
 
+        image = get_modality(content.modality)
         grids: list[int] = []
         written = []
         for position, item in enumerate(content.items):
-            path = Path(directory) / f"{_stem(item, position, grids)}.png"
-            meta = {"aigc": provenance(item)}
-            if "postprocess" in item.meta:
-                meta["aigc:postprocess"] = item.meta["postprocess"]
-            written.append(write_bytes(path, png_bytes(item.data, meta)))
+            path = Path(directory) / f"{_stem(item, position, grids)}{image.suffix}"
+            chunks = {"aigc:postprocess": item.meta["postprocess"]} if "postprocess" in item.meta else None
+            written.append(write_bytes(path, image.encode(item, provenance(item), chunks)))
             report_progress(position + 1, len(content.items))
         for name, frames in animations(content).items():
             fmt = "webp" if frames[0].meta.get("animation_format") == "webp" else "gif"
@@ -103,12 +102,13 @@ class PNGExporter(Exporter):
 
 class TextExporter(Exporter):
     def export(self, content: Content, directory: Path) -> list[Path]:
+        text = get_modality(content.modality)
         grids: list[int] = []
         written, lines = [], []
         for position, item in enumerate(content.items):
-            stem = _stem(item, position, grids)
-            written.append(write_text(Path(directory) / f"{stem}.txt", str(item.data)))
-            lines.append(json.dumps({"file": f"{stem}.txt", "text": str(item.data), **_jsonable(item.meta)},
+            name = _stem(item, position, grids) + text.suffix
+            written.append(write_bytes(Path(directory) / name, text.encode(item, provenance(item))))
+            lines.append(json.dumps({"file": name, "text": str(item.data), **_jsonable(item.meta)},
                                     sort_keys=True))
         written.append(write_text(Path(directory) / "samples.jsonl", "\n".join(lines) + ("\n" if lines else "")))
         return written
@@ -127,10 +127,10 @@ class WAVExporter(Exporter):
     Params = WAVParams
 
     def export(self, content: Content, directory: Path) -> list[Path]:
-        from aigc_core.builtin.modalities import wav_bytes
         from aigc_core.builtin.spectrograms import contact_sheet, sheet_name, spectrogram_image
         from aigc_core.imaging import png_bytes
 
+        audio = get_modality(content.modality)
         grids: list[int] = []
         written = []
         clips: list[tuple[str, str, np.ndarray, int]] = []  # (label, title, wave, rate)
@@ -140,8 +140,8 @@ class WAVExporter(Exporter):
                 raise ValueError(f"audio item {position} has no sample_rate in its metadata")
             wave = np.clip(np.nan_to_num(np.asarray(item.data, np.float32)), -1.0, 1.0)
             stem = _stem(item, position, grids)
-            path = Path(directory) / f"{stem}.wav"
-            written.append(write_bytes(path, wav_bytes(wave, rate, json.dumps(provenance(item), sort_keys=True))))
+            path = Path(directory) / f"{stem}{audio.suffix}"
+            written.append(write_bytes(path, audio.encode(Item(wave, item.meta), provenance(item), comment_limit=None)))
             label = item.meta.get("class", item.meta.get("label"))
             label = None if label is None else str(label)
             title = stem + (f", label {label}" if label is not None else "")

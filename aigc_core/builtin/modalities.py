@@ -1,7 +1,10 @@
 """The core's modalities: image, text and audio, registered by the built-in plugin like any other.
 
 Each format is written once, here: the exporters (``exporters.py``) and the server's responses
-call these encoders, each with the provenance it carries.
+(``aigc_core/server/encoding.py``) both turn an item into bytes through its modality's ``encode``,
+each with the provenance it carries. What only a file on disk holds (the image's post-processing
+record, the whole WAV comment) is an ``encode`` keyword the exporter passes; the server's calls
+leave the defaults.
 """
 
 from __future__ import annotations
@@ -67,10 +70,12 @@ class ImageModality(Modality):
     preview_count = 64
     display = {"render": "image"}
 
-    def encode(self, item: Item, meta: Mapping[str, Any]) -> bytes:
+    def encode(self, item: Item, meta: Mapping[str, Any], chunks: Mapping[str, Any] | None = None) -> bytes:
+        """A PNG with ``meta`` in its ``aigc`` text chunk and ``chunks`` (the exporter's
+        ``aigc:postprocess``) in text chunks after it."""
         from aigc_core.imaging import png_bytes
 
-        return png_bytes(item.data, {"aigc": meta})
+        return png_bytes(item.data, {"aigc": meta, **(chunks or {})})
 
     def write_preview(self, content: Content, directory: Path, stem: str, exporter: Any) -> None:
         """One grid ``STEM.png`` of every image: a page of 64 digits says more than 64 files."""
@@ -153,12 +158,15 @@ class AudioModality(Modality):
     media_type = "audio/wav"
     display = {"render": "audio", "spectrogram": True}
 
-    def encode(self, item: Item, meta: Mapping[str, Any]) -> bytes:
+    def encode(self, item: Item, meta: Mapping[str, Any], comment_limit: int | None = 2000) -> bytes:
+        """A WAV with ``meta`` as JSON in its comment. The server's responses keep the first 2,000
+        characters (libsndfile drops a comment much longer than that, and a response's metadata
+        travels in its JSON anyway); the exporter passes ``comment_limit=None``: its files have
+        always carried the provenance whole, and keep the same bytes."""
         rate = int(item.meta.get("sample_rate") or 0)
         if rate <= 0:
             raise ValueError("audio item has no sample_rate in its metadata")
-        # a WAV comment much longer than this is dropped by libsndfile: keep the start of it
-        return wav_bytes(item.data, rate, json.dumps(meta, sort_keys=True)[:2000])
+        return wav_bytes(item.data, rate, json.dumps(meta, sort_keys=True)[:comment_limit])
 
     def check_item(self, item: Item, where: str, info: Mapping | None = None) -> None:
         data = _float_array(item, where)

@@ -20,15 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import AigcError, ConfigError, first_line
+from ..errors import AigcError, ConfigError, UsageError, first_line
+from ..inference import check_seed as checked_seed, fresh_seed
 from . import encoding
-from .batching import Batcher, ClientGone, Job, QueueFull, fresh_seeds
+from .batching import Batcher, ClientGone, Job, QueueFull
 from .models import RequestError, ServedModel, load_models
 from .security import APIKeyMiddleware, BodyLimitMiddleware, HostCheckMiddleware
 from .settings import ServerSettings, is_loopback
 
 log = logging.getLogger("aigc.server")
-MAX_SEED = 2**63 - 1
 
 
 # Strict types: JSON true is not the number 1, and "2" is not 2 (pydantic's lax mode takes both).
@@ -144,8 +144,12 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
         return model
 
     def check_seed(seed: int | None) -> None:
-        if seed is not None and not 0 <= seed <= MAX_SEED:
-            raise RequestError(422, f"seed: must be in [0, {MAX_SEED}], got {seed}", "seed")
+        """The one seed check (``aigc_core.inference.check_seed``), as a 422 naming the field."""
+        if seed is not None:
+            try:
+                checked_seed(seed)
+            except UsageError as exc:
+                raise RequestError(422, str(exc), "seed") from None
 
     # -- health ----------------------------------------------------------------------------
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers")
@@ -250,7 +254,7 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
         check_seed(body.seed)
         check_seed(None if body.seed is None else body.seed + body.n - 1)
         options = model.validated_options(body.options, settings)
-        seed = body.seed if body.seed is not None else fresh_seeds.randrange(2**31)
+        seed = body.seed if body.seed is not None else fresh_seed()
         with streams_lock:
             if active_streams[served] >= settings.max_streams:
                 raise QueueFull(max(1, int(settings.timeout_s // 10)))
@@ -277,7 +281,7 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
                 with whole:
                     for index in range(body.n):  # text i is what a stream of seed + i sends alone
                         with step():  # a generator may do work before its first piece
-                            pieces = iter(model.inference.stream(seed + index, **options))
+                            pieces = iter(model.inference.stream(seed + index, options=options))
                         try:
                             while not stop.is_set():
                                 with step():  # one step at a time: batches for others go on between steps

@@ -25,7 +25,6 @@ import asyncio
 import collections
 import json
 import math
-import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,9 +32,8 @@ from typing import Any, Awaitable, Callable
 
 from ..cancel import CancelToken, cancellation
 from ..content import Content
+from ..inference import fresh_seed, options_dict
 from .models import RequestError, ServedModel
-
-fresh_seeds = random.SystemRandom()
 
 
 class ClientGone(Exception):
@@ -59,7 +57,8 @@ class QueueFull(Exception):
 class Job:
     n: int
     seed: int | None
-    options: dict
+    #: The model's validated options object (``Inference.options``), passed on as it is.
+    options: Any
     postprocess: bool
     future: asyncio.Future
     key: str = ""
@@ -68,7 +67,8 @@ class Job:
     abandoned: bool = False  # the client stopped waiting (timeout): nobody will read the result
 
     def __post_init__(self) -> None:
-        self.key = json.dumps(self.options, sort_keys=True, default=str)
+        self.values = options_dict(self.options)
+        self.key = json.dumps(self.values, sort_keys=True, default=str)
 
 
 @dataclass
@@ -237,7 +237,7 @@ class Batcher:
         for job in jobs:
             if job.seed is not None:
                 group_key: tuple = (job.key, job.seed, job.n)  # identical requests: one call
-            elif any(isinstance(v, list) for v in job.options.values()):
+            elif any(isinstance(v, list) for v in job.values.values()):
                 group_key = (id(job),)  # its own call (see the module docstring)
             else:
                 group_key = (job.key, None)
@@ -261,7 +261,7 @@ class Batcher:
     def _run_group(self, group: list[Job], outcomes: dict[int, Any]) -> None:
         seed = group[0].seed
         if seed is None:
-            used_seed = fresh_seeds.randrange(2**31)
+            used_seed = fresh_seed()
             slices, start = [], 0
             for job in group:
                 slices.append((start, start + job.n))
@@ -285,7 +285,7 @@ class Batcher:
             except Exception as exc:
                 outcomes[id(job)] = exc
 
-    def _generate(self, n: int, seed: int, options: dict) -> tuple[Content, float]:
+    def _generate(self, n: int, seed: int, options: Any) -> tuple[Content, float]:
         started = time.perf_counter()
 
         def report(done: int, total: int) -> None:
@@ -293,7 +293,7 @@ class Batcher:
 
         try:
             with self.model.turn():  # the lock, and on a shared base this model's adapter
-                content = self.model.inference.generate(n, seed, progress=report, **options)
+                content = self.model.inference.generate(n, seed, options=options, progress=report)
         finally:
             self.progress = None
         self.stats["samples"] += n

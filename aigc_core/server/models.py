@@ -113,8 +113,9 @@ class ServedModel:
             "base": self.base,
         }
 
-    def validated_options(self, options: Any, settings: ServerSettings) -> dict:
-        """The run's configured options overlaid with the request's, validated and capped.
+    def validated_options(self, options: Any, settings: ServerSettings) -> Any:
+        """The run's configured options overlaid with the request's, validated (once: the object the
+        generator receives) and capped.
 
         The caps apply to the values the generator will receive, after type coercion: a cap
         checked on the raw JSON is passed by ``"99999999"``, which coercion then makes a number.
@@ -131,7 +132,8 @@ class ServedModel:
                 opts = self.inference.options(options, "options")
         except ConfigError as exc:
             raise RequestError(422, str(exc), exc.key) from None
-        check_option_limits({key: opts[key] for key in options if key in opts}, settings, files)
+        check_option_limits({key: getattr(opts, key) for key in options if key in type(opts).model_fields},
+                            settings, files)
         return opts
 
 

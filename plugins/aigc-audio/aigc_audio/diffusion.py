@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable, ClassVar, Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 import torch
 
@@ -121,41 +121,35 @@ class MelDiffusion(MelGenerator):
         return torch.tensor([(hi + lo) / 2, (hi - lo) / 2])
 
     # -- generation ---------------------------------------------------------------------------
-    @torch.no_grad()
-    def generate(self, n: int, seed: int = 0, num_inference_steps: int = 20, scheduler: str = "dpm-solver",
-                 guidance_scale: float = 2.0, label=None, use_ema: bool = True, batch_size: int = 16,
-                 start: int = 0, progress: Optional[Callable[[int, int], None]] = None) -> Content:
+    def generate(self, n: int, seed: int, options: MelDiffusionOptions, start: int = 0) -> Content:
         """Clips ``start .. start+n-1``; a clip depends on ``seed`` and its index alone: the
         denoiser works in ``batch_size``-aligned chunks and each clip is vocoded on its own."""
-        fixed = self.label_index(label) if label is not None else None
-        denoiser.make_sampler(self.noise_scheduler, scheduler, num_inference_steps)  # bad options fail first
-        net = self.unet_ema if (use_ema and self.unet_ema is not None) else self.unet
-        was_training = self.training
-        self.eval()
+        o = options
+        fixed = o.label  # a class index: Inference resolved a name
+        denoiser.make_sampler(self.noise_scheduler, o.scheduler, o.num_inference_steps)  # bad options fail first
+        net = self.unet_ema if (o.use_ema and self.unet_ema is not None) else self.unet
 
         def labels_of(idx: torch.Tensor) -> torch.Tensor:
             return torch.full_like(idx, fixed) if fixed is not None else idx % self.num_classes
 
         def step_done(done: int, total: int) -> None:
             check_cancelled()  # a server that gave up on this request stops it here
-            (progress or report_progress)(done, total)
+            report_progress(done, total)
 
         items = []
-        meta = {"num_inference_steps": num_inference_steps, "scheduler": scheduler}
-        if self.conditioned and guidance_scale > 0:
-            meta["guidance_scale"] = guidance_scale
-        try:
-            for lo, x, _ in denoiser.sample_chunks(
-                    net, self.noise_scheduler, self.shape, seed, start, n, batch_size, scheduler, num_inference_steps,
-                    guidance_scale, labels_of if self.conditioned else None, self.conditioned, self.device, step_done):
-                labels = labels_of(torch.arange(lo, lo + batch_size))
-                for j in range(batch_size):
-                    index = lo + j
-                    if start <= index < start + n:
-                        wave = self.to_wave(x[j:j + 1].float().clamp(-1.0, 1.0))[0].cpu().numpy()
-                        items.append(self.clip_item(wave, index, seed, int(labels[j]), **meta))
-        finally:
-            self.train(was_training)
+        meta = {"num_inference_steps": o.num_inference_steps, "scheduler": o.scheduler}
+        if self.conditioned and o.guidance_scale > 0:
+            meta["guidance_scale"] = o.guidance_scale
+        for lo, x, _ in denoiser.sample_chunks(
+                net, self.noise_scheduler, self.shape, seed, start, n, o.batch_size, o.scheduler,
+                o.num_inference_steps, o.guidance_scale, labels_of if self.conditioned else None, self.conditioned,
+                self.device, step_done):
+            labels = labels_of(torch.arange(lo, lo + o.batch_size))
+            for j in range(o.batch_size):
+                index = lo + j
+                if start <= index < start + n:
+                    wave = self.to_wave(x[j:j + 1].float().clamp(-1.0, 1.0))[0].cpu().numpy()
+                    items.append(self.clip_item(wave, index, seed, int(labels[j]), **meta))
         return Content("audio", items)
 
     # -- artifacts ----------------------------------------------------------------------------

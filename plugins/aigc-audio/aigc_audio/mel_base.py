@@ -1,6 +1,7 @@
 """What every spectrogram generator of this plugin shares: the mel analysis, the normalisation
 fitted on the training clips, the vocoder (a named mel-vocoder run, copied into the checkpoint,
-or Griffin-Lim with a one-line notice), labels by name or index, and clips as Items.
+or Griffin-Lim with a one-line notice), the class names a label may give (``classes``: the core's
+``Inference`` checks a label and hands over its index), and clips as Items.
 
 Why a base class: ``mel-vae`` and ``mel-diffusion`` differ only in the model between the
 normalised log-mel and back; a vocoder trained for one fits the other because both analyse
@@ -182,18 +183,6 @@ class MelGenerator(Generator):
         return self.features.invert(log_mel, num_samples)
 
     # -- generation ---------------------------------------------------------------------------
-    def label_index(self, label) -> int:
-        """A class name, or failing that an index; anything else names the option at fault."""
-        text = str(label)
-        if text in self.classes:
-            return self.classes.index(text)
-        if isinstance(label, int) or text.lstrip("-").isdigit():
-            index = int(text)
-            if 0 <= index < self.num_classes:
-                return index
-        shown = ", ".join(self.classes[:12]) + (", ..." if len(self.classes) > 12 else "")
-        raise ConfigError("generate.label", f"{label!r} is not a class this model was trained on (classes: {shown})")
-
     def clip_item(self, wave: np.ndarray, index: int, seed: int, label: int, **meta) -> Item:
         """One generated clip, kept inside [-1, 1] without clipping, with the meta every clip has."""
         wave = np.nan_to_num(np.asarray(wave, dtype=np.float32))

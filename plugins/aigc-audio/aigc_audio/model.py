@@ -145,29 +145,22 @@ class MelVAE(MelGenerator):
         """Sample i's noise depends on (seed, i) alone, so batching cannot change a sample."""
         return sample_normal(n, self.params.latent, seed, start)
 
-    @torch.no_grad()
-    def generate(self, n: int, seed: int = 0, label=None, temperature: float = 1.0, batch_size: int = 64,
-                 start: int = 0) -> Content:
-        fixed = self.label_index(label) if label is not None else None
-        was_training = self.training
-        self.eval()
+    def generate(self, n: int, seed: int, options: MelVAEOptions, start: int = 0) -> Content:
+        fixed, batch_size = options.label, options.batch_size  # the label: a class index (Inference)
         items = []
-        try:
-            for lo in range(0, n, batch_size):
-                check_cancelled()  # a server that gave up on this request stops it here
-                hi = min(n, lo + batch_size)
-                idx = torch.arange(start + lo, start + hi)
-                labels = torch.full_like(idx, fixed) if fixed is not None else idx % self.num_classes
-                y = labels.to(self.device)
-                eps = self.latents(hi - lo, seed, start + lo).to(self.device) * temperature
-                z = self.prior_mean[y] + (self.prior_scale[y] @ eps.unsqueeze(-1)).squeeze(-1)
-                # one clip at a time through the decoder: batched convolutions may round differently,
-                # and Griffin-Lim would amplify that into different bytes on another shard layout
-                mel = torch.cat([self.decoder(z[i:i + 1], y[i:i + 1]) for i in range(len(z))]).float()
-                waves = self.to_wave(mel).cpu().numpy()
-                items += [self.clip_item(wave, start + lo + j, seed, int(labels[j])) for j, wave in enumerate(waves)]
-        finally:
-            self.train(was_training)
+        for lo in range(0, n, batch_size):
+            check_cancelled()  # a server that gave up on this request stops it here
+            hi = min(n, lo + batch_size)
+            idx = torch.arange(start + lo, start + hi)
+            labels = torch.full_like(idx, fixed) if fixed is not None else idx % self.num_classes
+            y = labels.to(self.device)
+            eps = self.latents(hi - lo, seed, start + lo).to(self.device) * options.temperature
+            z = self.prior_mean[y] + (self.prior_scale[y] @ eps.unsqueeze(-1)).squeeze(-1)
+            # one clip at a time through the decoder: batched convolutions may round differently,
+            # and Griffin-Lim would amplify that into different bytes on another shard layout
+            mel = torch.cat([self.decoder(z[i:i + 1], y[i:i + 1]) for i in range(len(z))]).float()
+            waves = self.to_wave(mel).cpu().numpy()
+            items += [self.clip_item(wave, start + lo + j, seed, int(labels[j])) for j, wave in enumerate(waves)]
         return Content("audio", items)
 
     def load_artifact_state(self, state: dict[str, torch.Tensor]) -> None:

@@ -236,10 +236,11 @@ class MelVocoder(Generator):
     def neural_vocoder(self) -> VocoderNet:
         return self.net
 
-    @torch.no_grad()
-    def generate(self, n: int, seed: int = 0, split: str = "test", data_source=None, start: int = 0) -> Content:
+    def generate(self, n: int, seed: int, options: MelVocoderOptions, data_source=None, start: int = 0) -> Content:
         """Re-synthesis of real clips from their own mel spectrograms: what a vocoder alone can make."""
         from .mel_base import split_tensors
+
+        split = options.split
 
         if data_source is None:  # a preview during training: the data being trained on
             data_source = self.preview_data

@@ -14,6 +14,7 @@ from aigc_core.testing import CancelAfter
 from aigc_audio.diffusion import MelDiffusion
 from aigc_audio.model import MelVAE
 from aigc_audio.vocoder import MelVocoder
+from aigc_core.testing import generate
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +39,16 @@ def _stops_at(generate, checks: int) -> int:
 
 def test_mel_vae_stops_between_batches(notes, tmp_path):
     gen = _build(MelVAE, notes, tmp_path, griffin_lim_iters=2)
-    assert _stops_at(lambda: gen.generate(6, seed=0, batch_size=2), 2) == 2  # three batches: stopped at the second
-    assert len(gen.generate(6, seed=0, batch_size=2).items) == 6  # no token: unaffected
+    assert _stops_at(lambda: generate(gen, 6, seed=0, batch_size=2), 2) == 2  # three batches: stopped at the second
+    assert len(generate(gen, 6, seed=0, batch_size=2).items) == 6  # no token: unaffected
 
 
 def test_mel_diffusion_stops_between_denoising_steps(notes, tmp_path):
     gen = _build(MelDiffusion, notes, tmp_path, griffin_lim_iters=2)
-    assert _stops_at(lambda: gen.generate(2, seed=0, num_inference_steps=6, batch_size=2), 3) == 3  # of six
+    assert _stops_at(lambda: generate(gen, 2, seed=0, num_inference_steps=6, batch_size=2), 3) == 3  # of six
 
 
 def test_mel_vocoder_stops_between_clips(notes, tmp_path):
     gen = _build(MelVocoder, notes, tmp_path, segment_frames=8)
-    assert _stops_at(lambda: gen.generate(4, seed=0, data_source=notes), 2) == 2  # at the second of four clips
-    assert len(gen.generate(4, seed=0, data_source=notes).items) == 4
+    assert _stops_at(lambda: generate(gen, 4, seed=0, data_source=notes), 2) == 2  # at the second of four clips
+    assert len(generate(gen, 4, seed=0, data_source=notes).items) == 4

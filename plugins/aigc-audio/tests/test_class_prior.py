@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from aigc_core import ConfigError, Pipeline
+from aigc_core.testing import generate
 
 
 def tiny_config(out, prior="class") -> dict:
@@ -54,14 +55,14 @@ def test_samples_are_drawn_from_the_asked_class_gaussian(run_dir, monkeypatch):
     decode = gen.decoder.forward
     monkeypatch.setattr(gen.decoder, "forward", lambda z, y: (seen.append(z.clone()), decode(z, y))[1])
     monkeypatch.setattr(gen, "to_wave", lambda mel: torch.zeros(len(mel), 10))  # no vocoding: speed
-    gen.generate(400, seed=3, label=1)
+    generate(gen, 400, seed=3, label=1)
     z = torch.cat(seen).double()
     scale = gen.prior_scale[1].double()
     white = torch.linalg.solve_triangular(scale, (z - gen.prior_mean[1].double()).T, upper=False).T
     assert float(white.mean(0).abs().max()) < 0.25  # centred on class 1's mean...
     assert torch.allclose(torch.cov(white.T), torch.eye(z.shape[1], dtype=torch.float64), atol=0.3)  # ...its spread
     seen.clear()
-    gen.generate(1, seed=3, label=1, temperature=0.0)
+    generate(gen, 1, seed=3, label=1, temperature=0.0)
     assert torch.allclose(seen[0][0], gen.prior_mean[1])  # temperature 0: the class's typical code
 
 

@@ -22,6 +22,7 @@ from aigc_core.config import build_params
 from aigc_audio.diffusion import MelDiffusion
 from aigc_audio.diffusion_training import MelDiffusionTraining
 from aigc_audio.mel_base import split_tensors
+from aigc_core.testing import generate
 
 FAST = {"num_inference_steps": 4, "batch_size": 4}
 
@@ -114,12 +115,12 @@ def test_snr_gamma_weights_the_training_loss(run):
 
 def test_guidance_makes_clips_follow_their_label(run):
     gen = run[0].generator
-    sine = band_spread(gen, [i.data for i in gen.generate(8, seed=3, label="sine", guidance_scale=3.0, **FAST)])
-    square = band_spread(gen, [i.data for i in gen.generate(8, seed=3, label="square", guidance_scale=3.0, **FAST)])
+    sine = band_spread(gen, [i.data for i in generate(gen, 8, seed=3, label="sine", guidance_scale=3.0, **FAST)])
+    square = band_spread(gen, [i.data for i in generate(gen, 8, seed=3, label="square", guidance_scale=3.0, **FAST)])
     assert square > sine + 0.3 and sine < 2.0, (sine, square)
     # guidance 0 is the unconditional model: the asked label no longer changes a clip
-    a = gen.generate(2, seed=3, label="sine", guidance_scale=0.0, **FAST)
-    b = gen.generate(2, seed=3, label="square", guidance_scale=0.0, **FAST)
+    a = generate(gen, 2, seed=3, label="sine", guidance_scale=0.0, **FAST)
+    b = generate(gen, 2, seed=3, label="square", guidance_scale=0.0, **FAST)
     assert [i.data.tobytes() for i in a] == [i.data.tobytes() for i in b]
     assert "guidance_scale" not in a.items[0].meta and b.items[0].meta["class"] == "square"
 
@@ -131,7 +132,7 @@ def test_without_guidance_the_label_moves_a_clip_about_as_much_as_the_noise_does
     gen = run[0].generator
 
     def mels(label: str, seed: int) -> torch.Tensor:
-        clips = gen.generate(4, seed=seed, label=label, guidance_scale=1.0, **FAST)
+        clips = generate(gen, 4, seed=seed, label=label, guidance_scale=1.0, **FAST)
         return gen.features.log_mel(torch.as_tensor(np.stack([i.data for i in clips])))
 
     sine = mels("sine", 3)
@@ -142,19 +143,19 @@ def test_without_guidance_the_label_moves_a_clip_about_as_much_as_the_noise_does
 
 def test_same_seed_same_bytes_and_clip_i_does_not_depend_on_n(run):
     gen = run[0].generator
-    a = gen.generate(5, seed=7, **FAST)
-    assert [i.data.tobytes() for i in a] == [i.data.tobytes() for i in gen.generate(5, seed=7, **FAST)]
-    alone = gen.generate(1, seed=7, start=3, **FAST)
+    a = generate(gen, 5, seed=7, **FAST)
+    assert [i.data.tobytes() for i in a] == [i.data.tobytes() for i in generate(gen, 5, seed=7, **FAST)]
+    alone = generate(gen, 1, seed=7, start=3, **FAST)
     assert alone.items[0].data.tobytes() == a.items[3].data.tobytes()
     assert alone.items[0].meta["index"] == 3 and [i.meta["label"] for i in a] == [0, 1, 0, 1, 0]
-    other = gen.generate(5, seed=8, **FAST)
+    other = generate(gen, 5, seed=8, **FAST)
     assert not np.array_equal(other.items[0].data, a.items[0].data)
 
 
 def test_save_and_load_round_trip_gives_the_same_clips(run):
     pipe, run_dir = run
     loaded = Pipeline.from_run_dir(run_dir).generator
-    a, b = pipe.generator.generate(3, seed=2, **FAST), loaded.generate(3, seed=2, **FAST)
+    a, b = generate(pipe.generator, 3, seed=2, **FAST), generate(loaded, 3, seed=2, **FAST)
     assert [i.data.tobytes() for i in a] == [i.data.tobytes() for i in b]
     from safetensors.torch import load_file
 
@@ -202,7 +203,7 @@ def test_bad_generator_settings_are_one_line_errors_naming_the_key(base, run):
         Pipeline.from_config(config(base / "bad", size="small", n_mels=56, patch=4)).run()
     assert not (base / "bad" / "model").exists()
     with pytest.raises(ConfigError, match=r"^generate\.label: 'flute' is not a class"):
-        run[0].generator.generate(1, seed=0, label="flute", **FAST)
+        generate(run[0].generator, 1, seed=0, label="flute", **FAST)
     with pytest.raises(ConfigError, match=r"^generate\.num_inference_steps: at most num_train_timesteps"):
-        run[0].generator.generate(1, seed=0, num_inference_steps=5000)
+        generate(run[0].generator, 1, seed=0, num_inference_steps=5000)
 

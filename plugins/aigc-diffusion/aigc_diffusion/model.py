@@ -17,7 +17,7 @@ sampling needs, so a finished run loads and generates without Lightning.
 from __future__ import annotations
 
 import copy
-from typing import Callable, ClassVar, Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 import numpy as np
 import torch
@@ -289,43 +289,33 @@ class DDPM(Generator):
     def make_scheduler(self, name: str, steps: int):
         return denoiser.make_sampler(self.noise_scheduler, name, steps)
 
-    @torch.no_grad()
-    def generate(self, n: int, seed: int = 0, num_inference_steps: int = 25, scheduler: str = "ddim",
-                 guidance_scale: float = 2.0, label: Optional[int] = None, use_ema: bool = True,
-                 batch_size: int = 16, start: int = 0,
-                 progress: Optional[Callable[[int, int], None]] = None) -> Content:
+    def generate(self, n: int, seed: int, options: DDPMOptions, start: int = 0) -> Content:
         """Samples ``start .. start+n-1``; a sample's bytes depend on ``seed`` and its index alone
-        (``denoiser.sample_chunks``). ``progress(done, total)`` is called after every denoising step."""
-        if label is not None and (not self.num_classes or label >= self.num_classes):
-            classes = self.num_classes or "no"
-            raise ConfigError("generate.label", f"label {label} is not a class this model was trained on ({classes} classes)")
-        self.make_scheduler(scheduler, num_inference_steps)  # bad options fail before any work
-        net = self.unet_ema if (use_ema and self.unet_ema is not None) else self.unet
-        was_training = net.training
-        net.eval()
+        (``denoiser.sample_chunks``), which reports every denoising step (``report_progress``)."""
+        o = options
+        label, scheduler, steps, batch_size = o.label, o.scheduler, o.num_inference_steps, o.batch_size
+        self.make_scheduler(scheduler, steps)  # bad options fail before any work
+        net = self.unet_ema if (o.use_ema and self.unet_ema is not None) else self.unet
         end = start + n
-        conditioned = self.num_classes and guidance_scale > 0
+        conditioned = self.num_classes and o.guidance_scale > 0
         labels_of = None
         if self.num_classes:
             labels_of = (lambda idx: torch.full_like(idx, label)) if label is not None else (lambda idx: idx % self.num_classes)
         items: list[Item] = []
-        try:
-            for lo, x, labels in denoiser.sample_chunks(
-                    net, self.noise_scheduler, tuple(self.info["shape"]), seed, start, n, batch_size, scheduler,
-                    num_inference_steps, guidance_scale, labels_of, self.num_classes, self.device, progress):
-                images = ((x.float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0).numpy()
-                for j in range(batch_size):
-                    index = lo + j
-                    if not start <= index < end:
-                        continue
-                    meta = {"index": index, "seed": seed, "sample_seed": sample_seed(seed, index),
-                            "num_inference_steps": num_inference_steps, "scheduler": scheduler}
-                    if conditioned:
-                        meta["label"] = int(labels[j])
-                        meta["guidance_scale"] = guidance_scale
-                    items.append(Item(images[j].astype(np.float32), meta))
-        finally:
-            net.train(was_training)
+        for lo, x, labels in denoiser.sample_chunks(
+                net, self.noise_scheduler, tuple(self.info["shape"]), seed, start, n, batch_size, scheduler,
+                steps, o.guidance_scale, labels_of, self.num_classes, self.device, None):
+            images = ((x.float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0).numpy()
+            for j in range(batch_size):
+                index = lo + j
+                if not start <= index < end:
+                    continue
+                meta = {"index": index, "seed": seed, "sample_seed": sample_seed(seed, index),
+                        "num_inference_steps": steps, "scheduler": scheduler}
+                if conditioned:
+                    meta["label"] = int(labels[j])
+                    meta["guidance_scale"] = o.guidance_scale
+                items.append(Item(images[j].astype(np.float32), meta))
         return Content("image", items)
 
     # -- artifacts ----------------------------------------------------------------------------

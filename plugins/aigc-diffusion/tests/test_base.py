@@ -19,6 +19,7 @@ from aigc_core.config import build_params
 from aigc_core.testing import hub_out_of_reach, refuse_unpickling, refused_network
 from aigc_diffusion import denoiser
 from aigc_diffusion.model import DDPM
+from aigc_core.testing import generate
 
 INFO = {"shape": [1, 8, 8], "num_classes": 2}
 
@@ -80,11 +81,11 @@ def test_pipeline_folder_loads_with_its_unet_and_schedule_and_generates(pipeline
     assert model.noise_scheduler.config.num_train_timesteps == 50
     assert model.noise_scheduler.config.beta_schedule == "linear"
     assert model.num_classes == 0  # an unconditional base stays unconditional (labels ignored)
-    content = model.generate(3, seed=1, num_inference_steps=2, batch_size=2)
+    content = generate(model, 3, seed=1, num_inference_steps=2, batch_size=2)
     images = np.stack([item.data for item in content.items])
     assert images.shape == (3, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
     assert "label" not in content.items[0].meta
-    again = model.generate(1, seed=1, num_inference_steps=2, batch_size=2)
+    again = generate(model, 1, seed=1, num_inference_steps=2, batch_size=2)
     assert again.items[0].data.tobytes() == content.items[0].data.tobytes()
     assert model.adapter_targets == denoiser.ADAPTER_TARGETS + denoiser.ATTENTION_TARGETS  # it has attention
 
@@ -114,8 +115,8 @@ def test_without_data_info_the_base_says_what_it_makes(pipeline_dir, tmp_path, n
     model = DDPM.load_base(str(pipeline_dir), params(), None)
     assert model.info["shape"] == [1, 8, 8] and model.num_classes == 0
     trained = DDPM.load_base(str(pipeline_dir), params(), INFO)
-    a = model.generate(1, seed=2, num_inference_steps=2, batch_size=2).items[0].data
-    assert a.tobytes() == trained.generate(1, seed=2, num_inference_steps=2, batch_size=2).items[0].data.tobytes()
+    a = generate(model, 1, seed=2, num_inference_steps=2, batch_size=2).items[0].data
+    assert a.tobytes() == generate(trained, 1, seed=2, num_inference_steps=2, batch_size=2).items[0].data.tobytes()
     tiny_unet(num_class_embeds=3).save_pretrained(str(tmp_path / "cond"))
     assert DDPM.load_base(str(tmp_path / "cond"), params(), None).num_classes == 2
 
@@ -123,7 +124,7 @@ def test_without_data_info_the_base_says_what_it_makes(pipeline_dir, tmp_path, n
 def test_bare_unet_folder_takes_the_schedule_from_the_config(unet_dir, no_network):
     model = DDPM.load_base(str(unet_dir), params(num_train_timesteps=40, beta_schedule="linear"), INFO)
     assert model.noise_scheduler.config.num_train_timesteps == 40
-    assert len(model.generate(2, seed=0, num_inference_steps=2, batch_size=2).items) == 2
+    assert len(generate(model, 2, seed=0, num_inference_steps=2, batch_size=2).items) == 2
 
 
 def test_a_run_fine_tuned_from_a_base_loads_its_own_artifact(pipeline_dir, tmp_path, no_network):
@@ -134,8 +135,8 @@ def test_a_run_fine_tuned_from_a_base_loads_its_own_artifact(pipeline_dir, tmp_p
         model.unet_ema.conv_out.bias.add_(0.1)  # as if trained: the artifact's weights, not the base's
     model.save_artifact(tmp_path / "model")
     loaded = DDPM.load_artifact(tmp_path / "model", params())
-    a = model.generate(2, seed=3, num_inference_steps=2, batch_size=2)
-    b = loaded.generate(2, seed=3, num_inference_steps=2, batch_size=2)
+    a = generate(model, 2, seed=3, num_inference_steps=2, batch_size=2)
+    b = generate(loaded, 2, seed=3, num_inference_steps=2, batch_size=2)
     assert [i.data.tobytes() for i in a.items] == [i.data.tobytes() for i in b.items]
     assert loaded.noise_scheduler.config.num_train_timesteps == 50
     assert list(loaded.unet.config.block_out_channels) == [8, 16]  # the base's U-Net, not the preset size's
@@ -146,7 +147,7 @@ def test_class_conditional_base_of_aigcs_layout_conditions_on_the_data_labels(tm
     tiny_unet(num_class_embeds=3).save_pretrained(str(tmp_path / "cond"))  # 2 classes + the null class
     model = DDPM.load_base(str(tmp_path / "cond"), params(), INFO)
     assert model.num_classes == 2
-    content = model.generate(2, seed=0, num_inference_steps=2, batch_size=2)
+    content = generate(model, 2, seed=0, num_inference_steps=2, batch_size=2)
     assert [item.meta["label"] for item in content.items] == [0, 1]
     with pytest.raises(ConfigError, match=r"^generator\.base: .*conditioned on 2 classes .* the data has 10 classes$"):
         DDPM.load_base(str(tmp_path / "cond"), params(), {**INFO, "num_classes": 10})

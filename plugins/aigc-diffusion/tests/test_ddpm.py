@@ -17,6 +17,7 @@ from aigc_core.config import build_params
 from aigc_diffusion.model import DDPM
 from aigc_diffusion import denoiser
 from aigc_diffusion.training import DDPMTraining
+from aigc_core.testing import generate
 
 
 def make(shape=(1, 8, 8), classes=2, **params):
@@ -94,7 +95,7 @@ def test_loss_falls_on_a_tiny_set(trained):
 
 def test_guidance_makes_samples_follow_their_class(trained):
     def accuracy(scale):
-        content = trained.generate(32, seed=3, guidance_scale=scale, num_inference_steps=20, batch_size=16)
+        content = generate(trained, 32, seed=3, guidance_scale=scale, num_inference_steps=20, batch_size=16)
         wanted = np.arange(32) % 2  # labels cycle with the index
         return float((read_class(np.stack([i.data for i in content])) == wanted).mean())
 
@@ -125,7 +126,7 @@ def test_guidance_is_one_batched_pass_equal_to_the_two_pass_formula(trained):
 
 
 def test_samples_vary_within_a_class(trained):
-    content = trained.generate(16, seed=4, label=1, num_inference_steps=20, batch_size=16)
+    content = generate(trained, 16, seed=4, label=1, num_inference_steps=20, batch_size=16)
     brightest = {int(np.argmax(i.data[0].sum(0))) for i in content}
     assert len(brightest) >= 2, brightest  # the class holds three bar positions: not one memorised image
 
@@ -134,13 +135,13 @@ def test_samples_vary_within_a_class(trained):
 def test_same_seed_same_bytes_and_sample_i_alone_equals_in_a_batch(scheduler):
     model = make()
     run = dict(num_inference_steps=5, scheduler=scheduler, batch_size=4)
-    a = model.generate(6, seed=7, **run)
-    b = model.generate(6, seed=7, **run)
+    a = generate(model, 6, seed=7, **run)
+    b = generate(model, 6, seed=7, **run)
     assert [i.data.tobytes() for i in a] == [i.data.tobytes() for i in b]
-    other = model.generate(6, seed=8, **run)
+    other = generate(model, 6, seed=8, **run)
     assert not np.array_equal(a.items[0].data, other.items[0].data)
     for index in (0, 5):
-        alone = model.generate(1, seed=7, start=index, **run)
+        alone = generate(model, 1, seed=7, start=index, **run)
         assert alone.items[0].data.tobytes() == a.items[index].data.tobytes()
         assert alone.items[0].meta["index"] == index
 
@@ -149,20 +150,20 @@ def test_stochastic_sampler_draws_step_noise_from_the_sample_seed():
     """ddpm adds fresh noise each step: it must come from the sample's generator, not the global one."""
     model = make(conditional=False)
     torch.manual_seed(1)
-    a = model.generate(2, seed=0, scheduler="ddpm", num_inference_steps=5, batch_size=2)
+    a = generate(model, 2, seed=0, scheduler="ddpm", num_inference_steps=5, batch_size=2)
     torch.manual_seed(2)
-    b = model.generate(2, seed=0, scheduler="ddpm", num_inference_steps=5, batch_size=2)
+    b = generate(model, 2, seed=0, scheduler="ddpm", num_inference_steps=5, batch_size=2)
     assert a.items[1].data.tobytes() == b.items[1].data.tobytes()
 
 
 def test_labels_guidance_and_meta():
     model = make(classes=3)
-    content = model.generate(4, seed=0, num_inference_steps=2, batch_size=4)
+    content = generate(model, 4, seed=0, num_inference_steps=2, batch_size=4)
     assert [i.meta["label"] for i in content] == [0, 1, 2, 0]
-    assert {i.meta["label"] for i in model.generate(2, seed=0, label=2, num_inference_steps=2)} == {2}
-    assert "label" not in model.generate(1, seed=0, guidance_scale=0.0, num_inference_steps=2).items[0].meta
+    assert {i.meta["label"] for i in generate(model, 2, seed=0, label=2, num_inference_steps=2)} == {2}
+    assert "label" not in generate(model, 1, seed=0, guidance_scale=0.0, num_inference_steps=2).items[0].meta
     with pytest.raises(ConfigError, match=r"^generate\.label: label 3 is not a class"):
-        model.generate(1, seed=0, label=3)
+        generate(model, 1, seed=0, label=3)
     assert make(conditional=False).num_classes == 0 and make(classes=0).num_classes == 0
 
 
@@ -183,15 +184,15 @@ def test_bad_generation_options_name_the_key(values, key):
 def test_more_steps_than_noise_levels_and_incompatible_scheduler_are_config_errors():
     model = make(num_train_timesteps=10)
     with pytest.raises(ConfigError, match=r"^generate\.num_inference_steps: at most num_train_timesteps \(10\)"):
-        model.generate(1, seed=0, num_inference_steps=11)
+        generate(model, 1, seed=0, num_inference_steps=11)
     with pytest.raises(ConfigError, match=r"^generate\.scheduler: .*cannot sample"):
-        model.generate(1, seed=0, num_inference_steps=2, scheduler="FlowMatchEulerDiscreteScheduler")
+        generate(model, 1, seed=0, num_inference_steps=2, scheduler="FlowMatchEulerDiscreteScheduler")
 
 
 @pytest.mark.parametrize("size,shape", [("debug", (1, 8, 8)), ("debug", (3, 16, 12)), ("small", (1, 28, 28)),
                                         ("fast", (1, 28, 28)), ("fast", (1, 16, 16))])
 def test_any_image_shape_the_unet_takes(size, shape):
-    content = make(shape, size=size).generate(2, seed=0, num_inference_steps=2, batch_size=2)
+    content = generate(make(shape, size=size), 2, seed=0, num_inference_steps=2, batch_size=2)
     for item in content:
         assert item.data.shape == shape and item.data.dtype == np.float32
         assert 0.0 <= item.data.min() and item.data.max() <= 1.0
@@ -232,7 +233,7 @@ def test_presets_keep_their_channels_and_refuse_each_others_artifacts(tmp_path):
     params = {"size": "small"}
     reloaded = DDPM.load_artifact(tmp_path / "small", build_params(DDPM.Params, params, "generator"))
     run = dict(num_inference_steps=2, batch_size=2)
-    assert reloaded.generate(2, seed=0, **run).items[1].data.tobytes() == small.generate(2, seed=0, **run).items[1].data.tobytes()
+    assert generate(reloaded, 2, seed=0, **run).items[1].data.tobytes() == generate(small, 2, seed=0, **run).items[1].data.tobytes()
     with pytest.raises(CheckpointError, match="does not fit this ddpm"):
         DDPM.load_artifact(tmp_path / "small", build_params(DDPM.Params, {"size": "fast"}, "generator"))
 
@@ -245,17 +246,20 @@ def test_artifact_holds_the_ema_weights_and_refuses_foreign_ones(tmp_path):
     run = dict(num_inference_steps=3, batch_size=2)
     model.save_artifact(tmp_path)
     loaded = DDPM.load_artifact(tmp_path, build_params(DDPM.Params, {"size": "debug"}, "generator"))
-    a, b = model.generate(2, seed=1, **run), loaded.generate(2, seed=1, **run)
+    a, b = generate(model, 2, seed=1, **run), generate(loaded, 2, seed=1, **run)
     assert [i.data.tobytes() for i in a] == [i.data.tobytes() for i in b]
-    live = model.generate(2, seed=1, use_ema=False, **run)
+    live = generate(model, 2, seed=1, use_ema=False, **run)
     assert not np.array_equal(live.items[0].data, a.items[0].data)
     with pytest.raises(CheckpointError, match="does not fit this ddpm"):
         DDPM.load_artifact(tmp_path, build_params(DDPM.Params, {"size": "small"}, "generator"))
 
 
 def test_progress_reports_every_denoising_step():
+    from aigc_core import progress_reporting
+
     seen = []
-    make().generate(5, seed=0, num_inference_steps=3, batch_size=4, progress=lambda done, total: seen.append((done, total)))
+    with progress_reporting(lambda done, total: seen.append((done, total))):
+        generate(make(), 5, seed=0, num_inference_steps=3, batch_size=4)
     assert seen == [(k, 6) for k in range(1, 7)]  # two chunks of four, three steps each
 
 
@@ -263,11 +267,11 @@ def test_patch_folds_pixels_before_the_unet_and_round_trips(tmp_path):
     model = make((1, 16, 16), classes=10, size="small", patch=2)
     assert model.unet.unet.config.in_channels == 4 and tuple(model.unet.unet.config.sample_size) == (8, 8)
     run = dict(num_inference_steps=2, batch_size=2)
-    before = model.generate(2, seed=0, **run)
+    before = generate(model, 2, seed=0, **run)
     assert before.items[0].data.shape == (1, 16, 16)
     model.save_artifact(tmp_path)
     loaded = DDPM.load_artifact(tmp_path, build_params(DDPM.Params, {"size": "small", "patch": 2}, "generator"))
-    assert [i.data.tobytes() for i in loaded.generate(2, seed=0, **run)] == [i.data.tobytes() for i in before]
+    assert [i.data.tobytes() for i in generate(loaded, 2, seed=0, **run)] == [i.data.tobytes() for i in before]
     with pytest.raises(CheckpointError, match="does not fit this ddpm"):
         DDPM.load_artifact(tmp_path, build_params(DDPM.Params, {"size": "small"}, "generator"))
     # three levels after folding 2x2: sides must divide by 8, and the message says why
@@ -289,7 +293,7 @@ def test_snr_gamma_reaches_the_training_loss():
 def test_cancellation_is_checked_before_every_denoising_step():
     """A server whose client left cancels the call's token; sampling stops at the next step, not
     after the remaining steps of every chunk."""
-    from aigc_core import CancelToken, Cancelled, cancellation
+    from aigc_core import CancelToken, Cancelled, cancellation, progress_reporting
 
     token, seen = CancelToken(), []
 
@@ -298,6 +302,6 @@ def test_cancellation_is_checked_before_every_denoising_step():
         if done == 2:
             token.cancel("the client left")
 
-    with cancellation(token), pytest.raises(Cancelled):
-        make().generate(5, seed=0, num_inference_steps=3, batch_size=4, progress=progress)
+    with cancellation(token), progress_reporting(progress), pytest.raises(Cancelled):
+        generate(make(), 5, seed=0, num_inference_steps=3, batch_size=4)
     assert seen == [1, 2]  # of six steps (two chunks of three)

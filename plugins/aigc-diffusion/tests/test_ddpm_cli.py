@@ -150,11 +150,11 @@ def test_metrics_sample_with_the_runs_generate_options(ddpm_run, tmp_path, monke
     seen = []
     real_generate = pipe.generator.generate
 
-    def spy(n, **options):
+    def spy(n, seed, options, **extra):
         seen.append(options)
-        return real_generate(n, **options)
+        return real_generate(n, seed, options, **extra)
 
     monkeypatch.setattr(pipe.generator, "generate", spy)
     scores = pipe.score(Content("image", []))
     assert scores["frechet"]["fd_generated"] > 0
-    assert [(o["num_inference_steps"], o["guidance_scale"]) for o in seen] == [(2, 0.0)]
+    assert [(o.num_inference_steps, o.guidance_scale) for o in seen] == [(2, 0.0)]

@@ -245,39 +245,30 @@ class DCGAN(Generator):
         """Sample i's latent depends on (seed, i) alone: batches and shards cannot change it."""
         return sample_normal(n, self.params.latent, seed, start)
 
-    @torch.no_grad()
-    def generate(self, n: int, seed: int = 0, label: Optional[int] = None, use_ema: bool = True,
-                 batch_size: int = 64, start: int = 0, truncation: float = 1.0) -> Content:
+    def generate(self, n: int, seed: int, options: DCGANOptions, start: int = 0) -> Content:
         """Samples ``start .. start+n-1``. Work is done in chunks aligned to multiples of
         ``batch_size`` and padded to full size, so a sample's bytes never depend on ``n``,
         ``start`` or how a sharded job split the range (convolution kernels differ by batch shape)."""
-        if label is not None and (not self.num_classes or label >= self.num_classes):
-            classes = self.num_classes or "no"
-            raise ConfigError("generate.label", f"label {label} is not a class this model was trained on ({classes} classes)")
-        net = self.G_ema if (use_ema and self.G_ema is not None) else self.G
-        was_training = net.training
-        net.eval()
+        label, batch_size = options.label, options.batch_size
+        net = self.G_ema if (options.use_ema and self.G_ema is not None) else self.G
         items: list[Item] = []
         end = start + n
-        try:
-            for lo in range((start // batch_size) * batch_size, end, batch_size):
-                check_cancelled()  # a server that gave up on this request stops it here
-                z = self.latents(batch_size, seed, lo).to(self.device) * truncation
-                idx = torch.arange(lo, lo + batch_size)
-                labels = None
-                if self.num_classes:
-                    labels = (torch.full_like(idx, label) if label is not None else idx % self.num_classes).to(self.device)
-                images = ((net(z, labels).float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0).numpy()
-                for j in range(batch_size):
-                    index = lo + j
-                    if not start <= index < end:
-                        continue
-                    meta = {"index": index, "seed": seed, "sample_seed": sample_seed(seed, index)}
-                    if labels is not None:
-                        meta["label"] = int(labels[j])
-                    items.append(Item(images[j].astype(np.float32), meta))
-        finally:
-            net.train(was_training)
+        for lo in range((start // batch_size) * batch_size, end, batch_size):
+            check_cancelled()  # a server that gave up on this request stops it here
+            z = self.latents(batch_size, seed, lo).to(self.device) * options.truncation
+            idx = torch.arange(lo, lo + batch_size)
+            labels = None
+            if self.num_classes:
+                labels = (torch.full_like(idx, label) if label is not None else idx % self.num_classes).to(self.device)
+            images = ((net(z, labels).float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0).numpy()
+            for j in range(batch_size):
+                index = lo + j
+                if not start <= index < end:
+                    continue
+                meta = {"index": index, "seed": seed, "sample_seed": sample_seed(seed, index)}
+                if labels is not None:
+                    meta["label"] = int(labels[j])
+                items.append(Item(images[j].astype(np.float32), meta))
         return Content("image", items)
 
     def artifact_state(self) -> dict[str, torch.Tensor]:

@@ -154,48 +154,31 @@ class StyleGAN(Generator):
         return torch.tensor([label if label is not None else i % self.num_classes for i in indices],
                             device=self.model_device())
 
-    def _check_label(self, label: Optional[int]) -> None:
-        if label is not None and (not self.num_classes or label >= self.num_classes):
-            classes = self.num_classes or "no"
-            raise ConfigError("generate.label", f"label {label} is not a class this model was trained on ({classes} classes)")
-
     @staticmethod
     def to_images(x: torch.Tensor) -> np.ndarray:
         return ((x.float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0).numpy().astype(np.float32)
 
     # -- generate ------------------------------------------------------------------------------
-    @torch.no_grad()
-    def generate(self, n: int, seed: int = 0, label: Optional[int] = None, truncation: float = 1.0,
-                 mix: Optional[int] = None, mix_layer: Optional[int] = None, interpolate: Optional[int] = None,
-                 frames: int = 16, animation: str = "gif", project: Optional[bytes] = None, project_steps: int = 200,
-                 variation_strength: float = 0.4, batch_size: int = 64, start: int = 0) -> Content:
+    def generate(self, n: int, seed: int, options: StyleGANOptions, start: int = 0) -> Content:
         """Samples ``start .. start+n-1`` (or, with ``mix``, their style mixes; with ``interpolate``,
         ``n`` walks; with ``project``, the reconstruction and ``n-1`` variations). Chunks are
         aligned to multiples of ``batch_size`` and padded, so a sample's bytes never depend on how
         a request was cut."""
-        self._check_label(label)
-        if not 0 < truncation <= 1:
-            raise ConfigError("generate.truncation", "must be in (0, 1]")
-        if mix_layer is not None and mix is None:
-            raise ConfigError("generate.mix_layer", "needs mix (the second seed)")
-        if mix is not None:
-            layer = self.depth // 2 if mix_layer is None else mix_layer
+        o = options
+        if o.mix is not None:
+            layer = self.depth // 2 if o.mix_layer is None else o.mix_layer
             if not 1 <= layer < self.depth:
                 raise ConfigError("generate.mix_layer", f"must be in [1, {self.depth - 1}]: this {self.shape[1]}x{self.shape[2]} "
                                                         f"generator has depth {self.depth}, got {layer}")
-        if (interpolate is not None or project is not None) and start:
-            which = "interpolate" if interpolate is not None else "project"
+        if (o.interpolate is not None or o.project is not None) and start:
+            which = "interpolate" if o.interpolate is not None else "project"
             raise ConfigError(f"generate.{which}", "cannot be sharded (start > 0); generate it in one call")
-        was_training = self.G.training
-        self.G.eval()
-        try:
-            if project is not None:
-                return self._projection(n, seed, project, project_steps, variation_strength, label, truncation)
-            if interpolate is not None:
-                return self._walks(n, seed, interpolate, frames, animation, label, truncation)
-            return self._samples(n, seed, label, truncation, mix, layer if mix is not None else None, batch_size, start)
-        finally:
-            self.G.train(was_training)
+        if o.project is not None:
+            return self._projection(n, seed, o.project, o.project_steps, o.variation_strength, o.label, o.truncation)
+        if o.interpolate is not None:
+            return self._walks(n, seed, o.interpolate, o.frames, o.animation, o.label, o.truncation)
+        return self._samples(n, seed, o.label, o.truncation, o.mix, layer if o.mix is not None else None,
+                             o.batch_size, start)
 
     def _samples(self, n, seed, label, psi, mix, layer, batch_size, start) -> Content:
         items: list[Item] = []

@@ -6,7 +6,7 @@ import pytest
 
 from aigc_core import ConfigError
 from aigc_core.config import build_params
-from aigc_core.testing import GENERATOR_CHECKS, GeneratorContract, check_registrations, tiny_source
+from aigc_core.testing import GENERATOR_CHECKS, GeneratorContract, check_registrations, generate, tiny_source
 
 import aigc_gan.plugin
 from aigc_gan.model import DCGAN
@@ -49,7 +49,7 @@ def make(name: str, shape: tuple) -> object:
 @pytest.mark.parametrize("name", sorted(GENERATORS))
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 16, 16), (1, 32, 32), (3, 64, 64)])
 def test_sizes_follow_the_data(name, shape):
-    content = make(name, shape).generate(3, seed=0)
+    content = generate(make(name, shape), 3, seed=0)
     assert len(content) == 3 and content.modality == "image"
     for item in content:
         assert item.data.shape == shape and item.data.dtype == np.float32

@@ -9,6 +9,7 @@ import torch
 from aigc_core import CheckpointError, ConfigError
 from aigc_core.config import build_params
 from aigc_gan.stylegan import StyleGAN
+from aigc_core.testing import generate
 
 
 def make(shape=(1, 16, 16), classes=10, noise=0.3, **params) -> StyleGAN:
@@ -32,10 +33,10 @@ def stack(content) -> np.ndarray:
 
 def test_same_seed_same_images_whatever_the_batch_and_start():
     model = make(conditional=True)
-    a = model.generate(5, seed=7, batch_size=2)
-    assert np.array_equal(stack(a), stack(model.generate(5, seed=7, batch_size=2)))
-    assert not np.array_equal(stack(a)[0], stack(model.generate(1, seed=8))[0])
-    tail = model.generate(2, seed=7, start=3, batch_size=2)
+    a = generate(model, 5, seed=7, batch_size=2)
+    assert np.array_equal(stack(a), stack(generate(model, 5, seed=7, batch_size=2)))
+    assert not np.array_equal(stack(a)[0], stack(generate(model, 1, seed=8))[0])
+    tail = generate(model, 2, seed=7, start=3, batch_size=2)
     assert np.array_equal(tail.items[0].data, a.items[3].data), "sample i depends on (seed, i) only"
     assert [i.meta["label"] for i in a] == [0, 1, 2, 3, 4]
 
@@ -55,19 +56,19 @@ def test_truncation_shrinks_the_spread_toward_the_class_average():
     z, _ = model.draw(3, list(range(256)))
     y = torch.arange(256) % 10
     model.G.mapping.track(model.G.mapping(z, y), y, beta=0.0)
-    full = stack(model.generate(20, seed=3, label=2))
-    low = stack(model.generate(20, seed=3, label=2, truncation=0.3))
+    full = stack(generate(model, 20, seed=3, label=2))
+    low = stack(generate(model, 20, seed=3, label=2, truncation=0.3))
     assert low.std(0).mean() < 0.7 * full.std(0).mean()
-    assert all(i.meta["truncation"] == 0.3 for i in model.generate(2, seed=3, truncation=0.3))
+    assert all(i.meta["truncation"] == 0.3 for i in generate(model, 2, seed=3, truncation=0.3))
 
 
 def test_mix_gives_the_mixed_samples_and_a_grid_of_sources_and_mixes():
     model = make((1, 32, 32))
-    content = model.generate(4, seed=1, mix=2, mix_layer=3)
+    content = generate(model, 4, seed=1, mix=2, mix_layer=3)
     mixed, grid = content.items[:4], content.items[4]
     assert grid.meta["kind"] == "grid" and grid.data.shape == (1, 3 * 34 + 2, 4 * 34 + 2)
     assert all(i.meta["mix"] == 2 and i.meta["mix_layer"] == 3 for i in mixed)
-    plain_a, plain_b = stack(model.generate(4, seed=1)), stack(model.generate(4, seed=2))
+    plain_a, plain_b = stack(generate(model, 4, seed=1)), stack(generate(model, 4, seed=2))
     m = stack(content)
     assert not np.allclose(m, plain_a, atol=1e-3) and not np.allclose(m, plain_b, atol=1e-3)
     # layer by layer: the first mix_layer layers compute exactly what seed 1's sample computes
@@ -76,29 +77,29 @@ def test_mix_gives_the_mixed_samples_and_a_grid_of_sources_and_mixes():
     hooks = [layer.register_forward_hook(lambda mod, args, out, k=k: outputs.setdefault(k, []).append(out))
              for k, layer in enumerate(model.G.synthesis.layers)]
     try:
-        model.generate(1, seed=1, mix=2, mix_layer=3, batch_size=1)
+        generate(model, 1, seed=1, mix=2, mix_layer=3, batch_size=1)
         mixed_run = {k: v[0] for k, v in outputs.items()}  # the mix is computed first, then its sources
         outputs.clear()
-        model.generate(1, seed=1, batch_size=1)
+        generate(model, 1, seed=1, batch_size=1)
     finally:
         for h in hooks:
             h.remove()
     same = [k for k in mixed_run if torch.equal(mixed_run[k], outputs[k][0])]
     assert same == [0, 1, 2], f"layers equal to seed 1's run: {same}"
     # the default crossover is half the depth
-    assert model.generate(1, seed=1, mix=2).items[0].meta["mix_layer"] == model.depth // 2
+    assert generate(model, 1, seed=1, mix=2).items[0].meta["mix_layer"] == model.depth // 2
 
 
 def test_interpolation_writes_frames_of_one_walk_per_sample_and_a_grid():
     model = make((1, 16, 16))
-    content = model.generate(2, seed=1, interpolate=9, frames=6, animation="webp")
+    content = generate(model, 2, seed=1, interpolate=9, frames=6, animation="webp")
     frames = [i for i in content if i.meta.get("kind") != "grid"]
     assert len(frames) == 12 and content.items[-1].meta["kind"] == "grid"
     assert [(i.meta["walk"], i.meta["frame"]) for i in frames[:7]] == [(0, k) for k in range(6)] + [(1, 0)]
     assert {i.meta["animation"] for i in frames} == {"walk_000", "walk_001"}
     assert frames[0].meta["animation_format"] == "webp"
     # the ends are the two seeds' samples (same noise: sample 0 of the first seed)
-    assert np.allclose(frames[0].data, model.generate(1, seed=1).items[0].data, atol=1e-6)
+    assert np.allclose(frames[0].data, generate(model, 1, seed=1).items[0].data, atol=1e-6)
     walk = np.stack([f.data for f in frames[:6]]).reshape(6, -1)
     steps = np.linalg.norm(np.diff(walk, axis=0), axis=1)
     assert steps.max() < 0.6 * np.linalg.norm(walk[-1] - walk[0]), "a walk, not a jump"
@@ -108,21 +109,21 @@ def test_projection_returns_the_reconstruction_variations_and_a_grid(tmp_path):
     from PIL import Image
 
     model = make((1, 16, 16), classes=0)
-    target = model.generate(1, seed=4).items[0].data
+    target = generate(model, 1, seed=4).items[0].data
     path = tmp_path / "digit.png"
     Image.fromarray((target[0] * 255).round().astype(np.uint8)).resize((28, 28)).save(path)
-    content = model.generate(4, seed=0, project=image_option(path), project_steps=40)
+    content = generate(model, 4, seed=0, project=image_option(path), project_steps=40)
     assert [i.meta.get("projection") for i in content.items] == ["reconstruction", "variation", "variation", "variation", None]
     assert content.items[0].meta["note"] == "resized from 28x28 to 16x16"
     assert content.items[0].meta["projected"] == str(path)
     assert content.items[-1].meta["kind"] == "grid"
     recon = content.items[0].data
-    assert np.abs(recon - target).mean() < 0.5 * np.abs(model.generate(1, seed=99).items[0].data - target).mean()
-    unfitted = model.generate(1, seed=0, project=image_option(path), project_steps=1).items[0]
+    assert np.abs(recon - target).mean() < 0.5 * np.abs(generate(model, 1, seed=99).items[0].data - target).mean()
+    unfitted = generate(model, 1, seed=0, project=image_option(path), project_steps=1).items[0]
     assert content.items[0].meta["mse"] < 0.5 * unfitted.meta["mse"], "the steps fit the image"
     variations = stack(content)[1:]
     assert all(not np.allclose(v, recon) for v in variations)
-    again = model.generate(4, seed=0, project=path.read_bytes(), project_steps=40)
+    again = generate(model, 4, seed=0, project=path.read_bytes(), project_steps=40)
     assert np.array_equal(stack(again), stack(content)), "projection is deterministic"
 
 
@@ -143,9 +144,9 @@ def test_mixing_layer_beyond_the_depth_names_the_option():
     model = make((1, 16, 16))
     assert model.depth == 6
     with pytest.raises(ConfigError, match=r"^generate\.mix_layer: must be in \[1, 5\]: this 16x16 generator has depth 6, got 6$"):
-        model.generate(2, seed=0, mix=1, mix_layer=6)
+        generate(model, 2, seed=0, mix=1, mix_layer=6)
     with pytest.raises(ConfigError, match=r"^generate\.label: label 3 is not a class"):
-        make(classes=0).generate(1, seed=0, label=3)
+        generate(make(classes=0), 1, seed=0, label=3)
 
 
 def test_projection_image_errors_name_the_option(tmp_path):
@@ -153,19 +154,19 @@ def test_projection_image_errors_name_the_option(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
     with pytest.raises(ConfigError, match=r"^generate\.project: .*notes\.txt: not a readable image$"):
-        model.generate(2, seed=0, project=image_option(text))
+        generate(model, 2, seed=0, project=image_option(text))
     with pytest.raises(ConfigError, match=r"^generate\.project: not a readable image$"):
-        model.generate(2, seed=0, project=b"GIF89a but not really")
+        generate(model, 2, seed=0, project=b"GIF89a but not really")
     with pytest.raises(ConfigError, match=r"^generate\.project: .*missing\.png: no such file$"):
         image_option(tmp_path / "missing.png")
     from PIL import Image
 
     rgba = tmp_path / "colour.png"
     Image.new("RGBA", (16, 16), (200, 10, 10, 255)).save(rgba)
-    content = model.generate(1, seed=0, project=image_option(rgba), project_steps=2)
+    content = generate(model, 1, seed=0, project=image_option(rgba), project_steps=2)
     assert content.items[0].meta["note"] == "converted from mode RGBA to L"
     with pytest.raises(ConfigError, match=r"^generate\.project: cannot be sharded"):
-        model.generate(1, seed=0, project=image_option(rgba), start=4)
+        generate(model, 1, seed=0, project=image_option(rgba), start=4)
 
 
 def test_artifact_round_trip_keeps_the_average_w_and_refuses_foreign_weights(tmp_path):
@@ -176,7 +177,7 @@ def test_artifact_round_trip_keeps_the_average_w_and_refuses_foreign_weights(tmp
     params = build_params(StyleGAN.Params, {"size": "debug", "conditional": True}, "generator")
     loaded = StyleGAN.load_artifact(tmp_path, params)
     assert torch.equal(loaded.G.mapping.w_avg, model.G.mapping.w_avg)
-    a, b = model.generate(3, seed=1, truncation=0.5), loaded.generate(3, seed=1, truncation=0.5)
+    a, b = generate(model, 3, seed=1, truncation=0.5), generate(loaded, 3, seed=1, truncation=0.5)
     assert np.array_equal(stack(a), stack(b))
     other = build_params(StyleGAN.Params, {"size": "small"}, "generator")
     with pytest.raises(CheckpointError, match="does not fit this stylegan"):

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from aigc_core.config import build_params
 from aigc_gan.stylegan import StyleGAN
+from aigc_core.testing import generate
 
 SEED_A, SEED_B, N = 1, 2, 10
 #: layers 0-3 of a 16x16 generator (depth 6) are its 4x4 and 8x8 resolutions and the 8x8 RGB output
@@ -68,12 +69,12 @@ def fitted():
 
 def test_coarse_layers_from_seed_a_and_fine_from_seed_b_keep_a_s_digit(fitted):
     model, label = fitted
-    a, b = model.generate(N, seed=SEED_A), model.generate(N, seed=SEED_B)
+    a, b = generate(model, N, seed=SEED_A), generate(model, N, seed=SEED_B)
     label_a, label_b = label(a), label(b)
     assert (label_a == torch.arange(N)).float().mean() >= 0.8, f"the fit draws (mostly) digits 0-9 for seed A: {label_a.tolist()}"
     differ = label_a != label_b
     assert differ.sum() >= 8
-    mixed = model.generate(N, seed=SEED_A, mix=SEED_B, mix_layer=COARSE)
+    mixed = generate(model, N, seed=SEED_A, mix=SEED_B, mix_layer=COARSE)
     label_mix = label(mixed)
     follows_a = float((label_mix == label_a)[differ].float().mean())
     follows_b = float((label_mix == label_b)[differ].float().mean())
@@ -81,19 +82,19 @@ def test_coarse_layers_from_seed_a_and_fine_from_seed_b_keep_a_s_digit(fitted):
     # and the fine layers did come from B: the mix is not simply A's picture
     assert (images(mixed) - images(a)).abs().mean() > 0.1 * (images(b) - images(a)).abs().mean()
     # the other way round, the label follows the other seed: it is the coarse layers that decide
-    label_back = label(model.generate(N, seed=SEED_B, mix=SEED_A, mix_layer=COARSE))
+    label_back = label(generate(model, N, seed=SEED_B, mix=SEED_A, mix_layer=COARSE))
     assert float((label_back == label_b)[differ].float().mean()) >= 0.8
 
 
 def test_interpolation_frames_change_smoothly_between_two_digits(fitted):
     model, label = fitted
     frames = 12
-    content = model.generate(N, seed=SEED_A, interpolate=SEED_B, frames=frames)
+    content = generate(model, N, seed=SEED_A, interpolate=SEED_B, frames=frames)
     walks = images(content).reshape(N, frames, -1)
     steps = (walks[:, 1:] - walks[:, :-1]).norm(dim=2)
     ends = (walks[:, -1] - walks[:, 0]).norm(dim=1)
     # an even walk moves 1/11 of the way per frame; none may jump (frames lost or repeated)
     assert (steps.max(1).values < 0.3 * ends).all(), f"largest steps / ends: {(steps.max(1).values / ends).tolist()}"
     labels = label(content).reshape(N, frames)
-    assert (labels[:, 0] == label(model.generate(N, seed=SEED_A))).all()
-    assert (labels[:, -1] == label(model.generate(N, seed=SEED_B))).all(), "the walk ends at seed B's samples"
+    assert (labels[:, 0] == label(generate(model, N, seed=SEED_A))).all()
+    assert (labels[:, -1] == label(generate(model, N, seed=SEED_B))).all(), "the walk ends at seed B's samples"

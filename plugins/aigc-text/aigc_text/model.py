@@ -265,40 +265,40 @@ class CausalLM(Generator):
         cuts = [text.find(s) for s in stops if s in text]
         return text[: min(cuts)] if cuts else text
 
-    def generate(self, n: int, seed: int = 0, start: int = 0, **options) -> Content:
+    def generate(self, n: int, seed: int, options: TextOptions, start: int = 0) -> Content:
         """Samples ``start .. start+n-1``; each row draws from ``sample_seed(seed, index)``, so a
         sharded job (``aigc generate --devices K``) writes the same texts as one process."""
-        opts = TextOptions(**options)
+        opts = options
         plan = dict(enumerate(self.plan(start + n, opts)))
         order = [i for i in range(start, start + n) if i in plan]
         prompts = opts.prompts or [""]
         encoded = self.encode_prompts(prompts)
         items: list[Item] = []
-        with self._eval():
-            for lo in range(0, len(order), opts.batch_size):
-                idx = order[lo:lo + opts.batch_size]
-                dec = self._decoder([encoded[plan[i]] for i in idx], [sample_seed(seed, i) for i in idx], opts)
-                for _ in dec.steps():
-                    check_cancelled()  # per token: a server that gave up on this request stops it here
-                    if opts.stop:
-                        self._check_stops(dec, opts.stop)
-                for row, i in enumerate(idx):
-                    text = self._finish(self.tokenizer.decode(dec.new_tokens[row]), opts.stop)
-                    prompt = prompts[plan[i]]
-                    meta = {"index": i, "seed": seed, "sample_seed": sample_seed(seed, i),
-                            "finish_reason": dec.reason[row], "new_tokens": len(dec.new_tokens[row])}
-                    if opts.prompts:
-                        meta["prompt"] = prompt
-                    items.append(Item(prompt + text, meta))
+        for lo in range(0, len(order), opts.batch_size):
+            idx = order[lo:lo + opts.batch_size]
+            dec = self._decoder([encoded[plan[i]] for i in idx], [sample_seed(seed, i) for i in idx], opts)
+            for _ in dec.steps():
+                check_cancelled()  # per token: a server that gave up on this request stops it here
+                if opts.stop:
+                    self._check_stops(dec, opts.stop)
+            for row, i in enumerate(idx):
+                text = self._finish(self.tokenizer.decode(dec.new_tokens[row]), opts.stop)
+                prompt = prompts[plan[i]]
+                meta = {"index": i, "seed": seed, "sample_seed": sample_seed(seed, i),
+                        "finish_reason": dec.reason[row], "new_tokens": len(dec.new_tokens[row])}
+                if opts.prompts:
+                    meta["prompt"] = prompt
+                items.append(Item(prompt + text, meta))
         return Content("text", items)
 
-    def stream(self, seed: int = 0, **options) -> Iterator[str]:
+    def stream(self, seed: int, options: TextOptions) -> Iterator[str]:
         """Text pieces as they are made: each prompt (once), then its continuation.
 
-        Decoding runs in a worker thread; the consumer waits at most ``stream_timeout`` seconds
-        for each piece, and an error in the worker is raised here, so nothing ever hangs.
+        Decoding runs in a worker thread (under ``Decoder.steps``' inference mode; the eval mode
+        ``Inference`` set holds for the whole stream); the consumer waits at most ``stream_timeout``
+        seconds for each piece, and an error in the worker is raised here, so nothing ever hangs.
         """
-        opts = TextOptions(**options)
+        opts = options
         prompts = opts.prompts or [""]
         encoded = self.encode_prompts(prompts)
         pieces: queue.Queue = queue.Queue()
@@ -307,14 +307,13 @@ class CausalLM(Generator):
 
         def work() -> None:
             try:
-                with self._eval():
-                    for p, ids in enumerate(encoded):
-                        if p:
-                            pieces.put("\n")
-                        pieces.put(prompts[p])
-                        self._stream_one(ids, sample_seed(seed, p), opts, pieces, stop)
-                        if stop.is_set():
-                            return
+                for p, ids in enumerate(encoded):
+                    if p:
+                        pieces.put("\n")
+                    pieces.put(prompts[p])
+                    self._stream_one(ids, sample_seed(seed, p), opts, pieces, stop)
+                    if stop.is_set():
+                        return
                 pieces.put(done)
             except BaseException as exc:  # handed to the consumer, never lost in the thread
                 pieces.put(exc)
@@ -360,20 +359,6 @@ class CausalLM(Generator):
                 sent = ready
         text = self._finish(self.tokenizer.decode(dec.new_tokens[0]), opts.stop)
         out.put(text[sent:])
-
-    class _EvalMode:
-        def __init__(self, module):
-            self.module = module
-
-        def __enter__(self):
-            self.was = self.module.training
-            self.module.eval()
-
-        def __exit__(self, *exc):
-            self.module.train(self.was)
-
-    def _eval(self):
-        return self._EvalMode(self)
 
     # -- artifacts ------------------------------------------------------------------------
     def save_artifact(self, directory: Path) -> list[Path]:

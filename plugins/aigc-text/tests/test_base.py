@@ -16,6 +16,7 @@ from aigc_core import ConfigError
 from aigc_core.config import build_params
 from aigc_core.testing import hub_out_of_reach, refuse_unpickling, refused_network
 from aigc_text.model import CausalLM
+from aigc_core.testing import generate
 
 INFO = {"modality": "text"}
 TEXT = ["The quick brown fox jumps over the lazy dog. " * 4, "Pack my box with five dozen liquor jugs. " * 4]
@@ -60,7 +61,7 @@ def test_transformers_folder_loads_with_its_tokenizer_and_generates(base_dir, no
     saved = load_file(str(base_dir / "model.safetensors"))
     assert torch.equal(gen.model.transformer.wte.weight, saved["transformer.wte.weight"])
     assert gen.context == 32 and gen.info["vocab"] == len(gen.tokenizer)
-    content = gen.generate(2, seed=0, max_new_tokens=4, prompts=["The "])
+    content = generate(gen, 2, seed=0, max_new_tokens=4, prompts=["The "])
     assert [item.meta["new_tokens"] for item in content.items] == [4, 4]
     assert all(item.data.startswith("The ") for item in content.items)
     assert gen.adapter_targets == ("c_attn", "c_proj", "c_fc")
@@ -70,13 +71,13 @@ def test_without_data_info_the_base_loads_as_it_is(base_dir, no_network):
     """A finished personalised run loads its base with info None."""
     gen = CausalLM.load_base(str(base_dir), params(), None)
     assert gen.info == {"modality": "text", "vocab": len(gen.tokenizer)}
-    assert len(gen.generate(1, seed=0, max_new_tokens=2).items) == 1
+    assert len(generate(gen, 1, seed=0, max_new_tokens=2).items) == 1
 
 
 def test_a_base_of_another_family_gets_its_own_targets(tmp_path, no_network):
     gen = CausalLM.load_base(str(save_base(tmp_path / "llama", family="llama")), params(), INFO)
     assert gen.adapter_targets == ("q_proj", "k_proj", "v_proj", "o_proj")
-    assert len(gen.generate(1, seed=0, max_new_tokens=2).items) == 1
+    assert len(generate(gen, 1, seed=0, max_new_tokens=2).items) == 1
 
 
 def test_pretrained_is_the_old_name_of_base(base_dir, tmp_path, no_network):
@@ -134,7 +135,7 @@ def test_a_cached_hub_id_loads_offline_without_the_network_and_records_its_revis
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     gen = CausalLM.load_base("aigc-test/gpt2-tiny", params(), INFO)
-    assert len(gen.generate(1, seed=0, max_new_tokens=2).items) == 1
+    assert len(generate(gen, 1, seed=0, max_new_tokens=2).items) == 1
     record = CausalLM.base_record("aigc-test/gpt2-tiny")
     assert record["revision"] == commit and record["sha256"] == CausalLM.base_record(str(folder))["sha256"]
     assert constants.HF_HUB_OFFLINE is False  # the hub's switch is put back after loading

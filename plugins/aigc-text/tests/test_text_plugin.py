@@ -10,6 +10,7 @@ import pytest
 
 from aigc_core import AigcError, CheckpointError, ConfigError, Pipeline
 from aigc_core.cli import main as cli_main
+from aigc_core.testing import generate, stream
 
 TINY = {
     "name": "tiny-text", "seed": 0,
@@ -94,7 +95,7 @@ def test_sampling_options_change_text_and_penalty_applies(pipe):
 
 def test_stream_gives_the_same_text_as_generate(pipe):
     opts = {**pipe.generate_options.__dict__, "prompts": ["The "], "temperature": 1.0, "max_new_tokens": 20}
-    pieces = list(pipe.generator.stream(seed=9, **opts))
+    pieces = list(stream(pipe.generator, seed=9, **opts))
     assert pieces[0] == "The " and len(pieces) > 2
     assert "".join(pieces) == pipe.generate(1, seed=9, **{k: v for k, v in opts.items()}).items[0].data
 
@@ -107,7 +108,7 @@ def test_stop_string_cuts_generate_and_stream_alike(pipe):
     assert cut.data == "The " + continuation[: continuation.find(stop)]
     assert cut.meta["finish_reason"] == "stop"
     opts = {**pipe.generate_options.__dict__, "max_new_tokens": 30, "stop": [stop]}
-    assert "".join(pipe.generator.stream(seed=3, **opts)) == cut.data
+    assert "".join(stream(pipe.generator, seed=3, **opts)) == cut.data
 
 
 def test_a_stop_string_that_never_comes_runs_to_max_new_tokens(pipe):
@@ -159,7 +160,7 @@ def test_stream_never_hangs_on_an_error_or_a_stall(run_dir, monkeypatch, forward
     monkeypatch.setattr(gen.model, "forward", forward)
     t0 = time.perf_counter()
     with pytest.raises(AigcError, match=message):
-        list(gen.stream(seed=0, stream_timeout=stream_timeout, prompts=["x"], max_new_tokens=5))
+        list(stream(gen, seed=0, stream_timeout=stream_timeout, prompts=["x"], max_new_tokens=5))
     assert time.perf_counter() - t0 < within
 
 
@@ -238,7 +239,7 @@ def test_memorisation_finds_copied_spans_only():
 
 def test_start_offsets_give_the_same_samples_as_one_call(pipe):
     """What a sharded `aigc generate --devices K` relies on: sample i depends on (seed, i) only."""
-    whole = pipe.generator.generate(5, seed=4, max_new_tokens=6, batch_size=2)
-    tail = pipe.generator.generate(2, seed=4, max_new_tokens=6, batch_size=2, start=3)
+    whole = generate(pipe.generator, 5, seed=4, max_new_tokens=6, batch_size=2)
+    tail = generate(pipe.generator, 2, seed=4, max_new_tokens=6, batch_size=2, start=3)
     assert [i.data for i in tail.items] == [i.data for i in whole.items[3:]]
     assert [i.meta["index"] for i in tail.items] == [3, 4]

@@ -28,7 +28,6 @@ from .nets import Decoder, Encoder
 
 #: size -> (conv widths, latent dim, hidden units)
 SIZES = {"debug": ([8, 16], 4, 32), "small": ([32, 64], 16, 256), "base": ([32, 64, 128], 32, 512)}
-MODES = ("samples", "reconstructions", "interpolation", "traversal")
 #: the seed of the fixed binarisation of held-out images, so val/test scores compare across runs
 EVAL_BINARIZE_SEED = 1234
 
@@ -181,12 +180,10 @@ class VAE(Generator):
         return (sample_normal(n, self.params.latent, seed, start) * temperature).to(self.device)
 
     def _class_labels(self, n: int, start: int, label: Optional[int]) -> torch.Tensor | None:
+        """Rows ``start .. start+n-1``'s classes: ``label`` (checked by ``Inference`` against
+        ``num_classes``) or, unset, cycling through the classes; None for a model without classes."""
         if not self.num_classes:
-            if label is not None:
-                raise ConfigError("generate.label", "this vae was not trained with classes (generator.conditional)")
             return None
-        if label is not None and label >= self.num_classes:
-            raise ConfigError("generate.label", f"label {label} is not a class of this model ({self.num_classes} classes)")
         idx = torch.arange(start, start + n)
         return (torch.full_like(idx, label) if label is not None else idx % self.num_classes).to(self.device)
 
@@ -258,27 +255,17 @@ class VAE(Generator):
         return torch.cat(out)
 
     # -- generation ---------------------------------------------------------------------------
-    @torch.no_grad()
-    def generate(self, n: int, seed: int = 0, mode: str = "samples", label: Optional[int] = None,
-                 temperature: float = 1.0, steps: int = 8, a: Optional[bytes] = None, b: Optional[bytes] = None,
-                 dim: int = 0, span: float = 3.0, split: str = "test", batch_size: int = 64,
-                 data_source: Any = None, start: int = 0) -> Content:
-        """``n`` items of ``mode``: samples, reconstructions (side by side with the original),
+    def generate(self, n: int, seed: int, options: VAEOptions, data_source: Any = None, start: int = 0) -> Content:
+        """``n`` items of ``options.mode``: samples, reconstructions (side by side with the original),
         or for interpolation and traversal ``n`` rows of ``steps`` images plus one grid of them."""
-        if mode not in MODES:
-            raise ConfigError("generate.mode", f"expected one of {', '.join(MODES)}, got {mode!r}")
-        was_training = self.training
-        self.eval()
-        try:
-            if mode == "samples":
-                return self._samples(n, seed, label, temperature, batch_size, start)
-            if mode == "reconstructions":
-                return self._reconstructions(n, seed, split, batch_size, data_source)
-            if mode == "interpolation":
-                return self._interpolation(n, seed, steps, a, b, label)
-            return self._traversal(n, seed, steps, dim, span, label, temperature)
-        finally:
-            self.train(was_training)
+        o = options
+        if o.mode == "samples":
+            return self._samples(n, seed, o.label, o.temperature, o.batch_size, start)
+        if o.mode == "reconstructions":
+            return self._reconstructions(n, seed, o.split, o.batch_size, data_source)
+        if o.mode == "interpolation":
+            return self._interpolation(n, seed, o.steps, o.a, o.b, o.label)
+        return self._traversal(n, seed, o.steps, o.dim, o.span, o.label, o.temperature)
 
     def _samples(self, n, seed, label, temperature, batch_size, start) -> Content:
         """Decoded in blocks of ``batch_size`` rows aligned to absolute indices and padded to full

@@ -13,6 +13,7 @@ from aigc_core.testing import CancelAfter
 from aigc_core.config import build_params
 from aigc_vae import likelihoods as lk
 from aigc_vae.model import VAE, VAEOptions, VAEParams, fixed_binarize
+from aigc_core.testing import generate
 
 
 def make(shape=(1, 8, 8), num_classes=10, **params) -> VAE:
@@ -62,10 +63,10 @@ def test_importance_sampling_tightens_the_elbo():
 
 def test_samples_depend_on_seed_and_index_only():
     model = make()
-    together = model.generate(6, seed=3, batch_size=4)
-    again = model.generate(7, seed=3, batch_size=4)
-    alone = model.generate(1, seed=3, start=4, batch_size=4)
-    other = model.generate(6, seed=4)
+    together = generate(model, 6, seed=3, batch_size=4)
+    again = generate(model, 7, seed=3, batch_size=4)
+    alone = generate(model, 1, seed=3, start=4, batch_size=4)
+    other = generate(model, 6, seed=4)
     assert all(np.array_equal(a.data, b.data) for a, b in zip(together, again))
     assert np.array_equal(together.items[4].data, alone.items[0].data)
     assert not np.array_equal(together.items[0].data, other.items[0].data)
@@ -98,7 +99,7 @@ def test_traversal_moves_one_latent_dimension():
 
 def test_grid_modes_return_frames_and_one_grid():
     model = make()
-    content = model.generate(2, seed=0, mode="traversal", steps=3, dim=1)
+    content = generate(model, 2, seed=0, mode="traversal", steps=3, dim=1)
     assert len(content) == 2 * 3 + 1
     assert content.items[-1].meta["kind"] == "grid" and content.items[-1].data.shape[0] == 1
     assert [i.meta["row"] for i in content.items[:-1]] == [0, 0, 0, 1, 1, 1]
@@ -106,11 +107,11 @@ def test_grid_modes_return_frames_and_one_grid():
 
 def test_conditional_model_cycles_classes_and_refuses_unknown_labels():
     model = make(conditional=True)
-    content = model.generate(12, seed=0)
+    content = generate(model, 12, seed=0)
     assert [i.meta["label"] for i in content] == [i % 10 for i in range(12)]
-    assert all(i.meta["label"] == 7 for i in model.generate(3, seed=0, label=7))
+    assert all(i.meta["label"] == 7 for i in generate(model, 3, seed=0, label=7))
     with pytest.raises(ConfigError, match="generate.label: label 10 is not a class"):
-        model.generate(1, label=10)
+        generate(model, 1, label=10)
     with pytest.raises(ConfigError, match="generator.conditional"):
         make(conditional=True, num_classes=0)
 
@@ -173,6 +174,6 @@ def test_every_mode_stops_at_its_next_cancellation_check(mode, options):
     model = make()
     token = CancelAfter(2)
     with cancellation(token), pytest.raises(Cancelled):
-        model.generate(6, seed=0, mode=mode, data_source=_Split(6), **options)
+        generate(model, 6, seed=0, mode=mode, data_source=_Split(6), **options)
     assert token.seen == 2
-    assert len(model.generate(6, seed=0, mode=mode, data_source=_Split(6), **options).items) >= 6  # no token: all
+    assert len(generate(model, 6, seed=0, mode=mode, data_source=_Split(6), **options).items) >= 6  # no token: all

@@ -1,4 +1,4 @@
-"""Checkpoints while training, so that a killed run goes on where it was.
+"""Checkpoints while training: when they are written, what they hold, how they are written and read.
 
 Lightning's checkpoint holds weights, optimisers and loop counters. :class:`RunCheckpoints`
 decides when one is written (every n epochs, every n steps, every few minutes of training, and
@@ -8,16 +8,25 @@ the batches it had already trained on and draws the same noise as the run that w
 ends with the same weights as a run that was never interrupted.
 
 Only ``checkpoints/last.ckpt`` is kept unless ``train.checkpoint_keep`` asks for more.
+
+:class:`RunCheckpointIO` is how every checkpoint file is written and read (Lightning's
+``CheckpointIO`` plugin): a temporary name and a rename, the sha256 recorded in the run's manifest,
+and ``torch.load(weights_only=True)`` after the record is checked; :func:`load_checkpoint_file` is
+the one reader of a checkpoint's tensors (``Run.training_state`` uses it too).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import itertools
 import os
+import pickle
 import random
 import re
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,11 +35,13 @@ from typing import Any, Callable
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import Callback
 from torch.utils.data import BatchSampler
 
-from .errors import Interrupted
-from .rundir import CHECKPOINT_DIR, CHECKPOINT_FILE
+from .atomic import write_bytes
+from .errors import AigcError, CheckpointError, Interrupted, first_line
+from .rundir import CHECKPOINT_DIR, CHECKPOINT_FILE, RunDir
 
 LAST = CHECKPOINT_FILE
 #: Where aigc's own part of a Lightning checkpoint lives.
@@ -384,3 +395,114 @@ def kept_copies(names: list[str]) -> list[tuple[int, str]]:
     """The ``stepNNNNNNNN.ckpt`` copies among ``names``, oldest first."""
     found = [(int(m.group(1)), name) for name in names if (m := _KEPT.match(name))]
     return sorted(found)
+
+
+class NonFiniteLoss(AigcError):
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints that a kill cannot tear and a stranger cannot plant
+
+def verify_checkpoint(run_dir: Path, path: Path) -> str:
+    """The file's sha256 if the run's manifest vouches for it; see ``RunDir.verify_checkpoint``."""
+    return RunDir(run_dir).verify_checkpoint(path)
+
+
+def _non_finite_tensor(state: dict) -> str | None:
+    for key, value in state.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all():
+            return key
+    return None
+
+
+class RunCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O, made crash-safe and safe to load.
+
+    Save: refuse non-finite weights (so the last checkpoint on disk is always a good one), write to
+    a temporary name, fsync, rename, and keep the sha256 in manifest.json. Load: verify the sha256
+    first, then ``torch.load(weights_only=True)``: tensors and plain data only, never arbitrary
+    pickled objects.
+    """
+
+    def __init__(self, run_dir: Path | RunDir):
+        super().__init__()
+        self.rundir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+        self.run_dir = self.rundir.path
+        #: True: ``save_checkpoint`` only serialises; ``flush`` writes it (see RunCheckpoints).
+        self.defer = False
+        self._held: tuple[Path, bytes] | None = None
+
+    def _name(self, path) -> str:
+        return str(Path(path).resolve().relative_to(self.rundir.checkpoint_dir.resolve()))
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options: Any = None) -> None:
+        bad = _non_finite_tensor(checkpoint.get("state_dict") or {})
+        if bad is not None:
+            raise NonFiniteLoss(
+                f"training stopped: weight {bad} became non-finite at step {checkpoint.get('global_step')}; "
+                "the last good checkpoint is kept (lower the learning rate or check the data)"
+            )
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        if self.defer:
+            self._held = (Path(path), buffer.getvalue())
+        else:
+            self._write(Path(path), buffer.getvalue())
+
+    def flush(self) -> None:
+        """Write the checkpoint that a deferred save serialised, if any."""
+        if self._held is not None:
+            (path, data), self._held = self._held, None
+            self._write(path, data)
+
+    def _write(self, path: Path, data: bytes) -> None:
+        digest = hashlib.sha256(data).hexdigest()
+        name = self._name(path)
+        old = self.rundir.checkpoint_records().get(name) or {}
+        previous = [old["sha256"]] if path.is_file() and old.get("sha256") else []
+        self.rundir.record_checkpoint(name, previous + [digest])  # both digests valid while renaming
+        write_bytes(path, data)
+        self.rundir.record_checkpoint(name, [digest])
+
+    def keep_copy(self, source: Path, target: Path, keep: int) -> None:
+        """Keep ``source`` also as ``target`` (a hard link: no second write), then drop all but the newest ``keep``."""
+        entry = self.rundir.checkpoint_records().get(self._name(source)) or {}
+        if not entry.get("sha256"):
+            return
+        self.rundir.record_checkpoint(self._name(target), [entry["sha256"]])
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)  # atomic's naming
+        os.close(fd)
+        tmp = Path(name)
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:  # a file system without hard links
+            write_bytes(target, Path(source).read_bytes())
+        else:
+            os.replace(tmp, target)
+        names = list(self.rundir.checkpoint_records())
+        for _, name in kept_copies(names)[:-keep]:
+            self.remove_checkpoint(self.rundir.checkpoint_dir / name)
+
+    def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        self.rundir.verify_checkpoint(Path(path))
+        return load_checkpoint_file(Path(path), map_location)
+
+    def remove_checkpoint(self, path) -> None:
+        name = self._name(path)
+        Path(path).unlink(missing_ok=True)  # file first: a kill in between leaves a record without a file, harmless
+        self.rundir.record_checkpoint(name, None)
+
+
+def load_checkpoint_file(path: Path, map_location: Any = None) -> dict:
+    """``torch.load`` with ``weights_only=True``; every failure becomes a one-line CheckpointError."""
+    try:
+        checkpoint = torch.load(path, map_location=map_location or "cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors ({first_line(exc)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({first_line(exc)})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path}: not a Lightning checkpoint of this project (no state_dict)")
+    return checkpoint
