@@ -29,7 +29,7 @@ from .params import Field, Params
 #: The adapter name a run's own adapter has; the server gives each served run its own.
 DEFAULT = "default"
 KEY = "generator.adapter"
-_ADAPTER_KEY = re.compile(r"\.(lora_(?:A|B|embedding_A|embedding_B))\.([^.]+)(?=\.|$)")
+_ADAPTER_KEY = re.compile(r"\.(lora_(?:A|B|embedding_A|embedding_B)|modules_to_save)\.([^.]+)(?=\.|$)")
 
 
 class AdapterSpec(Params):
@@ -41,6 +41,9 @@ class AdapterSpec(Params):
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapter's input while training")
     targets: Optional[list[str]] = Field(None, min_length=1, description="layer names (or name endings) to adapt; "
                                          "default: the generator's adapter_targets")
+    whole: Optional[list[str]] = Field(None, description="small layers (norm gains and shifts, an output layer into "
+                                       "few channels) trained whole and saved with the adapter, peft's "
+                                       "modules_to_save; default: the generator's adapter_whole; [] for none")
 
     def scale(self) -> float:
         return (self.alpha if self.alpha is not None else float(self.rank)) / self.rank
@@ -97,7 +100,7 @@ def match_targets(generator: Any, patterns: list[str], key: str = f"{KEY}.target
 
 def check_spec(generator: Any, spec: AdapterSpec) -> list[str]:
     """The layers ``spec`` adapts on ``generator``, after every check a config can fail."""
-    patterns = spec.targets if spec.targets is not None else list(getattr(generator, "adapter_targets", ()))
+    patterns = _targets(generator, spec)
     if not patterns:
         raise ConfigError(f"{KEY}.targets", f"generator {type(generator).__name__} declares no default adapter "
                                             "targets; name the layers to adapt")
@@ -108,18 +111,70 @@ def check_spec(generator: Any, spec: AdapterSpec) -> list[str]:
         if spec.rank > min(inputs, outputs):
             raise ConfigError(f"{KEY}.rank", f"rank {spec.rank} is larger than layer {name} "
                                              f"({inputs} -> {outputs}); use at most {min(inputs, outputs)}")
+    check_whole(generator, spec, names)
     return names
+
+
+def check_whole(generator: Any, spec: AdapterSpec, lora: list[str]) -> list[str]:
+    """The layers ``spec`` trains whole (``whole``): each pattern must select a layer with weights,
+    none a layer that also gets a LoRA correction (one layer, one way of changing it)."""
+    patterns = _whole(generator, spec)
+    modules = dict(generator.named_modules())
+    chosen: list[str] = []
+    for pattern in patterns:
+        hits = [name for name in modules if name and (name == pattern or name.endswith("." + pattern))]
+        if not hits:
+            leaves = sorted({name.rsplit(".", 1)[-1] for name in modules if name} | set(modules) - {""})
+            raise ConfigError(f"{KEY}.whole", f"{pattern!r} names no layer of this {type(generator).__name__}"
+                                              f"{did_you_mean(pattern, leaves)}")
+        overlaps = {name: [t for t in lora if t == name or t.startswith(name + ".") or name.startswith(t + ".")]
+                    for name in hits}
+        if spec.whole is None and any(overlaps.values()):
+            continue  # a default the user's targets took for LoRA: theirs wins
+        for name in hits:
+            if overlaps[name]:
+                raise ConfigError(f"{KEY}.whole", f"{pattern!r} selects {name}, which holds or is the LoRA layer "
+                                                  f"{overlaps[name][0]} of targets; name it in one of the two")
+            if not any(True for _ in _wrapped_whole(modules[name]).parameters()):
+                raise ConfigError(f"{KEY}.whole", f"{pattern!r} selects {name}, which has no weights to train")
+            if name not in chosen:
+                chosen.append(name)
+    return chosen
+
+
+def resolved(generator: Any, spec: AdapterSpec) -> AdapterSpec:
+    """``spec`` with the generator's defaults written out, so an adapter saved today loads on a base
+    whose backend later changes its defaults."""
+    lora = match_targets(generator, _targets(generator, spec))
+    modules = dict(generator.named_modules())
+    def overlaps(name: str) -> bool:
+        return any(t == name or t.startswith(name + ".") or name.startswith(t + ".") for t in lora)
+
+    whole = [pattern for pattern in _whole(generator, spec)
+             if spec.whole is not None or not any(overlaps(name) for name in modules
+                                                 if name == pattern or name.endswith("." + pattern))]
+    return spec.model_copy(update={"targets": _targets(generator, spec), "whole": whole})
+
+
+def _targets(generator: Any, spec: AdapterSpec) -> list[str]:
+    return list(spec.targets) if spec.targets is not None else list(getattr(generator, "adapter_targets", ()))
+
+
+def _whole(generator: Any, spec: AdapterSpec) -> list[str]:
+    return list(spec.whole) if spec.whole is not None else list(getattr(generator, "adapter_whole", ()))
 
 
 def attach(generator: Any, spec: AdapterSpec, name: str = DEFAULT) -> list[str]:
     """Inject ``spec``'s LoRA layers into ``generator`` (in place) under ``name``; every other
     parameter is frozen. Returns the adapted layers' names. The adapter starts as a no-op."""
     names = check_spec(generator, spec)
+    whole = check_whole(generator, spec, names)
     from peft import LoraConfig, inject_adapter_in_model
     import torch.nn as nn
 
     config = LoraConfig(r=spec.rank, lora_alpha=spec.alpha if spec.alpha is not None else spec.rank,
-                        lora_dropout=spec.dropout, target_modules=names, bias="none")
+                        lora_dropout=spec.dropout, target_modules=names, bias="none",
+                        modules_to_save=whole or None)
     config._register_custom_module({nn.ConvTranspose2d: _conv_transpose_lora()})
     was_training = generator.training
     with _quiet_peft():
@@ -135,7 +190,10 @@ def attach(generator: Any, spec: AdapterSpec, name: str = DEFAULT) -> list[str]:
 def activate(generator: Any, name: str | None) -> None:
     """Generate with adapter ``name`` (None: the base alone). Changes no weights, only which run."""
     for layer in _lora_layers(generator):
-        if name is None:
+        if _is_whole(layer):  # peft's own switch would touch requires_grad of an adapter it may not hold
+            layer._disable_adapters = name is None
+            layer._active_adapter = [name] if name is not None else []
+        elif name is None:
             layer.enable_adapters(False)
         else:
             layer.enable_adapters(True)
@@ -152,7 +210,10 @@ def disabled(generator: Any) -> Iterator[Any]:
         yield generator
     finally:
         for layer, was_disabled, active in states:
-            layer.enable_adapters(not was_disabled)
+            if _is_whole(layer):
+                layer._disable_adapters = was_disabled
+            else:
+                layer.enable_adapters(not was_disabled)
             layer._active_adapter = active
 
 
@@ -196,12 +257,16 @@ def merge(generator: Any, name: str = DEFAULT) -> Any:
 
     with torch.no_grad():
         for layer in _lora_layers(generator):
-            if name in layer.lora_A.keys():
+            if not _is_whole(layer) and name in layer.lora_A.keys():
                 layer.merge(adapter_names=[name])
     for qualified, layer in list(_named_lora_layers(generator)):
         parent_name, _, child = qualified.rpartition(".")
         parent = generator.get_submodule(parent_name) if parent_name else generator
-        setattr(parent, child, layer.get_base_layer())
+        if _is_whole(layer):  # the trained copy replaces the original
+            setattr(parent, child, layer.modules_to_save[name] if name in layer.modules_to_save
+                    else layer.original_module)
+        else:
+            setattr(parent, child, layer.get_base_layer())
     for param in generator.parameters():
         param.requires_grad_(True)
     _thaw_statistics(generator)
@@ -227,6 +292,7 @@ def save_adapter(generator: Any, directory: Any, spec: AdapterSpec, base: dict, 
     state = adapter_state(generator, name)
     weights, meta = directory / WEIGHTS, directory / META
     save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
+    spec = resolved(generator, spec)
     meta.write_text(json.dumps({"adapter": spec.model_dump(), "info": jsonable(generator.info), "base": base,
                                 "parameters": parameter_count(state)}, indent=2))
     return [weights, meta]
@@ -271,6 +337,16 @@ def _wrapped(module: Any) -> Any:
     return get() if callable(get) and hasattr(module, "lora_A") else module
 
 
+def _wrapped_whole(module: Any) -> Any:
+    """The layer a trained-whole wrapper holds (else ``module``), for the same reason as ``_wrapped``."""
+    return module.original_module if _is_whole(module) else module
+
+
+def _is_whole(module: Any) -> bool:
+    """peft's wrapper of a layer trained whole (``modules_to_save``): an original and a trained copy per adapter."""
+    return hasattr(module, "modules_to_save") and hasattr(module, "original_module")
+
+
 def _stay_in_eval(self: Any, mode: bool = True) -> Any:
     import torch.nn as nn
 
@@ -307,12 +383,13 @@ def _is_adapter_key(key: str, name: str | None = None) -> bool:
 
 
 def _named_lora_layers(generator: Any) -> Iterator[tuple[str, Any]]:
+    """Every layer an adapter changes: peft's LoRA layers and its wrappers of layers trained whole."""
     try:
         from peft.tuners.lora import LoraLayer
     except ImportError:  # no adapter was ever attached, or peft is absent: nothing to find
         return
     for qualified, module in generator.named_modules():
-        if isinstance(module, LoraLayer):
+        if isinstance(module, LoraLayer) or _is_whole(module):
             yield qualified, module
 
 
@@ -341,11 +418,14 @@ _CONV_TRANSPOSE_LORA: type | None = None
 def _conv_transpose_lora() -> type:
     """peft's convolution LoRA made to fit ``ConvTranspose2d`` (built once, on first use).
 
-    A transposed convolution's weight is ``(inputs, outputs, kh, kw)``: ``A`` is a transposed
-    convolution with the base's geometry into ``rank`` channels (same stride, padding and
-    output padding, so shapes agree) and ``B`` a 1x1 one back to ``outputs``; their product is a
-    correction of the base's shape, ``delta[i, o] = sum_r A[i, r] * B[r, o]``, which is what
-    ``merge`` adds."""
+    A transposed convolution's weight is ``(inputs, outputs, kh, kw)``; the correction is a
+    product of two transposed convolutions through ``rank`` channels, one with the base's geometry
+    (kernel, stride, padding, output padding, so shapes agree) and one 1x1, and its weight is
+    ``delta[i, o] = sum_r A[i, r] * B[r, o]``, which is what ``merge`` adds. The kernel goes on the
+    side with fewer channels: ``rank * (inputs * kh * kw + outputs)`` parameters with it on ``A``,
+    ``rank * (inputs + outputs * kh * kw)`` with it on ``B``. A decoder's transposed convolutions
+    narrow (128 -> 64 channels, say), so ``B`` carries it there and the adapter costs about half:
+    the difference between a DCGAN adapter within 3% of its base and one over it."""
     global _CONV_TRANSPOSE_LORA
     if _CONV_TRANSPOSE_LORA is not None:
         return _CONV_TRANSPOSE_LORA
@@ -368,18 +448,26 @@ def _conv_transpose_lora() -> type:
         def update_layer(self, adapter_name: str, r: int, lora_alpha: float, config: Any, **kwargs: Any) -> None:
             super().update_layer(adapter_name, r, lora_alpha=lora_alpha, config=config, **kwargs)
             base = self.get_base_layer()
-            self.lora_A[adapter_name] = nn.ConvTranspose2d(
-                self.in_features, r, base.kernel_size, base.stride, base.padding,
-                output_padding=base.output_padding, bias=False)
-            self.lora_B[adapter_name] = nn.ConvTranspose2d(r, self.out_features, 1, 1, bias=False)
+            geometry = dict(kernel_size=base.kernel_size, stride=base.stride, padding=base.padding,
+                            output_padding=base.output_padding, bias=False)
+            if self.out_features < self.in_features:  # the kernel on B: the narrow side
+                self.lora_A[adapter_name] = nn.ConvTranspose2d(self.in_features, r, 1, 1, bias=False)
+                self.lora_B[adapter_name] = nn.ConvTranspose2d(r, self.out_features, **geometry)
+            else:
+                self.lora_A[adapter_name] = nn.ConvTranspose2d(self.in_features, r, **geometry)
+                self.lora_B[adapter_name] = nn.ConvTranspose2d(r, self.out_features, 1, 1, bias=False)
             nn.init.kaiming_uniform_(self.lora_A[adapter_name].weight, a=math.sqrt(5))
             nn.init.zeros_(self.lora_B[adapter_name].weight)
             self._move_adapter_to_device_of_base_layer(adapter_name)
 
         def get_delta_weight(self, adapter: str) -> torch.Tensor:
-            a = self.lora_A[adapter].weight  # (inputs, rank, kh, kw)
-            b = self.lora_B[adapter].weight[:, :, 0, 0]  # (rank, outputs)
-            return torch.einsum("irhw,ro->iohw", a, b) * self.scaling[adapter]
+            a = self.lora_A[adapter].weight  # (inputs, rank, ah, aw)
+            b = self.lora_B[adapter].weight  # (rank, outputs, bh, bw): one of the two kernels is 1x1
+            if b.shape[2:] == (1, 1):
+                delta = torch.einsum("irhw,ro->iohw", a, b[:, :, 0, 0])
+            else:
+                delta = torch.einsum("ir,rohw->iohw", a[:, :, 0, 0], b)
+            return delta * self.scaling[adapter]
 
         def __repr__(self) -> str:
             return "lora.ConvTranspose2d(" + repr(self.get_base_layer()) + ")"

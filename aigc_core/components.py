@@ -231,6 +231,10 @@ class Generator(Checked, torch.nn.Module):
     #: module names or name endings, as peft matches them. Empty: the user must name them. Read
     #: from the instance, so one that knows its size (layers per resolution) may name more.
     adapter_targets: ClassVar[tuple[str, ...]] = ()
+    #: Small layers an adapter trains whole and saves with itself by default (``generator.adapter.whole``):
+    #: per-channel gains and shifts, or a layer into a few channels, where a low-rank correction
+    #: would cost as much as the layer. Empty: LoRA layers only.
+    adapter_whole: ClassVar[tuple[str, ...]] = ()
     #: The classes a ``label`` option may name, ``0 .. num_classes - 1`` (0: the model takes no
     #: label); an instance sets it from its data and parameters. ``Inference`` checks the label
     #: against it before ``generate`` runs, with ``classes`` (their names) for a label option typed

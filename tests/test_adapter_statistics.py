@@ -10,6 +10,8 @@ process and noise once reloaded.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import torch
 from aigc_core.testing import generate
@@ -25,7 +27,10 @@ def _dcgan():
 
 
 def _statistics(module) -> dict:
-    return {k: v.clone() for k, v in module.state_dict().items() if "running_" in k}
+    """Running statistics by the base's names: a norm an adapter trains whole keeps the base's
+    under ``original_module`` and a copy under ``modules_to_save.<adapter>``; both must hold still."""
+    return {re.sub(r"\.(original_module|modules_to_save\.[^.]+)\.", ".", k): v.clone()
+            for k, v in module.state_dict().items() if "running_" in k}
 
 
 def _norms(module) -> list:

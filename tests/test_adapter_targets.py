@@ -67,27 +67,49 @@ def test_every_default_target_names_an_adaptable_layer(configs, tmp_path, backen
     assert unmatched(generator, generator.adapter_targets) == []
 
 
-@pytest.mark.parametrize("backend", ["ddpm", "mel-diffusion"])
-def test_unet_attention_is_a_target_where_the_unet_has_attention(configs, tmp_path, backend):
+def test_unet_attention_is_a_target_where_the_unet_has_attention(configs, tmp_path):
     """The debug U-Net has no attention, the small one has it in its middle block."""
     from aigc_diffusion.denoiser import ADAPTER_TARGETS, ATTENTION_TARGETS
 
     for size, expected in (("debug", ADAPTER_TARGETS), ("small", ADAPTER_TARGETS + ATTENTION_TARGETS)):
-        generator = build(configs[backend], tmp_path / size, size=size)
+        generator = build(configs["ddpm"], tmp_path / size, size=size)
         assert generator.adapter_targets == expected
         assert type(generator).adapter_targets == ADAPTER_TARGETS
         assert unmatched(generator, generator.adapter_targets) == []
 
 
-@pytest.mark.parametrize("image_size, convs", [(8, []), (16, ["body.0"]), (32, ["body.0", "body.3"]),
-                                               (64, ["body.0", "body.3", "body.6"])])
-def test_dcgan_adapts_every_transposed_conv_but_the_one_that_makes_pixels(configs, tmp_path, image_size, convs):
+def test_a_voice_adapts_its_outer_resnets_and_attention_and_trains_its_norms_whole(configs, tmp_path):
+    """#24's 3% budget: LoRA on the full-resolution resnets, the input and output convolutions and
+    the attention where there is some; norms and the digit embedding whole, at every size."""
+    from aigc_diffusion.denoiser import ATTENTION_TARGETS
+
+    for size, ups in (("debug", 1), ("small", 2)):
+        generator = build(configs["mel-diffusion"], tmp_path / size, size=size)
+        lora = set(generator.adapter_targets)
+        assert {"conv_in", "conv_out", "down_blocks.0.resnets.0.conv1", f"up_blocks.{ups}.resnets.0.conv2"} <= lora
+        assert not any(t.startswith("up_blocks.0") or "time_emb_proj" in t for t in lora)  # inner resnets left alone
+        assert (set(ATTENTION_TARGETS) <= lora) == (size == "small")
+        assert unmatched(generator, generator.adapter_targets) == []
+        modules = [name for name, m in generator.named_modules() if any(True for _ in m.parameters(recurse=False))]
+        assert all(any(matches(n, w) for n in modules) for w in generator.adapter_whole)
+        assert {"norm1", "norm2", "conv_norm_out"} <= set(generator.adapter_whole)
+
+
+@pytest.mark.parametrize("image_size, lora, last", [(8, ["project.0"], None), (16, ["body.0"], "body.3"),
+                                                    (32, ["body.0"], "body.6"), (64, ["body.0"], "body.9")])
+def test_dcgan_adapts_its_widest_conv_and_trains_the_cheap_layers_whole(configs, tmp_path, image_size, lora, last):
+    """#24's 3% budget: LoRA on the first transposed convolution; norms, the class embedding and the
+    convolution that makes the pixels (where a low-rank correction costs what the layer does) whole."""
     config = {**configs["dcgan"], "data": {**configs["dcgan"]["data"], "image_size": image_size}}
     generator = build(config, tmp_path)
-    assert generator.adapter_targets == ("project.0", *convs)
+    assert generator.adapter_targets == tuple(lora)
     assert unmatched(generator, generator.adapter_targets) == []
-    last = [m for m in generator.G.body if isinstance(m, torch.nn.ConvTranspose2d)][-1]
-    assert last.out_channels == 1  # the one left out: the digits' single channel
+    convs = [n for n, m in generator.G.body.named_children() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert (f"body.{convs[-1]}" if len(convs) > 1 else None) == last
+    assert (last in generator.adapter_whole) if last else not any(n.startswith("body.0") for n in generator.adapter_whole)
+    modules = dict(generator.G.named_modules())
+    assert all(entry in modules and any(True for _ in modules[entry].parameters()) for entry in generator.adapter_whole)
+    assert not set(generator.adapter_whole) & set(generator.adapter_targets)
 
 
 @pytest.mark.parametrize("backend", ["vae", "ddpm", "causal-lm", "mel-diffusion"])

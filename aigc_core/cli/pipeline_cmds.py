@@ -137,6 +137,9 @@ def parse_options(items: list[str]) -> dict:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from ..ranks import launcher_rank
+    from ..waiting import passive_waits
+
+    passive_waits()  # before torch is imported: small tensor work on a busy machine must not spin
 
     with progress.showing("off" if args.quiet or args.stream or launcher_rank() != 0 else "auto"):
         return _generate(args)

@@ -59,6 +59,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..errors import AigcError
     from ..server.settings import ServerSettings
+    from ..waiting import passive_waits
+
+    passive_waits()  # before torch is imported (see aigc_core.waiting)
 
     settings = ServerSettings(
         host=args.host, port=args.port, api_key_env=args.api_key_env, max_batch=args.max_batch,

@@ -150,7 +150,9 @@ class GeneratorNet(nn.Module):
     @staticmethod
     def _run(layers: nn.Sequential, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         for layer in layers:
-            h = layer(h, y) if isinstance(layer, ClassBatchNorm) else layer(h)
+            # an adapter may wrap the layer to train it whole (peft's modules_to_save): still a class norm
+            conditioned = isinstance(getattr(layer, "original_module", layer), ClassBatchNorm)
+            h = layer(h, y) if conditioned else layer(h)
         return h
 
 
@@ -210,10 +212,31 @@ class DiscriminatorNet(nn.Module):
 
 
 def gan_targets(net: GeneratorNet) -> tuple[str, ...]:
-    """The projection and every transposed convolution but the last: that one makes the 1-3
-    image channels, too few for a low-rank update to add anything a rank-8 adapter could use."""
+    """LoRA's layer: the first transposed convolution, the widest (4x4 -> 8x8), where a digit's
+    shape is drawn. The projection from the latent is left alone: 2,048 outputs make its rank-8
+    correction cost 4% of a small DCGAN by itself (#24: an adapter within 3% of its base). A
+    second LoRA convolution would not fit beside the layers trained whole (``gan_whole``), which
+    measured worth more (docs/benchmarks.md, Personalisation). At 8 pixels the only convolution
+    makes the pixels: the projection then."""
     convs = [i for i, layer in enumerate(net.body) if isinstance(layer, nn.ConvTranspose2d)]
-    return ("project.0",) + tuple(f"body.{i}" for i in convs[:-1])
+    return (f"body.{convs[0]}",) if len(convs) > 1 else ("project.0",)
+
+
+def gan_whole(net: GeneratorNet) -> tuple[str, ...]:
+    """What an adapter trains whole: the cheap layers that set style (#24), a few thousand weights
+    between them. The body's norms (per-channel, or per-class, gain and shift), the last
+    transposed convolution (into the 1-3 image channels: the strokes' thickness and blur), and
+    the class embedding. The projection's norm is left out: 2,048 features per class."""
+    names = ["embed"] if net.embed is not None else []
+    convs = [i for i, layer in enumerate(net.body) if isinstance(layer, nn.ConvTranspose2d)]
+    for i, layer in enumerate(net.body):
+        if isinstance(layer, ClassBatchNorm):
+            names += [f"body.{i}.gain", f"body.{i}.shift"]
+        elif isinstance(layer, nn.BatchNorm2d):
+            names.append(f"body.{i}")
+    if len(convs) > 1:  # at 8 pixels it is the only one, and the projection's LoRA is the adapter
+        names.append(f"body.{convs[-1]}")
+    return tuple(names)
 
 
 class DCGAN(Generator):
@@ -222,11 +245,11 @@ class DCGAN(Generator):
     Params = DCGANParams
     GenerateOptions = DCGANOptions
     training = "aigc_gan.training:DCGANTraining"
-    #: LoRA's default layers (peft target_modules: a module name or its dotted suffix, so G and
-    #: G_ema get the same ones): the projection from the latent and the transposed convolutions.
-    #: Their indices in ``body`` depend on the image size, so an instance lists its own
-    #: (``gan_targets``); these two exist at every size from 16 pixels.
-    adapter_targets: ClassVar[tuple[str, ...]] = ("project.0", "body.0")
+    #: LoRA's default layer (peft target_modules: a module name or its dotted suffix, so G and
+    #: G_ema get the same ones): the first transposed convolution; the norms, the last convolution
+    #: and the class embedding are trained whole. Indices in ``body`` depend on the image size, so
+    #: an instance lists its own (``gan_targets``, ``gan_whole``); this one exists from 16 pixels.
+    adapter_targets: ClassVar[tuple[str, ...]] = ("body.0",)
 
     def __init__(self, params: DCGANParams, info: dict):
         super().__init__(params, info)
@@ -239,6 +262,7 @@ class DCGAN(Generator):
         self.G.apply(dcgan_init)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if params.ema_decay > 0 else None
         self.adapter_targets = gan_targets(self.G)
+        self.adapter_whole = gan_whole(self.G)
 
     # -- generation ---------------------------------------------------------------------------
     def latents(self, n: int, seed: int, start: int = 0) -> torch.Tensor:
