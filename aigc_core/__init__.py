@@ -18,7 +18,7 @@ from .hookspecs import hookimpl, hookspec
 from .plugins import get_registry
 from .progress import phase, progress_reporting, report_progress
 from .rundir import RunDir
-from .seeding import sample_seed, torch_generator
+from .seeding import sample_normal, sample_seed, torch_generator
 
 __version__ = "0.1.0"
 #: The plugin API this core provides; plugins declare the major version they target.
@@ -44,6 +44,7 @@ _LAZY = {
     "FileField": "aigc_core.fileoptions",
     "field_validator": "aigc_core.params",
     "model_validator": "aigc_core.params",
+    "preset": "aigc_core.params",
     "Inference": "aigc_core.inference",
     "Run": "aigc_core.run",
     "FileExporter": "aigc_core.builtin.exporters",
@@ -81,9 +82,9 @@ __all__ = [
     "DataParams", "DataSource", "Exporter", "FileExporter", "Generator", "GeneratorTraining", "Inference", "InvalidItem", "Item",
     "MODALITIES", "Metric", "Modality", "get_modality",
     "MetricContext", "NoParams", "PLUGIN_API_VERSION", "ParamError", "Params", "Pipeline", "PluginError",
-    "Field", "FileContent", "FileField", "field_validator", "model_validator",
+    "Field", "FileContent", "FileField", "field_validator", "model_validator", "preset",
     "PostProcessor", "QualityGateError", "Run", "RunDir", "UsageError", "atomic_path", "atomic_write", "cache_path", "cached_model", "data_identity", "frechet_distance", "get_registry", "hub_offline", "hub_offline_mode", "hookimpl", "hookspec", "known_modalities", "make_grid", "png_bytes",
     "phase", "pretrained_record", "progress_reporting", "report_progress", "resolve_pretrained", "PathField", "CheckContext",
-    "cancellation", "check_cancelled", "sample_seed", "sha256_file", "split_indices", "torch_generator", "write_bytes",
+    "cancellation", "check_cancelled", "sample_normal", "sample_seed", "sha256_file", "split_indices", "torch_generator", "write_bytes",
     "write_json", "write_text",
 ]

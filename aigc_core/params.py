@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError, did_you_mean
 
 __all__ = ["Field", "NoParams", "ParamError", "Params", "build_params", "describe_schema", "json_schema",
-           "model_validator", "field_validator"]
+           "model_validator", "field_validator", "preset"]
 
 
 class ParamError(ValueError):
@@ -56,6 +56,14 @@ class Params(BaseModel):
 
 class NoParams(Params):
     """Parameters of a component that takes none."""
+
+
+def preset(field: str, sizes: Mapping[str, Sequence], column: int) -> property:
+    """A setting that defaults from the size preset: ``field`` where the config gives it, else
+    ``sizes[size][column]``. Every generator with a ``size`` parameter has several of these; one
+    rule keeps them from drifting apart (and the schema shows ``field`` as the optional override)."""
+    return property(lambda self: getattr(self, field) or sizes[self.size][column],
+                    doc=f"{field}, else column {column} of the size preset")
 
 
 def is_params_class(cls: Any) -> bool:

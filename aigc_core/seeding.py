@@ -26,6 +26,19 @@ def torch_generator(seed: int, index: int = 0, device: str = "cpu"):
     return g
 
 
+def sample_normal(n: int, width: int, seed: int, start: int = 0):
+    """Rows ``start .. start+n-1`` of standard normal noise (``n x width``), row i drawn from
+    ``sample_seed(seed, i)`` alone: batch size, ``n`` and sharding cannot change a sample's latent."""
+    import torch
+
+    out = torch.empty(n, width)
+    g = torch.Generator()
+    for i in range(n):
+        g.manual_seed(sample_seed(seed, start + i))
+        out[i] = torch.randn(width, generator=g)
+    return out
+
+
 #: Generation seeds (``generate.seed``, ``aigc generate --seed``, the server's ``seed``).
 MAX_SEED = 2**63 - 1
 #: The run's top-level ``seed``: Lightning's ``seed_everything`` takes 32 bits.

@@ -60,6 +60,98 @@ def cli(capsys, *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+class Forked:
+    """``aigc ARGS`` in a forked copy of this process: a process of its own (its own signals, exit
+    status and children) that starts with torch and Lightning already imported, where a fresh
+    interpreter pays seconds of CPU to import them again. For tests of what a running process
+    does (a signal, a kill), not of what it imports. Stdout and stderr go to one pipe, or to the
+    file ``output``; ``before()`` runs in the child first (to patch it). The API is the part of
+    ``subprocess.Popen``'s the tests use (``returncode`` is -N after signal N)."""
+
+    def __init__(self, *args: str, env: dict | None = None, cwd: str | Path = ROOT,
+                 before: Callable[[], None] | None = None, output: Path | None = None):
+        import signal
+        import threading
+
+        read, write = os.pipe() if output is None else (-1, -1)
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 1
+            try:
+                if output is None:
+                    os.close(read)
+                else:
+                    write = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                os.dup2(write, 1)
+                os.dup2(write, 2)
+                sys.stdout = open(1, "w", buffering=1, closefd=False)  # not pytest's capture
+                sys.stderr = open(2, "w", buffering=1, closefd=False)
+                signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh interpreter
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                if env is not None:
+                    os.environ.clear()
+                    os.environ.update(env)
+                os.chdir(cwd)
+                if before is not None:
+                    before()
+                from aigc_core.cli import main
+
+                code = main(list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+            except BaseException:  # noqa: BLE001 - the parent reads the traceback
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        self.pid, self.returncode, self._chunks = pid, None, []
+        #: (time.monotonic() of its arrival, line) for each line read from the pipe
+        self.lines: list[tuple[float, str]] = []
+        self._reader = None
+        if output is None:
+            os.close(write)
+            self._reader = threading.Thread(target=self._read, args=(read,), daemon=True)
+            self._reader.start()
+
+    def _read(self, fd: int) -> None:
+        with os.fdopen(fd, "rb") as pipe:
+            for line in pipe:
+                self.lines.append((time.monotonic(), line.decode("utf-8", "replace").rstrip("\n")))
+                self._chunks.append(line)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        import signal
+
+        self.send_signal(signal.SIGKILL)
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        """Waits for the exit (``subprocess.TimeoutExpired`` after ``timeout`` s): ("", output)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"aigc (forked, pid {self.pid})", timeout)
+            time.sleep(0.02)
+        if self._reader is not None:
+            self._reader.join(timeout=10)
+        return "", b"".join(self._chunks).decode("utf-8", "replace")
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, every: float = 0.01) -> bool:
     """Whether ``predicate`` holds within ``timeout`` seconds (asked every ``every`` s): a bounded wait."""
     deadline = time.monotonic() + timeout

@@ -46,8 +46,25 @@ def test_tuning_cuts_the_page_faults_of_a_network_loop():
     assert tuned_faults * 5 < plain_faults, (tuned_faults, plain_faults)
 
 
-def test_a_users_malloc_settings_are_left_alone():
-    assert run_loop(MALLOC_ARENA_MAX="2")[0] == "False"
+def test_a_users_malloc_settings_are_left_alone(monkeypatch):
+    """In this process, with mallopt replaced: a user's MALLOC_* variable means no call at all."""
+    calls = []
+
+    class Libc:
+        def mallopt(self, *args):
+            calls.append(args)
+            return 1
+
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: Libc())
+    monkeypatch.setattr(allocator, "_done", None)
+    for key in [k for k in os.environ if k.startswith("MALLOC_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    assert allocator.tune_allocator() is False and calls == []
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    monkeypatch.delenv(allocator.ENV, raising=False)
+    monkeypatch.setattr(allocator, "_done", None)
+    assert allocator.tune_allocator() is True and len(calls) == 2  # the stand-in does see an untuned process
 
 
 def test_training_and_inference_tune_the_allocator(monkeypatch):

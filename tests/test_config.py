@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 import pytest
 
-from aigc_core import ConfigError, Field, ParamError, Params, Pipeline, UsageError, model_validator
+from aigc_core import ConfigError, Field, ParamError, Params, Pipeline, UsageError, model_validator, preset
 from aigc_core.config import build_params, load_config
 from aigc_core.params import describe_schema, json_schema
 from aigc_testutil import tiny_gan_config
@@ -78,6 +78,18 @@ def test_describe_schema_lists_types_and_defaults():
     assert rows["name"]["type"] == "str or null"
     assert rows["sizes"]["default"] == [1, 2]
     assert rows["width"]["help"] == "how wide" and rows["mode"]["type"] == "'a' | 'b'"
+
+
+def test_a_preset_setting_is_the_given_value_else_the_size_presets_column():
+    class Sized(Params):
+        size: Literal["debug", "base"] = "debug"
+        latent_dim: Optional[int] = None
+        latent = preset("latent_dim", {"debug": (2, 4), "base": (8, 16)}, 1)
+
+    assert build_params(Sized, {}, "g").latent == 4
+    assert build_params(Sized, {"size": "base"}, "g").latent == 16
+    assert build_params(Sized, {"size": "base", "latent_dim": 3}, "g").latent == 3
+    assert "latent" not in json_schema(Sized)["properties"]  # derived, not a config key
 
 
 def test_a_dataclass_is_refused_with_the_way_to_plugin_api_2():

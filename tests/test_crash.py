@@ -19,13 +19,12 @@ import re
 import shutil
 import signal
 import struct
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from aigc_testutil import cli, tiny_gan_config, write_yaml
+from aigc_testutil import Forked, cli, tiny_gan_config, write_yaml
 
 KILL_TRIALS = int(os.environ.get("AIGC_KILL_TRIALS", "3"))
 #: ``train.checkpoint_every_n_steps`` of the crash config: every 3 batches (a GAN steps two optimisers per batch).
@@ -84,7 +83,7 @@ def assert_whole(run: Path) -> None:
 RESUMED = re.compile(r"^aigc: resumed from (\S+): epoch (\d+), batch (\d+), step (\d+)$", re.M)
 
 
-class Child:
+class Child(Forked):
     """A forked ``aigc`` (torch already imported, so signals land in training, not in imports).
 
     It tells its parent its global step after every training batch through shared memory, and
@@ -96,47 +95,30 @@ class Child:
         self.stderr = Path(stderr)
         self.memory = mmap.mmap(-1, 8)  # shared with the child: anonymous mappings survive fork
         self.memory[:] = struct.pack("q", -1)
-        self.code: int | None = None
-        self.pid = os.fork()
-        if self.pid == 0:  # pragma: no cover - the child
-            self._run(argv)
+        super().__init__(*argv, before=self._report_steps, output=self.stderr)
 
-    def _run(self, argv: list[str]) -> None:
-        code = 1
-        try:
-            fd = os.open(self.stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.dup2(fd, 2)
-            sys.stderr = open(2, "w", buffering=1, closefd=False)  # not pytest's capture
-            import torch
+    def _report_steps(self) -> None:  # pragma: no cover - in the child
+        import torch
 
-            torch.set_num_threads(1)
-            from aigc_core.checkpoints import RunCheckpoints
+        torch.set_num_threads(1)
+        from aigc_core.checkpoints import RunCheckpoints
 
-            memory, original = self.memory, RunCheckpoints.on_train_batch_end
+        memory, original = self.memory, RunCheckpoints.on_train_batch_end
 
-            def reporting(callback, trainer, *args, **kwargs):
-                memory[:] = struct.pack("q", int(trainer.global_step))  # this batch's optimiser steps are done
-                return original(callback, trainer, *args, **kwargs)
+        def reporting(callback, trainer, *args, **kwargs):
+            memory[:] = struct.pack("q", int(trainer.global_step))  # this batch's optimiser steps are done
+            return original(callback, trainer, *args, **kwargs)
 
-            RunCheckpoints.on_train_batch_end = reporting
-            from aigc_core.cli import main
+        RunCheckpoints.on_train_batch_end = reporting
 
-            code = main(argv)
-        finally:
-            sys.stderr.flush()
-            os._exit(code)
+    @property
+    def code(self) -> int | None:
+        return self.returncode
 
     @property
     def step(self) -> int:
         """The global step after the last training batch it finished (-1 before the first)."""
         return struct.unpack("q", self.memory[:])[0]
-
-    def poll(self) -> int | None:
-        if self.code is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.code = os.waitstatus_to_exitcode(status)
-        return self.code
 
     def wait(self, timeout: float = 300.0) -> int:
         deadline = time.monotonic() + timeout
@@ -146,7 +128,7 @@ class Child:
                 self.wait()
                 raise AssertionError(f"the child did not end within {timeout:.0f} s")
             time.sleep(0.01)
-        return self.code
+        return self.returncode
 
     def signal(self, signum: int) -> None:
         os.kill(self.pid, signum)

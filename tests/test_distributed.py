@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from aigc_testutil import cli, run_aigc, tiny_gan_config, write_yaml
+from aigc_testutil import Forked, cli, run_aigc, tiny_gan_config, write_yaml
 
 LOSS_TOLERANCE = 0.01  # absolute, per logged step
 WEIGHT_TOLERANCE = 1.25  # DDP distance / noise-redraw distance
@@ -50,16 +50,60 @@ def _distance(a: dict, b: dict) -> float:
     return float(sum(((a[k] - b[k]) ** 2).sum() for k in b) ** 0.5)
 
 
-def test_ddp_two_processes_agree_with_one_process(tmp_path):
+DDP_JOB = """
+import os, sys
+from pathlib import Path
+from aigc_core.cli import main
+from aigc_core.testing import check_mid_epoch_resume
+rank = os.environ.get("LOCAL_RANK", "0")
+code = main(["run", sys.argv[1]])  # the real `aigc run`: rank 0 prints the run directory, rank 1 nothing
+if code:
+    sys.exit(code)
+config = {
+    "name": "gan-ddp-resume", "seed": 4,
+    "data": {"source": "sklearn-digits", "image_size": 8, "batch_size": 8, "limit": 120},
+    "generator": {"name": "dcgan", "size": "debug", "conditional": True},
+    "train": {"max_epochs": 2, "accelerator": "cpu", "devices": 2, "strategy": "ddp", "progress_bar": False,
+              "sample_every_n_epochs": 0, "log_every_n_steps": 1},
+    "metrics": [],
+}
+# 96 images over 2 processes in batches of 8: 6 batches (12 steps) per process and epoch;
+# checkpoints at steps 4, 8, 12 and 16 = epoch 1, batch 2; killed in the step after 18
+try:
+    resumed = check_mid_epoch_resume(config, Path(sys.argv[2]), kill_at_step=18, every_n_steps=4)
+    print("job: rank", rank, "resumed", resumed, flush=True)
+except KeyError:  # rank 1 writes no manifest to check: rank 0 speaks for the job
+    if rank == "0":
+        raise
+"""
+
+
+@pytest.fixture(scope="module")
+def ddp_job(tmp_path_factory) -> tuple[Path, str]:
+    """One two-process (gloo) job for both DDP tests, as each pays two fresh interpreters that import
+    Lightning: ``aigc run`` of ``_ddp_config`` (run directory ``ddp``), then a mid-epoch resume
+    check of another config in the same processes. Returns the folder and the job's stdout."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("ddp")
+    (root / "job.py").write_text(DDP_JOB)
+    path = write_yaml(root / "ddp.yaml", _ddp_config(root / "ddp"))
+    done = subprocess.run([sys.executable, str(root / "job.py"), str(path), str(root / "resume")],
+                          capture_output=True, text=True, timeout=900, cwd=str(root),
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return root, done.stdout
+
+
+def test_ddp_two_processes_agree_with_one_process(ddp_job, tmp_path):
     import aigc_core.training as training
     from aigc_core import Pipeline
 
-    config = _ddp_config(tmp_path / "ddp")
-    path = write_yaml(tmp_path / "ddp.yaml", config)
-    done = run_aigc("run", str(path))
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines() == [str(tmp_path / "ddp")]  # rank 1 stays quiet
-    ddp = json.loads((tmp_path / "ddp" / "manifest.json").read_text())["training"]
+    root, stdout = ddp_job
+    config = _ddp_config(root / "ddp")
+    assert [line for line in stdout.splitlines() if not line.startswith("job:")] == [str(root / "ddp")]  # rank 1 stays quiet
+    ddp = json.loads((root / "ddp" / "manifest.json").read_text())["training"]
     assert ddp["world_size"] == 2
 
     # the same global batch (2 x 8) on one process, then the same with the latent noise redrawn
@@ -75,12 +119,12 @@ def test_ddp_two_processes_agree_with_one_process(tmp_path):
     one = json.loads((tmp_path / "single" / "manifest.json").read_text())["training"]
     assert (ddp["global_step"], ddp["epochs"]) == (one["global_step"], one["epochs"])
 
-    curve_ddp, curve_one = _losses(tmp_path / "ddp"), _losses(tmp_path / "single")
+    curve_ddp, curve_one = _losses(root / "ddp"), _losses(tmp_path / "single")
     assert len(curve_ddp) == len(curve_one) == 8
     worst = max(abs(a - b) for p, q in zip(curve_ddp, curve_one) for a, b in zip(p, q))
     assert worst < LOSS_TOLERANCE
 
-    w_ddp, w_one, w_redraw = (_weights(tmp_path / d) for d in ("ddp", "single", "redraw"))
+    w_ddp, w_one, w_redraw = (_weights(d) for d in (root / "ddp", tmp_path / "single", tmp_path / "redraw"))
     assert _distance(w_ddp, w_one) < WEIGHT_TOLERANCE * _distance(w_redraw, w_one)
     assert _distance(w_ddp, w_one) > 0  # two processes really ran their own halves
 
@@ -118,29 +162,29 @@ def test_one_and_two_processes_write_identical_shards(gan_run, tmp_path, capsys)
     assert "shard_00003/sample_00009.png" in {f for s in index["shards"] for f in s["files"]}
 
 
-KILLER = """
-import os, signal, sys
-from aigc_core import sharding
-original = sharding.ShardWriter.write_on_batch_end
-def killing(self, *args, **kwargs):
-    if len(self.written) == 2:  # die half-way into the third shard: its temporary directory stays behind
-        os.makedirs(os.path.join(self.out, ".shard_00002.k7x_q2ab.tmp"), exist_ok=True)
-        os.kill(os.getpid(), signal.SIGKILL)
-    return original(self, *args, **kwargs)
-sharding.ShardWriter.write_on_batch_end = killing
-from aigc_core.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+def _die_in_the_third_shard() -> None:
+    """In the killed process: die half-way into the third shard, its temporary directory left behind."""
+    import signal
+
+    from aigc_core import sharding
+
+    original = sharding.ShardWriter.write_on_batch_end
+
+    def killing(self, *args, **kwargs):
+        if len(self.written) == 2:
+            os.makedirs(os.path.join(self.out, ".shard_00002.k7x_q2ab.tmp"), exist_ok=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(self, *args, **kwargs)
+
+    sharding.ShardWriter.write_on_batch_end = killing
 
 
 def test_killed_generation_resumes_without_rewriting_finished_shards(gan_run, tmp_path, capsys):
-    import subprocess
-    import sys
-
     out = tmp_path / "gen"
     args = ["generate", str(gan_run), "-n", "8", "--shard-size", "2", "--devices", "1", "--out", str(out)]
-    killed = subprocess.run([sys.executable, "-c", KILLER, *args], capture_output=True, text=True, timeout=300)
-    assert killed.returncode == -9, killed.stderr[-2000:]
+    killed = Forked(*args, before=_die_in_the_third_shard)  # a process of its own, SIGKILLed
+    _, output = killed.communicate(timeout=300)
+    assert killed.returncode == -9, output[-2000:]
     finished = sorted(p.name for p in out.glob("shard_*"))
     assert finished == ["shard_00000", "shard_00001"]
     stamps = {str(p): (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.glob("shard_*/*")}
@@ -167,41 +211,9 @@ def test_killed_generation_resumes_without_rewriting_finished_shards(gan_run, tm
     assert code == 2 and "other settings (differs at n)" in err
 
 
-DDP_RESUME = """
-import os, sys
-from pathlib import Path
-import torch
-torch.set_num_threads(1)
-from aigc_core.testing import check_mid_epoch_resume
-config = {
-    "name": "gan-ddp-resume", "seed": 4,
-    "data": {"source": "sklearn-digits", "image_size": 8, "batch_size": 8, "limit": 120},
-    "generator": {"name": "dcgan", "size": "debug", "conditional": True},
-    "train": {"max_epochs": 2, "accelerator": "cpu", "devices": 2, "strategy": "ddp", "progress_bar": False,
-              "sample_every_n_epochs": 0, "log_every_n_steps": 1},
-    "metrics": [],
-}
-# 96 images over 2 processes in batches of 8: 6 batches (12 steps) per process and epoch;
-# checkpoints at steps 4, 8, 12 and 16 = epoch 1, batch 2; killed in the step after 18
-try:
-    resumed = check_mid_epoch_resume(config, Path(sys.argv[1]), kill_at_step=18, every_n_steps=4)
-    print("rank", os.environ.get("LOCAL_RANK", "0"), "resumed", resumed, flush=True)
-except KeyError:  # rank 1 writes no manifest to check: rank 0 speaks for the job
-    if os.environ.get("LOCAL_RANK", "0") == "0":
-        raise
-"""
-
-
 @pytest.mark.slow
-def test_two_processes_resume_inside_an_epoch(tmp_path):
+def test_two_processes_resume_inside_an_epoch(ddp_job):
     """Each DDP process restores its own random state and leaves out its own done batches."""
-    import subprocess
-    import sys
-
-    script = tmp_path / "ddp_resume.py"
-    script.write_text(DDP_RESUME)
-    done = subprocess.run([sys.executable, str(script), str(tmp_path / "work")], capture_output=True, text=True,
-                          timeout=900, cwd=str(tmp_path), env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "rank 0 resumed {'epoch': 1, 'batch': 2, 'step': 16, 'checkpoint': 'checkpoints/last.ckpt'}" in done.stdout, \
-        done.stdout[-2000:] + done.stderr[-2000:]
+    _, stdout = ddp_job
+    assert "job: rank 0 resumed {'epoch': 1, 'batch': 2, 'step': 16, 'checkpoint': 'checkpoints/last.ckpt'}" in stdout, \
+        stdout[-2000:]

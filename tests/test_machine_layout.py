@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from aigc_core import layout
-from aigc_testutil import ROOT, cli, tiny_gan_config, write_yaml
+from aigc_testutil import Forked, cli, tiny_gan_config, write_yaml
 
 #: Every variable by which aigc (and Lightning) recognise a multi-node launcher.
 LAUNCHER_VARIABLES = ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "SLURM_JOB_NAME", "LSB_JOBID", "LSB_DJOB_RANKFILE",
@@ -116,13 +116,13 @@ def _listening(port: int) -> bool:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_run_waiting_for_a_node_that_never_comes_stops_on_a_signal_and_leaves_no_directory(tmp_path, signum):
     """Rank 0 of a two-node run whose second node nobody starts: the launcher's variables are set
-    (by hand), so check lets it through, and it waits in torch.distributed's rendezvous, in C++."""
+    (by hand), so check lets it through, and it waits in torch.distributed's rendezvous, in C++.
+    A forked process: what is tested is how it ends, not its imports."""
     port = _free_port()
     path, out = _config(tmp_path, num_nodes=2, devices=1, accelerator="cpu", max_epochs=1)
     env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
     env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), NODE_RANK="0")
-    proc = subprocess.Popen([sys.executable, "-m", "aigc_core", "run", str(path)], env=env, cwd=str(ROOT),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = Forked("run", str(path), env=env)
     try:
         deadline = time.monotonic() + 180  # start-up on a loaded machine; the rendezvous then listens
         while not _listening(port) and proc.poll() is None and time.monotonic() < deadline:

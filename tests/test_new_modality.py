@@ -8,8 +8,6 @@ from __future__ import annotations
 import ast
 import base64
 import json
-import os
-import shutil
 import socket
 import threading
 import time
@@ -142,33 +140,22 @@ def test_generate_and_serve_give_the_same_clouds(cloud_run, served, tmp_path, ca
     assert _points(data)[1] == by_cli["sample_00000.xyz"]
 
 
-CHROMIUM = os.environ.get("AIGC_CHROMIUM", "/usr/bin/chromium")
-
-
 def test_the_page_shows_the_modality_as_it_asks(served):
-    if not (os.path.isfile(CHROMIUM) or shutil.which(CHROMIUM)):
-        pytest.skip(f"chromium is not installed at {CHROMIUM} (apt-get install -y chromium; .ci/run does it)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--headless", "--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(20_000)
-            page.goto(served + "/")
-            page.wait_for_selector("body[data-ready=true]")
-            page.select_option("#model", "pc")
-            page.fill("#n", "2")
-            page.fill("#seed", "5")
-            page.click("#generate")
-            page.wait_for_function("document.querySelectorAll('#gallery figure.file').length === 2")
-            links = page.eval_on_selector_all("#gallery a.download", "as => as.map(a => a.download)")
-            assert links == ["sample_00000.xyz", "sample_00001.xyz"]
-            notes = page.eval_on_selector_all("#gallery .note", "ns => ns.map(n => n.textContent)")
-            assert notes == [NOTE, NOTE]
-            assert page.locator("#gallery img, #gallery audio").count() == 0
-        finally:
-            browser.close()
+    from test_web_page import chromium, open_page
+
+    with chromium() as browser:
+        page = open_page(browser, served, 1280)
+        page.select_option("#model", "pc")
+        page.fill("#n", "2")
+        page.fill("#seed", "5")
+        page.click("#generate")
+        page.wait_for_function("document.querySelectorAll('#gallery figure.file').length === 2")
+        links = page.eval_on_selector_all("#gallery a.download", "as => as.map(a => a.download)")
+        assert links == ["sample_00000.xyz", "sample_00001.xyz"]
+        notes = page.eval_on_selector_all("#gallery .note", "ns => ns.map(n => n.textContent)")
+        assert notes == [NOTE, NOTE]
+        assert page.locator("#gallery img, #gallery audio").count() == 0
+        assert page.outside == []  # the page needs nothing but this server
 
 
 def test_the_contract_kit_checks_the_modality_with_its_own_rules(tmp_path):

@@ -24,8 +24,9 @@ def tone_after_silence(freq: float = 1000.0, seconds: float = 0.5, rate: int = R
 def colour_levels(chw: np.ndarray, box) -> np.ndarray:
     """The pixels of ``box`` as rows of the magma table (the nearest colour), a level per pixel."""
     rgb = np.rint(chw[:, box.top:box.bottom, box.left:box.right].transpose(1, 2, 0) * 255).astype(np.int32)
-    distance = ((rgb[..., None, :] - sp.MAGMA[None, None].astype(np.int32)) ** 2).sum(-1)
-    return distance.argmin(-1)
+    colours, where = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)  # a picture has few colours
+    distance = ((colours[:, None, :] - sp.MAGMA[None].astype(np.int32)) ** 2).sum(-1)
+    return distance.argmin(-1)[where.reshape(-1)].reshape(rgb.shape[:2])
 
 
 def test_magma_table_is_matplotlibs_magma():

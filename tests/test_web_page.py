@@ -5,25 +5,29 @@ defaults at desktop (1280 px) and phone (375 px) widths, and what is shown is me
 wider than the screen, one column on the phone, images at a whole multiple of their own pixels,
 spectrograms as wide as the results, audio players with room for their buttons, n results for n
 samples with the grid apart, one box per streamed text, class names and the vocoder in captions.
-Stop ends the server's work within a step and the next request runs at once.
+Stop ends the server's work within a step and the next request runs at once. The adapter picker
+offers a base's personalised runs and shows the chosen adapter's images.
 
 Set ``AIGC_PAGE_SCREENSHOTS=DIR`` to keep a full-page screenshot of each model at each width.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 
 import os
 import shutil
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from aigc_core import Pipeline, get_registry
 from aigc_core.server import ServerSettings, create_app
-from server_kit import LiveServer, counters, fake_text_run, tiny_gan_run, tiny_text_run
+from server_kit import LiveServer, counters, fake_text_run, personalised_gan_runs, tiny_gan_run, tiny_text_run
 
 CHROMIUM = os.environ.get("AIGC_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -89,7 +93,10 @@ def live(tmp_path_factory):
 
 @contextlib.contextmanager
 def chromium():
-    """Headless Chromium for a module's page tests (skips, naming what is missing, without playwright)."""
+    """Headless Chromium for a module's page tests (skips, naming what is missing, without chromium
+    or playwright)."""
+    if not (os.path.isfile(CHROMIUM) or shutil.which(CHROMIUM)):
+        pytest.skip(f"chromium is not installed at {CHROMIUM} (apt-get install -y chromium; .ci/run does it)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
@@ -103,12 +110,13 @@ def browser(live):
         yield browser
 
 
-def open_page(browser, live, width: int):
+def open_page(browser, url: str, width: int):
+    """The served page at ``url``, ready, in a fresh context that refuses any request elsewhere."""
     context = browser.new_context(viewport={"width": width, "height": 800})
     outside = []
 
     def guard(route):  # the page must need nothing but this server
-        if route.request.url.startswith(live.url):
+        if route.request.url.startswith(url):
             route.continue_()
         else:
             outside.append(route.request.url)
@@ -118,14 +126,14 @@ def open_page(browser, live, width: int):
     page = context.new_page()
     page.outside = outside
     page.set_default_timeout(20_000)
-    page.goto(live.url + "/")
+    page.goto(url + "/")
     page.wait_for_selector("body[data-ready=true]")
     return page
 
 
 @pytest.fixture(scope="module")
 def page(browser, live):
-    page = open_page(browser, live, 1280)
+    page = open_page(browser, live.url, 1280)
     yield page
     page.context.close()
 
@@ -259,7 +267,7 @@ def check_shown(page, model: dict, width: int) -> None:
 def test_every_model_kind_with_the_form_defaults_at_desktop_and_phone_width(browser, live, width):
     """Generate pressed with the form untouched on every served model (the defaults must be a valid
     request), then what is shown is measured (see ``check_shown``)."""
-    page = open_page(browser, live, width)
+    page = open_page(browser, live.url, width)
     models = {m["name"]: m for m in page.evaluate("fetch('v1/models').then(r => r.json())")["models"]}
     assert expected_models() <= set(models), sorted(models)
     for name, model in models.items():
@@ -281,7 +289,7 @@ def test_every_model_kind_with_the_form_defaults_at_desktop_and_phone_width(brow
 
 
 def test_every_control_is_labelled_and_focus_is_visible(browser, live):
-    page = open_page(browser, live, 375)
+    page = open_page(browser, live.url, 375)
     for name in ("tiny-lm" if page.locator('#model option[value="tiny-lm"]').count() else "fake-text", "digits-gan"):
         page.select_option("#model", name)
         unnamed = page.eval_on_selector_all(
@@ -446,3 +454,64 @@ def test_style_mixing_and_a_walk_in_w_show_on_the_page(page):
     page.fill('[data-option="frames"]', "16")
     page.fill("#seed", "")
     assert page.outside == []
+
+
+# -- the adapter picker --------------------------------------------------------------------------
+
+BASE = "digits-gan"
+
+
+@pytest.fixture(scope="module")
+def adapter_live(tmp_path_factory):
+    """A base served with two personalised runs on it (their own server: the picker lists only these)."""
+    root = tmp_path_factory.getbasetemp()
+    base = tiny_gan_run(root / "server-gan", name=BASE)
+    adapters = personalised_gan_runs(base, root / "adapters", ["ink-a", "ink-b"])
+    with LiveServer(create_app(adapters, ServerSettings())) as server:
+        yield server
+
+
+def _shown(page) -> list[bytes]:
+    sources = page.eval_on_selector_all("#gallery img.result", "is => is.map(i => i.src)")
+    return [base64.b64decode(src.split(",", 1)[1]) for src in sources]
+
+
+def _served(live, name: str, body: dict) -> list[bytes]:
+    reply = httpx.post(f"{live.url}/v1/models/{name}/generate", json=body, timeout=30)
+    assert reply.status_code == 200, reply.text
+    return [base64.b64decode(i["data_base64"]) for i in reply.json()["items"]]
+
+
+def test_the_picker_offers_the_bases_adapters_and_shows_the_chosen_ones_images(browser, adapter_live):
+    """A base served with personalised runs on it offers their adapters, the chosen one is sent as the
+    request's ``adapter``, and the images shown are that adapter's (the bytes its run gives asked by
+    its own name)."""
+    live = adapter_live
+    page = open_page(browser, live.url, 1280)
+    sent = []
+    page.on("request", lambda r: sent.append(json.loads(r.post_data)) if r.url.endswith("/generate") else None)
+    try:
+        page.select_option("#model", BASE)
+        assert page.is_visible("#adapter")
+        assert page.eval_on_selector_all("#adapter option", "os => os.map(o => o.value)") == ["", "ink-a", "ink-b"]
+        assert page.inner_text("label[for=adapter]") == "Adapter"
+        page.fill("#n", "2")
+        page.fill("#seed", "5")
+
+        page.select_option("#adapter", "ink-b")
+        assert press_generate(page) == "done"
+        assert sent[-1]["adapter"] == "ink-b"
+        ink_b = _shown(page)
+        assert ink_b == _served(live, "ink-b", {"n": 2, "seed": 5})  # the adapter's own bytes
+
+        page.select_option("#adapter", "")  # none: the base alone, no adapter field sent
+        assert press_generate(page) == "done"
+        assert "adapter" not in sent[-1]
+        base = _shown(page)
+        assert base == _served(live, BASE, {"n": 2, "seed": 5}) and base != ink_b
+
+        page.select_option("#model", "ink-a")  # a personalised run is a model of its own: no picker
+        assert page.is_hidden("#adapter-field")
+        assert "adapter on digits-gan" in page.inner_text("#model-info")
+    finally:
+        page.context.close()

@@ -16,8 +16,8 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
-from aigc_core import CheckpointError, Content, check_cancelled, sample_seed
-from aigc_core import Field, Params
+from aigc_core import CheckpointError, Content, check_cancelled, sample_normal
+from aigc_core import Field, Params, preset
 
 from .mel_base import MelGenerator, MelParams, split_tensors  # noqa: F401 (split_tensors: imported from here too)
 
@@ -34,13 +34,8 @@ class MelVAEParams(MelParams):
         "sample z from N(0, I), or from a Gaussian per class fitted to the training clips' codes after training"))
     lr: float = Field(1e-3, gt=0, description="learning rate (Adam)")
 
-    @property
-    def channels(self) -> int:
-        return self.width or SIZES[self.size][0]
-
-    @property
-    def latent(self) -> int:
-        return self.latent_dim or SIZES[self.size][1]
+    channels = preset("width", SIZES, 0)
+    latent = preset("latent_dim", SIZES, 1)
 
 
 class MelVAEOptions(Params):
@@ -148,12 +143,7 @@ class MelVAE(MelGenerator):
     # -- generation ---------------------------------------------------------------------------
     def latents(self, n: int, seed: int, start: int = 0) -> torch.Tensor:
         """Sample i's noise depends on (seed, i) alone, so batching cannot change a sample."""
-        out = torch.empty(n, self.params.latent)
-        g = torch.Generator()
-        for i in range(n):
-            g.manual_seed(sample_seed(seed, start + i))
-            out[i] = torch.randn(self.params.latent, generator=g)
-        return out
+        return sample_normal(n, self.params.latent, seed, start)
 
     def generate(self, n: int, seed: int, options: MelVAEOptions, start: int = 0) -> Content:
         fixed, batch_size = options.label, options.batch_size  # the label: a class index (Inference)

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aigc_core import ConfigError, Content, Generator, Item, check_cancelled, sample_seed
-from aigc_core import Field, Params, field_validator
+from aigc_core import ConfigError, Content, Generator, Item, check_cancelled, sample_normal, sample_seed
+from aigc_core import Field, Params, field_validator, preset
 
 SIZES = {"debug": (8, 16), "small": (32, 64), "base": (64, 128)}  # width, latent
 CLASS_EMBED_STD = 0.1  # the class vector starts well below the noise's scale (N(0, 1)); see GeneratorNet
@@ -64,13 +64,8 @@ class DCGANParams(Params):
             raise ValueError(f"unknown augmentation {unknown[0]!r} (choose from {', '.join(AUGMENTATIONS)})")
         return augment
 
-    @property
-    def width(self) -> int:
-        return self.base_channels or SIZES[self.size][0]
-
-    @property
-    def latent(self) -> int:
-        return self.latent_dim or SIZES[self.size][1]
+    width = preset("base_channels", SIZES, 0)
+    latent = preset("latent_dim", SIZES, 1)
 
 
 class DCGANOptions(Params):
@@ -272,12 +267,7 @@ class DCGAN(Generator):
     # -- generation ---------------------------------------------------------------------------
     def latents(self, n: int, seed: int, start: int = 0) -> torch.Tensor:
         """Sample i's latent depends on (seed, i) alone: batches and shards cannot change it."""
-        out = torch.empty(n, self.params.latent)
-        g = torch.Generator()
-        for i in range(n):
-            g.manual_seed(sample_seed(seed, start + i))
-            out[i] = torch.randn(self.params.latent, generator=g)
-        return out
+        return sample_normal(n, self.params.latent, seed, start)
 
     def generate(self, n: int, seed: int, options: DCGANOptions, start: int = 0) -> Content:
         """Samples ``start .. start+n-1``. Work is done in chunks aligned to multiples of

@@ -15,7 +15,7 @@ from typing import ClassVar, Literal, Optional
 import numpy as np
 import torch
 
-from aigc_core import ConfigError, Content, Generator, Item, check_cancelled, report_progress, sample_seed
+from aigc_core import ConfigError, Content, Generator, Item, check_cancelled, report_progress, sample_seed, torch_generator
 from aigc_core import Field, FileContent, FileField, ParamError, Params, field_validator, model_validator
 
 from . import ada
@@ -105,12 +105,6 @@ class StyleGANOptions(Params):
         return self
 
 
-def _sample_seed_generator(seed: int, index: int) -> torch.Generator:
-    g = torch.Generator()
-    g.manual_seed(sample_seed(seed, index))
-    return g
-
-
 class StyleGAN(Generator):
     """Owns the sampling network (``G``, the EMA of what training updates, with its tracked w
     average). ``training`` names the LightningModule that trains it."""
@@ -146,7 +140,7 @@ class StyleGAN(Generator):
         """Latents and noise maps of samples ``indices`` of ``seed``: each from (seed, index) alone."""
         zs, noises = [], []
         for i in indices:
-            g = _sample_seed_generator(seed, i)
+            g = torch_generator(seed, i)
             zs.append(torch.randn(self.G.z_dim, generator=g))
             noises.append(self.G.synthesis.random_noise(1, generator=g))
         device = device or self.model_device()

@@ -1,4 +1,4 @@
-"""The DCGAN on its own: sizes, determinism, conditioning, artifacts, one training step."""
+"""The DCGAN on its own: determinism, conditioning, artifacts, one training step (its sizes: test_contract.py)."""
 
 from __future__ import annotations
 
@@ -15,20 +15,6 @@ from aigc_core.testing import generate
 def make(shape=(1, 16, 16), classes=10, **params):
     return DCGAN(build_params(DCGAN.Params, {"size": "debug", **params}, "generator"),
                  {"shape": list(shape), "num_classes": classes})
-
-
-@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 16, 16), (1, 32, 32), (3, 64, 64)])
-def test_sizes_follow_the_data(shape):
-    content = generate(make(shape), 3, seed=0)
-    assert len(content) == 3 and content.modality == "image"
-    for item in content:
-        assert item.data.shape == shape and item.data.dtype == np.float32
-        assert 0.0 <= item.data.min() and item.data.max() <= 1.0
-
-
-def test_unsupported_size_names_the_key():
-    with pytest.raises(ConfigError, match=r"^data\.image_size: dcgan needs square images of 8, 16, 32 or 64"):
-        make((1, 28, 28))
 
 
 def test_same_seed_same_images_and_batch_independence():

@@ -31,20 +31,6 @@ def stack(content) -> np.ndarray:
     return np.stack([i.data for i in content if i.meta.get("kind") != "grid"])
 
 
-@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 16, 16), (1, 32, 32), (3, 64, 64)])
-def test_sizes_follow_the_data(shape):
-    content = generate(make(shape), 3, seed=0)
-    assert len(content) == 3
-    for item in content:
-        assert item.data.shape == shape and item.data.dtype == np.float32
-        assert 0.0 <= item.data.min() and item.data.max() <= 1.0
-
-
-def test_unsupported_size_names_the_key():
-    with pytest.raises(ConfigError, match=r"^data\.image_size: stylegan needs square images of 8, 16, 32 or 64"):
-        make((1, 28, 28))
-
-
 def test_same_seed_same_images_whatever_the_batch_and_start():
     model = make(conditional=True)
     a = generate(model, 5, seed=7, batch_size=2)

@@ -23,7 +23,7 @@ from typing import Annotated, ClassVar, Iterator, Literal, Optional
 import torch
 
 from aigc_core import AigcError, CheckpointError, ConfigError, Content, Generator, Item, check_cancelled, sample_seed
-from aigc_core import Field, ParamError, Params, model_validator
+from aigc_core import Field, ParamError, Params, model_validator, preset
 from aigc_core import hub_offline_mode, pretrained_record, resolve_pretrained
 
 from .sampling import Decoder, Sampling
@@ -64,21 +64,10 @@ class CausalLMParams(Params):
             raise ParamError("min_lr", f"must be at most lr ({self.lr})")
         return self
 
-    @property
-    def layers(self) -> int:
-        return self.n_layer or SIZES[self.size][0]
-
-    @property
-    def heads(self) -> int:
-        return self.n_head or SIZES[self.size][1]
-
-    @property
-    def width(self) -> int:
-        return self.n_embd or SIZES[self.size][2]
-
-    @property
-    def block(self) -> int:
-        return self.context or SIZES[self.size][3]
+    layers = preset("n_layer", SIZES, 0)
+    heads = preset("n_head", SIZES, 1)
+    width = preset("n_embd", SIZES, 2)
+    block = preset("context", SIZES, 3)
 
 
 class TextOptions(Params):

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, UsageError, check_cancelled, sample_seed
-from aigc_core import Field, FileContent, FileField, ParamError, Params, model_validator
+from aigc_core import CheckpointError, ConfigError, Content, Generator, Item, UsageError, check_cancelled, sample_normal, sample_seed
+from aigc_core import Field, FileContent, FileField, ParamError, Params, model_validator, preset
 
 from . import likelihoods as lk
 from .nets import Decoder, Encoder
@@ -58,13 +58,8 @@ class VAEParams(Params):
     def widths(self) -> list[int]:
         return list(self.channels or SIZES[self.size][0])
 
-    @property
-    def latent(self) -> int:
-        return self.latent_dim or SIZES[self.size][1]
-
-    @property
-    def hidden(self) -> int:
-        return self.hidden_dim or SIZES[self.size][2]
+    latent = preset("latent_dim", SIZES, 1)
+    hidden = preset("hidden_dim", SIZES, 2)
 
 
 class VAEOptions(Params):
@@ -182,12 +177,7 @@ class VAE(Generator):
 
     def latents(self, n: int, seed: int, start: int = 0, temperature: float = 1.0) -> torch.Tensor:
         """Latent i depends on (seed, i) alone: batch size and sharding cannot change a sample."""
-        out = torch.empty(n, self.params.latent)
-        g = torch.Generator()
-        for i in range(n):
-            g.manual_seed(sample_seed(seed, start + i))
-            out[i] = torch.randn(self.params.latent, generator=g)
-        return (out * temperature).to(self.device)
+        return (sample_normal(n, self.params.latent, seed, start) * temperature).to(self.device)
 
     def _class_labels(self, n: int, start: int, label: Optional[int]) -> torch.Tensor | None:
         """Rows ``start .. start+n-1``'s classes: ``label`` (checked by ``Inference`` against
