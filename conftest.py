@@ -2,7 +2,7 @@
 
 import os
 
-# Progress lines (aigc_core.progress) are for people watching a command; tests that assert on a
+# Progress lines (aigc_core.contract.progress) are for people watching a command; tests that assert on a
 # command's stderr (one-line errors) predate them. Tests of progress set AIGC_PROGRESS themselves.
 os.environ.setdefault("AIGC_PROGRESS", "off")
 

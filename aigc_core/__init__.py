@@ -9,59 +9,59 @@ from __future__ import annotations
 
 from typing import Any
 
-from .atomic import atomic_path, atomic_write, sha256_file, write_bytes, write_json, write_text
-from .cancel import Cancelled, CancelToken, cancellation, check_cancelled
-from .content import MODALITIES, Content, Item
-from .modalities import InvalidItem, Modality, get_modality, known_modalities
-from .errors import AigcError, CheckpointError, ConfigError, DataError, Interrupted, PluginError, QualityGateError, UsageError
+from .contract.atomic import atomic_path, atomic_write, sha256_file, write_bytes, write_json, write_text
+from .contract.cancel import Cancelled, CancelToken, cancellation, check_cancelled
+from .contract.content import MODALITIES, Content, Item
+from .contract.modalities import InvalidItem, Modality, get_modality, known_modalities
+from .contract.errors import AigcError, CheckpointError, ConfigError, DataError, Interrupted, PluginError, QualityGateError, UsageError
 from .hookspecs import hookimpl, hookspec
 from .plugins import get_registry
-from .progress import phase, progress_reporting, report_progress
-from .rundir import RunDir
-from .seeding import sample_normal, sample_seed, torch_generator
+from .contract.progress import phase, progress_reporting, report_progress
+from .store.rundir import RunDir
+from .contract.seeding import sample_normal, sample_seed, torch_generator
 
 __version__ = "0.1.0"
 #: The plugin API this core provides; plugins declare the major version they target.
 PLUGIN_API_VERSION = "4.0"
 
 _LAZY = {
-    "DataSource": "aigc_core.components",
-    "Generator": "aigc_core.components",
-    "DataParams": "aigc_core.components",
-    "split_indices": "aigc_core.components",
-    "GeneratorTraining": "aigc_core.training_module",
-    "Pipeline": "aigc_core.pipeline",
-    "Component": "aigc_core.base",
-    "Exporter": "aigc_core.base",
-    "Metric": "aigc_core.base",
-    "MetricContext": "aigc_core.base",
-    "PostProcessor": "aigc_core.base",
-    "NoParams": "aigc_core.params",
-    "Params": "aigc_core.params",
-    "ParamError": "aigc_core.params",
-    "Field": "aigc_core.params",
-    "FileContent": "aigc_core.fileoptions",
-    "FileField": "aigc_core.fileoptions",
-    "field_validator": "aigc_core.params",
-    "model_validator": "aigc_core.params",
-    "preset": "aigc_core.params",
-    "Inference": "aigc_core.inference",
-    "Run": "aigc_core.run",
+    "DataSource": "aigc_core.contract.components",
+    "Generator": "aigc_core.contract.components",
+    "DataParams": "aigc_core.contract.components",
+    "split_indices": "aigc_core.contract.components",
+    "GeneratorTraining": "aigc_core.contract.training_module",
+    "Pipeline": "aigc_core.orchestration.pipeline",
+    "Component": "aigc_core.contract.base",
+    "Exporter": "aigc_core.contract.base",
+    "Metric": "aigc_core.contract.base",
+    "MetricContext": "aigc_core.contract.base",
+    "PostProcessor": "aigc_core.contract.base",
+    "NoParams": "aigc_core.contract.params",
+    "Params": "aigc_core.contract.params",
+    "ParamError": "aigc_core.contract.params",
+    "Field": "aigc_core.contract.params",
+    "FileContent": "aigc_core.contract.fileoptions",
+    "FileField": "aigc_core.contract.fileoptions",
+    "field_validator": "aigc_core.contract.params",
+    "model_validator": "aigc_core.contract.params",
+    "preset": "aigc_core.contract.params",
+    "Inference": "aigc_core.generation.inference",
+    "Run": "aigc_core.orchestration.run",
     "FileExporter": "aigc_core.builtin.exporters",
-    "PathField": "aigc_core.preflight",
-    "CheckContext": "aigc_core.preflight",
+    "PathField": "aigc_core.contract.preflight",
+    "CheckContext": "aigc_core.contract.preflight",
     # shared helpers plugins use (numpy): one implementation, imported on first use
-    "frechet_distance": "aigc_core.frechet",
-    "make_grid": "aigc_core.imaging",
-    "png_bytes": "aigc_core.imaging",
-    "cache_path": "aigc_core.classifier_cache",
-    "cached_model": "aigc_core.classifier_cache",
-    "data_identity": "aigc_core.classifier_cache",
+    "frechet_distance": "aigc_core.helpers.frechet",
+    "make_grid": "aigc_core.helpers.imaging",
+    "png_bytes": "aigc_core.helpers.imaging",
+    "cache_path": "aigc_core.helpers.classifier_cache",
+    "cached_model": "aigc_core.helpers.classifier_cache",
+    "data_identity": "aigc_core.helpers.classifier_cache",
     # pretrained bases named by a folder or a hub id (standard library until a hub id is looked up)
-    "hub_offline": "aigc_core.hub",
-    "hub_offline_mode": "aigc_core.hub",
-    "resolve_pretrained": "aigc_core.hub",
-    "pretrained_record": "aigc_core.hub",
+    "hub_offline": "aigc_core.helpers.hub",
+    "hub_offline_mode": "aigc_core.helpers.hub",
+    "resolve_pretrained": "aigc_core.helpers.hub",
+    "pretrained_record": "aigc_core.helpers.hub",
 }
 
 

@@ -33,11 +33,11 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 import pytest
 
-from .params import build_params, describe_schema, is_params_class, json_schema
-from .cancel import CancelToken
-from .content import Content, Item
-from .modalities import InvalidItem, get_modality, known_modalities
-from .errors import AigcError, CheckpointError, first_line
+from .contract.params import build_params, describe_schema, is_params_class, json_schema
+from .contract.cancel import CancelToken
+from .contract.content import Content, Item
+from .contract.modalities import InvalidItem, get_modality, known_modalities
+from .contract.errors import AigcError, CheckpointError, first_line
 
 GENERATOR_CHECKS = ("modality", "params", "train-step", "output", "metadata", "same-seed", "empty", "round-trip")
 POSTPROCESSOR_CHECKS = ("params", "output", "metadata", "drops", "deterministic", "no-mutation", "empty")
@@ -291,8 +291,8 @@ class GeneratorContract(_Contract):
         import pytorch_lightning as pl
         import torch
 
-        from .training import quiet_lightning
-        from .training_module import as_datamodule, training_module
+        from .train.training import quiet_lightning
+        from .contract.training_module import as_datamodule, training_module
 
         quiet_lightning()
         model = training_module(self.model)  # the generator, and what only training needs
@@ -389,14 +389,14 @@ def generate(model: Any, n: int, seed: int = 0, **options: Any) -> Content:
     ``start=``/``data_source=``) validated into its ``GenerateOptions``, the label checked, eval mode
     without autograd and the model's modes restored after. What a plugin's tests call instead of
     ``model.generate``, which takes the validated options object (plugin API 4)."""
-    from .inference import generate_with
+    from .generation.inference import generate_with
 
     return generate_with(model, n, seed, **options)
 
 
 def stream(model: Any, seed: int = 0, **options: Any) -> Iterator[str]:
     """``model.stream`` as ``Inference.stream`` calls it (options validated, eval mode, no autograd)."""
-    from .inference import check_seed, stream_generator
+    from .generation.inference import check_seed, stream_generator
 
     return stream_generator(model, check_seed(seed), build_params(type(model).GenerateOptions, options, "generate"))
 
@@ -637,8 +637,8 @@ def check_registrations(plugin: Any) -> list[dict]:
 
     The plugin's own modalities count as known, and each must name an ``aigc_core.Modality``.
     """
-    from .modalities import Modality
-    from .registry import import_target
+    from .contract.modalities import Modality
+    from .plugins.registry import import_target
 
     failures = {}
     found = registrations(plugin)
@@ -693,7 +693,7 @@ def tiny_source(modality: str, n: int = 24, seed: int = 0, batch_size: int = 8, 
     (override with ``shape=[C, H, W]``), audio is 0.25 s at 8 kHz (``sample_rate=``,
     ``num_samples=``), text is short sentences. Splits are 75/12.5/12.5 %.
     """
-    from .components import DataParams, DataSource, split_indices
+    from .contract.components import DataParams, DataSource, split_indices
 
     kind = _modality(modality)
 
@@ -797,11 +797,11 @@ def refuse_unpickling(monkeypatch: Any) -> None:
 
 def hub_out_of_reach(monkeypatch: Any, by_env: bool) -> None:
     """The Hugging Face hub out of reach, as a user meets it: ``HF_HUB_OFFLINE`` set (``by_env``),
-    or no such variable and the hub's reachability probe (``aigc_core.hub``) finding no route."""
+    or no such variable and the hub's reachability probe (``aigc_core.helpers.hub``) finding no route."""
     if by_env:
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
         return
-    from . import hub
+    from .helpers import hub
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
@@ -832,7 +832,7 @@ def check_mid_epoch_resume(config: Mapping, workdir: Path, kill_at_step: int, ev
     """
     import torch
 
-    from .pipeline import Pipeline
+    from .orchestration.pipeline import Pipeline
 
     workdir = Path(workdir)
     train = {**dict(config.get("train") or {}), "checkpoint_every_n_steps": every_n_steps,

@@ -1,4 +1,4 @@
-"""The allocator tuning (aigc_core/allocator.py) on a CPU network loop: tuned against untuned.
+"""The allocator tuning (aigc_core/helpers/allocator.py) on a CPU network loop: tuned against untuned.
 
 Each round runs two fresh processes, one with ``AIGC_MALLOC_TUNING=0`` (the reference) and one
 with the tuning, alternating, and each reports DDPM sampling passes (the ``fast`` U-Net at
@@ -19,7 +19,7 @@ import sys
 
 WORKER = r"""
 import json, os, sys, time, torch
-from aigc_core.allocator import tune_allocator
+from aigc_core.helpers.allocator import tune_allocator
 tuned = tune_allocator()
 torch.set_num_threads(int(sys.argv[1]))
 from aigc_diffusion.denoiser import build_unet

@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def main() -> None:
-    from aigc_core.inference import generate_with
+    from aigc_core.generation.inference import generate_with
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     import numpy as np

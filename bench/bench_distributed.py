@@ -151,7 +151,7 @@ def bench_ddp(work: Path) -> dict:
     import test_distributed as td
     from aigc_testutil import write_yaml
 
-    import aigc_core.training as training
+    import aigc_core.train.training as training
     from aigc_core import Pipeline
 
     config = td._ddp_config(work / "ddp")

@@ -88,7 +88,7 @@ def _classifier(pipe):
     """The metrics' own cached classifier (trained once, in the main process, before the sides start)."""
     import torch
 
-    from aigc_core.base import MetricContext
+    from aigc_core.contract.base import MetricContext
     from aigc_core.builtin.frechet import cached_classifier
 
     torch.set_num_threads(1)
@@ -103,7 +103,7 @@ def save_samples(pipe, generator, path: Path, n: int) -> None:
     import numpy as np
 
     from aigc_core import Content
-    from aigc_core.base import MetricContext
+    from aigc_core.contract.base import MetricContext
     from aigc_core.builtin.frechet import generated_images
 
     ctx = MetricContext(generator, pipe.data_source(), Content("image", []), Path("."), pipe.seed)
@@ -119,7 +119,7 @@ def score_all(pipe, classifier, paths: dict[str, Path], k: int = 3) -> dict[str,
 
     from aigc_core.builtin.frechet import tensors
     from aigc_core.builtin.image_diversity import _mean, intra_class_ratios, manifold_scores
-    from aigc_core.frechet import frechet_distance
+    from aigc_core.helpers.frechet import frechet_distance
 
     net, params = classifier
     source = pipe.data_source()
@@ -157,7 +157,7 @@ def score_all(pipe, classifier, paths: dict[str, Path], k: int = 3) -> dict[str,
 def train_aigc(pipe, budget: float) -> tuple[object, int]:
     import pytorch_lightning as pl
 
-    import aigc_core.training as training
+    import aigc_core.train.training as training
 
     class CPUBudget(pl.Callback):
         def on_train_start(self, trainer, module):
@@ -299,7 +299,7 @@ def train_textbook(pipe, budget: float) -> tuple[object, int]:
 
 def run_side(side: str, config: str, overrides: list[str], budget: float, out: str, num_samples: int,
              deadline: float, queue) -> None:
-    from aigc_core.inference import generate_with
+    from aigc_core.generation.inference import generate_with
     import torch
 
     torch.set_num_threads(1)
@@ -312,7 +312,7 @@ def run_side(side: str, config: str, overrides: list[str], budget: float, out: s
     result = {"side": side, "steps": steps, "train_cpu_s": round(time.process_time() - cpu0, 1),
               "train_wall_s": round(time.perf_counter() - wall0, 1)}
     save_samples(pipe, generator, Path(out) / f"{side}_samples.npz", num_samples)
-    from aigc_core.imaging import make_grid, to_uint8_hwc
+    from aigc_core.helpers.imaging import make_grid, to_uint8_hwc
     from PIL import Image
 
     items = generate_with(generator, 100, seed=1).items

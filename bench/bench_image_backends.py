@@ -90,7 +90,7 @@ def train(backend: str, out: Path, budget_s: float, stage: int, metrics: list[st
 
 def sampling_speed(generator, n: int, **options) -> tuple[float, float]:
     """Images per wall second and per CPU second."""
-    from aigc_core.inference import generate_with
+    from aigc_core.generation.inference import generate_with
     generate_with(generator, min(n, 4), seed=123, **options)  # warm-up: first calls allocate
     w0, c0 = time.perf_counter(), time.process_time()
     generate_with(generator, n, seed=0, **options)
@@ -101,7 +101,7 @@ def untrained(backend: str, shape: list[int], **overrides):
     """A backend's generator as the benchmark builds it, with its initial weights: sampling costs
     the same whatever the weights are."""
     from aigc_core import get_registry
-    from aigc_core.config import build_params
+    from aigc_core.store.config import build_params
 
     generator, _ = sections(backend)
     cls = get_registry().get("generator", backend, "generator.name").load()

@@ -21,7 +21,7 @@ def main() -> None:
 
     from aigc_audio.mel_base import split_tensors
     from aigc_core import Pipeline
-    from aigc_core.inference import generate_with
+    from aigc_core.generation.inference import generate_with
     from aigc_core.builtin.spectrograms import contact_sheet
 
     out, digit, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])

@@ -19,7 +19,7 @@ import time
 
 
 def main() -> None:
-    from aigc_core.inference import generate_with
+    from aigc_core.generation.inference import generate_with
     ap = argparse.ArgumentParser()
     ap.add_argument("vocoder", nargs="?")
     ap.add_argument("--clips", type=int, default=16)
@@ -31,7 +31,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from aigc_audio.diffusion import MelDiffusion
     from aigc_audio.model import MelVAE
-    from aigc_core.config import build_params
+    from aigc_core.store.config import build_params
 
     info = {"sample_rate": 8000, "num_samples": 8000, "classes": [str(i) for i in range(10)], "num_classes": 10}
     torch.manual_seed(0)

@@ -100,7 +100,7 @@ def warm_up(generator: str) -> None:
     import pytorch_lightning  # noqa: F401
 
     from aigc_core import get_registry
-    from aigc_core import training  # noqa: F401
+    from aigc_core.train import training  # noqa: F401
 
     target = get_registry().get("generator", generator, "generator.name").load().training
     if isinstance(target, str):
@@ -184,7 +184,7 @@ def item_bytes(content) -> list[bytes]:
 
 def parameter_share(base_run, adapter_pipe) -> tuple[int, int]:
     """(adapter tensors, base model tensors), both counted in what the runs save for sampling."""
-    from aigc_core.adapters import adapter_state, parameter_count
+    from aigc_core.generation.adapters import adapter_state, parameter_count
 
     base = parameter_count(base_run.generator.artifact_state())
     return parameter_count(adapter_state(adapter_pipe.generator)), base
@@ -192,7 +192,7 @@ def parameter_share(base_run, adapter_pipe) -> tuple[int, int]:
 
 def same_bytes(base_run, adapter_run, n: int, **options) -> tuple[bool, bool]:
     """(base bytes with the adapter off == the base run's own, adapter on differs from them)."""
-    from aigc_core.adapters import disabled
+    from aigc_core.generation.adapters import disabled
 
     options = adapter_run.inference.options(options).model_dump()  # the case's generate options, for the base run too
     own = item_bytes(base_run.generate(n, seed=7, **options))
@@ -208,7 +208,7 @@ def score_digits(arms: dict, adapt_source, args, out: Path) -> dict:
 
     from aigc_core import Pipeline, cache_path, cached_model, make_grid, png_bytes
     from aigc_core.builtin.frechet import ClassifierParams, FeatureNet, train_classifier
-    from aigc_core.frechet import frechet_distance
+    from aigc_core.helpers.frechet import frechet_distance
 
     params = adapt_source.params
     everything = Pipeline.from_config({"name": "all-digits", "data": {
@@ -426,7 +426,7 @@ def main() -> None:
 
     base_run = Run.load(base)
     adapter_run = Run.load(out / "adapter")  # loaded as a user would: the base verified, the adapter attached
-    from aigc_core.adapters import disabled
+    from aigc_core.generation.adapters import disabled
 
     arms = {"base": (adapter_run.inference, lambda: disabled(adapter_run.generator))}
     for arm in ("scratch", "full"):

@@ -63,7 +63,7 @@ def _overrides(side: str, out: Path, extra: list[str]) -> list[str]:
 
 
 def run_side(side: str, budget: float, out: str, extra: list[str], num_samples: int, queue) -> None:
-    from aigc_core.inference import generate_with
+    from aigc_core.generation.inference import generate_with
     import torch
 
     torch.set_num_threads(1)
@@ -82,7 +82,7 @@ def run_side(side: str, budget: float, out: str, extra: list[str], num_samples: 
     save_samples(pipe, generator, Path(out) / f"{side}_samples.npz", num_samples)
     from PIL import Image
 
-    from aigc_core.imaging import make_grid, to_uint8_hwc
+    from aigc_core.helpers.imaging import make_grid, to_uint8_hwc
 
     items = [i for i in generate_with(generator, 100, seed=1).items if i.meta.get("kind") != "grid"]
     Image.fromarray(to_uint8_hwc(make_grid([i.data for i in items], nrow=10, padding=2)).squeeze()).save(
@@ -152,7 +152,7 @@ def mixing(generator, classifier, pairs: int = 200) -> dict:
 
 
 def smoothness(generator, walks: int = 20, frames: int = 16) -> dict:
-    from aigc_core.inference import generate_with
+    from aigc_core.generation.inference import generate_with
     import numpy as np
 
     content = generate_with(generator, walks, seed=3, interpolate=4, frames=frames)
@@ -166,7 +166,7 @@ def smoothness(generator, walks: int = 20, frames: int = 16) -> dict:
 
 
 def speed(generator, n: int = 256) -> float:
-    from aigc_core.inference import generate_with
+    from aigc_core.generation.inference import generate_with
     generate_with(generator, 8, seed=5)
     c0 = time.process_time()
     generate_with(generator, n, seed=0, batch_size=64)

@@ -30,7 +30,7 @@ def main() -> None:
 
     from pydoc_data.topics import topics
 
-    from aigc_core.config import build_params
+    from aigc_core.store.config import build_params
     from aigc_text.model import CausalLM
     from aigc_text.tokenizer import train_bpe
 
@@ -52,7 +52,7 @@ def main() -> None:
             mask[i, width - len(e):] = 1
 
         def ours() -> int:
-            from aigc_core.inference import generate_with
+            from aigc_core.generation.inference import generate_with
             content = generate_with(gen, len(prompts), seed=0, prompts=prompts, max_new_tokens=args.tokens,
                                    batch_size=len(prompts))
             return max(i.meta["new_tokens"] for i in content.items)

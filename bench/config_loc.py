@@ -1,6 +1,6 @@
 """Lines of the core's configuration and validation code (issue 14's target: a third smaller).
 
-Counted (non-blank lines): aigc_core/config.py and aigc_core/params.py whole; every parameter
+Counted (non-blank lines): aigc_core/store/config.py and aigc_core/contract/params.py whole; every parameter
 class of the core (a class named ``*Params``/``*Options``, fields, validators and all); the
 configuration half of tools/gen_docs.py; the option-schema code of the server; and
 ``plugins info``'s parameter listing.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "aigc_core"
-WHOLE = ("aigc_core/config.py", "aigc_core/params.py")
+WHOLE = ("aigc_core/store/config.py", "aigc_core/contract/params.py")
 FUNCTIONS = {
     "tools/gen_docs.py": ("_default", "_table", "_rows", "_section_doc", "configuration_markdown"),
     "aigc_core/server/models.py": ("_kind", "option_schema"),

@@ -169,7 +169,7 @@ def register_test_plugin(plugin: Any, name: str, registry: Any = None) -> None:
 
     from aigc_core import get_registry, hookspecs
     from aigc_core.plugins import HOOKS
-    from aigc_core.registry import KINDS, PluginInfo
+    from aigc_core.plugins.registry import KINDS, PluginInfo
 
     registry = registry or get_registry()
     if name in registry.plugins:

@@ -93,7 +93,7 @@ def _classes():
     from torch import nn
 
     from aigc_core import DataParams, Generator, PostProcessor, sample_seed
-    from aigc_core.components import InMemorySource
+    from aigc_core.contract.components import InMemorySource
 
     class RingParams(DataParams):
         num_items: int = Field(32, ge=4, description="clouds to make")

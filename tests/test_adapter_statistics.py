@@ -18,7 +18,7 @@ from aigc_core.testing import generate
 
 
 def _dcgan():
-    from aigc_core.config import build_params
+    from aigc_core.store.config import build_params
     from aigc_gan.model import DCGAN
 
     torch.manual_seed(0)
@@ -38,7 +38,7 @@ def _norms(module) -> list:
 
 
 def test_training_with_an_adapter_leaves_the_base_statistics_and_bytes_alone():
-    from aigc_core.adapters import AdapterSpec, attach, disabled, merge
+    from aigc_core.generation.adapters import AdapterSpec, attach, disabled, merge
 
     generator = _dcgan()
     before = [item.data for item in generate(generator, 6, seed=3).items]

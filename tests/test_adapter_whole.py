@@ -19,7 +19,7 @@ from aigc_core.testing import generate
 
 
 def _dcgan():
-    from aigc_core.config import build_params
+    from aigc_core.store.config import build_params
     from aigc_gan.model import DCGAN
 
     torch.manual_seed(0)
@@ -32,7 +32,7 @@ def _images(generator) -> list[np.ndarray]:
 
 
 def test_layers_trained_whole_are_saved_switched_off_reloaded_and_merged_with_the_adapter():
-    from aigc_core.adapters import AdapterSpec, adapter_state, attach, disabled, load_adapter_state, merge, resolved
+    from aigc_core.generation.adapters import AdapterSpec, adapter_state, attach, disabled, load_adapter_state, merge, resolved
 
     spec = AdapterSpec(rank=2, targets=["body.0"], whole=["embed", "body.1", "body.3"])  # body.1: a class norm
     generator = _dcgan()
@@ -71,7 +71,7 @@ def test_layers_trained_whole_are_saved_switched_off_reloaded_and_merged_with_th
 @pytest.mark.parametrize("whole, words", [(["body.9"], "names no layer"), (["body.0"], "is the LoRA layer"),
                                           (["body"], "holds or is the LoRA layer"), (["body.2"], "no weights")])
 def test_bad_whole_layers_are_one_error_naming_the_key(whole, words):
-    from aigc_core.adapters import AdapterSpec, check_spec
+    from aigc_core.generation.adapters import AdapterSpec, check_spec
 
     with pytest.raises(ConfigError) as err:
         check_spec(_dcgan(), AdapterSpec(rank=2, targets=["body.0"], whole=whole))
@@ -79,7 +79,7 @@ def test_bad_whole_layers_are_one_error_naming_the_key(whole, words):
 
 
 def test_a_transposed_convolution_lora_carries_its_kernel_on_the_narrow_side():
-    from aigc_core.adapters import AdapterSpec, adapter_state, attach, merge
+    from aigc_core.generation.adapters import AdapterSpec, adapter_state, attach, merge
 
     net = torch.nn.Sequential(torch.nn.ConvTranspose2d(32, 8, 4, 2, 1), torch.nn.ConvTranspose2d(8, 16, 4, 2, 1))
     torch.manual_seed(0)
@@ -111,7 +111,7 @@ class _Holder(torch.nn.Module):
 
 def test_two_adapters_on_one_base_switch_their_whole_layers_with_them():
     """The server's case: one base, several adapters, one picked per request (``activate``)."""
-    from aigc_core.adapters import AdapterSpec, activate, adapter_state, attach, load_adapter_state
+    from aigc_core.generation.adapters import AdapterSpec, activate, adapter_state, attach, load_adapter_state
 
     specs = {"alice": AdapterSpec(rank=2, targets=["body.0"], whole=["body.1", "body.3"]),
              "bob": AdapterSpec(rank=2, targets=["body.0"], whole=["body.3"])}  # body.1 is the base's for bob

@@ -10,13 +10,13 @@ import textwrap
 
 import pytest
 
-from aigc_core import allocator
+from aigc_core.helpers import allocator
 
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt tuning needs glibc")
 
 LOOP = textwrap.dedent("""
     import resource, sys, torch
-    from aigc_core.allocator import tune_allocator
+    from aigc_core.helpers.allocator import tune_allocator
     print(tune_allocator())
     torch.set_num_threads(1)
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.GroupNorm(8, 32), torch.nn.SiLU(),
@@ -68,7 +68,8 @@ def test_a_users_malloc_settings_are_left_alone(monkeypatch):
 
 
 def test_training_and_inference_tune_the_allocator(monkeypatch):
-    from aigc_core import inference, training
+    from aigc_core.generation import inference
+    from aigc_core.train import training
 
     calls = []
     monkeypatch.setattr(inference, "tune_allocator", lambda: calls.append("inference"))

@@ -13,7 +13,7 @@ from aigc_core import ConfigError, Content, DataError, Item
 from aigc_core.builtin import audio_post as ap
 from aigc_core.builtin.audio_sources import AudioFolder, AudioFolderParams, SynthNotes, SynthNotesParams
 from aigc_core.builtin.exporters import WAVExporter
-from aigc_core.config import build_params
+from aigc_core.store.config import build_params
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE = 8000

@@ -4,7 +4,7 @@ two configs that read one folder share one classifier."""
 from __future__ import annotations
 
 
-from aigc_core.params import build_params
+from aigc_core.contract.params import build_params
 
 
 def folder_source(path: str, seed: int = 0):

@@ -7,8 +7,8 @@ from typing import Literal, Optional
 import pytest
 
 from aigc_core import ConfigError, Field, ParamError, Params, Pipeline, UsageError, model_validator, preset
-from aigc_core.config import build_params, load_config
-from aigc_core.params import describe_schema, json_schema
+from aigc_core.store.config import build_params, load_config
+from aigc_core.contract.params import describe_schema, json_schema
 from aigc_testutil import tiny_gan_config
 
 

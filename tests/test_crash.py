@@ -52,7 +52,7 @@ def assert_whole(run: Path) -> None:
     from PIL import Image
     from safetensors.torch import load_file
 
-    from aigc_core.checkpoints import verify_checkpoint
+    from aigc_core.store.checkpoints import verify_checkpoint
 
     for path in sorted(p for p in run.rglob("*") if p.is_file()):
         if any(part.startswith(".") for part in path.relative_to(run).parts):
@@ -101,7 +101,7 @@ class Child(Forked):
         import torch
 
         torch.set_num_threads(1)
-        from aigc_core.checkpoints import RunCheckpoints
+        from aigc_core.store.checkpoints import RunCheckpoints
 
         memory, original = self.memory, RunCheckpoints.on_train_batch_end
 
@@ -437,7 +437,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(run_copy, capsys, monkeyp
 def test_non_finite_weights_are_never_checkpointed(tmp_path):
     import torch
 
-    from aigc_core.checkpoints import NonFiniteLoss, RunCheckpointIO, verify_checkpoint
+    from aigc_core.store.checkpoints import NonFiniteLoss, RunCheckpointIO, verify_checkpoint
 
     io = RunCheckpointIO(tmp_path)
     path = tmp_path / "checkpoints" / "last.ckpt"
@@ -486,6 +486,6 @@ def test_disk_full_while_writing_shards(run_copy, tmp_path, capsys, full_disk):
     assert code == 1
     assert "No space left on device" in err and "finished shards are intact" in err
     assert sorted(p.name for p in out.iterdir()) == ["generation.json", "shard_00000"]
-    from aigc_core.sharding import shard_done
+    from aigc_core.train.sharding import shard_done
 
     assert shard_done(out, 0)

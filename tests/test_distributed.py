@@ -97,7 +97,7 @@ def ddp_job(tmp_path_factory) -> tuple[Path, str]:
 
 
 def test_ddp_two_processes_agree_with_one_process(ddp_job, tmp_path):
-    import aigc_core.training as training
+    import aigc_core.train.training as training
     from aigc_core import Pipeline
 
     root, stdout = ddp_job
@@ -166,7 +166,7 @@ def _die_in_the_third_shard() -> None:
     """In the killed process: die half-way into the third shard, its temporary directory left behind."""
     import signal
 
-    from aigc_core import sharding
+    from aigc_core.train import sharding
 
     original = sharding.ShardWriter.write_on_batch_end
 

@@ -83,7 +83,7 @@ def _config(out, data, generator, **extra):
 
 def test_ten_images_split_sensibly(drawings, labelled_drawings):
     from aigc_core.builtin.image_sources import ImageFolder
-    from aigc_core.config import build_params
+    from aigc_core.store.config import build_params
 
     for root, classes in ((drawings, ["all"]), (labelled_drawings, ["even", "odd"])):
         source = ImageFolder(build_params(ImageFolder.Params, _image_source(root), "data", ignore=["source"]))
@@ -159,7 +159,7 @@ GENERATORS = {"image": {"name": "vae", "size": "debug"}, "audio": {"name": "mel-
 
 def _refused(data, modality, metric, key, says):
     """The metric refuses before it trains a classifier or generates anything (no generator given)."""
-    from aigc_core.base import MetricContext
+    from aigc_core.contract.base import MetricContext
 
     pipeline = Pipeline.from_config(_config("/nonexistent", data, GENERATORS[modality], metrics=[metric]))
     source = pipeline.data_source()

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aigc_core import ConfigError, get_registry
-from aigc_core.fileoptions import REFUSAL, FileContent, FileField, file_options, is_file_option, request_content
-from aigc_core.imaging import png_bytes
-from aigc_core.params import Field, Params, build_params
+from aigc_core.contract.fileoptions import REFUSAL, FileContent, FileField, file_options, is_file_option, request_content
+from aigc_core.helpers.imaging import png_bytes
+from aigc_core.contract.params import Field, Params, build_params
 from aigc_core.server import ServerSettings, create_app
 from server_kit import tiny_vae_run
 

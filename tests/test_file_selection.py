@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from aigc_core import ConfigError
-from aigc_core.config import build_params
+from aigc_core.store.config import build_params
 
 RATE = 8000
 

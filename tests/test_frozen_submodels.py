@@ -13,7 +13,8 @@ from aigc_testutil import tiny_gan_config
 
 
 def eval_mode_warnings(tmp_path, trainable: bool) -> list[str]:
-    from aigc_core import Pipeline, training
+    from aigc_core import Pipeline
+    from aigc_core.train import training
 
     config = tiny_gan_config(tmp_path / "run", data={"source": "sklearn-digits", "image_size": 8, "batch_size": 32,
                                                     "limit": 64}, postprocess=[])

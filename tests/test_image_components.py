@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from aigc_core import ConfigError, Content, DataError, Item
-from aigc_core.config import build_params
-from aigc_core.frechet import frechet_distance
+from aigc_core.store.config import build_params
+from aigc_core.helpers.frechet import frechet_distance
 from aigc_testutil import data_dir, requires_data
 
 
@@ -132,7 +132,7 @@ def test_image_grid_adds_one_item_and_keeps_singles():
 
 def test_png_exporter_names_and_provenance(tmp_path):
     from aigc_core.builtin.exporters import PNGExporter
-    from aigc_core.imaging import read_png_text
+    from aigc_core.helpers.imaging import read_png_text
 
     content = _images(2)
     content.items[1].meta.update(generator="g", seed=4)

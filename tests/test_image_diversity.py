@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from aigc_core import Content, Item, NoParams
-from aigc_core.base import MetricContext
-from aigc_core.config import build_params
+from aigc_core.contract.base import MetricContext
+from aigc_core.store.config import build_params
 from aigc_testutil import cli, tiny_gan_config, write_yaml
 
 

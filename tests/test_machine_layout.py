@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from aigc_core import layout
+from aigc_core.train import layout
 from aigc_testutil import Forked, cli, tiny_gan_config, write_yaml
 
 #: Every variable by which aigc (and Lightning) recognise a multi-node launcher.

@@ -191,7 +191,7 @@ def _recorder_classes():
 
 def _inference(generator, validate=None):
     from aigc_core import Inference
-    from aigc_core.params import build_params
+    from aigc_core.contract.params import build_params
 
     validate = validate or (lambda values, prefix: build_params(type(generator).GenerateOptions, values, prefix))
     return Inference(generator, generator_name="recorder", run_name="r", modality="text", validate_options=validate,
@@ -226,7 +226,7 @@ def test_inference_holds_eval_mode_and_no_grad_and_gives_every_module_its_mode_b
 
 
 def test_options_are_validated_once_and_arrive_as_the_validated_object():
-    from aigc_core.params import build_params
+    from aigc_core.contract.params import build_params
 
     Opts, Recorder, _ = _recorder_classes()
     calls = []
@@ -276,9 +276,9 @@ def test_inference_checks_the_label_once_for_every_generator():
 
 
 def test_the_server_has_no_seed_bound_or_fresh_seed_of_its_own(text_run, monkeypatch):
-    """The server asks ``aigc_core.inference`` for the seed bound and for a fresh seed: changing them
+    """The server asks ``aigc_core.generation.inference`` for the seed bound and for a fresh seed: changing them
     there changes what the server accepts and draws (a bound of its own would not move)."""
-    import aigc_core.inference as inference_module
+    import aigc_core.generation.inference as inference_module
 
     class Fixed:
         @staticmethod

@@ -72,7 +72,7 @@ def runs(tmp_path_factory):
 
 def test_the_adapter_moves_the_content_toward_the_users_examples(runs):
     from aigc_core import Run
-    from aigc_core.adapters import disabled
+    from aigc_core.generation.adapters import disabled
 
     base = _pixels(Run.load(runs["base"]).generate(16, seed=5))
     mine = Run.load(runs["mine"])
@@ -92,7 +92,7 @@ def test_the_adapter_moves_the_content_toward_the_users_examples(runs):
 
 def test_a_personalised_run_keeps_the_adapter_only_and_names_its_base(runs):
     from aigc_core import Run
-    from aigc_core.adapters import parameter_count, read_adapter
+    from aigc_core.generation.adapters import parameter_count, read_adapter
 
     manifest = json.loads((runs["mine"] / "manifest.json").read_text())
     assert sorted(p.name for p in (runs["mine"] / "model").iterdir()) == ["adapter.json", "adapter.safetensors"]

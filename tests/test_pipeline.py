@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 from aigc_core import Pipeline, sha256_file
-from aigc_core.imaging import read_png_text
+from aigc_core.helpers.imaging import read_png_text
 from aigc_testutil import cli, tiny_gan_config, write_yaml
 
 

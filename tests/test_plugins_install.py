@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from aigc_core.install import Change, changes_from_report, conflicts
+from aigc_core.plugins.install import Change, changes_from_report, conflicts
 
 
 def wheel(folder: Path, name: str, version: str, requires: tuple[str, ...] = ()) -> Path:

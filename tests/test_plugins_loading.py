@@ -171,7 +171,7 @@ def test_an_undeclared_plugin_with_dataclass_params_is_told_what_to_change(plugi
         def aigc_register_postprocessors(register):
             register("old-step", Old, modality="text", description="version 1")
     """)
-    from aigc_core.errors import PluginError
+    from aigc_core.contract.errors import PluginError
 
     registry = load_plugins()
     with pytest.raises(PluginError, match=r"post-processor 'old-step' of plugin 'zz_oldish' declares Params as a "

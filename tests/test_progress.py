@@ -53,7 +53,8 @@ class _Stepper:
 def test_a_generators_own_steps_move_the_line_in_samples(plain, capsys):
     """``report_progress(step, 4)`` inside a phase of 8 samples shows 2/8, 4/8, 6/8, 8/8; without a
     display (the Python API, the server) the same generation prints nothing."""
-    from aigc_core import Inference, progress
+    from aigc_core import Inference
+    from aigc_core.contract import progress
 
     inference = Inference(_Stepper(), generator_name="stepper", run_name="r", modality="image",
                           validate_options=lambda options, prefix: dict(options), defaults={}, num_samples=8, seed=0)
@@ -101,7 +102,7 @@ def test_a_phase_that_reports_nothing_still_shows_in_a_log(monkeypatch, capsys):
     whenever it has been silent for AIGC_PROGRESS_INTERVAL seconds, so it never looks hung."""
     import time
 
-    from aigc_core import progress
+    from aigc_core.contract import progress
 
     monkeypatch.setenv("AIGC_PROGRESS", "plain")
     monkeypatch.setenv("AIGC_PROGRESS_INTERVAL", "0.2")
@@ -118,7 +119,7 @@ def test_a_lazy_phase_shows_only_once_it_lasts(monkeypatch, capsys):
     the heartbeat and an end like any phase, so the start of a command is never silent."""
     import time
 
-    from aigc_core import progress
+    from aigc_core.contract import progress
 
     monkeypatch.setenv("AIGC_PROGRESS", "plain")
     monkeypatch.setenv("AIGC_PROGRESS_INTERVAL", "0.3")

@@ -8,7 +8,7 @@ import types
 import numpy as np
 
 from aigc_core import Content, Item
-from aigc_core.registry import PluginInfo, Registry
+from aigc_core.plugins.registry import PluginInfo, Registry
 from aigc_testutil import ROOT
 
 README = (ROOT / "README.md").read_text()

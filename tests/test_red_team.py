@@ -131,7 +131,7 @@ def test_restart_and_rerun_of_a_real_run_touch_only_what_its_manifest_lists(trai
 
 
 def test_stale_temporaries_are_matched_exactly(tmp_path):
-    from aigc_core.rundir import RunDir, is_own_temporary
+    from aigc_core.store.rundir import RunDir, is_own_temporary
 
     rd = RunDir(tmp_path / "run")
     rd.create("name: x\n", {})

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aigc_core import Cancelled, CheckpointError, Pipeline, cancellation
-from aigc_core.errors import UsageError
+from aigc_core.contract.errors import UsageError
 from aigc_core.server import ServerSettings, create_app
 from aigc_core.testing import CancelAfter
 from aigc_testutil import wait_for
@@ -225,7 +225,7 @@ def test_a_model_dir_with_files_the_manifest_does_not_list_is_refused(tmp_path_f
 
 
 def test_remote_code_in_a_run_never_runs_even_when_the_manifest_lists_it(tmp_path_factory, tmp_path, monkeypatch):
-    from aigc_core.atomic import sha256_file
+    from aigc_core.contract.atomic import sha256_file
 
     run = _copy_text_run(tmp_path_factory, tmp_path / "run")
     marker = tmp_path / "ran.txt"

@@ -9,7 +9,7 @@ import pytest
 
 from aigc_core import ConfigError, PluginError, hookimpl
 from aigc_core import plugins as plugin_mod
-from aigc_core.registry import PluginInfo, Registry
+from aigc_core.plugins.registry import PluginInfo, Registry
 
 
 def _register(registry, plugin_name, kind, name, modality="image"):

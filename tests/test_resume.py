@@ -30,7 +30,7 @@ def test_epoch_checkpoints_and_none(tmp_path):
 
 
 def test_time_checkpoints_fall_due_on_the_training_clock(tmp_path, monkeypatch):
-    import aigc_core.training as training
+    import aigc_core.train.training as training
 
     minutes = itertools.count()
     monkeypatch.setattr(training, "_clock", lambda: 60.0 * next(minutes))  # a minute passes between two looks
@@ -43,7 +43,7 @@ def test_time_checkpoints_fall_due_on_the_training_clock(tmp_path, monkeypatch):
 
 
 def test_keep_more_checkpoints(tmp_path):
-    from aigc_core.checkpoints import verify_checkpoint
+    from aigc_core.store.checkpoints import verify_checkpoint
 
     manifest = fit(tmp_path, max_epochs=3, checkpoint_every_n_steps=4, checkpoint_keep=3)
     run = tmp_path / "run"

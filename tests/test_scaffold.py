@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from aigc_core.scaffold import KINDS, MODALITIES, create, names_for
+from aigc_core.plugins.scaffold import KINDS, MODALITIES, create, names_for
 
 ALL = [(k, m) for k in KINDS for m in MODALITIES]
 
@@ -34,7 +34,7 @@ def test_invalid_distribution_name_is_refused(tmp_path, name):
 
 
 def test_name_that_is_no_python_package_is_refused():
-    from aigc_core.errors import UsageError
+    from aigc_core.contract.errors import UsageError
 
     with pytest.raises(UsageError, match="not a Python identifier"):
         names_for("3d-shapes")

@@ -65,7 +65,7 @@ def _unique_tensor_bytes(models) -> int:
 
 def test_personalised_runs_on_one_base_share_one_base_generator(runs, shared):
     from aigc_core import Run
-    from aigc_core.adapters import read_adapter
+    from aigc_core.generation.adapters import read_adapter
 
     assert list(shared) == [BASE, *ADAPTERS]  # the base is served too, before its adapters
     assert len({id(m.run.generator) for m in shared.values()}) == 1  # one module in memory

@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from aigc_core.errors import UsageError
+from aigc_core.contract.errors import UsageError
 from aigc_core.server import ServerSettings, create_app
 from server_kit import LiveServer, counters, fake_text_run, tiny_gan_run, tiny_text_run
 
@@ -81,7 +81,7 @@ def test_health_and_readiness(client):
 
 def test_images_are_pngs_equal_to_the_pipeline_and_repeatable(client, gan_run):
     from aigc_core import Pipeline
-    from aigc_core.imaging import to_uint8_hwc
+    from aigc_core.helpers.imaging import to_uint8_hwc
 
     first = client.post(f"/v1/models/{GAN}/generate", json={"n": 3, "seed": 5}).json()
     again = client.post(f"/v1/models/{GAN}/generate", json={"n": 3, "seed": 5}).json()
@@ -108,7 +108,7 @@ def test_files_output_single_file_or_zip_with_metadata(client):
 
 def test_concurrent_requests_are_micro_batched_and_stay_reproducible(server, gan_run):
     from aigc_core import Pipeline
-    from aigc_core.imaging import to_uint8_hwc
+    from aigc_core.helpers.imaging import to_uint8_hwc
 
     def call(_):
         with httpx.Client(base_url=server.url, timeout=30) as c:

@@ -187,7 +187,7 @@ def test_the_stream_fuzzer_reaches_both_outcomes():
 def test_the_open_file_limit_is_raised_for_the_cap_or_the_cap_refused(monkeypatch):
     import resource
 
-    from aigc_core.errors import UsageError
+    from aigc_core.contract.errors import UsageError
     from aigc_core.server.connections import check_file_limit, files_needed
 
     settings = ServerSettings()

@@ -97,7 +97,7 @@ def test_pictures_and_the_exporter_never_import_matplotlib(tmp_path):
     code = (
         "import sys, numpy as np\n"
         "from aigc_core.builtin.exporters import WAVExporter\n"
-        "from aigc_core.content import Content, Item\n"
+        "from aigc_core.contract.content import Content, Item\n"
         "t = np.arange(4000) / 8000\n"
         "items = [Item((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),"
         " {'index': i, 'sample_rate': 8000, 'label': i % 2}) for i in range(3)]\n"

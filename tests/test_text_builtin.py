@@ -10,7 +10,7 @@ from aigc_core import Content, ConfigError, DataError
 from aigc_core.builtin.text_post import (Blocklist, BlocklistParams, Dedupe, DedupeParams, Length, LengthParams,
                                          Normalize, RedactPII, Repetition)
 from aigc_core.builtin.text_sources import PythonDocs, TextFiles, TextFilesParams, TextParams
-from aigc_core.config import build_params
+from aigc_core.store.config import build_params
 
 
 def files_source(**kw) -> TextFiles:
@@ -183,7 +183,7 @@ def test_tiny_shakespeare_split_matches_nanogpt():
     path = Path(data or "") / "text" / "tinyshakespeare.txt"
     if not data or not path.is_file():
         pytest.skip("AIGC_DATA_DIR is not set to the shared data (text/tinyshakespeare.txt)")
-    from aigc_core.config import load_config
+    from aigc_core.store.config import load_config
 
     cfg = load_config("configs/text-shakespeare.yaml")[0]["data"]
     assert Path(cfg["path"]).resolve() == path.resolve()  # the config finds it through AIGC_DATA_DIR

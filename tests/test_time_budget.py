@@ -67,7 +67,7 @@ def test_bad_budgets_are_config_errors(tmp_path, train, key, message):
 
 def test_a_time_budget_alone_may_end_training(tmp_path):
     from aigc_core import Pipeline
-    from aigc_core.training import trainer_kwargs
+    from aigc_core.train.training import trainer_kwargs
 
     pipe = Pipeline.from_config(tiny_gan_config(tmp_path, train={"max_epochs": 0, "max_time": "00:01:30:00"}))
     kwargs = trainer_kwargs(pipe.train)

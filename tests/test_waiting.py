@@ -1,7 +1,7 @@
 """OpenMP threads sleep while they wait in ``aigc generate`` and ``aigc serve`` (issue 30).
 
 On a shared machine, spinning threads made the small tensor work of generation 10 to 50 times
-slower than the same work with sleeping threads (``aigc_core.waiting``). libgomp reads the
+slower than the same work with sleeping threads (``aigc_core.helpers.waiting``). libgomp reads the
 setting once, at torch's import, so the test records the environment at that moment.
 """
 
@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 
-from aigc_core import waiting
+from aigc_core.helpers import waiting
 
 PROBE = textwrap.dedent("""
     import json, os, sys

@@ -119,8 +119,8 @@ def _default(value: Any) -> str:
 
 
 def _table(cls: type, prefix: str) -> str:
-    from aigc_core.params import describe_schema, json_schema
-    from aigc_core.preflight import path_fields
+    from aigc_core.contract.params import describe_schema, json_schema
+    from aigc_core.contract.preflight import path_fields
 
     fields = describe_schema(json_schema(cls))
     paths = path_fields(cls)
@@ -249,7 +249,7 @@ SECTIONS = (
 
 
 def configuration_markdown(root: Path = ROOT, registry: Any = None) -> str:
-    from aigc_core import config as cfg
+    from aigc_core.store import config as cfg
     from aigc_core.plugins import load_plugins
 
     registry = registry if registry is not None else load_plugins()
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in out_of_date:
             print(f"{name} is stale: run python tools/gen_docs.py", file=sys.stderr)
         return 1 if out_of_date or problems else 0
-    from aigc_core.atomic import write_text
+    from aigc_core.contract.atomic import write_text
 
     for path, make in targets().items():
         write_text(path, make())

@@ -10,9 +10,9 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from aigc_core.base import PostProcessor
-from aigc_core.params import Field, Params
-from aigc_core.content import Content, Item
+from aigc_core.contract.base import PostProcessor
+from aigc_core.contract.params import Field, Params
+from aigc_core.contract.content import Content, Item
 
 SILENCE_LUFS = -70.0  # BS.1770's absolute gate: below it there is nothing to normalise
 

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 
 from aigc_core.builtin.files import FileSelection, check_selection, select_files
-from aigc_core.components import DataParams, InMemorySource, LabelledTensors
-from aigc_core.errors import DataError, first_line
-from aigc_core.params import Field, ParamError, model_validator
-from aigc_core.preflight import PathField
-from aigc_core.splits import require_training_items
+from aigc_core.contract.components import DataParams, InMemorySource, LabelledTensors
+from aigc_core.contract.errors import DataError, first_line
+from aigc_core.contract.params import Field, ParamError, model_validator
+from aigc_core.contract.preflight import PathField
+from aigc_core.contract.splits import require_training_items
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 

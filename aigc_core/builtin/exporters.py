@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from aigc_core.atomic import write_bytes, write_text
-from aigc_core.base import Exporter
-from aigc_core.content import Content, Item
-from aigc_core.modalities import get_modality
-from aigc_core.params import Field, Params
-from aigc_core.progress import report_progress
+from aigc_core.contract.atomic import write_bytes, write_text
+from aigc_core.contract.base import Exporter
+from aigc_core.contract.content import Content, Item
+from aigc_core.contract.modalities import get_modality
+from aigc_core.contract.params import Field, Params
+from aigc_core.contract.progress import report_progress
 
 #: Item metadata that is processing history rather than provenance; written elsewhere or not at all.
 NOT_PROVENANCE = ("postprocess", "dropped")
@@ -78,7 +78,7 @@ class PNGExporter(Exporter):
     space, say) also become ``<animation>.gif`` or ``.webp`` (``meta["animation_format"]``)."""
 
     def export(self, content: Content, directory: Path) -> list[Path]:
-        from aigc_core.imaging import animation_bytes
+        from aigc_core.helpers.imaging import animation_bytes
 
         image = get_modality(content.modality)
         grids: list[int] = []
@@ -128,7 +128,7 @@ class WAVExporter(Exporter):
 
     def export(self, content: Content, directory: Path) -> list[Path]:
         from aigc_core.builtin.spectrograms import contact_sheet, sheet_name, spectrogram_image
-        from aigc_core.imaging import png_bytes
+        from aigc_core.helpers.imaging import png_bytes
 
         audio = get_modality(content.modality)
         grids: list[int] = []

@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 from typing import Iterable, Optional
 
-from aigc_core.errors import ConfigError
-from aigc_core.params import Field, ParamError, Params, model_validator
+from aigc_core.contract.errors import ConfigError
+from aigc_core.contract.params import Field, ParamError, Params, model_validator
 
 _MATCHED = ("matched with re.search against each file's path relative to the folder, "
             "with / between folders (in a flat folder, its file name); hidden files and folders are never read")

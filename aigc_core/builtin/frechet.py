@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from aigc_core.base import Metric, MetricContext
-from aigc_core.classifier_cache import cache_path, cached_model, data_identity
-from aigc_core.frechet import frechet_distance
-from aigc_core.params import Field, Params
-from aigc_core.progress import report_progress
+from aigc_core.contract.base import Metric, MetricContext
+from aigc_core.helpers.classifier_cache import cache_path, cached_model, data_identity
+from aigc_core.helpers.frechet import frechet_distance
+from aigc_core.contract.params import Field, Params
+from aigc_core.contract.progress import report_progress
 
 
 class ClassifierParams(Params):

@@ -21,10 +21,10 @@ from typing import Literal
 import numpy as np
 import torch
 
-from aigc_core.base import Metric, MetricContext
-from aigc_core.errors import AigcError
+from aigc_core.contract.base import Metric, MetricContext
+from aigc_core.contract.errors import AigcError
 from aigc_core.builtin.frechet import ClassifierParams, cached_classifier, held_out_and_generated
-from aigc_core.params import Field
+from aigc_core.contract.params import Field
 
 
 class DiversityParams(ClassifierParams):

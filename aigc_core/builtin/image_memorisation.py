@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from aigc_core.base import Metric, MetricContext
+from aigc_core.contract.base import Metric, MetricContext
 from aigc_core.builtin.frechet import ClassifierParams, cached_classifier, held_out_and_generated, tensors
-from aigc_core.params import Field
+from aigc_core.contract.params import Field
 
 
 class MemorisationParams(ClassifierParams):

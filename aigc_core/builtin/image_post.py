@@ -6,10 +6,10 @@ from typing import Literal, Optional
 
 import numpy as np
 
-from aigc_core.base import PostProcessor
-from aigc_core.content import Content, Item
-from aigc_core.imaging import from_uint8_hwc, make_grid, to_uint8_hwc
-from aigc_core.params import Field, ParamError, Params, field_validator, model_validator
+from aigc_core.contract.base import PostProcessor
+from aigc_core.contract.content import Content, Item
+from aigc_core.helpers.imaging import from_uint8_hwc, make_grid, to_uint8_hwc
+from aigc_core.contract.params import Field, ParamError, Params, field_validator, model_validator
 
 
 def _singles(content: Content):

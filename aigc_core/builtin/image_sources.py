@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from aigc_core.builtin.files import FileSelection, check_selection, select_files
-from aigc_core.components import DataParams, InMemorySource, LabelledTensors, split_indices
-from aigc_core.errors import DataError
-from aigc_core.params import Field
-from aigc_core.preflight import PathField
-from aigc_core.splits import require_training_items
+from aigc_core.contract.components import DataParams, InMemorySource, LabelledTensors, split_indices
+from aigc_core.contract.errors import DataError
+from aigc_core.contract.params import Field
+from aigc_core.contract.preflight import PathField
+from aigc_core.contract.splits import require_training_items
 
 
 class ImageTensorDataset(LabelledTensors):
@@ -182,7 +182,7 @@ class MNIST(ImageSource):
     @classmethod
     def check(cls, params: MNISTParams, context) -> None:
         """The four files must be there, unless they may be downloaded."""
-        from aigc_core.errors import ConfigError
+        from aigc_core.contract.errors import ConfigError
 
         if params.download:
             return

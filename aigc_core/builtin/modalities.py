@@ -17,8 +17,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from aigc_core.content import Content, Item
-from aigc_core.modalities import InvalidItem, Modality
+from aigc_core.contract.content import Content, Item
+from aigc_core.contract.modalities import InvalidItem, Modality
 
 
 def _need(condition: bool, reason: str) -> None:
@@ -73,14 +73,14 @@ class ImageModality(Modality):
     def encode(self, item: Item, meta: Mapping[str, Any], chunks: Mapping[str, Any] | None = None) -> bytes:
         """A PNG with ``meta`` in its ``aigc`` text chunk and ``chunks`` (the exporter's
         ``aigc:postprocess``) in text chunks after it."""
-        from aigc_core.imaging import png_bytes
+        from aigc_core.helpers.imaging import png_bytes
 
         return png_bytes(item.data, {"aigc": meta, **(chunks or {})})
 
     def write_preview(self, content: Content, directory: Path, stem: str, exporter: Any) -> None:
         """One grid ``STEM.png`` of every image: a page of 64 digits says more than 64 files."""
-        from aigc_core.atomic import write_bytes
-        from aigc_core.imaging import make_grid, png_bytes
+        from aigc_core.contract.atomic import write_bytes
+        from aigc_core.helpers.imaging import make_grid, png_bytes
 
         grid = make_grid([item.data for item in content.items], nrow=8)
         write_bytes(Path(directory) / f"{stem}.png", png_bytes(grid))

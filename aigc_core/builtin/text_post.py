@@ -13,10 +13,10 @@ import zlib
 from pathlib import Path
 from typing import Literal, Optional
 
-from aigc_core.base import PostProcessor
-from aigc_core.content import Content, Item
-from aigc_core.params import Field, ParamError, Params, model_validator
-from aigc_core.preflight import PathField
+from aigc_core.contract.base import PostProcessor
+from aigc_core.contract.content import Content, Item
+from aigc_core.contract.params import Field, ParamError, Params, model_validator
+from aigc_core.contract.preflight import PathField
 
 
 def _note(item: Item, name: str, detail) -> Item:

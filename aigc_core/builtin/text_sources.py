@@ -17,11 +17,11 @@ from typing import Literal, Optional
 from torch.utils.data import Dataset
 
 from aigc_core.builtin.files import FileSelection, check_selection, select_files
-from aigc_core.components import DataParams, DataSource, HeldOut, split_indices
-from aigc_core.errors import DataError
-from aigc_core.params import Field, ParamError, model_validator
-from aigc_core.preflight import PathField
-from aigc_core.splits import require_training_items
+from aigc_core.contract.components import DataParams, DataSource, HeldOut, split_indices
+from aigc_core.contract.errors import DataError
+from aigc_core.contract.params import Field, ParamError, model_validator
+from aigc_core.contract.preflight import PathField
+from aigc_core.contract.splits import require_training_items
 
 TEXT_SUFFIXES = (".txt", ".md", ".rst", ".text")
 

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Sequence
 
-from ..errors import AigcError, UsageError
+from ..contract.errors import AigcError, UsageError
 
 #: Subcommand modules, in the order ``aigc --help`` lists them.
 COMMAND_MODULES = ("pipeline_cmds", "plugins_cmds", "serve_cmds")

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .. import progress
+from ..contract import progress
 
 QUIET_HELP = ("no progress on stderr (by default each long phase shows what runs, done/total and the time "
               "left: a live line on a terminal, plain lines in a log; AIGC_PROGRESS=plain|rich|off chooses)")
@@ -65,9 +65,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ..pipeline import Pipeline
+    from ..orchestration.pipeline import Pipeline
 
-    from ..rundir import RunDir
+    from ..store.rundir import RunDir
 
     pipe = Pipeline.from_config(args.config, args.overrides).check()
     RunDir(pipe.run_dir).refuse_unless_writable()  # what 'aigc run' would refuse about output.dir, read-only
@@ -79,7 +79,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..ranks import launcher_rank
+    from ..helpers.ranks import launcher_rank
 
     # the other processes of a distributed run stay quiet: one process shows the progress
     with progress.showing("off" if args.quiet or launcher_rank() != 0 else "auto"):
@@ -87,9 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..errors import Interrupted
-    from ..pipeline import Pipeline
-    from ..ranks import launcher_rank
+    from ..contract.errors import Interrupted
+    from ..orchestration.pipeline import Pipeline
+    from ..helpers.ranks import launcher_rank
 
     pipe = Pipeline.from_config(args.config, args.overrides)
     try:
@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..run import Run
+    from ..orchestration.run import Run
 
     out = Run.load(args.run_dir).export_merged(args.out)
     print(out)
@@ -120,7 +120,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def parse_options(items: list[str]) -> dict:
     from omegaconf import OmegaConf
 
-    from ..errors import UsageError
+    from ..contract.errors import UsageError
 
     out = {}
     for item in items:
@@ -136,8 +136,8 @@ def parse_options(items: list[str]) -> dict:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from ..ranks import launcher_rank
-    from ..waiting import passive_waits
+    from ..helpers.ranks import launcher_rank
+    from ..helpers.waiting import passive_waits
 
     passive_waits()  # before torch is imported: small tensor work on a busy machine must not spin
 
@@ -146,9 +146,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from ..inference import check_seed
-    from ..run import Run
-    from ..rundir import OutputDir, RunDir
+    from ..generation.inference import check_seed
+    from ..orchestration.run import Run
+    from ..store.rundir import OutputDir, RunDir
 
     options = parse_options(args.options)
     if args.prompt:
@@ -158,7 +158,7 @@ def _generate(args: argparse.Namespace) -> int:
     inference = Run.load(args.run_dir).inference
     if args.stream:
         if not inference.streams:
-            from ..errors import UsageError
+            from ..contract.errors import UsageError
 
             raise UsageError(f"generator {inference.generator_name!r} does not stream; drop --stream")
         for piece in inference.stream(args.seed, **options):
@@ -180,7 +180,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _generate_sharded(inference, args: argparse.Namespace, options: dict, out: Path) -> int:
-    from ..sharding import DEFAULT_SHARD_SIZE, generate_sharded
+    from ..train.sharding import DEFAULT_SHARD_SIZE, generate_sharded
 
     n = args.num_samples if args.num_samples is not None else inference.num_samples
     summary = generate_sharded(inference, n, out, seed=args.seed, options=options, devices=args.devices or 1,

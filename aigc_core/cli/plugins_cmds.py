@@ -1,5 +1,5 @@
 """``aigc plugins``: what is installed, what each component takes, and writing, installing and
-removing plugins (the resolving and the safety checks are ``aigc_core/install.py``'s; this module
+removing plugins (the resolving and the safety checks are ``aigc_core/plugins/install.py``'s; this module
 parses and prints)."""
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", help="distribution name, e.g. aigc-sparkle")
     p.add_argument("--kind", default="generator", choices=("generator", "post-processor", "data-source"),
                    help="the component it provides (default: generator)")
-    from ..install import PROTECTED
-    from ..scaffold import MODALITIES as TEMPLATE_MODALITIES
+    from ..plugins.install import PROTECTED
+    from ..plugins.scaffold import MODALITIES as TEMPLATE_MODALITIES
 
     p.add_argument("--modality", default="image", choices=TEMPLATE_MODALITIES,
                    help="the content it handles (default: image)")
@@ -68,7 +68,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from ..plugins import get_registry
-    from ..registry import KIND_LABELS
+    from ..plugins.registry import KIND_LABELS
 
     registry = get_registry()
     plugins = [p for p in registry.plugins.values() if args.all or not p.builtin]
@@ -88,7 +88,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def component_details(info) -> dict:
     """The component's entry of ``plugins list --json`` plus the JSON Schema of its parameters
     (and, for a generator, of its generation options): the schema the web form and the docs use."""
-    from ..params import json_schema
+    from ..contract.params import json_schema
 
     cls = info.load()
     options = {"generate_options": json_schema(cls.GenerateOptions)} if info.kind == "generator" else {}
@@ -96,8 +96,8 @@ def component_details(info) -> dict:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from ..errors import UsageError
-    from ..params import describe_schema
+    from ..contract.errors import UsageError
+    from ..contract.params import describe_schema
     from ..plugins import get_registry
 
     registry = get_registry()
@@ -129,7 +129,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    from ..scaffold import create, names_for
+    from ..plugins.scaffold import create, names_for
 
     target = create(args.name, kind=args.kind, modality=args.modality, directory=args.dir)
     names = names_for(args.name)
@@ -145,7 +145,7 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def _pip_args(args: argparse.Namespace) -> list[str]:
-    from ..errors import UsageError
+    from ..contract.errors import UsageError
 
     if not args.specs and not args.editable:
         raise UsageError("aigc plugins install: give at least one SPEC or -e PATH")
@@ -172,8 +172,8 @@ def _pip_flags(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    from .. import install
-    from ..errors import AigcError
+    from ..plugins import install
+    from ..contract.errors import AigcError
 
     pip_args = _pip_args(args)
     what = " ".join(args.specs + [f"-e {e}" for e in args.editable])
@@ -214,8 +214,8 @@ def _report_new_plugins() -> None:
 
 
 def cmd_uninstall(args: argparse.Namespace) -> int:
-    from .. import install
-    from ..errors import AigcError, UsageError
+    from ..plugins import install
+    from ..contract.errors import AigcError, UsageError
     from ..plugins import get_registry
 
     registry = get_registry()

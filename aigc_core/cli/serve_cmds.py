@@ -57,11 +57,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ..errors import AigcError
+    from ..contract.errors import AigcError
     from ..server.settings import ServerSettings
-    from ..waiting import passive_waits
+    from ..helpers.waiting import passive_waits
 
-    passive_waits()  # before torch is imported (see aigc_core.waiting)
+    passive_waits()  # before torch is imported (see aigc_core.helpers.waiting)
 
     settings = ServerSettings(
         host=args.host, port=args.port, api_key_env=args.api_key_env, max_batch=args.max_batch,
@@ -138,7 +138,7 @@ class Heartbeat:
     one while a step (importing, loading a model, starting the server) goes on."""
 
     def __init__(self, every: float | None = None):
-        from .. import progress
+        from ..contract import progress
 
         self.every = every if every is not None else (progress.interval() or progress.DEFAULT_INTERVAL_S)
         self._what: str | None = None

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import AigcError, ConfigError, UsageError, first_line
-from ..inference import check_seed as checked_seed, fresh_seed
+from ..contract.errors import AigcError, ConfigError, UsageError, first_line
+from ..generation.inference import check_seed as checked_seed, fresh_seed
 from . import encoding
 from .batching import Batcher, ClientGone, Job, QueueFull
 from .models import RequestError, ServedModel, load_models
@@ -144,7 +144,7 @@ def create_app(runs: Sequence[str | Path] | dict[str, ServedModel], settings: Se
         return model
 
     def check_seed(seed: int | None) -> None:
-        """The one seed check (``aigc_core.inference.check_seed``), as a 422 naming the field."""
+        """The one seed check (``aigc_core.generation.inference.check_seed``), as a 422 naming the field."""
         if seed is not None:
             try:
                 checked_seed(seed)

@@ -12,7 +12,7 @@ each (a batch never mixes adapters) and take turns on the base's lock (``ServedM
 
 A request whose client leaves (the page's Stop aborts its fetch, which closes the connection) or
 that times out is abandoned; once every request of the call being computed was abandoned, the
-call's :class:`~aigc_core.cancel.CancelToken` is cancelled and the generator stops at its next
+call's :class:`~aigc_core.contract.cancel.CancelToken` is cancelled and the generator stops at its next
 ``check_cancelled()`` (between batches, denoising or decoding steps), so the worker is free for
 the next request within one step rather than after the whole call. A generator that never
 checks keeps the worker busy: past the time limit the batcher reports itself ``stuck`` (``/readyz``
@@ -30,9 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from ..cancel import CancelToken, cancellation
-from ..content import Content
-from ..inference import fresh_seed, options_dict
+from ..contract.cancel import CancelToken, cancellation
+from ..contract.content import Content
+from ..generation.inference import fresh_seed, options_dict
 from .models import RequestError, ServedModel
 
 
@@ -301,6 +301,6 @@ class Batcher:
 
 
 def _copy(item):
-    from ..content import Item
+    from ..contract.content import Item
 
     return Item(item.data, dict(item.meta))

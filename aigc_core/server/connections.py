@@ -35,7 +35,7 @@ import collections
 import socket
 from typing import Any, Callable
 
-from ..errors import AigcError, UsageError
+from ..contract.errors import AigcError, UsageError
 from .settings import ServerSettings
 
 #: Sockets asyncio accepts per turn of its event loop (uvicorn's ``backlog``): the open files the

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..content import Content, Item
-from ..modalities import get_modality
+from ..contract.content import Content, Item
+from ..contract.modalities import get_modality
 
 
 def jsonable(value: Any) -> Any:

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from ..fileoptions import file_options, request_content
-from ..params import json_schema
-from ..errors import AigcError, ConfigError, UsageError, first_line
-from ..modalities import get_modality
+from ..contract.fileoptions import file_options, request_content
+from ..contract.params import json_schema
+from ..contract.errors import AigcError, ConfigError, UsageError, first_line
+from ..contract.modalities import get_modality
 from .settings import ServerSettings
 
 
@@ -75,7 +75,7 @@ class ServedModel:
         switch it mid-generation."""
         with self.lock:
             if self.shared:
-                from ..adapters import activate
+                from ..generation.adapters import activate
 
                 activate(self.run.generator, self.adapter)
                 self.run.generator.params = self.params
@@ -174,7 +174,7 @@ def load_models(specs: Sequence[str | Path], loader: Any = None,
     ``report(position, total, run_dir, model)`` is called before each run loads (``model`` None)
     and after (the served model): loading takes seconds to minutes, and ``aigc serve`` says so.
     """
-    from ..run import Run
+    from ..orchestration.run import Run
 
     if loader is None:
         loader = Run.load
@@ -225,7 +225,7 @@ def _plan(specs: Sequence[str | Path]) -> list[tuple[str, Path, str, str | None]
     own; its key is set when personalised runs stand on it), ``base`` (a base none of ``specs``
     names, loaded for its adapters) and ``adapter`` (a personalised run on the base of its key).
     A base loads before its first adapter; nothing is loaded here, only manifests and configs read."""
-    from ..rundir import RunDir
+    from ..store.rundir import RunDir
 
     parsed: list[tuple[str, Path, Mapping]] = []
     for spec in specs:
@@ -287,7 +287,7 @@ def _shared_base_key(manifest: Mapping) -> str | None:
 def _personalised_pipeline(run_dir: Path) -> Any:
     """A personalised run's config resolved (its base's too, nothing loaded); a base that is gone
     names the served run it belongs to, since ``aigc serve`` may have been given many."""
-    from ..pipeline import Pipeline
+    from ..orchestration.pipeline import Pipeline
 
     try:
         return Pipeline.for_run_dir(run_dir)
@@ -301,8 +301,8 @@ def _base_dir(run_dir: Path, manifest: Mapping) -> Path:
     """The base run a personalised run's config names (what ``Run.load`` would load), resolved, and
     checked to be the base its adapter was trained on before anything loads (a base run trained
     again since would otherwise load, then clash by name with itself given on the command line)."""
-    from ..personalise import check_base
-    from ..rundir import RunDir
+    from ..orchestration.personalise import check_base
+    from ..store.rundir import RunDir
 
     pipe = _personalised_pipeline(run_dir)
     if pipe.base is None or not pipe.base.is_run:
@@ -317,7 +317,7 @@ def _base_dir(run_dir: Path, manifest: Mapping) -> Path:
 
 def _load_on_base(run_dir: Path, base: ServedModel, adapter: str) -> Any:
     """A personalised run whose adapter joins ``base``'s generator as ``adapter`` (nothing else loaded)."""
-    from ..run import Run
+    from ..orchestration.run import Run
 
     pipe = _personalised_pipeline(run_dir)
     with base.lock:  # nothing serves yet while models load; the lock keeps the rule without exceptions

@@ -7,7 +7,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from ..errors import UsageError
+from ..contract.errors import UsageError
 
 DEFAULT_KEY_ENV = "AIGC_API_KEY"
 

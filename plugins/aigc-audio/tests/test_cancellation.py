@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from aigc_core import Cancelled, cancellation, get_registry
-from aigc_core.config import build_params
+from aigc_core.store.config import build_params
 from aigc_core.testing import CancelAfter
 
 from aigc_audio.diffusion import MelDiffusion

@@ -10,7 +10,7 @@ from aigc_audio.model import MelVAE
 def synth_notes():
     """The built-in procedural notes, few and short (this model reads the source's own dataset)."""
     from aigc_core import get_registry
-    from aigc_core.config import build_params
+    from aigc_core.store.config import build_params
 
     SynthNotes = get_registry().get("data_source", "synth-notes", "data.source").load()
 

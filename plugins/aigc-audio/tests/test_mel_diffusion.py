@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from aigc_core import CheckpointError, ConfigError, Pipeline
-from aigc_core.config import build_params
+from aigc_core.store.config import build_params
 
 from aigc_audio.diffusion import MelDiffusion
 from aigc_audio.diffusion_training import MelDiffusionTraining

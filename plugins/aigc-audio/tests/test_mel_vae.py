@@ -113,7 +113,7 @@ class StubVocoding:
 
 def test_resynthesis_scores_the_floors_real_clips_through_the_generators_vocoder(run_dir):
     """A perfect vocoder must land on the real floor exactly; a silent one far from it."""
-    from aigc_core.base import MetricContext
+    from aigc_core.contract.base import MetricContext
 
     pipe = Pipeline.from_run_dir(run_dir)
     metric = next(p for p in pipe.metrics if p.name == "audio-classifier").build()

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from aigc_core import ConfigError
-from aigc_core.config import build_params
+from aigc_core.store.config import build_params
 from aigc_core.testing import hub_out_of_reach, refuse_unpickling, refused_network
 from aigc_diffusion import denoiser
 from aigc_diffusion.model import DDPM
@@ -95,7 +95,7 @@ def test_ddpm_training_fine_tunes_a_native_base(pipeline_dir, no_network):
     unconditional base train unconditionally, the loss is finite and the weights move."""
     import pytorch_lightning as pl
 
-    from aigc_core.training import quiet_lightning
+    from aigc_core.train.training import quiet_lightning
     from aigc_diffusion.training import DDPMTraining
 
     model = DDPM.load_base(str(pipeline_dir), params(lr=1e-2), INFO)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from aigc_core import CheckpointError, ConfigError
-from aigc_core.config import build_params
+from aigc_core.store.config import build_params
 from aigc_diffusion.model import DDPM
 from aigc_diffusion import denoiser
 from aigc_diffusion.training import DDPMTraining
@@ -47,7 +47,7 @@ def read_class(images: np.ndarray) -> np.ndarray:
 def fit(model, x, y, steps: int, batch_size: int = 32):
     import pytorch_lightning as pl
 
-    from aigc_core.training import quiet_lightning
+    from aigc_core.train.training import quiet_lightning
 
     quiet_lightning()
     torch.manual_seed(0)

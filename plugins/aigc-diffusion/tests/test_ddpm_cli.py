@@ -47,7 +47,7 @@ def test_run_writes_samples_and_a_safetensors_model(ddpm_run):
 
 
 def test_generate_options_reach_the_sampler_and_repeat_exactly(ddpm_run, tmp_path, capsys):
-    from aigc_core.imaging import read_png_text
+    from aigc_core.helpers.imaging import read_png_text
 
     runs = {}
     for name, opts in {"a": ["scheduler=ddim"], "b": ["scheduler=ddim"], "steps": ["scheduler=ddim", "num_inference_steps=4"],
@@ -118,7 +118,7 @@ def test_server_exposes_the_step_count_and_serves_the_pipelines_images(ddpm_run)
     from PIL import Image
 
     from aigc_core import Pipeline
-    from aigc_core.imaging import to_uint8_hwc
+    from aigc_core.helpers.imaging import to_uint8_hwc
     from aigc_core.server import ServerSettings, create_app
     from aigc_core.server.live import LiveServer
 

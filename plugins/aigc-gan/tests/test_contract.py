@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from aigc_core import ConfigError
-from aigc_core.config import build_params
+from aigc_core.store.config import build_params
 from aigc_core.testing import GENERATOR_CHECKS, GeneratorContract, check_registrations, generate, tiny_source
 
 import aigc_gan.plugin

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from aigc_core import ConfigError
-from aigc_core.config import build_params
+from aigc_core.store.config import build_params
 from aigc_gan.augment import augment
 from aigc_gan.model import DCGAN
 from aigc_gan.training import DCGANTraining

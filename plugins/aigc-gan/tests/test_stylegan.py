@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from aigc_core import CheckpointError, ConfigError
-from aigc_core.config import build_params
+from aigc_core.store.config import build_params
 from aigc_gan.stylegan import StyleGAN
 from aigc_core.testing import generate
 

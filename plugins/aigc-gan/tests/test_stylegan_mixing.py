@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from aigc_core.config import build_params
+from aigc_core.store.config import build_params
 from aigc_gan.stylegan import StyleGAN
 from aigc_core.testing import generate
 

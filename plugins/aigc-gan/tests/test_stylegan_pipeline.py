@@ -108,7 +108,7 @@ def test_generate_writes_mixes_walks_with_animations_and_projections(run, tmp_pa
     assert cli("generate", str(run), "-n", "3", f"project={digit}", "project_steps=5",
                "--out", str(tmp_path / "proj")) == 0
     sample = tmp_path / "proj" / "sample_00000.png"
-    from aigc_core.imaging import read_png_text
+    from aigc_core.helpers.imaging import read_png_text
 
     meta = json.loads(read_png_text(sample.read_bytes())["aigc"])
     assert meta["projection"] == "reconstruction" and meta["note"] == "resized from 20x20 to 16x16"
@@ -155,7 +155,7 @@ def test_the_server_takes_the_projection_image_as_content_and_never_a_path(run, 
     from fastapi.testclient import TestClient
     from PIL import Image
 
-    from aigc_core.fileoptions import REFUSAL
+    from aigc_core.contract.fileoptions import REFUSAL
     from aigc_core.server import ServerSettings, create_app
 
     picture = tmp_path / "digit.png"

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from aigc_core.config import build_params
+from aigc_core.store.config import build_params
 from aigc_gan.stylegan import StyleGAN
 from aigc_gan.stylegan_training import (StyleGANTraining, d_logistic_loss, g_nonsaturating_loss,
                                         mode_seeking_penalty, path_length_penalty, r1_penalty)

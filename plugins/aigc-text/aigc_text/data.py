@@ -4,7 +4,7 @@ Documents are encoded, joined by the end-of-text token, and cut into windows of 
 tokens that overlap by one, so every token but the first is predicted exactly once per epoch.
 
 Plain torch: the metrics score held-out text with the same windows, without Lightning. Training
-hands ``TokenDataModule`` to the Trainer through ``aigc_core.training_module.as_datamodule``.
+hands ``TokenDataModule`` to the Trainer through ``aigc_core.contract.training_module.as_datamodule``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from aigc_core import ConfigError
-from aigc_core.config import build_params
+from aigc_core.store.config import build_params
 from aigc_core.testing import hub_out_of_reach, refuse_unpickling, refused_network
 from aigc_text.model import CausalLM
 from aigc_core.testing import generate

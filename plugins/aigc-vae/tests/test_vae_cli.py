@@ -15,8 +15,8 @@ import pytest
 from aigc_core import DataSource, get_registry
 from aigc_core import Params
 from aigc_core.cli import main
-from aigc_core.imaging import png_bytes, read_png_text
-from aigc_core.registry import PluginInfo
+from aigc_core.helpers.imaging import png_bytes, read_png_text
+from aigc_core.plugins.registry import PluginInfo
 
 ROOT = Path(__file__).resolve().parents[3]
 TINY = ["generator.size=debug", "data.image_size=8", "data.limit=200", "train.max_epochs=1",

@@ -10,7 +10,7 @@ import torch
 
 from aigc_core import Cancelled, ConfigError, UsageError, cancellation
 from aigc_core.testing import CancelAfter
-from aigc_core.config import build_params
+from aigc_core.store.config import build_params
 from aigc_vae import likelihoods as lk
 from aigc_vae.model import VAE, VAEOptions, VAEParams, fixed_binarize
 from aigc_core.testing import generate

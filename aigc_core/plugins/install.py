@@ -57,7 +57,7 @@ def plugin_requirements() -> dict[str, list[str]]:
     """Requirements of aigc-core and of every installed plugin distribution, by distribution."""
     from importlib import metadata
 
-    from .plugins import ENTRY_POINT_GROUP
+    from . import ENTRY_POINT_GROUP
 
     out: dict[str, list[str]] = {}
     for dist in metadata.distributions():
@@ -146,7 +146,7 @@ def static_metadata(path: Path) -> tuple[str, str, list[str]]:
 
     from packaging.requirements import InvalidRequirement, Requirement
 
-    from .errors import UsageError
+    from ..contract.errors import UsageError
 
     def refuse(why: str) -> UsageError:
         return UsageError(f"{path}: {why}; a dry run runs no package code: {BUILD_HINT}")
@@ -185,7 +185,7 @@ def static_metadata(path: Path) -> tuple[str, str, list[str]]:
 def dry_run_changes(specs: list[str], editable: list[str], pip_flags: list[str], installed: dict[str, str],
                     what: str) -> list["Change"]:
     """What installing would change, found without running any package's code."""
-    from .errors import UsageError
+    from ..contract.errors import UsageError
 
     own: list[Change] = []
     to_resolve: list[str] = []
@@ -222,7 +222,7 @@ def pip_error(proc: subprocess.CompletedProcess) -> str:
 def resolve(pip_args: list[str], what: str = "", hint: str = "") -> dict:
     """pip's resolution of ``pip_args`` without installing (``--dry-run --report``). pip still
     builds what it cannot resolve otherwise (source trees, sdists): see ``dry_run_changes``."""
-    from .errors import AigcError
+    from ..contract.errors import AigcError
 
     with tempfile.TemporaryDirectory(prefix="aigc-pip-") as tmp:
         report_path = Path(tmp) / "report.json"

@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-from .errors import ConfigError
+from ..contract.errors import ConfigError
 
 #: Lightning's short precision names and what it takes them for.
 CANONICAL_PRECISION = {"16": "16-mixed", "bf16": "bf16-mixed", "32": "32-true", "64": "64-true"}

@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from .content import Content
-from .inference import Inference
-from .rundir import RunDir
+from ..contract.content import Content
+from ..generation.inference import Inference
+from ..store.rundir import RunDir
 
 
 class Run:
@@ -76,12 +76,12 @@ class Run:
         module's whole state, a GAN's discriminator included), verified against the manifest and
         loaded tensors-only; None when the run kept no checkpoint. What ``GeneratorTraining.adopt_base``
         reads to continue from a base run."""
-        from .rundir import CHECKPOINT_FILE
+        from ..store.rundir import CHECKPOINT_FILE
 
         path = self.rundir.checkpoint_dir / CHECKPOINT_FILE
         if not path.is_file():
             return None
-        from .checkpoints import load_checkpoint_file
+        from ..store.checkpoints import load_checkpoint_file
 
         self.rundir.verify_checkpoint(path)
         return load_checkpoint_file(path)["state_dict"]
@@ -111,10 +111,10 @@ class Run:
         ``model/`` and a config without ``generator.base`` (every generator parameter written out), so
         it loads, serves and becomes a base itself without the original base. ``out`` must be new or
         empty: nothing a user keeps there is overwritten."""
-        from .adapters import merge
-        from .errors import UsageError
+        from ..generation.adapters import merge
+        from ..contract.errors import UsageError
         from .pipeline import config_yaml
-        from .rundir import EMPTY, NEW
+        from ..store.rundir import EMPTY, NEW
 
         if not self.is_personalised:
             raise UsageError(f"{self.path}: not a personalised run (its model/ is already standalone)")

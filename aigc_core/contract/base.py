@@ -1,7 +1,7 @@
 """Component bases that need no torch: post-processors, metrics, exporters.
 
-Generators and data sources are Lightning classes and live in ``aigc_core.components``, which
-is imported only when a pipeline builds one. This module imports pydantic (``aigc_core.params``),
+Generators and data sources are Lightning classes and live in ``aigc_core.contract.components``, which
+is imported only when a pipeline builds one. This module imports pydantic (``aigc_core.contract.params``),
 so plugin discovery does not import it either: ``aigc_core`` exports these names lazily.
 """
 
@@ -53,11 +53,11 @@ class MetricContext:
 
         Not post-processed: a metric scores the generator, and post-processors may add derived
         items (grids) or drop some. Without an ``inference`` the bare generator is asked, through
-        the same call (``aigc_core.inference.generate_with``: eval mode, no autograd, label checked).
+        the same call (``aigc_core.generation.inference.generate_with``: eval mode, no autograd, label checked).
         """
         if self.inference is not None:
             return self.inference.generate(n, seed, **options)
-        from .inference import generate_with
+        from ..generation.inference import generate_with
 
         return generate_with(self.generator, n, seed, **options)
 
@@ -72,7 +72,7 @@ class Metric(Component):
         """The fewest items each split must hold for ``compute`` (``{"val": 2, "test": 2}``).
 
         Declared rather than discovered, so a few-shot data set too small for this metric can be
-        refused as soon as the data is read (``aigc_core.splits.check_needs``), before training,
+        refused as soon as the data is read (``aigc_core.contract.splits.check_needs``), before training,
         and in one line naming the fraction to change; ``compute`` calls ``require`` first.
         """
         return {}

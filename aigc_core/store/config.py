@@ -1,5 +1,5 @@
 """Pipeline configuration: one OmegaConf YAML file plus ``key=value`` overrides, and the core's
-own sections (``train``, ``generate``, ``output``); components' parameters are ``aigc_core.params``.
+own sections (``train``, ``generate``, ``output``); components' parameters are ``aigc_core.contract.params``.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Annotated, Any, Callable, Literal, Mapping, Sequence
 
 from pydantic import AfterValidator, BeforeValidator
 
-from .errors import ConfigError, UsageError, did_you_mean, first_line
-from .params import Field, ParamError, Params, build_params, model_validator
-from .seeding import MAX_SEED
+from ..contract.errors import ConfigError, UsageError, did_you_mean, first_line
+from ..contract.params import Field, ParamError, Params, build_params, model_validator
+from ..contract.seeding import MAX_SEED
 
 __all__ = ["GenerateSection", "OutputConfig", "TrainConfig", "build_params", "load_config", "top_level_check"]
 

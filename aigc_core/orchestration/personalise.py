@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import AigcError, ConfigError, first_line
-from .rundir import MANIFEST_FILE, RunDir
+from ..contract.errors import AigcError, ConfigError, first_line
+from ..store.rundir import MANIFEST_FILE, RunDir
 
 KEY = "generator.base"
 #: The keys of the generator section that the core reads; a generator's own ``Params`` never see them.

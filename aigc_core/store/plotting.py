@@ -6,7 +6,7 @@ import csv
 import math
 from pathlib import Path
 
-from .atomic import atomic_path
+from ..contract.atomic import atomic_path
 from .rundir import LOGS_DIR, LOSS_PLOT
 
 CSV_LOG = Path(LOGS_DIR) / "csv" / "metrics.csv"

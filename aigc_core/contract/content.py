@@ -3,7 +3,7 @@
 Items hold plain Python/numpy data, never tensors, so everything downstream of ``generate``
 (post-processors, exporters, the HTTP server) works without importing torch.
 
-What ``Item.data`` holds is the modality's to say (``aigc_core.modalities``; the core's image,
+What ``Item.data`` holds is the modality's to say (``aigc_core.contract.modalities``; the core's image,
 text and audio are described in ``aigc_core/builtin/modalities.py``).
 """
 

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .atomic import atomic_path
+from ..contract.atomic import atomic_path
 
 
 #: Data parameters that change how items are batched, not which items there are.
@@ -53,7 +53,7 @@ def cached_model(path: Path, build: Callable[[], Any], train: Callable[[], Any],
     Training is shown as the phase ``what``; ``train`` moves it with ``aigc_core.report_progress``
     (minutes on a CPU: the person waiting should see them pass).
     """
-    from .progress import phase
+    from ..contract.progress import phase
 
     from safetensors.torch import load_file, save_file
 

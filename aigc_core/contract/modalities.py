@@ -111,7 +111,7 @@ class ModalityInfo:
         if self._loaded is None:
             target = self.target
             if isinstance(target, str):
-                from .registry import import_target
+                from ..plugins.registry import import_target
 
                 try:
                     target = import_target(target)
@@ -144,8 +144,8 @@ def _load_core() -> None:
     if _core_loaded:
         return
     _core_loaded = True
-    from . import builtin
-    from .plugins import BUILTIN_NAME
+    from .. import builtin
+    from ..plugins import BUILTIN_NAME
 
     def register(name: str, target: Any = None, description: str = "") -> None:
         add_modality(name, description, target, plugin=BUILTIN_NAME)

@@ -24,8 +24,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from .atomic import sha256_file, write_json, write_text
-from .errors import AigcError, UsageError
+from ..contract.atomic import sha256_file, write_json, write_text
+from ..contract.errors import AigcError, UsageError
 
 FORMAT = "aigc-run/1"
 CONFIG_FILE = "config.yaml"
@@ -59,7 +59,7 @@ NEW, EMPTY, RUN, LEGACY, FOREIGN = "new", "empty", "run", "legacy", "foreign"
 
 
 def is_own_temporary(name: str, targets: Iterable[str] | None) -> bool:
-    """Whether ``name`` is a temporary of ``aigc_core.atomic`` for one of ``targets``.
+    """Whether ``name`` is a temporary of ``aigc_core.contract.atomic`` for one of ``targets``.
 
     ``atomic_write`` names ``.NAME.XXXXXXXX.tmp`` and ``atomic_path`` ``.STEM.XXXXXXXX.SUFFIX``
     beside ``NAME = STEM.SUFFIX``. ``targets=None`` accepts any target (inside a directory aigc
@@ -323,7 +323,7 @@ class RunDir:
         A kill between writing a checkpoint and recording it cannot cause a false alarm: the
         manifest accepts both the old and the new digest while the rename is in flight.
         """
-        from .errors import CheckpointError
+        from ..contract.errors import CheckpointError
 
         path = Path(path)
         entry = self.checkpoint_records().get(self.checkpoint_name(path))
@@ -379,7 +379,7 @@ class RunDir:
 
     def recorded_model_files(self) -> dict[str, str]:
         """The model files and their sha256 the manifest vouches for; refuses when there is no record."""
-        from .errors import CheckpointError
+        from ..contract.errors import CheckpointError
 
         record = self.manifest().get(CHECKPOINT_KEY)
         files = record.get("files") if isinstance(record, dict) else None
@@ -398,7 +398,7 @@ class RunDir:
         """``recorded_model_files`` after checking ``model/`` against them: every listed file present
         with its sha256, and no file the manifest does not list (a loader may pick up any file it
         finds: code through ``auto_map``, extra weights). Anything that loads a run's model asks here."""
-        from .errors import CheckpointError
+        from ..contract.errors import CheckpointError
 
         recorded = self.recorded_model_files()
         model_dir = self.model_dir

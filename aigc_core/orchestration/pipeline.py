@@ -25,18 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from . import config as cfg
-from .atomic import sha256_file
-from .content import Content
-from .errors import AigcError, CheckpointError, ConfigError, QualityGateError, UsageError, first_line
-from .inference import Inference, options_dict
-from .plugins import get_registry
-from .progress import phase
-from .ranks import launcher_rank
-from .registry import ComponentInfo, Registry
+from ..store import config as cfg
+from ..contract.atomic import sha256_file
+from ..contract.content import Content
+from ..contract.errors import AigcError, CheckpointError, ConfigError, QualityGateError, UsageError, first_line
+from ..generation.inference import Inference, options_dict
+from ..plugins import get_registry
+from ..contract.progress import phase
+from ..helpers.ranks import launcher_rank
+from ..plugins.registry import ComponentInfo, Registry
 from .personalise import CORE_KEYS
-from .rundir import EMPTY, MODEL_DIR, NEW, RUN, RunDir
-from .seeding import MAX_TRAIN_SEED
+from ..store.rundir import EMPTY, MODEL_DIR, NEW, RUN, RunDir
+from ..contract.seeding import MAX_TRAIN_SEED
 #: Keys whose change does not make a different run: training can go on with more epochs.
 RESUMABLE_CHANGES = ("train.max_epochs", "train.max_steps", "train.max_time", "train.max_minutes",
                      "train.progress_bar", "train.devices", "train.accelerator", "train.strategy", "train.num_nodes",
@@ -65,7 +65,7 @@ class Pipeline:
     def __init__(self, raw: Mapping, *, registry: Registry | None = None, run_dir: str | Path | None = None,
                  written: Mapping | None = None, config_dir: str | Path | None = None,
                  cwd_keys: Sequence[str] = ()):
-        from .preflight import dotted
+        from ..contract.preflight import dotted
 
         self.raw = dict(raw)
         #: Keys set on the command line (``key=value``): their relative paths mean the working directory.
@@ -199,7 +199,7 @@ class Pipeline:
                 self.base_pipe = personalise.base_pipeline(self.base, gen["name"], self.registry)
                 gen = {"name": gen["name"], **personalise.inherited(self.base_pipe.gen.params, gen)}
         if adapter is not None:
-            from .adapters import AdapterSpec
+            from ..generation.adapters import AdapterSpec
 
             if self.base is None:
                 raise ConfigError("generator.adapter", "an adapter corrects a trained model: set generator.base "
@@ -230,7 +230,7 @@ class Pipeline:
 
     def _params(self, params_cls: type, values: Any, prefix: str, ignore: Sequence[str] = ()) -> Any:
         """Validated parameters, with declared paths resolved from the config's folder first."""
-        from .preflight import resolve_paths
+        from ..contract.preflight import resolve_paths
 
         values, problems = resolve_paths(params_cls, values, prefix, self.config_dir, self.cwd_keys,
                                          self._written_at(prefix))
@@ -245,7 +245,7 @@ class Pipeline:
 
     def _written_at(self, key: str) -> Any:
         """The section at ``key`` (``postprocess[1]``) of the config as written (interpolations kept)."""
-        from .preflight import dotted
+        from ..contract.preflight import dotted
 
         node: Any = self.written
         for part in dotted(key).split("."):
@@ -258,7 +258,7 @@ class Pipeline:
     def _record_cwd_paths(self, params_cls: type, values: Any, prefix: str) -> None:
         """A relative path typed on the command line goes into config.yaml resolved: the run's
         recorded config folder (from which its other paths resolve later) is not what it meant."""
-        from .preflight import dotted, path_fields
+        from ..contract.preflight import dotted, path_fields
 
         if not isinstance(values, Mapping):
             return
@@ -299,14 +299,14 @@ class Pipeline:
         name that does not exist or a rank larger than a layer fails in ``aigc check``, not mid-run."""
         if self.adapter is None or self.base_pipe is None:
             return
-        from .adapters import check_spec
+        from ..generation.adapters import check_spec
 
         check_spec(self.base_pipe.generator, self.adapter)
 
     def check_inputs(self) -> None:
         """Unset variables and missing files in declared paths, then each component's own ``check``
         (a vocoder run that is missing, unfinished or made for other mel settings, say)."""
-        from .preflight import CheckContext, check_paths
+        from ..contract.preflight import CheckContext, check_paths
 
         if self.path_problems:
             raise self.path_problems[0].error()
@@ -417,11 +417,11 @@ class Pipeline:
         ``callbacks``: more Lightning callbacks for this fit (a benchmark's CPU-time budget, say: the
         train section's ``max_time`` counts wall time, which a shared machine makes meaningless)."""
         with phase("checking the config and this machine (loading Lightning)", lazy=True):
-            from . import training
+            from ..train import training
 
             self.check()  # what the config names and what Lightning refuses fail first, before any data is read
         source = self.data_source()  # bad data fails here, before the run directory is touched
-        from .splits import check_needs  # a split too small for a metric: one line now, not after training
+        from ..contract.splits import check_needs  # a split too small for a metric: one line now, not after training
 
         check_needs(source, {part.name: part.build().needs() for part in self.metrics})
         # a base that cannot make this data fails here too: loaded (and checked) before anything is written
@@ -439,7 +439,7 @@ class Pipeline:
                     generator = base_generator.train()  # loaded for sampling: in eval mode
                     training.seed_everything(self.seed)  # the adapter's initial weights: the same for a seed
                     if self.adapter is not None:
-                        from .adapters import attach
+                        from ..generation.adapters import attach
 
                         attach(generator, self.adapter)
             samples_dir, exporter = self.rundir.samples_dir, self.exporter.build()
@@ -447,7 +447,7 @@ class Pipeline:
             def preview(content: Content, stem: str) -> None:
                 training.write_preview(content, samples_dir, stem, exporter)
 
-            from .startup import StartupGuard
+            from ..train.startup import StartupGuard
 
             try:  # a run stuck meeting its other processes still stops on SIGINT/SIGTERM, its new directory gone
                 with StartupGuard(self._discard_if_fresh) as guard:
@@ -469,7 +469,7 @@ class Pipeline:
         if self.base is not None:
             personal["base"] = self._base_record
             if self.adapter is not None:
-                from .adapters import save_adapter
+                from ..generation.adapters import save_adapter
 
                 files = self.rundir.save_model(lambda d: save_adapter(generator, d, self.adapter, self._base_record))
                 personal["adapter"] = self.adapter.model_dump()
@@ -516,8 +516,8 @@ class Pipeline:
         """Build (and drop) a Trainer from the train section: what Lightning refuses fails before any write."""
         import pytorch_lightning as pl
 
-        from .layout import check_layout, check_precision
-        from .training import quiet_lightning, trainer_kwargs
+        from ..train.layout import check_layout, check_precision
+        from ..train.training import quiet_lightning, trainer_kwargs
 
         check_layout(self.train)  # what Lightning accepts but this machine cannot run (nodes, devices)
         quiet_lightning()
@@ -567,7 +567,7 @@ class Pipeline:
         """Base + adapter as one model: the base loaded and checked to be the one the adapter was
         trained on, then the adapter attached and filled from ``model/``."""
         from . import personalise
-        from .adapters import attach, load_adapter_state, read_adapter
+        from ..generation.adapters import attach, load_adapter_state, read_adapter
 
         recorded = self.manifest().get("base") if isinstance(self.manifest().get("base"), Mapping) else {}
         if self.base is None:
@@ -616,7 +616,7 @@ class Pipeline:
         return self.inference.export(content, out_dir if out_dir is not None else self.rundir.outputs_dir)
 
     def score(self, content: Content) -> dict:
-        from .base import MetricContext
+        from ..contract.base import MetricContext
 
         results = {}
         cache = Path(os.environ.get("AIGC_CACHE_DIR") or Path.home() / ".cache" / "aigc")
@@ -647,7 +647,7 @@ class Pipeline:
         metrics = self.score(content)
         t5 = time.perf_counter()
         with phase("writing the summary (loss plot, manifest)", lazy=True):  # matplotlib's import: seconds
-            from .plotting import plot_losses
+            from ..store.plotting import plot_losses
 
             extra = plot_losses(self.run_dir)
             outputs = [

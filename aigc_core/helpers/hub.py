@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from .errors import ConfigError
+from ..contract.errors import ConfigError
 
 HUB_HOST = ("huggingface.co", 443)
 PROBE_TIMEOUT_S = 1.5

@@ -28,10 +28,10 @@ import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
 
-from .atomic import sha256_file, write_json
-from .errors import AigcError, UsageError
-from .inference import Inference, options_dict
-from .ranks import launcher_rank
+from ..contract.atomic import sha256_file, write_json
+from ..contract.errors import AigcError, UsageError
+from ..generation.inference import Inference, options_dict
+from ..helpers.ranks import launcher_rank
 
 PLAN_FILE = "generation.json"
 INDEX_FILE = "index.json"

@@ -23,8 +23,8 @@ import contextlib
 import re
 from typing import Any, Iterator, Literal, Optional
 
-from .errors import CheckpointError, ConfigError, did_you_mean
-from .params import Field, Params
+from ..contract.errors import CheckpointError, ConfigError, did_you_mean
+from ..contract.params import Field, Params
 
 #: The adapter name a run's own adapter has; the server gives each served run its own.
 DEFAULT = "default"
@@ -285,7 +285,7 @@ def save_adapter(generator: Any, directory: Any, spec: AdapterSpec, base: dict, 
 
     from safetensors.torch import save_file
 
-    from .components import jsonable
+    from ..contract.components import jsonable
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -306,7 +306,7 @@ def read_adapter(directory: Any) -> tuple[AdapterSpec, dict, dict]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .params import build_params
+    from ..contract.params import build_params
 
     directory = Path(directory)
     weights, meta = directory / WEIGHTS, directory / META

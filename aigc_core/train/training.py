@@ -24,16 +24,16 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from torch.utils.data import RandomSampler
 
-from . import progress
-from .allocator import tune_allocator
-from .atomic import write_text
-from .content import Content
-from .checkpoints import NonFiniteLoss, RunCheckpointIO, RunCheckpoints, StopSignals, loaders_in
-from .errors import CheckpointError, Interrupted
-from .inference import generate_with
-from .modalities import get_modality
-from .rundir import CHECKPOINT_FILE, LOGS_DIR, RunDir
-from .training_module import as_datamodule, training_module
+from ..contract import progress
+from ..helpers.allocator import tune_allocator
+from ..contract.atomic import write_text
+from ..contract.content import Content
+from ..store.checkpoints import NonFiniteLoss, RunCheckpointIO, RunCheckpoints, StopSignals, loaders_in
+from ..contract.errors import CheckpointError, Interrupted
+from ..generation.inference import generate_with
+from ..contract.modalities import get_modality
+from ..store.rundir import CHECKPOINT_FILE, LOGS_DIR, RunDir
+from ..contract.training_module import as_datamodule, training_module
 
 _QUIET = (
     r".*does not have many workers.*",
@@ -435,7 +435,7 @@ def fit(source: Any, generator: torch.nn.Module, train: Any, *, seed: int, rundi
         try:
             trainer = pl.Trainer(**kwargs)
         except (ValueError, TypeError, RuntimeError) as exc:  # Lightning's own checks of the train section
-            from .errors import ConfigError
+            from ..contract.errors import ConfigError
 
             raise ConfigError("train", str(exc).strip().splitlines()[0]) from None
         started = time.perf_counter()

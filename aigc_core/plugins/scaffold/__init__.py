@@ -15,7 +15,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from ..errors import UsageError
+from ...contract.errors import UsageError
 
 KINDS = ("generator", "post-processor", "data-source")
 #: The modalities the templates cover (a plugin's own modality starts from the nearest one).
@@ -78,7 +78,7 @@ def plan(name: str, kind: str, modality: str) -> dict[str, str]:
         raise UsageError(f"--kind: expected one of {', '.join(KINDS)}, got {kind!r}")
     if modality not in MODALITIES:
         raise UsageError(f"--modality: expected one of {', '.join(MODALITIES)}, got {modality!r}")
-    from .. import PLUGIN_API_VERSION, __version__
+    from ... import PLUGIN_API_VERSION, __version__
 
     values = names_for(name)
     major = int(__version__.split(".")[0])

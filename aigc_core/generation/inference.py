@@ -28,12 +28,12 @@ import random
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from .allocator import tune_allocator
-from .config import MAX_NUM_SAMPLES
-from .content import Content
-from .errors import AigcError, ConfigError, UsageError
-from .progress import ProgressCallback, phase, progress_reporting
-from .seeding import MAX_SEED
+from ..helpers.allocator import tune_allocator
+from ..store.config import MAX_NUM_SAMPLES
+from ..contract.content import Content
+from ..contract.errors import AigcError, ConfigError, UsageError
+from ..contract.progress import ProgressCallback, phase, progress_reporting
+from ..contract.seeding import MAX_SEED
 
 #: Seeds drawn for requests that give none (the server's): below 2**31, short enough to type back.
 FRESH_SEEDS = 2**31
@@ -152,7 +152,7 @@ def generate_with(generator: Any, n: int, seed: int = 0, *, start: int | None = 
     """A bare generator (no run: a test, a notebook, a training preview) asked as ``Inference`` asks
     it: ``options`` validated into its ``GenerateOptions`` (errors name ``generate.KEY``), the seed
     checked, then ``call_generator``. Nothing is stamped, post-processed or exported."""
-    from .params import build_params
+    from ..contract.params import build_params
 
     extra: dict[str, Any] = {}
     if start is not None:

@@ -25,8 +25,8 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
-from .errors import PluginError, did_you_mean
+from .. import hookspecs
+from ..contract.errors import PluginError, did_you_mean
 from .registry import KINDS, PluginInfo, Registry
 
 ENTRY_POINT_GROUP = "aigc"
@@ -43,7 +43,7 @@ HOOKS = {
 }
 MODALITY = "modality"
 
-from .hookspecs import hookimpl  # noqa: E402,F401 - beside hookspec; this old import path keeps working
+from ..hookspecs import hookimpl  # noqa: E402,F401 - beside hookspec; this old import path keeps working
 
 _registry: Registry | None = None
 
@@ -83,7 +83,7 @@ def _trace(pm: pluggy.PluginManager) -> None:
 
 def load_plugins() -> Registry:
     """Discover plugins and collect their components into a fresh Registry."""
-    from . import builtin
+    from .. import builtin
 
     registry = Registry()
     pm = pluggy.PluginManager("aigc")
@@ -221,8 +221,8 @@ def _api_problem(ep: Any, dist: str) -> str | None:
     ``aigc.api`` (see ``aigc_core.plugin_api``); only its text is read. A plugin that declares
     nothing is assumed to target the current version.
     """
-    from . import PLUGIN_API_VERSION
-    from .plugin_api import FROM_V1, FROM_V2, FROM_V3
+    from .. import PLUGIN_API_VERSION
+    from ..plugin_api import FROM_V1, FROM_V2, FROM_V3
 
     if ep.dist is None:
         return None

@@ -10,9 +10,9 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .modalities import add_modality, known_modalities
-from .errors import ConfigError, PluginError, did_you_mean
-from .plugin_api import FROM_V1, dataclass_params
+from ..contract.modalities import add_modality, known_modalities
+from ..contract.errors import ConfigError, PluginError, did_you_mean
+from ..plugin_api import FROM_V1, dataclass_params
 
 KINDS = ("data_source", "generator", "postprocessor", "metric", "exporter")
 #: Stable identifiers of the kinds in machine-readable output (``aigc plugins list --json``).

@@ -39,8 +39,8 @@ from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import Callback
 from torch.utils.data import BatchSampler
 
-from .atomic import write_bytes
-from .errors import AigcError, CheckpointError, Interrupted, first_line
+from ..contract.atomic import write_bytes
+from ..contract.errors import AigcError, CheckpointError, Interrupted, first_line
 from .rundir import CHECKPOINT_DIR, CHECKPOINT_FILE, RunDir
 
 LAST = CHECKPOINT_FILE

@@ -1,7 +1,7 @@
 """The bases of data sources and generators: plain torch, no Lightning.
 
 Imported only when a pipeline builds a component, never at discovery: it pulls in torch. Lightning
-is the training stack only (``aigc_core.training_module``): a finished run loads and generates with
+is the training stack only (``aigc_core.contract.training_module``): a finished run loads and generates with
 these classes alone, so ``aigc generate`` and ``aigc serve`` never pay Lightning's import.
 """
 
