@@ -1,5 +1,6 @@
 """The house's boundaries, checked on the source with ``ast``: no module imports another module's
-private (``_x``) names, and the core's modules import each other without cycles."""
+private (``_x``) names, the core's modules import each other without cycles, and each of the
+core's rooms imports only the rooms below it."""
 
 from __future__ import annotations
 
@@ -128,3 +129,83 @@ def test_the_checks_see_what_they_look_for(tmp_path):
     known = {"pkg", "pkg.a", "pkg.b"}
     assert _load_time_imports("pkg.a", planted, known) == {"pkg.b"}
     assert _load_time_imports("pkg.b", tmp_path / "pkg" / "b.py", known) == {"pkg.a"}
+
+
+#: aigc_core's rooms, bottom to top (docs/architecture.md, "Rooms"): a module imports only from its
+#: own room and the rooms before it. The public face (``aigc_core/__init__.py``, ``__main__``)
+#: stands above every room, and anything may read a name from it.
+ROOMS = [
+    ("contract", ["aigc_core.contract", "aigc_core.hookspecs", "aigc_core.plugin_api"]),
+    ("helpers", ["aigc_core.helpers"]),
+    ("builtin", ["aigc_core.builtin"]),
+    ("plugins", ["aigc_core.plugins"]),
+    ("store", ["aigc_core.store"]),
+    ("generation", ["aigc_core.generation"]),
+    ("train", ["aigc_core.train"]),
+    ("orchestration", ["aigc_core.orchestration"]),
+    ("front", ["aigc_core.server", "aigc_core.cli", "aigc_core.testing"]),
+]
+PUBLIC_FACE = {"aigc_core", "aigc_core.__main__"}
+
+#: The imports that go up, each with why (all inside a function, run on first use).
+UPWARD = {
+    ("aigc_core.contract.modalities", "aigc_core.builtin"):
+        "the built-in plugin's modalities are registered on first use, so Content('image') works before plugins load",
+    ("aigc_core.contract.modalities", "aigc_core.plugins"): "the built-in plugin's name, for that registration",
+    ("aigc_core.contract.modalities", "aigc_core.plugins.registry"): "'module:Class' targets load as components' do",
+}
+
+
+def _room(module: str) -> int | None:
+    for level, (_, prefixes) in enumerate(ROOMS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return level
+    return None
+
+
+def _upward_imports(module: str, path: Path, known: set[str]) -> list[tuple[str, str, int]]:
+    """(module, imported module, line) for every import, at any depth, of a room above the module's."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            source = _absolute(module, path.name == "__init__.py", node)
+            names = [f"{source}.{a.name}" if f"{source}.{a.name}" in known else source for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        for name in names:
+            if name in known and name not in PUBLIC_FACE and (_room(name) or 0) > (_room(module) or 0):
+                out.append((module, name, node.lineno))
+    return out
+
+
+def test_every_core_module_is_in_a_room():
+    homeless = [m for m in _modules(ROOT / "aigc_core") if m not in PUBLIC_FACE and _room(m) is None]
+    assert homeless == [], "modules in no room (put each in one, and in ROOMS here and docs/architecture.md):\n" + \
+        "\n".join(homeless)
+
+
+def test_rooms_import_only_the_rooms_below_them():
+    modules = _modules(ROOT / "aigc_core")
+    known = set(modules)
+    found = []
+    for module, path in modules.items():
+        if module in PUBLIC_FACE or _room(module) is None:  # the test above names a module in no room
+            continue
+        for src, dst, line in _upward_imports(module, path, known):
+            if (src, dst) not in UPWARD:
+                found.append(f"{_where(path)}:{line}: {src} ({ROOMS[_room(src)][0]}) imports {dst} "
+                             f"({ROOMS[_room(dst)][0]}), a room above it")
+    assert found == [], "imports against the flow of the rooms:\n" + "\n".join(found)
+    used = {(s, d) for m, p in modules.items() if _room(m) is not None for s, d, _ in _upward_imports(m, p, known)}
+    assert set(UPWARD) <= used, f"UPWARD lists imports that are gone: {sorted(set(UPWARD) - used)}"
+
+
+def test_the_room_check_sees_an_import_against_the_flow(tmp_path):
+    planted = tmp_path / "store" / "x.py"
+    planted.parent.mkdir()
+    planted.write_text("def f():\n    from ..orchestration import pipeline\n")
+    known = {"aigc_core.store.x", "aigc_core.orchestration", "aigc_core.orchestration.pipeline"}
+    assert _upward_imports("aigc_core.store.x", planted, known) == [
+        ("aigc_core.store.x", "aigc_core.orchestration.pipeline", 2)]
