@@ -153,6 +153,8 @@ UPWARD = {
         "the built-in plugin's modalities are registered on first use, so Content('image') works before plugins load",
     ("aigc_core.contract.modalities", "aigc_core.plugins"): "the built-in plugin's name, for that registration",
     ("aigc_core.contract.modalities", "aigc_core.plugins.registry"): "'module:Class' targets load as components' do",
+    ("aigc_core.contract.base", "aigc_core.generation.inference"):
+        "a metric given a bare generator (no Inference) calls it through the one call path, on use",
 }
 
 

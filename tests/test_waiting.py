@@ -13,8 +13,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 from aigc_core.helpers import waiting
 
 PROBE = textwrap.dedent("""
@@ -33,20 +31,6 @@ PROBE = textwrap.dedent("""
     print(json.dumps({"code": code, "at_torch_import": seen.get("torch", "not imported"),
                       "after": os.environ.get("OMP_WAIT_POLICY")}))
 """)
-
-#: small parallel tensor work, back to back: Griffin-Lim's inner loop on one short clip
-SPIN = textwrap.dedent("""
-    import time, torch
-    x, w = torch.rand(1, 2000), torch.hann_window(512)
-    for _ in range(20):
-        torch.stft(x, 512, 128, window=w, return_complex=True)
-    started = time.process_time()
-    for _ in range(200):
-        spec = torch.stft(x, 512, 128, window=w, return_complex=True)
-        torch.istft(spec, 512, 128, window=w, length=2000)
-    print(time.process_time() - started, torch.get_num_threads())
-""")
-
 
 def clean_env(**extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in (*waiting.USER_KEYS, waiting.ENV)}
@@ -86,20 +70,3 @@ def test_too_late_once_torch_is_imported(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", sys.modules.get("torch") or object())
     assert waiting.passive_waits() is False
     assert "OMP_WAIT_POLICY" not in os.environ
-
-
-def spin_cpu_seconds(**env: str) -> tuple[float, int]:
-    # two threads whatever the suite's OMP_NUM_THREADS: one thread never waits for another
-    out = subprocess.run([sys.executable, "-c", SPIN], env=clean_env(OMP_NUM_THREADS="2", **env), capture_output=True, text=True,
-                         check=True, timeout=300).stdout.split()
-    return float(out[0]), int(out[1])
-
-
-def test_passive_threads_do_not_burn_the_cpu_while_waiting():
-    """The mechanism, with this torch build: waiting threads that spin cost CPU time (on a busy
-    machine, the time slices their partners need); sleeping ones do not."""
-    if (os.cpu_count() or 1) < 2:
-        pytest.skip("one core here: no second OpenMP thread to wait for (needs 2 or more cores)")
-    spinning, _ = spin_cpu_seconds()
-    sleeping, _ = spin_cpu_seconds(OMP_WAIT_POLICY="PASSIVE")
-    assert sleeping < 0.75 * spinning, (sleeping, spinning)
