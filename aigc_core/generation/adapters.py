@@ -258,6 +258,7 @@ def merge(generator: Any, name: str = DEFAULT) -> Any:
     with torch.no_grad():
         for layer in _lora_layers(generator):
             if not _is_whole(layer) and name in layer.lora_A.keys():
+                _own_weight(generator, layer.get_base_layer())
                 layer.merge(adapter_names=[name])
     for qualified, layer in list(_named_lora_layers(generator)):
         parent_name, _, child = qualified.rpartition(".")
@@ -271,6 +272,21 @@ def merge(generator: Any, name: str = DEFAULT) -> Any:
         param.requires_grad_(True)
     _thaw_statistics(generator)
     return generator
+
+
+def _own_weight(generator: Any, layer: Any) -> None:
+    """Give ``layer`` a weight of its own when another layer shares it: a language model's output
+    layer is usually tied to its input embedding, and folding the output's correction into the
+    shared tensor would change the input embedding too (the merged model would not make what the
+    adapter made). Saving the two apart is the backend's part (``causal-lm`` unties its config)."""
+    import torch.nn as nn
+
+    weight = getattr(layer, "weight", None)
+    if not isinstance(weight, nn.Parameter):
+        return
+    holders = sum(1 for _, p in generator.named_parameters(remove_duplicate=False) if p is weight)
+    if holders > 1:
+        layer.weight = nn.Parameter(weight.detach().clone(), requires_grad=weight.requires_grad)
 
 
 WEIGHTS = "adapter.safetensors"

@@ -35,6 +35,9 @@ TOKENIZER_DIR = "tokenizer"
 #: LoRA targets of pretrained bases of other families (peft's names for them), tried in order when
 #: a base has none of GPT-2's: Llama, Mistral, Qwen, OPT, Phi...; GPT-NeoX, Falcon, Bloom
 OTHER_TARGETS = (("q_proj", "k_proj", "v_proj", "o_proj"), ("query_key_value",))
+#: The output layer (hidden state to a logit per token), adapted besides the body's projections
+#: when the model has one under this name (GPT-2, Llama and most others do)
+OUTPUT_LAYER = "lm_head"
 
 
 class CausalLMParams(Params):
@@ -111,14 +114,20 @@ def _context_of(model) -> int:
     return 1024
 
 
+def _has(names: list[str], layer: str) -> bool:
+    return any(n == layer or n.endswith("." + layer) for n in names)
+
+
 def _targets_of(model, default: tuple[str, ...]) -> tuple[str, ...]:
-    """GPT-2's projections, or those of the first other family the model has: a pretrained base
-    need not be a GPT-2, and a default that names no layer of it adapts nothing."""
+    """GPT-2's projections, or those of the first other family the model has (a pretrained base
+    need not be a GPT-2, and a default that names no layer of it adapts nothing), and the output
+    layer if there is one."""
     names = [name for name, _ in model.named_modules()]
-    for family in (default, *OTHER_TARGETS):
-        present = tuple(t for t in family if any(n == t or n.endswith("." + t) for n in names))
+    body = tuple(t for t in default if t != OUTPUT_LAYER)
+    for family in (body, *OTHER_TARGETS):
+        present = tuple(t for t in family if _has(names, t))
         if present:
-            return present
+            return present + ((OUTPUT_LAYER,) if _has(names, OUTPUT_LAYER) else ())
     return default
 
 
@@ -137,9 +146,13 @@ class CausalLM(Generator):
     GenerateOptions = TextOptions
     training = "aigc_text.training:CausalLMTraining"
     #: LoRA's default layers (peft target_modules: a module name or its dotted suffix): every
-    #: attention and MLP projection of GPT-2 (transformers' Conv1D, which peft adapts), the usual
-    #: choice for a small model. A base of another family gets its own names (``OTHER_TARGETS``).
-    adapter_targets: ClassVar[tuple[str, ...]] = ("c_attn", "c_proj", "c_fc")
+    #: attention and MLP projection of GPT-2 (transformers' Conv1D, which peft adapts) and the output
+    #: layer. The output layer is what another text needs most: its tokens come at other rates than
+    #: the base's, and the body's projections alone cannot move the logits as far (on the Python
+    #: documentation, the Shakespeare base's adapter without it stayed 1.13x full fine-tuning's
+    #: held-out loss; with it, at rank 3 and no more weights, within 1.05x; docs/benchmarks.md).
+    #: A base of another family gets its own names (``OTHER_TARGETS``).
+    adapter_targets: ClassVar[tuple[str, ...]] = ("c_attn", "c_proj", "c_fc", OUTPUT_LAYER)
 
     def __init__(self, params: CausalLMParams, info: dict, model=None, tokenizer=None):
         super().__init__(params, info)
@@ -369,6 +382,11 @@ class CausalLM(Generator):
         gen.eos_token_id = eos
         gen.bos_token_id = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else eos
         gen.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+        out, emb = self.model.get_output_embeddings(), self.model.get_input_embeddings()
+        if out is not None and getattr(self.model.config, "tie_word_embeddings", False) and out.weight is not emb.weight:
+            # an adapter on the output layer, merged (``aigc export --merge``), gave it its own weights: a
+            # config still saying "tied" would have loading throw them away for the input embedding's
+            self.model.config.tie_word_embeddings = False
         _quiet_transformers()
         self.model.save_pretrained(str(directory))
         self.tokenizer.save_pretrained(str(directory))

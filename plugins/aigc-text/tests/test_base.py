@@ -7,6 +7,7 @@ without timing.
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -64,7 +65,7 @@ def test_transformers_folder_loads_with_its_tokenizer_and_generates(base_dir, no
     content = generate(gen, 2, seed=0, max_new_tokens=4, prompts=["The "])
     assert [item.meta["new_tokens"] for item in content.items] == [4, 4]
     assert all(item.data.startswith("The ") for item in content.items)
-    assert gen.adapter_targets == ("c_attn", "c_proj", "c_fc")
+    assert gen.adapter_targets == ("c_attn", "c_proj", "c_fc", "lm_head")
 
 
 def test_without_data_info_the_base_loads_as_it_is(base_dir, no_network):
@@ -76,7 +77,7 @@ def test_without_data_info_the_base_loads_as_it_is(base_dir, no_network):
 
 def test_a_base_of_another_family_gets_its_own_targets(tmp_path, no_network):
     gen = CausalLM.load_base(str(save_base(tmp_path / "llama", family="llama")), params(), INFO)
-    assert gen.adapter_targets == ("q_proj", "k_proj", "v_proj", "o_proj")
+    assert gen.adapter_targets == ("q_proj", "k_proj", "v_proj", "o_proj", "lm_head")
     assert len(generate(gen, 1, seed=0, max_new_tokens=2).items) == 1
 
 
@@ -181,3 +182,33 @@ def test_base_record_is_the_sha256_of_the_weights(base_dir, tmp_path):
     data[-1] ^= 1
     weights.write_bytes(bytes(data))
     assert CausalLM.base_record(str(copy))["sha256"] != record["sha256"]
+
+
+def test_an_adapter_on_the_tied_output_layer_merges_into_a_model_that_makes_what_it_made(base_dir, tmp_path):
+    """GPT-2's output layer shares its weight with the input embedding; the text adapter's default
+    corrects it (what most of the gain on another text is). Merged, the correction must land on the
+    output layer alone, and the saved model must load with the two apart."""
+    from aigc_core.generation.adapters import AdapterSpec, attach, merge
+
+    gen = CausalLM.load_base(str(base_dir), params(), INFO)
+    assert gen.model.lm_head.weight is gen.model.transformer.wte.weight
+    attach(gen, AdapterSpec(rank=2))  # the backend's default targets
+    assert "lm_head" in gen.adapter_targets
+    with torch.no_grad():  # a trained adapter: every correction away from zero
+        for param in gen.parameters():
+            if param.requires_grad:
+                param.add_(torch.randn_like(param) * 0.3)
+    gen.eval()
+    ids = torch.tensor([[1, 5, 9, 20, 7]])
+    with torch.no_grad():
+        adapted = gen.model(input_ids=ids).logits
+    merge(gen).eval()
+    with torch.no_grad():
+        assert torch.allclose(gen.model(input_ids=ids).logits, adapted, atol=1e-4)
+    gen.save_artifact(tmp_path / "merged")
+    # said in the config, not left to this transformers' check of the weights: other tools (and older
+    # transformers) tie what the config says is tied, and would make the input embedding the output
+    assert json.loads((tmp_path / "merged" / "config.json").read_text())["tie_word_embeddings"] is False
+    back = CausalLM.load_artifact(tmp_path / "merged", params())
+    with torch.no_grad():
+        assert torch.allclose(back.model(input_ids=ids).logits, adapted, atol=1e-4)
