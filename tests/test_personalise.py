@@ -145,6 +145,27 @@ def test_merged_export_is_standalone_and_makes_what_the_adapter_made(runs, tmp_p
     assert Run.load(out).fingerprint == merged.fingerprint
 
 
+def test_the_adapter_trains_at_lr_scale_times_the_generators_rate(runs, tmp_path):
+    """``generator.adapter.lr_scale`` reaches the optimiser of a real run (the config's ``lr`` stays
+    what full fine-tuning of the same config would use)."""
+    from pytorch_lightning.callbacks import Callback
+
+    from aigc_core import Pipeline
+
+    seen = []
+
+    class Rates(Callback):
+        def on_train_batch_start(self, trainer, *args, **kwargs) -> None:
+            seen.append([group["lr"] for opt in trainer.optimizers for group in opt.param_groups])
+
+    config = copy.deepcopy(runs["config"])
+    config["generator"]["adapter"] = {"rank": 2, "targets": VAE_TARGETS, "lr_scale": 5}
+    config["train"]["max_steps"] = 1
+    config["output"]["dir"] = str(tmp_path / "scaled")
+    Pipeline.from_config(config).fit(callbacks=[Rates()])
+    assert seen == [[pytest.approx(0.15)]]  # 5 x the config's lr of 0.03
+
+
 def test_full_fine_tuning_from_a_base_stores_a_whole_model(runs, tmp_path):
     from aigc_core import Pipeline, Run
 
@@ -190,6 +211,10 @@ def test_a_gan_adapts_with_the_base_discriminator(tmp_path):
     ({"name": "vae", "base": "BASE", "adapter": {"targets": ["decoder.fc0"]}}, "generator.adapter.targets",
      "did you mean"),
     ({"name": "vae", "base": "BASE", "adapter": {"targets": ["decoder"]}}, "generator.adapter.targets", "LoRA adapts"),
+    ({"name": "vae", "base": "BASE", "adapter": {"targets": VAE_TARGETS, "lr_scale": 0}}, "generator.adapter.lr_scale",
+     "must be in (0, 1000]"),
+    ({"name": "vae", "base": "BASE", "adapter": {"targets": VAE_TARGETS, "lr_scale": "fast"}},
+     "generator.adapter.lr_scale", "number"),
     ({"name": "dcgan", "base": "BASE"}, "generator.base", "same backend"),
     ({"name": "vae", "base": "./no/such/run"}, "generator.base", "no such run directory"),
     ({"name": "vae", "base": "MINE", "adapter": {"rank": 2}}, "generator.base", "export --merge"),

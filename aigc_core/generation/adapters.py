@@ -39,6 +39,9 @@ class AdapterSpec(Params):
     rank: int = Field(8, ge=1, le=4096, description="rank of each correction: its size and capacity")
     alpha: Optional[float] = Field(None, gt=0, description="the correction is scaled by alpha / rank; default: rank (scale 1)")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapter's input while training")
+    lr_scale: float = Field(1.0, gt=0, le=1000, description="the adapter's weights learn at this multiple of the "
+                            "generator's learning rate (every one it has, schedule and all); LoRA usually "
+                            "wants 3-10, full fine-tuning of the same base the generator's own")
     targets: Optional[list[str]] = Field(None, min_length=1, description="layer names (or name endings) to adapt; "
                                          "default: the generator's adapter_targets")
     whole: Optional[list[str]] = Field(None, description="small layers (norm gains and shifts, an output layer into "
@@ -248,6 +251,78 @@ def load_adapter_state(generator: Any, state: dict, name: str = DEFAULT, where: 
     was_training = generator.training
     generator.load_artifact_state(current)
     generator.train(was_training)
+
+
+def scale_lr(module: Any, spec: AdapterSpec) -> None:
+    """Make ``module`` (the generator's ``GeneratorTraining``) train its adapter at ``spec.lr_scale``
+    times the learning rates its ``configure_optimizers`` sets.
+
+    Why not the generator's ``lr``: full fine-tuning and an adapter of the same base want different
+    rates (a low-rank correction starts at zero and moves a few directions; the whole model moves
+    every weight and forgets at a rate LoRA would crawl at), and a config that raised ``lr`` for its
+    adapter would raise it for full fine-tuning too. A multiple, not a rate, because a backend may
+    hold several (a GAN's generator and discriminator, StyleGAN's lazy-regularisation ratio, a
+    text model's groups with and without decay): each param group whose trainable weights are all
+    adapter weights is scaled, with its scheduler's base rate, so warm-up and decay keep their
+    shape; the discriminator's and any other network's are left alone. A group that mixes adapter
+    weights with other trainable weights cannot be scaled and is a ``ConfigError``."""
+    if spec.lr_scale == 1:
+        return
+    configure = module.configure_optimizers
+    adapter = {id(p) for key, p in module.generator.named_parameters() if p.requires_grad and _is_adapter_key(key)}
+
+    def configure_optimizers() -> Any:
+        configured = configure()
+        optimisers, schedulers = _optimisers_and_schedulers(configured)
+        scaled = 0
+        for opt in optimisers:
+            for i, group in enumerate(opt.param_groups):
+                trainable = [p for p in group["params"] if p.requires_grad]
+                mine = [p for p in trainable if id(p) in adapter]
+                if not mine:
+                    continue
+                if len(mine) < len(trainable):
+                    raise ConfigError(f"{KEY}.lr_scale", f"{type(module).__name__} trains adapter weights in one "
+                                                         "optimiser group with others; this backend cannot scale "
+                                                         "the adapter's learning rate (leave lr_scale at 1)")
+                group["lr"] *= spec.lr_scale
+                if "initial_lr" in group:  # a scheduler's: the base its schedule multiplies
+                    group["initial_lr"] *= spec.lr_scale
+                for sched in schedulers:
+                    if getattr(sched, "optimizer", None) is opt and hasattr(sched, "base_lrs"):
+                        sched.base_lrs[i] *= spec.lr_scale
+                scaled += 1
+        if not scaled:
+            raise ConfigError(f"{KEY}.lr_scale", f"{type(module).__name__} gives no optimiser the adapter's "
+                                                 "weights; leave lr_scale at 1")
+        return configured
+
+    module.configure_optimizers = configure_optimizers
+
+
+def _optimisers_and_schedulers(configured: Any) -> tuple[list, list]:
+    """Every optimiser and scheduler in what ``configure_optimizers`` may return (Lightning's forms:
+    one optimiser, a list, a dict with ``optimizer`` and ``lr_scheduler``, a pair of lists, ...)."""
+    import torch
+
+    optimisers: list = []
+    schedulers: list = []
+
+    def walk(item: Any) -> None:
+        if isinstance(item, torch.optim.Optimizer):
+            optimisers.append(item)
+        elif isinstance(item, dict):
+            for key in ("optimizer", "lr_scheduler", "scheduler"):
+                if key in item:
+                    walk(item[key])
+        elif isinstance(item, (list, tuple)):
+            for each in item:
+                walk(each)
+        elif hasattr(item, "optimizer"):  # a scheduler
+            schedulers.append(item)
+
+    walk(configured)
+    return optimisers, schedulers
 
 
 def merge(generator: Any, name: str = DEFAULT) -> Any:

@@ -453,7 +453,8 @@ class Pipeline:
                 with StartupGuard(self._discard_if_fresh) as guard:
                     summary = training.fit(source, generator, self.train, seed=self.seed, rundir=self.rundir,
                                            resume=resumable, preview=preview, callbacks=[guard.callback, *callbacks],
-                                           base=self._base_run if self.base is not None else False)
+                                           base=self._base_run if self.base is not None else False,
+                                           adapter=self.adapter)
             except MisconfigurationException as exc:
                 # a train setting this generator cannot take (clipping with manual optimisation): known once it is built
                 raise ConfigError("train", first_line(exc)) from None

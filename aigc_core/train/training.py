@@ -378,7 +378,7 @@ def trainer_kwargs(train: Any) -> dict:
 
 def fit(source: Any, generator: torch.nn.Module, train: Any, *, seed: int, rundir: RunDir,
         resume: bool, preview: Callable[[Content, str], None] | None = None,
-        callbacks: Sequence[Callback] = (), base: Any = False) -> dict:
+        callbacks: Sequence[Callback] = (), base: Any = False, adapter: Any = None) -> dict:
     """Train ``generator`` on ``source`` with the ``train`` settings; checkpoints and logs go into ``rundir``.
 
     The generator is wrapped in the LightningModule its class names (``Generator.training``); the
@@ -389,6 +389,8 @@ def fit(source: Any, generator: torch.nn.Module, train: Any, *, seed: int, rundi
     ``train.sample_every_n_epochs``; ``callbacks`` are added before aigc's checkpointing one.
     ``base``: the base ``Run`` (None: a checkpoint in the backend's own format) when the generator
     starts from ``generator.base``; the training module's ``adopt_base`` sees it before fitting.
+    ``adapter``: the ``AdapterSpec`` attached to ``generator``, whose ``lr_scale`` scales the
+    adapter's learning rates.
     """
     quiet_lightning()
     tune_allocator()
@@ -396,6 +398,10 @@ def fit(source: Any, generator: torch.nn.Module, train: Any, *, seed: int, rundi
     module = training_module(generator)
     if base is not False:
         module.adopt_base(base)
+    if adapter is not None:
+        from ..generation.adapters import scale_lr
+
+        scale_lr(module, adapter)
     datamodule = as_datamodule(module.datamodule(source))
     run_dir = rundir.path
     checkpoint_io = RunCheckpointIO(rundir)
