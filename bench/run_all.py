@@ -99,7 +99,7 @@ BENCHES = [
           keep=r'generation:|"(sigkills|resumed|restarts_from_scratch|max_steps_redone|files_lost_or_different|ratio)"'),
     Bench("first-content", "bench_first_content.py", (),
           "time to first content of `aigc generate` and `aigc serve` against the imports they need (issue 30)",
-          cost="not measured yet"),
+          cost="~4 min idle"),
     # Not in the default run: each trains for many CPU-minutes.
     Bench("gan-quality", "bench_gan_quality.py",
           ("--config", "configs/gan-mnist.yaml", "--budget", "300", "--deadline-min", "50"),

@@ -146,16 +146,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from ..generation.inference import check_seed
-    from ..orchestration.run import Run
-    from ..store.rundir import OutputDir, RunDir
+    from ..helpers.collector import held_off_while_loading
 
-    options = parse_options(args.options)
-    if args.prompt:
-        options["prompts"] = list(args.prompt)
-    if args.seed is not None:
-        check_seed(args.seed, "--seed")
-    inference = Run.load(args.run_dir).inference
+    with held_off_while_loading():  # imports and the model's objects: see aigc_core.helpers.collector
+        from ..generation.inference import check_seed
+        from ..orchestration.run import Run
+        from ..store.rundir import OutputDir, RunDir
+
+        options = parse_options(args.options)
+        if args.prompt:
+            options["prompts"] = list(args.prompt)
+        if args.seed is not None:
+            check_seed(args.seed, "--seed")
+        inference = Run.load(args.run_dir).inference
     if args.stream:
         if not inference.streams:
             from ..contract.errors import UsageError

@@ -74,26 +74,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         say("loading " + (f"{len(args.runs)} models" if len(args.runs) > 1 else "1 model")
             + " (the first load imports torch)")
-        beat.doing("loading the server (FastAPI, uvicorn)")
-        from ..server.app import create_app
-        from ..server.connections import bind_socket, guarded_server, uvicorn_config
-        from ..server.models import load_models
+        from ..helpers.collector import held_off_while_loading
 
-        given = {str(spec).partition("=")[2] if "=" in str(spec) else str(spec) for spec in args.runs}
+        with held_off_while_loading():  # imports and the models' objects: see aigc_core.helpers.collector
+            beat.doing("loading the server (FastAPI, uvicorn)")
+            from ..server.app import create_app
+            from ..server.connections import bind_socket, guarded_server, uvicorn_config
+            from ..server.models import load_models
 
-        def report(position: int, total: int, run_dir, model) -> None:
-            if model is None:
-                beat.doing(f"loading {run_dir}")
-                base = "" if str(run_dir) in given else " (the base of personalised runs given, loaded once for them)"
-                say(f"loading model {position + 1} of {total}: {run_dir}{base}")
-            else:
-                say(f"loaded {model.name} ({_kind(model)}) in {beat.elapsed():.1f} s")
-                beat.doing("loading the next model")
+            given = {str(spec).partition("=")[2] if "=" in str(spec) else str(spec) for spec in args.runs}
 
-        beat.doing("reading the run directories")  # which runs share a base: configs read, torch imported
-        models = load_models(args.runs, report=report)  # a bad run directory fails here, before a socket is bound
-        beat.doing("starting the server")
-        app = create_app(models, settings)
+            def report(position: int, total: int, run_dir, model) -> None:
+                if model is None:
+                    beat.doing(f"loading {run_dir}")
+                    base = "" if str(run_dir) in given else " (the base of personalised runs given, loaded once for them)"
+                    say(f"loading model {position + 1} of {total}: {run_dir}{base}")
+                else:
+                    say(f"loaded {model.name} ({_kind(model)}) in {beat.elapsed():.1f} s")
+                    beat.doing("loading the next model")
+
+            beat.doing("reading the run directories")  # which runs share a base: configs read, torch imported
+            models = load_models(args.runs, report=report)  # a bad run directory fails here, before a socket is bound
+            beat.doing("starting the server")
+            app = create_app(models, settings)
         sock = bind_socket(settings.host, settings.port)
     except BaseException:
         beat.__exit__()
