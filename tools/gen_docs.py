@@ -201,15 +201,17 @@ generator parameters are inherited: the keys this config sets replace them; the 
 base's) or a checkpoint in the backend's own format, which only some backends read (`ddpm`: a
 diffusers folder; `causal-lm`: a transformers folder or hub id). `generator.adapter` trains LoRA
 adapters (peft) on a frozen base: `rank` (at most the smaller side of every adapted layer),
-`alpha` (the correction is scaled by alpha / rank; default: rank), `dropout`, and `targets`
-(layer names or name endings; default: the backend's own choice). Such a run's `model/` holds the
+`alpha` (the correction is scaled by alpha / rank; default: rank), `dropout`, `targets`
+(layer names or name endings; default: the backend's own choice), `whole` (small layers trained
+whole) and `lr_scale` (the adapter learns at this multiple of the generator's learning rate,
+default 1: LoRA usually wants 3-10, and the config's `lr` stays full fine-tuning's). Such a run's `model/` holds the
 adapter only, and its manifest records the base (`base`: path and model fingerprint, or id and
 sha256) and `adapter`; it loads on that base alone. `aigc export --merge RUN OUT` writes a
 standalone run with the adapter folded in.
 
 `aigc check` refuses, naming the key, with exit code 2: a base that does not exist, is unfinished,
 is of another backend or is itself an adapter (merge it first), an adapter without a base, a rank
-out of range or larger than a layer, a target that names no layer (with the closest names) or a
+out of range or larger than a layer, an `lr_scale` not in (0, 1000], a target that names no layer (with the closest names) or a
 layer LoRA cannot adapt. `aigc run` also refuses data the base cannot make (another image size,
 other classes, another sample rate) before it writes anything.
 
