@@ -39,9 +39,13 @@ def r1_penalty(d_real: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
 
 def mode_seeking_penalty(images: torch.Tensor, ws: torch.Tensor, eps: float = 1e-5):
     """Mode seeking (Mao et al. 2019): pairs (i, i + N/2) should differ in the image as much as in
-    their styles. Returns 1 / (mean image distance / mean style distance), and that ratio. Tried
-    against the one-picture-per-class collapse of issue 25, which it did not cure (speckled strokes);
-    the cause was a discriminator learning too slowly (``lr_d``; docs/benchmarks.md, "Style-based GAN")."""
+    their styles. Returns 1 / (mean image distance / mean style distance), and that ratio.
+
+    Issue 25's collapse had two stages. The early one (a few hundred iterations) came from a
+    discriminator learning too slowly (``lr_d``), and this did not cure it. With ``lr_d`` fixed, the
+    synthesis network still learnt, over the next ~1,000 iterations, to ignore the part of w that z
+    sets (w kept varying with z; the images did not), whatever the augmentation, noise inputs, R1
+    interval or minibatch grouping. This term is what counters exactly that: it is on by default."""
     half = images.shape[0] // 2
     image_distance = (images[:half] - images[half:2 * half]).abs().flatten(1).mean(1)
     style_distance = (ws[:half] - ws[half:2 * half]).abs().flatten(1).mean(1)
