@@ -40,10 +40,21 @@ def run_loop(**env: str) -> tuple[str, int]:
 
 
 def test_tuning_cuts_the_page_faults_of_a_network_loop():
-    tuned, tuned_faults = run_loop()
-    plain, plain_faults = run_loop(**{allocator.ENV: "0"})
-    assert (tuned, plain) == ("True", "False")
-    assert tuned_faults * 5 < plain_faults, (tuned_faults, plain_faults)
+    """glibc raises its own mmap threshold after the first large free, so where the freed buffers
+    land decides whether an untuned process faults them back: 5 of 8 processes here did (76,000 to
+    91,000 faults), 3 had none. So the untuned reference is the first of up to six processes that
+    faults, and the tuned figure is the worst of four (0 to 3,136 seen): a tuning that does nothing
+    has a worst of four that faults as the reference does."""
+    tuned = [run_loop() for _ in range(4)]
+    assert {flag for flag, _ in tuned} == {"True"}
+    plain_faults = 0
+    for _ in range(6):
+        flag, plain_faults = run_loop(**{allocator.ENV: "0"})
+        assert flag == "False"
+        if plain_faults:
+            break
+    worst = max(faults for _, faults in tuned)
+    assert worst * 5 < plain_faults, (worst, plain_faults)
 
 
 def test_a_users_malloc_settings_are_left_alone(monkeypatch):
